@@ -1,0 +1,6 @@
+-- The partitions of attempts, by name.
+SELECT c.relname AS name
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+WHERE i.inhparent = 'attempts'::regclass
+ORDER BY c.relname

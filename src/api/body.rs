@@ -1,0 +1,65 @@
+//! The ingest body: raw bytes kept exactly as received, read with a size limit so an
+//! oversized request is refused without being buffered whole.
+
+use poem::{Body, Request, RequestBody};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
+use tokio::io::AsyncReadExt;
+
+use crate::error::ApiError;
+
+/// Any JSON document, taken as the exact bytes sent. The `Content-Type` is not checked:
+/// the bytes are, by parsing them.
+pub struct RawJsonBody(pub Body);
+
+impl<'a> ApiExtractor<'a> for RawJsonBody {
+    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
+    type ParamType = ();
+    type ParamRawType = ();
+
+    fn register(_registry: &mut Registry) {}
+
+    fn request_meta() -> Option<MetaRequest> {
+        Some(MetaRequest {
+            description: Some("Any JSON document; stored and delivered byte for byte."),
+            content: vec![MetaMediaType {
+                content_type: "application/json",
+                schema: MetaSchemaRef::Inline(Box::new(MetaSchema::ANY)),
+            }],
+            required: true,
+        })
+    }
+
+    async fn from_request(
+        _request: &'a Request,
+        body: &mut RequestBody,
+        _options: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self(body.take()?))
+    }
+}
+
+/// Reads at most `limit` bytes; a longer body is refused as soon as it passes the limit,
+/// and one that declares a larger `Content-Length` before a byte is read.
+pub async fn read_limited(request_length: Option<u64>, body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    if request_length.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    let mut bytes = Vec::with_capacity(request_length.map_or(8 * 1024, |l| l as usize));
+    let mut reader = body.into_async_read().take(limit as u64 + 1);
+    reader
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the request body: {e}")))?;
+    if bytes.len() > limit {
+        return Err(ApiError::payload_too_large(limit));
+    }
+    Ok(bytes)
+}
+
+/// Checks that `bytes` hold exactly one JSON document, without building it in memory.
+pub fn validate_json(bytes: &[u8]) -> Result<(), ApiError> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        .map(|_| ())
+        .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))
+}

@@ -1,0 +1,258 @@
+//! What happened to each webhook: `GET /deliveries/{id}` and a subscription's recent
+//! deliveries and attempts.
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::{Enum, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::AdminAuth;
+use super::{page_limit, ApiContext, ApiTags};
+use crate::db::attempts::{self, AttemptRow, DeliveryAttemptRow};
+use crate::db::deliveries::{self, DeliveryRow};
+use crate::db::subscriptions;
+use crate::error::ApiError;
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its first attempt.
+    Queued,
+    /// An attempt is being made now.
+    Delivering,
+    /// An attempt failed; the next one is due at `next_attempt_at`.
+    Retrying,
+    /// The receiver answered 2xx.
+    Succeeded,
+    /// Every attempt failed, or the subscription was deleted.
+    Failed,
+}
+
+impl DeliveryStatus {
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "queued" => Self::Queued,
+            "delivering" => Self::Delivering,
+            "retrying" => Self::Retrying,
+            "succeeded" => Self::Succeeded,
+            "failed" => Self::Failed,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Delivering => "delivering",
+            Self::Retrying => "retrying",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+/// How one attempt ended.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    /// The receiver answered 2xx.
+    Success,
+    /// It failed and another attempt follows.
+    FailedAttempt,
+    /// It failed and was the last attempt: the delivery gave up.
+    Failure,
+}
+
+impl AttemptOutcome {
+    fn parse(text: &str) -> Self {
+        match text {
+            "success" => Self::Success,
+            "failed_attempt" => Self::FailedAttempt,
+            _ => Self::Failure,
+        }
+    }
+}
+
+/// One HTTP attempt.
+#[derive(Debug, Object)]
+pub struct Attempt {
+    pub attempt_number: i32,
+    pub outcome: AttemptOutcome,
+    /// The receiver's HTTP status; null when no response arrived.
+    pub status_code: Option<i32>,
+    /// Why the attempt failed (timeout, connection error, non-2xx status, ...).
+    pub error: Option<String>,
+    pub duration_ms: i32,
+    /// The first 1 KiB of the response body.
+    pub response_excerpt: Option<String>,
+    pub target_url: String,
+    pub created_at: OffsetDateTime,
+}
+
+impl From<DeliveryAttemptRow> for Attempt {
+    fn from(row: DeliveryAttemptRow) -> Self {
+        Self {
+            attempt_number: row.attempt_number,
+            outcome: AttemptOutcome::parse(&row.outcome),
+            status_code: row.status_code,
+            error: row.error,
+            duration_ms: row.duration_ms,
+            response_excerpt: row.response_excerpt,
+            target_url: row.target_url,
+            created_at: row.created_at,
+        }
+    }
+}
+
+/// An attempt listed for a subscription, with the delivery it belongs to.
+#[derive(Debug, Object)]
+pub struct SubscriptionAttempt {
+    pub delivery_id: Uuid,
+    #[oai(flatten)]
+    pub attempt: Attempt,
+}
+
+impl From<AttemptRow> for SubscriptionAttempt {
+    fn from(row: AttemptRow) -> Self {
+        Self {
+            delivery_id: row.delivery_id,
+            attempt: Attempt {
+                attempt_number: row.attempt_number,
+                outcome: AttemptOutcome::parse(&row.outcome),
+                status_code: row.status_code,
+                error: row.error,
+                duration_ms: row.duration_ms,
+                response_excerpt: row.response_excerpt,
+                target_url: row.target_url,
+                created_at: row.created_at,
+            },
+        }
+    }
+}
+
+/// A delivery: one webhook on its way to one subscription.
+#[derive(Debug, Object)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub event_type: Option<String>,
+    pub status: DeliveryStatus,
+    /// Attempts made so far (including one in progress).
+    pub attempt_count: i32,
+    /// When the next attempt is due; null while delivering, once finished, or while the
+    /// subscription is inactive.
+    pub next_attempt_at: Option<OffsetDateTime>,
+    /// Why it stopped early, e.g. `subscription_deleted`; otherwise the last attempt's error.
+    pub last_error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+impl From<DeliveryRow> for Delivery {
+    fn from(row: DeliveryRow) -> Self {
+        let status = DeliveryStatus::parse(&row.status).unwrap_or(DeliveryStatus::Failed);
+        let waiting = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
+        let next_attempt_at = row.next_attempt_at.filter(|at| waiting && at.year() < 9999);
+        Self {
+            id: row.id,
+            subscription_id: row.subscription_id,
+            event_type: row.event_type,
+            status,
+            attempt_count: row.attempt_count,
+            next_attempt_at,
+            last_error: row.last_error,
+            created_at: row.created_at,
+            completed_at: row.completed_at,
+        }
+    }
+}
+
+/// A delivery with every attempt made for it.
+#[derive(Debug, Object)]
+pub struct DeliveryDetail {
+    #[oai(flatten)]
+    pub delivery: Delivery,
+    /// In attempt order.
+    pub attempts: Vec<Attempt>,
+}
+
+/// A page of deliveries or attempts, newest first.
+#[derive(Debug, Object)]
+pub struct DeliveryList {
+    pub items: Vec<Delivery>,
+}
+
+#[derive(Debug, Object)]
+pub struct AttemptList {
+    pub items: Vec<SubscriptionAttempt>,
+}
+
+pub struct DeliveriesApi {
+    context: ApiContext,
+}
+
+impl DeliveriesApi {
+    pub fn new(context: ApiContext) -> Self {
+        Self { context }
+    }
+
+    /// 404 unless the subscription exists or existed (a deleted one keeps its logs).
+    async fn require_subscription(&self, id: Uuid) -> Result<(), ApiError> {
+        match subscriptions::select(&self.context.pool, id).await? {
+            Some(_) => Ok(()),
+            None => Err(ApiError::not_found("no subscription with this id")),
+        }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Deliveries")]
+impl DeliveriesApi {
+    /// Get a delivery and all of its attempts.
+    #[oai(path = "/deliveries/:delivery_id", method = "get")]
+    async fn get(&self, _auth: AdminAuth, delivery_id: Path<Uuid>) -> Result<Json<DeliveryDetail>, ApiError> {
+        let pool = &self.context.pool;
+        let row = deliveries::select(pool, delivery_id.0)
+            .await?
+            .ok_or_else(|| ApiError::not_found("no delivery with this id"))?;
+        let attempts = attempts::list_for_delivery(pool, row.id, row.created_at).await?;
+        Ok(Json(DeliveryDetail {
+            delivery: row.into(),
+            attempts: attempts.into_iter().map(Attempt::from).collect(),
+        }))
+    }
+
+    /// A subscription's most recent deliveries, newest first.
+    #[oai(path = "/subscriptions/:id/deliveries", method = "get")]
+    async fn list_deliveries(
+        &self,
+        _auth: AdminAuth,
+        id: Path<Uuid>,
+        /// 1 to 100 (default 20).
+        limit: Query<Option<i64>>,
+        /// Only deliveries in this status.
+        status: Query<Option<DeliveryStatus>>,
+    ) -> Result<Json<DeliveryList>, ApiError> {
+        let limit = page_limit(limit.0, 20, 100)?;
+        self.require_subscription(id.0).await?;
+        let status = status.0.map(DeliveryStatus::as_str);
+        let rows = deliveries::list_for_subscription(&self.context.pool, id.0, status, limit).await?;
+        Ok(Json(DeliveryList { items: rows.into_iter().map(Delivery::from).collect() }))
+    }
+
+    /// A subscription's most recent attempts, newest first.
+    #[oai(path = "/subscriptions/:id/attempts", method = "get")]
+    async fn list_attempts(
+        &self,
+        _auth: AdminAuth,
+        id: Path<Uuid>,
+        /// 1 to 100 (default 20).
+        limit: Query<Option<i64>>,
+    ) -> Result<Json<AttemptList>, ApiError> {
+        let limit = page_limit(limit.0, 20, 100)?;
+        self.require_subscription(id.0).await?;
+        let rows = attempts::list_for_subscription(&self.context.pool, id.0, limit).await?;
+        Ok(Json(AttemptList { items: rows.into_iter().map(SubscriptionAttempt::from).collect() }))
+    }
+}

@@ -1,0 +1,86 @@
+//! The HTTP API: one `#[OpenApi]` struct per resource, composed into one service with
+//! Swagger UI at `/docs` and the document at `/openapi.json`.
+
+mod auth;
+mod body;
+mod deliveries;
+mod health;
+mod ingest;
+mod subscriptions;
+
+use std::sync::Arc;
+
+use poem::middleware::{NormalizePath, TrailingSlash};
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::OpenApiService;
+use sqlx::PgPool;
+
+use crate::config::{Secret, Settings};
+use crate::delivery::Waker;
+use crate::error::{standard_error_response, ApiError};
+use crate::subscription_cache::SubscriptionCache;
+
+pub use auth::AdminToken;
+
+/// What every handler may use.
+#[derive(Clone)]
+pub struct ApiContext {
+    pub pool: PgPool,
+    pub settings: Arc<Settings>,
+    pub subscriptions: SubscriptionCache,
+    pub waker: Waker,
+}
+
+/// The OpenAPI service over every resource.
+pub fn openapi_service(context: &ApiContext) -> OpenApiService<impl poem_openapi::OpenApi, ()> {
+    let apis = (
+        subscriptions::SubscriptionsApi::new(context.clone()),
+        ingest::IngestApi::new(context.clone()),
+        deliveries::DeliveriesApi::new(context.clone()),
+        health::HealthApi::new(context.clone()),
+    );
+    OpenApiService::new(apis, "webhookd", env!("CARGO_PKG_VERSION"))
+        .description(
+            "Webhook delivery service. Producers POST webhooks; webhookd stores each durably \
+             in PostgreSQL, answers 202, and delivers it to the subscriber's URL with retries. \
+             Every endpoint except /health, /docs and /openapi.json needs \
+             `Authorization: Bearer <admin token>`. Errors answer \
+             `{\"error\": \"<code>\", \"message\": \"...\"}`.",
+        )
+}
+
+/// All routes: the API, its explorer and document, trailing slashes accepted.
+pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint {
+    let service = openapi_service(&context);
+    let explorer = service.swagger_ui();
+    let document = service.spec_endpoint();
+    Route::new()
+        .nest("/docs", explorer)
+        .at("/openapi.json", document)
+        .nest("/", service)
+        .with(NormalizePath::new(TrailingSlash::Trim))
+        .data(AdminToken(admin_token))
+        .catch_all_error(standard_error_response)
+}
+
+/// Checks a `limit` query parameter: `default` when absent, 1..=`max` otherwise.
+fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if (1..=max).contains(&n) => Ok(n),
+        Some(n) => Err(ApiError::bad_request("invalid_limit", format!("limit must be between 1 and {max}, not {n}"))),
+    }
+}
+
+/// Groups of operations in the explorer.
+#[derive(poem_openapi::Tags)]
+enum ApiTags {
+    /// Endpoints that receive webhooks.
+    Subscriptions,
+    /// Accepting webhooks for delivery.
+    Ingest,
+    /// What happened to each webhook and each attempt.
+    Deliveries,
+    /// Liveness of the service and its database.
+    Health,
+}

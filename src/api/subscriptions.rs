@@ -1,0 +1,305 @@
+//! `/subscriptions`: create, read, list, update and delete the endpoints webhooks go to.
+
+use poem_openapi::param::{Path, Query};
+use poem_openapi::payload::Json;
+use poem_openapi::types::MaybeUndefined;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::AdminAuth;
+use super::{page_limit, ApiContext, ApiTags};
+use crate::db::subscriptions::{self as store, SubscriptionFields, SubscriptionRow};
+use crate::db::deliveries;
+use crate::delivery::ssrf;
+use crate::domain::event_type::validate_event_pattern;
+use crate::domain::target_url::TargetUrl;
+use crate::error::ApiError;
+
+/// Most event type filters one subscription may have.
+const MAX_EVENT_TYPES: usize = 100;
+/// Longest name, in characters.
+const MAX_NAME_CHARS: usize = 200;
+/// Accepted secret lengths, in bytes.
+const SECRET_LEN: std::ops::RangeInclusive<usize> = 8..=256;
+
+/// A subscription as clients see it. The secret is never returned, only whether there is one.
+#[derive(Debug, Object)]
+pub struct Subscription {
+    pub id: Uuid,
+    pub name: Option<String>,
+    /// Where webhooks are POSTed.
+    pub target_url: String,
+    /// Event types delivered; empty means all.
+    pub event_types: Vec<String>,
+    /// Inactive subscriptions refuse ingest and their queued deliveries wait.
+    pub is_active: bool,
+    /// Whether a secret_key is set (it is never shown).
+    pub has_secret: bool,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+impl From<&SubscriptionRow> for Subscription {
+    fn from(row: &SubscriptionRow) -> Self {
+        Self {
+            id: row.id,
+            name: row.name.clone(),
+            target_url: row.target_url.clone(),
+            event_types: row.event_types.clone(),
+            is_active: row.is_active,
+            has_secret: row.secret_key.is_some(),
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A new subscription.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields, example)]
+pub struct CreateSubscription {
+    /// Absolute http(s) URL webhooks are POSTed to.
+    pub target_url: String,
+    /// Shared secret used to sign deliveries; write-only.
+    pub secret_key: Option<String>,
+    /// Event types to deliver (`order.created`, or a prefix like `order.*`); absent or empty: all.
+    pub event_types: Option<Vec<String>>,
+    pub name: Option<String>,
+    /// Defaults to true.
+    pub is_active: Option<bool>,
+}
+
+impl poem_openapi::types::Example for CreateSubscription {
+    fn example() -> Self {
+        Self {
+            target_url: "https://example.com/webhooks".into(),
+            secret_key: Some("a-long-random-secret".into()),
+            event_types: Some(vec!["order.*".into()]),
+            name: Some("Orders to ACME".into()),
+            is_active: Some(true),
+        }
+    }
+}
+
+/// A full replacement (PUT). An absent `secret_key` keeps the current secret (it cannot be
+/// read back, so a read-modify-write client would otherwise erase it); `null` removes it.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct ReplaceSubscription {
+    pub target_url: String,
+    pub secret_key: MaybeUndefined<String>,
+    pub event_types: Option<Vec<String>>,
+    pub name: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+/// A partial update (PATCH): only the fields present change; `null` clears `name` or `secret_key`.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct PatchSubscription {
+    pub target_url: Option<String>,
+    pub secret_key: MaybeUndefined<String>,
+    pub event_types: Option<Vec<String>>,
+    pub name: MaybeUndefined<String>,
+    pub is_active: Option<bool>,
+}
+
+/// One page of subscriptions.
+#[derive(Debug, Object)]
+pub struct SubscriptionPage {
+    pub items: Vec<Subscription>,
+    /// Pass as `cursor` to get the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(ApiResponse)]
+enum Created {
+    /// The subscription was created.
+    #[oai(status = 201)]
+    Created(Json<Subscription>),
+}
+
+#[derive(ApiResponse)]
+enum Deleted {
+    /// Deleted: its waiting deliveries are ended as failed; its logs stay until retention.
+    #[oai(status = 204)]
+    NoContent,
+}
+
+pub struct SubscriptionsApi {
+    context: ApiContext,
+}
+
+impl SubscriptionsApi {
+    pub fn new(context: ApiContext) -> Self {
+        Self { context }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Subscriptions")]
+impl SubscriptionsApi {
+    /// Create a subscription.
+    #[oai(path = "/subscriptions", method = "post")]
+    async fn create(&self, _auth: AdminAuth, body: Json<CreateSubscription>) -> Result<Created, ApiError> {
+        let body = body.0;
+        let fields = SubscriptionFields {
+            name: body.name,
+            target_url: body.target_url,
+            secret_key: body.secret_key,
+            event_types: body.event_types.unwrap_or_default(),
+            is_active: body.is_active.unwrap_or(true),
+        };
+        self.validate(&fields).await?;
+        let row = store::insert(&self.context.pool, Uuid::now_v7(), &fields).await?;
+        tracing::info!(subscription.id = %row.id, "subscription created");
+        Ok(Created::Created(Json((&row).into())))
+    }
+
+    /// List subscriptions, oldest first, a page at a time.
+    #[oai(path = "/subscriptions", method = "get")]
+    async fn list(
+        &self,
+        _auth: AdminAuth,
+        /// Page size, 1 to 100 (default 50).
+        limit: Query<Option<i64>>,
+        /// `next_cursor` of the previous page.
+        cursor: Query<Option<String>>,
+    ) -> Result<Json<SubscriptionPage>, ApiError> {
+        let limit = page_limit(limit.0, 50, 100)?;
+        let cursor = match cursor.0.as_deref() {
+            None | Some("") => None,
+            Some(text) => Some(
+                Uuid::parse_str(text)
+                    .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?,
+            ),
+        };
+        let mut rows = store::list(&self.context.pool, cursor, limit + 1).await?;
+        let next_cursor = if rows.len() as i64 > limit {
+            rows.truncate(limit as usize);
+            rows.last().map(|row| row.id.to_string())
+        } else {
+            None
+        };
+        Ok(Json(SubscriptionPage { items: rows.iter().map(Subscription::from).collect(), next_cursor }))
+    }
+
+    /// Get one subscription.
+    #[oai(path = "/subscriptions/:id", method = "get")]
+    async fn get(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<Subscription>, ApiError> {
+        match store::select(&self.context.pool, id.0).await? {
+            Some(row) if row.deleted_at.is_none() => Ok(Json((&row).into())),
+            _ => Err(no_subscription()),
+        }
+    }
+
+    /// Change some fields of a subscription.
+    #[oai(path = "/subscriptions/:id", method = "patch")]
+    async fn patch(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<PatchSubscription>) -> Result<Json<Subscription>, ApiError> {
+        let patch = body.0;
+        self.modify(id.0, |current| SubscriptionFields {
+            target_url: patch.target_url.unwrap_or(current.target_url),
+            secret_key: merge_nullable(patch.secret_key, current.secret_key),
+            event_types: patch.event_types.unwrap_or(current.event_types),
+            name: merge_nullable(patch.name, current.name),
+            is_active: patch.is_active.unwrap_or(current.is_active),
+        })
+        .await
+    }
+
+    /// Replace a subscription (see the schema for how `secret_key` is treated).
+    #[oai(path = "/subscriptions/:id", method = "put")]
+    async fn put(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<ReplaceSubscription>) -> Result<Json<Subscription>, ApiError> {
+        let replacement = body.0;
+        self.modify(id.0, |current| SubscriptionFields {
+            target_url: replacement.target_url,
+            secret_key: merge_nullable(replacement.secret_key, current.secret_key),
+            event_types: replacement.event_types.unwrap_or_default(),
+            name: replacement.name,
+            is_active: replacement.is_active.unwrap_or(true),
+        })
+        .await
+    }
+
+    /// Delete a subscription. Its waiting deliveries stop; its logs stay until retention.
+    #[oai(path = "/subscriptions/:id", method = "delete")]
+    async fn delete(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Deleted, ApiError> {
+        let mut tx = self.context.pool.begin().await?;
+        if !store::soft_delete(&mut *tx, id.0).await? {
+            return Err(no_subscription());
+        }
+        let cancelled = deliveries::cancel_for_subscription(&mut *tx, id.0).await?;
+        tx.commit().await?;
+        self.context.subscriptions.invalidate(id.0).await;
+        tracing::info!(subscription.id = %id.0, cancelled, "subscription deleted");
+        Ok(Deleted::NoContent)
+    }
+}
+
+impl SubscriptionsApi {
+    /// Read-modify-write of one subscription under its row lock, pausing or resuming its
+    /// waiting deliveries when `is_active` changes.
+    async fn modify(
+        &self,
+        id: Uuid,
+        change: impl FnOnce(SubscriptionRow) -> SubscriptionFields,
+    ) -> Result<Json<Subscription>, ApiError> {
+        let mut tx = self.context.pool.begin().await?;
+        let current = store::select_for_update(&mut *tx, id).await?.ok_or_else(no_subscription)?;
+        let was_active = current.is_active;
+        let fields = change(current);
+        self.validate(&fields).await?;
+        let row = store::update(&mut *tx, id, &fields).await?.ok_or_else(no_subscription)?;
+        match (was_active, row.is_active) {
+            (true, false) => drop(deliveries::park_for_subscription(&mut *tx, id).await?),
+            (false, true) => drop(deliveries::resume_for_subscription(&mut *tx, id).await?),
+            _ => {}
+        }
+        tx.commit().await?;
+        self.context.subscriptions.invalidate(id).await;
+        if !was_active && row.is_active {
+            self.context.waker.wake();
+        }
+        tracing::info!(subscription.id = %id, "subscription updated");
+        Ok(Json((&row).into()))
+    }
+
+    /// Checks every field; the target must not reach a private address unless allowed.
+    async fn validate(&self, fields: &SubscriptionFields) -> Result<(), ApiError> {
+        let invalid = |code: &str, message: String| ApiError::bad_request(code, message);
+        let target = TargetUrl::parse(&fields.target_url).map_err(|m| invalid("invalid_target_url", m))?;
+        if !self.context.settings.allow_private_targets {
+            ssrf::check_target(&target).await.map_err(|m| invalid("target_not_allowed", m))?;
+        }
+        if let Some(secret) = &fields.secret_key {
+            if !SECRET_LEN.contains(&secret.len()) {
+                return Err(invalid("invalid_secret_key", format!("secret_key must be {} to {} bytes long", SECRET_LEN.start(), SECRET_LEN.end())));
+            }
+        }
+        if let Some(name) = &fields.name {
+            if name.chars().count() > MAX_NAME_CHARS {
+                return Err(invalid("invalid_name", format!("name must be at most {MAX_NAME_CHARS} characters")));
+            }
+        }
+        if fields.event_types.len() > MAX_EVENT_TYPES {
+            return Err(invalid("invalid_event_types", format!("at most {MAX_EVENT_TYPES} event types are allowed")));
+        }
+        for pattern in &fields.event_types {
+            validate_event_pattern(pattern).map_err(|m| invalid("invalid_event_types", m))?;
+        }
+        Ok(())
+    }
+}
+
+/// Applies a nullable field of a partial update: absent keeps, null clears, a value sets.
+fn merge_nullable(update: MaybeUndefined<String>, current: Option<String>) -> Option<String> {
+    match update {
+        MaybeUndefined::Undefined => current,
+        MaybeUndefined::Null => None,
+        MaybeUndefined::Value(value) => Some(value),
+    }
+}
+
+fn no_subscription() -> ApiError {
+    ApiError::not_found("no subscription with this id")
+}

@@ -1,0 +1,164 @@
+//! Statements on `deliveries`, the queue.
+
+use sqlx::{PgExecutor, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// A delivery's state as shown to API clients (the body is left out).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub event_type: Option<String>,
+    pub status: String,
+    pub attempt_count: i32,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+    pub created_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+/// A delivery claimed by a worker, with what it needs to make the attempt.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ClaimedDelivery {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub event_type: Option<String>,
+    pub body: Vec<u8>,
+    /// The number of the attempt about to be made (1-based).
+    pub attempt_count: i32,
+}
+
+/// What a finished attempt does to its delivery.
+#[derive(Debug, Clone)]
+pub struct OutcomeUpdate {
+    pub id: Uuid,
+    pub lease_id: Uuid,
+    pub status: &'static str,
+    pub next_attempt_at: Option<OffsetDateTime>,
+    pub last_error: Option<String>,
+}
+
+/// Enqueues one webhook; returns its creation time.
+pub async fn insert(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    subscription_id: Uuid,
+    event_type: Option<&str>,
+    body: &[u8],
+) -> sqlx::Result<OffsetDateTime> {
+    sqlx::query_scalar(include_str!("../../sql/deliveries/insert_delivery.sql"))
+        .bind(id)
+        .bind(subscription_id)
+        .bind(event_type)
+        .bind(body)
+        .fetch_one(db)
+        .await
+}
+
+/// Reads one delivery's state.
+pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<DeliveryRow>> {
+    sqlx::query_as(include_str!("../../sql/deliveries/select_delivery.sql"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Reads a subscription's most recent deliveries, optionally only those in `status`.
+pub async fn list_for_subscription(
+    db: impl PgExecutor<'_>,
+    subscription_id: Uuid,
+    status: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<DeliveryRow>> {
+    sqlx::query_as(include_str!("../../sql/deliveries/list_deliveries_for_subscription.sql"))
+        .bind(subscription_id)
+        .bind(status)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`.
+pub async fn claim_due(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    lease_seconds: f64,
+    lease_id: Uuid,
+) -> sqlx::Result<Vec<ClaimedDelivery>> {
+    sqlx::query_as(include_str!("../../sql/deliveries/claim_due_deliveries.sql"))
+        .bind(limit)
+        .bind(lease_seconds)
+        .bind(lease_id)
+        .fetch_all(db)
+        .await
+}
+
+/// When the earliest unfinished delivery is due, if any.
+pub async fn next_due_at(db: impl PgExecutor<'_>) -> sqlx::Result<Option<OffsetDateTime>> {
+    let row = sqlx::query(include_str!("../../sql/deliveries/next_due_at.sql")).fetch_one(db).await?;
+    row.try_get("next_due_at")
+}
+
+/// Applies many attempt outcomes in one statement; returns the ids whose lease still held.
+pub async fn record_outcomes(db: impl PgExecutor<'_>, outcomes: &[OutcomeUpdate]) -> sqlx::Result<Vec<Uuid>> {
+    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
+    let leases: Vec<Uuid> = outcomes.iter().map(|o| o.lease_id).collect();
+    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status).collect();
+    let due: Vec<Option<OffsetDateTime>> = outcomes.iter().map(|o| o.next_attempt_at).collect();
+    let errors: Vec<Option<String>> = outcomes.iter().map(|o| o.last_error.clone()).collect();
+    sqlx::query_scalar(include_str!("../../sql/deliveries/record_outcomes.sql"))
+        .bind(ids)
+        .bind(leases)
+        .bind(statuses)
+        .bind(due)
+        .bind(errors)
+        .fetch_all(db)
+        .await
+}
+
+/// Returns claimed deliveries to the queue unattempted, due at `due_at` (`None`: parked).
+pub async fn release(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    lease_id: Uuid,
+    due_at: Option<OffsetDateTime>,
+) -> sqlx::Result<u64> {
+    let result = sqlx::query(include_str!("../../sql/deliveries/release_deliveries.sql"))
+        .bind(ids)
+        .bind(lease_id)
+        .bind(due_at)
+        .execute(db)
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Ends a claimed delivery as failed without an attempt, with `reason` as its last error.
+pub async fn cancel_claimed(db: impl PgExecutor<'_>, id: Uuid, lease_id: Uuid, reason: &str) -> sqlx::Result<()> {
+    sqlx::query(include_str!("../../sql/deliveries/cancel_claimed_delivery.sql"))
+        .bind(id)
+        .bind(lease_id)
+        .bind(reason)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Parks the waiting deliveries of a paused subscription.
+pub async fn park_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
+    execute_for_subscription(db, include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), subscription_id).await
+}
+
+/// Makes a reactivated subscription's parked deliveries due now.
+pub async fn resume_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
+    execute_for_subscription(db, include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), subscription_id).await
+}
+
+/// Fails the waiting deliveries of a deleted subscription.
+pub async fn cancel_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
+    execute_for_subscription(db, include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), subscription_id).await
+}
+
+async fn execute_for_subscription(db: impl PgExecutor<'_>, sql: &'static str, subscription_id: Uuid) -> sqlx::Result<u64> {
+    Ok(sqlx::query(sql).bind(subscription_id).execute(db).await?.rows_affected())
+}

@@ -1,0 +1,31 @@
+//! The repository layer: one small function per SQL statement in `sql/`. Callers own the
+//! transaction; every function takes any executor (pool, connection or transaction).
+
+pub mod attempts;
+pub mod deliveries;
+pub mod partitions;
+pub mod subscriptions;
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+
+/// Opens the connection pool. Connections are made lazily so that the service starts (and
+/// answers 503) even while the database is down.
+pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options.application_name("webhookd");
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(0)
+        // A request that cannot get a connection in time answers 503 instead of hanging.
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with(options))
+}
+
+/// Applies the migrations in `migrations/` (embedded at build time). Concurrent callers
+/// are serialised by sqlx's advisory lock.
+pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
+    sqlx::migrate!("./migrations").run(pool).await
+}

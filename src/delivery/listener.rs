@@ -1,0 +1,86 @@
+//! Cross-instance wake-ups over LISTEN/NOTIFY.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::WORK_CHANNEL;
+
+/// Least time between two NOTIFYs from this instance.
+const NOTIFY_INTERVAL: Duration = Duration::from_millis(20);
+
+/// Listens on the work channel and wakes the local claim loop on every notification.
+/// The LISTEN is re-established after a lost connection; since notifications sent while
+/// disconnected are lost, the claim loop is woken after every reconnect too.
+pub async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+    let mut failures = 0u32;
+    while !shutdown.is_cancelled() {
+        let mut listener = match subscribe(&pool).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                failures += 1;
+                if failures == 1 {
+                    tracing::warn!(%error, "cannot LISTEN for work; retrying");
+                }
+                backoff(failures, &shutdown).await;
+                continue;
+            }
+        };
+        if std::mem::take(&mut failures) > 0 {
+            tracing::info!("LISTEN re-established");
+        }
+        wake.notify_one();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                received = listener.try_recv() => match received {
+                    Ok(Some(_)) => wake.notify_one(),
+                    // The connection was lost; try_recv reconnects on the next call.
+                    Ok(None) => {
+                        tracing::warn!("LISTEN connection lost; reconnecting");
+                        wake.notify_one();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "LISTEN failed; reconnecting");
+                        failures = 1;
+                        backoff(failures, &shutdown).await;
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
+
+async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(WORK_CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Sends one NOTIFY per burst of local wake-ups, at most every [`NOTIFY_INTERVAL`].
+pub async fn notify_others(pool: PgPool, wanted: Arc<Notify>, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = wanted.notified() => {}
+        }
+        let sent = sqlx::query("SELECT pg_notify($1, '')").bind(WORK_CHANNEL).execute(&pool).await;
+        if let Err(error) = sent {
+            tracing::debug!(%error, "NOTIFY failed; other instances will find the work on their next poll");
+        }
+        tokio::time::sleep(NOTIFY_INTERVAL).await;
+    }
+}
+
+async fn backoff(failures: u32, shutdown: &CancellationToken) {
+    let wait = Duration::from_millis(200 * u64::from(failures.min(10)));
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(wait) => {}
+    }
+}

@@ -1,0 +1,116 @@
+//! The delivery engine: claim due deliveries, send them, record what happened.
+//!
+//! ```text
+//!  ingest ──commit──▶ deliveries ◀──claim (SKIP LOCKED, lease)── claim loop
+//!     │                                                          │ spawn ≤ concurrency
+//!     └─ wake() ─▶ local Notify ─────────────────────────────────┘
+//!              └▶ NOTIFY (debounced) ─▶ other instances' listeners
+//!  send task ──HTTP──▶ receiver;  outcome ──▶ recorder ──one statement per batch──▶ DB
+//! ```
+
+mod dispatch;
+mod listener;
+mod recorder;
+pub mod ssrf;
+mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::PgPool;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::DeliverySettings;
+use crate::subscription_cache::SubscriptionCache;
+
+pub use dispatch::{build_client, install_tls_provider};
+
+/// The NOTIFY channel on which instances tell each other that work is due.
+pub const WORK_CHANNEL: &str = "webhookd_work";
+
+/// Wakes delivery workers after new work was committed: at once in this process, and in
+/// other instances through a NOTIFY sent at most every few milliseconds (a NOTIFY in every
+/// ingest transaction would serialise commits on PostgreSQL's notification lock).
+#[derive(Clone)]
+pub struct Waker {
+    local: Arc<Notify>,
+    remote: Arc<Notify>,
+}
+
+impl Waker {
+    pub fn new() -> Self {
+        Self { local: Arc::new(Notify::new()), remote: Arc::new(Notify::new()) }
+    }
+
+    pub fn wake(&self) {
+        self.local.notify_one();
+        self.remote.notify_one();
+    }
+}
+
+impl Default for Waker {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Everything a delivery task needs.
+pub struct DeliveryContext {
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub subscriptions: SubscriptionCache,
+    pub settings: DeliverySettings,
+    pub allow_private_targets: bool,
+}
+
+/// The running engine's tasks.
+pub struct Engine {
+    claim_loop: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    in_flight: TaskTracker,
+    abort_sends: CancellationToken,
+    recorder: recorder::RecorderHandle,
+}
+
+impl Engine {
+    /// Starts the claim loop, the recorder, the LISTEN task and the NOTIFY sender.
+    /// Everything stops claiming when `shutdown` is cancelled; see [`Engine::stop`].
+    pub fn start(context: DeliveryContext, waker: &Waker, shutdown: CancellationToken) -> Self {
+        let (recorder, recorder_sender) = recorder::spawn(context.pool.clone(), context.settings.clone());
+        let context = Arc::new(context);
+        let in_flight = TaskTracker::new();
+        let abort_sends = CancellationToken::new();
+        let claim_loop = tokio::spawn(worker::claim_loop(worker::ClaimLoop {
+            context: context.clone(),
+            wake: waker.local.clone(),
+            shutdown: shutdown.clone(),
+            in_flight: in_flight.clone(),
+            abort_sends: abort_sends.clone(),
+            outcomes: recorder_sender,
+        }));
+        let background = vec![
+            tokio::spawn(listener::listen(context.pool.clone(), waker.local.clone(), shutdown.clone())),
+            tokio::spawn(listener::notify_others(context.pool.clone(), waker.remote.clone(), shutdown)),
+        ];
+        Self { claim_loop, background, in_flight, abort_sends, recorder }
+    }
+
+    /// After shutdown was signalled: waits up to `grace` for in-flight deliveries, releases
+    /// the ones still running back to the queue, and writes every recorded outcome.
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.claim_loop.await;
+        self.in_flight.close();
+        if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; releasing in-flight deliveries");
+            self.abort_sends.cancel();
+            self.in_flight.wait().await;
+        }
+        self.recorder.finish().await;
+        for task in self.background {
+            let _ = task.await;
+        }
+    }
+}

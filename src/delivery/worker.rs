@@ -1,0 +1,276 @@
+//! The claim loop and the per-delivery task.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use time::OffsetDateTime;
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::dispatch::{self, AttemptResult};
+use super::recorder::Finished;
+use super::DeliveryContext;
+use crate::db::attempts::AttemptRow;
+use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
+use crate::db::subscriptions::SubscriptionRow;
+use crate::domain::retry::{NextStep, RetrySchedule};
+use crate::subscription_cache::Lookup;
+
+/// Most deliveries claimed by one statement.
+const CLAIM_BATCH: usize = 256;
+/// Wait after a failed claim (database down) before trying again.
+const CLAIM_RETRY: Duration = Duration::from_secs(1);
+
+pub struct ClaimLoop {
+    pub context: Arc<DeliveryContext>,
+    pub wake: Arc<Notify>,
+    pub shutdown: CancellationToken,
+    pub in_flight: TaskTracker,
+    pub abort_sends: CancellationToken,
+    pub outcomes: mpsc::Sender<Finished>,
+}
+
+/// Claims due deliveries while there is capacity, and sleeps until woken, until the next
+/// delivery is due, or until the poll interval passes, whichever comes first.
+pub async fn claim_loop(state: ClaimLoop) {
+    let settings = &state.context.settings;
+    let capacity = Arc::new(Semaphore::new(settings.concurrency));
+    loop {
+        let first = tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            permit = capacity.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+        };
+        let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
+        let lease_id = Uuid::new_v4();
+        let lease_seconds = settings.lease_duration.as_secs_f64();
+        let claimed = match deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id).await {
+            Ok(claimed) => claimed,
+            Err(error) => {
+                tracing::warn!(%error, "cannot claim deliveries; retrying");
+                drop(first);
+                sleep_or_shutdown(CLAIM_RETRY, &state.shutdown).await;
+                continue;
+            }
+        };
+        if claimed.is_empty() {
+            drop(first);
+            wait_for_work(&state).await;
+            continue;
+        }
+        let mut permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
+        for delivery in claimed {
+            let permit = permits.next().expect("no more rows are claimed than there are permits");
+            let span = tracing::info_span!(
+                "delivery",
+                delivery.id = %delivery.id,
+                subscription.id = %delivery.subscription_id,
+                attempt = delivery.attempt_count
+            );
+            let task = DeliveryTask {
+                context: state.context.clone(),
+                lease_id,
+                abort: state.abort_sends.clone(),
+                outcomes: state.outcomes.clone(),
+                _permit: permit,
+            };
+            state.in_flight.spawn(task.run(delivery).instrument(span));
+        }
+    }
+}
+
+async fn wait_for_work(state: &ClaimLoop) {
+    let poll = state.context.settings.poll_interval;
+    let until_due = match deliveries::next_due_at(&state.context.pool).await {
+        Ok(Some(due)) => {
+            let wait = due - OffsetDateTime::now_utc();
+            Duration::try_from(wait).unwrap_or(Duration::ZERO).min(poll)
+        }
+        Ok(None) => poll,
+        Err(_) => CLAIM_RETRY,
+    };
+    if until_due.is_zero() {
+        return;
+    }
+    tokio::select! {
+        _ = state.shutdown.cancelled() => {}
+        _ = state.wake.notified() => {}
+        _ = tokio::time::sleep(until_due) => {}
+    }
+}
+
+async fn sleep_or_shutdown(wait: Duration, shutdown: &CancellationToken) {
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = tokio::time::sleep(wait) => {}
+    }
+}
+
+/// One claimed delivery on its way: look up the subscription, send, hand the outcome on.
+struct DeliveryTask {
+    context: Arc<DeliveryContext>,
+    lease_id: Uuid,
+    abort: CancellationToken,
+    outcomes: mpsc::Sender<Finished>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl DeliveryTask {
+    async fn run(self, delivery: ClaimedDelivery) {
+        let subscription = match self.context.subscriptions.get(delivery.subscription_id).await {
+            Ok(Lookup::Found(subscription)) if subscription.deleted_at.is_none() => subscription,
+            Ok(_) => return self.cancel(&delivery, "subscription_deleted").await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot load the subscription; the delivery goes back to the queue");
+                return self.release(&delivery, Some(OffsetDateTime::now_utc() + Duration::from_secs(5))).await;
+            }
+        };
+        if !subscription.is_active {
+            // Parked until the subscription is reactivated.
+            return self.release(&delivery, None).await;
+        }
+        let body = Bytes::from(delivery.body.clone());
+        let send = dispatch::send(
+            &self.context.client,
+            &subscription.target_url,
+            &delivery,
+            body,
+            self.context.allow_private_targets,
+        );
+        let result = tokio::select! {
+            result = send => result,
+            _ = self.abort.cancelled() => {
+                tracing::info!("shutting down: released unfinished attempt");
+                return self.release(&delivery, Some(OffsetDateTime::now_utc())).await;
+            }
+        };
+        let finished = finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
+        tracing::info!(
+            outcome = finished.attempt.outcome,
+            status_code = result.status_code,
+            duration_ms = finished.attempt.duration_ms,
+            error = result.error.as_deref(),
+            "attempt finished"
+        );
+        if self.outcomes.send(finished).await.is_err() {
+            tracing::error!("outcome recorder stopped; the lease will expire and the delivery will be retried");
+        }
+    }
+
+    /// Gives the delivery back unattempted, due at `due_at` (`None`: parked).
+    async fn release(&self, delivery: &ClaimedDelivery, due_at: Option<OffsetDateTime>) {
+        if let Err(error) = deliveries::release(&self.context.pool, &[delivery.id], self.lease_id, due_at).await {
+            tracing::warn!(delivery.id = %delivery.id, %error, "cannot release the delivery; it will be retried when its lease expires");
+        }
+    }
+
+    async fn cancel(&self, delivery: &ClaimedDelivery, reason: &str) {
+        if let Err(error) = deliveries::cancel_claimed(&self.context.pool, delivery.id, self.lease_id, reason).await {
+            tracing::warn!(delivery.id = %delivery.id, %error, "cannot cancel the delivery; it will be looked at again when its lease expires");
+        }
+    }
+}
+
+/// Decides what an attempt's result means for its delivery, and builds its log row.
+fn finish(
+    delivery: &ClaimedDelivery,
+    subscription: &SubscriptionRow,
+    lease_id: Uuid,
+    result: &AttemptResult,
+    schedule: &RetrySchedule,
+    random: f64,
+) -> Finished {
+    let attempt_number = delivery.attempt_count;
+    let finished_at = result.started_at + result.duration;
+    let (status, outcome, next_attempt_at) = if result.succeeded() {
+        ("succeeded", "success", None)
+    } else if result.blocked {
+        ("failed", "failure", None)
+    } else {
+        match schedule.after_failure(attempt_number as u32, result.retry_after, random) {
+            NextStep::RetryIn(wait) => ("retrying", "failed_attempt", Some(finished_at + wait)),
+            NextStep::GiveUp => ("failed", "failure", None),
+        }
+    };
+    Finished {
+        update: OutcomeUpdate {
+            id: delivery.id,
+            lease_id,
+            status,
+            next_attempt_at,
+            last_error: result.error.clone(),
+        },
+        attempt: AttemptRow {
+            delivery_id: delivery.id,
+            subscription_id: delivery.subscription_id,
+            attempt_number,
+            outcome: outcome.to_owned(),
+            status_code: result.status_code.map(i32::from),
+            error: result.error.clone(),
+            duration_ms: result.duration.as_millis().min(i32::MAX as u128) as i32,
+            response_excerpt: result.response_excerpt.clone(),
+            target_url: subscription.target_url.clone(),
+            created_at: result.started_at,
+        },
+    }
+}
+
+/// A uniform random number in [0, 1) for retry jitter.
+fn random_unit() -> f64 {
+    let bits = getrandom::u64().unwrap_or(0) >> 11;
+    bits as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(attempt: i32) -> ClaimedDelivery {
+        ClaimedDelivery { id: Uuid::now_v7(), subscription_id: Uuid::now_v7(), event_type: None, body: b"{}".to_vec(), attempt_count: attempt }
+    }
+
+    fn subscription() -> SubscriptionRow {
+        let now = OffsetDateTime::now_utc();
+        SubscriptionRow {
+            id: Uuid::now_v7(), name: None, target_url: "http://example.com/".into(), secret_key: None,
+            event_types: vec![], is_active: true, created_at: now, updated_at: now, deleted_at: None,
+        }
+    }
+
+    fn result(status_code: Option<u16>, blocked: bool) -> AttemptResult {
+        AttemptResult {
+            started_at: OffsetDateTime::now_utc(), duration: Duration::from_millis(5), status_code,
+            error: None, response_excerpt: None, retry_after: None, blocked,
+        }
+    }
+
+    #[test]
+    fn a_2xx_answer_succeeds_the_delivery() {
+        let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
+        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(Some(204), false), &schedule, 0.0);
+        assert_eq!((done.update.status, done.attempt.outcome.as_str()), ("succeeded", "success"));
+        assert_eq!(done.update.next_attempt_at, None);
+    }
+
+    #[test]
+    fn a_failure_retries_until_the_schedule_runs_out() {
+        let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
+        let first = finish(&delivery(1), &subscription(), Uuid::nil(), &result(Some(500), false), &schedule, 0.0);
+        assert_eq!((first.update.status, first.attempt.outcome.as_str()), ("retrying", "failed_attempt"));
+        let r = result(Some(500), false);
+        let wait = first.update.next_attempt_at.unwrap() - (first.attempt.created_at + Duration::from_millis(5));
+        assert_eq!(wait, time::Duration::seconds(1));
+        let last = finish(&delivery(2), &subscription(), Uuid::nil(), &r, &schedule, 0.0);
+        assert_eq!((last.update.status, last.attempt.outcome.as_str()), ("failed", "failure"));
+    }
+
+    #[test]
+    fn a_blocked_address_fails_at_once() {
+        let schedule = RetrySchedule::parse("1s,1s", 0.0).unwrap();
+        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(None, true), &schedule, 0.0);
+        assert_eq!((done.update.status, done.attempt.outcome.as_str()), ("failed", "failure"));
+    }
+}

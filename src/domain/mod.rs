@@ -1,0 +1,6 @@
+//! Parsed, validated values and pure rules: no I/O here, so all of it is unit-tested.
+
+pub mod address;
+pub mod event_type;
+pub mod retry;
+pub mod target_url;

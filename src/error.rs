@@ -1,0 +1,150 @@
+//! The one API error type: every 4xx/5xx answers `{"error": "<code>", "message": "..."}`.
+//! Database failures are mapped here, once: unavailability becomes 503, anything
+//! unexpected a logged 500 with an opaque message.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+/// The standard error body.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct ErrorBody {
+    /// Stable, machine-readable code, e.g. `not_found`.
+    pub error: String,
+    /// A sentence for humans; may change between versions.
+    pub message: String,
+}
+
+impl poem_openapi::types::Example for ErrorBody {
+    fn example() -> Self {
+        Self { error: "not_found".into(), message: "no subscription with this id".into() }
+    }
+}
+
+/// Errors an API operation can answer with.
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// The request is malformed or fails validation.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing or wrong credentials.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// No such resource.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The resource is not in a state that allows this.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// The body is larger than `WEBHOOKD_MAX_PAYLOAD`.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Unexpected server error (logged with details server-side).
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// The database is unreachable; retry later. Nothing was stored.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
+    Json(ErrorBody { error: code.to_owned(), message: message.into() })
+}
+
+impl ApiError {
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::BadRequest(body(code, message))
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::NotFound(body("not_found", message))
+    }
+    pub fn conflict(code: &str, message: impl Into<String>) -> Self {
+        Self::Conflict(body(code, message))
+    }
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::PayloadTooLarge(body(
+            "payload_too_large",
+            format!("the body is larger than the {limit}-byte limit (WEBHOOKD_MAX_PAYLOAD)"),
+        ))
+    }
+    pub fn unavailable() -> Self {
+        Self::Unavailable(body("database_unavailable", "the database is unavailable; nothing was stored, retry later"))
+    }
+    pub fn internal() -> Self {
+        Self::Internal(body("internal_error", "an unexpected error occurred; it has been logged"))
+    }
+}
+
+/// True for errors that mean "the database is unreachable right now".
+pub fn is_unavailable(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
+    ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        if is_unavailable(&error) {
+            tracing::warn!(%error, "database unavailable");
+            Self::unavailable()
+        } else {
+            tracing::error!(%error, "database error");
+            Self::internal()
+        }
+    }
+}
+
+/// Turns errors raised outside our handlers (routing, parameter and body parsing, auth)
+/// into the standard error body. Responses our handlers built already have it.
+pub async fn standard_error_response(error: poem::Error) -> Response {
+    if error.is_from_response() {
+        return error.into_response();
+    }
+    let status = error.status();
+    let code = match status {
+        StatusCode::BAD_REQUEST => classify_bad_request(&error),
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal_error",
+    };
+    let message = if status.is_server_error() {
+        tracing::error!(%error, "unhandled server error");
+        "an unexpected error occurred; it has been logged".to_owned()
+    } else if status == StatusCode::UNAUTHORIZED {
+        "missing or invalid credentials: send `Authorization: Bearer <admin token>`".to_owned()
+    } else if status == StatusCode::NOT_FOUND {
+        "no such route".to_owned()
+    } else if code == "invalid_id" {
+        "the id in the path is not a valid UUID".to_owned()
+    } else {
+        error.to_string()
+    };
+    let mut response = Json(ErrorBody { error: code.to_owned(), message }).into_response();
+    response.set_status(status);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert("www-authenticate", "Bearer".parse().expect("valid header"));
+    }
+    response
+}
+
+fn classify_bad_request(error: &poem::Error) -> &'static str {
+    use poem_openapi::error::{ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError};
+    if error.is::<ParsePathError>() {
+        "invalid_id"
+    } else if error.is::<ParseRequestPayloadError>() {
+        "invalid_body"
+    } else if error.is::<ParseParamError>() {
+        "invalid_parameter"
+    } else if error.is::<ContentTypeError>() {
+        "unsupported_content_type"
+    } else {
+        "bad_request"
+    }
+}

@@ -1,0 +1,18 @@
+//! webhookd: a webhook delivery service in which PostgreSQL is the queue.
+//!
+//! - [`api`]: the HTTP API (poem-openapi), one module per resource.
+//! - [`delivery`]: the engine that claims, sends and records deliveries.
+//! - [`db`]: one function per SQL statement in `sql/`.
+//! - [`domain`]: parsed values and pure rules (retry schedule, addresses, event types).
+//! - [`embedded_postgres`]: the default database the binary runs itself.
+
+pub mod api;
+pub mod config;
+pub mod db;
+pub mod delivery;
+pub mod domain;
+pub mod embedded_postgres;
+pub mod error;
+pub mod startup;
+pub mod subscription_cache;
+pub mod telemetry;

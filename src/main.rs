@@ -1,0 +1,90 @@
+//! The `webhookd` binary: read settings, start the embedded database if no DATABASE_URL is
+//! given, then serve (or migrate) until a signal.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio_util::sync::CancellationToken;
+
+use webhookd::config::{Cli, Command, Secret, Settings};
+use webhookd::embedded_postgres::{self, ClusterOptions, EmbeddedPostgres};
+use webhookd::startup::{resolve_admin_token, Application};
+use webhookd::{db, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_raw(&cli.raw) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("webhookd: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    match run(cli.command.unwrap_or(Command::Serve), settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("webhookd: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
+    // The embedded cluster is started from this thread, which lives until the end: the
+    // cluster is told to stop if this thread dies, even by SIGKILL.
+    let (database_url, cluster) = match &settings.database_url {
+        Some(url) => (url.clone(), None),
+        None => {
+            let cluster = EmbeddedPostgres::start(&ClusterOptions {
+                directory: settings.data_dir.join("postgres"),
+                server_settings: Vec::new(),
+            })?;
+            tracing::info!(port = cluster.port(), data_dir = %settings.data_dir.display(), "embedded PostgreSQL started");
+            (Secret::new(cluster.database_url()), Some(cluster))
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(async {
+        if let Some(cluster) = &cluster {
+            embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await?;
+        }
+        let pool = db::connect_lazy(database_url.expose(), settings.db_pool_size).context("invalid DATABASE_URL")?;
+        match command {
+            Command::Migrate => {
+                db::migrate(&pool).await.context("cannot apply migrations")?;
+                tracing::info!("migrations applied");
+                Ok(())
+            }
+            Command::Serve => serve(settings, pool).await,
+        }
+    });
+    drop(runtime);
+    if let Some(mut cluster) = cluster {
+        cluster.stop();
+        tracing::info!("embedded PostgreSQL stopped");
+    }
+    result
+}
+
+async fn serve(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<()> {
+    let admin_token = resolve_admin_token(settings.admin_token.as_ref(), &settings.data_dir)?;
+    let application = Application::build(settings, pool, admin_token).await?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    application.run_until_stopped(shutdown).await
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn cancel_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutdown requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,10 @@
+//! Integration tests: the real service against a real PostgreSQL and real HTTP receivers.
+//! One test binary (faster builds); each module covers one part of the service.
+
+mod auth;
+mod delivery;
+mod helpers;
+mod ingest;
+mod openapi;
+mod process;
+mod subscriptions;

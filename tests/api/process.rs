@@ -1,0 +1,200 @@
+//! The real `webhookd` binary as a process: configuration errors, signals, the embedded
+//! database (run as the unprivileged `postgres` user when we are root), `migrate`.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{cluster, fresh_database, ADMIN_TOKEN};
+
+fn webhookd() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null());
+    command
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A directory for one test, traversable by the postgres user.
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join("webhookd-tests").join(format!("{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn wait_for_health(base: &str, child: &mut Child, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let client = crate::helpers::http_client();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("webhookd exited early: {status}");
+        }
+        if let Ok(response) = client.get(format!("{base}/health")).send().await {
+            if response.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "webhookd not healthy within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Sends SIGTERM and waits for the exit, which must come within `limit`.
+fn terminate(mut child: Child, limit: Duration) -> Output {
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("webhookd did not exit within {limit:?} of SIGTERM");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_bad_setting_exits_with_a_message_naming_the_variable() {
+    for (variable, value) in [
+        ("WEBHOOKD_RETRY_SCHEDULE", "soon"),
+        ("WEBHOOKD_LISTEN", "everywhere"),
+        ("WEBHOOKD_MAX_PAYLOAD", "huge"),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "-1"),
+        ("WEBHOOKD_WORKER_CONCURRENCY", "0"),
+        ("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "perhaps"),
+        ("DATABASE_URL", "mysql://x"),
+    ] {
+        let output = webhookd().env(variable, value).output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(variable), "{variable}={value}: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn with_database_url_it_serves_and_exits_zero_on_sigterm() {
+    let database_url = fresh_database().await;
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = webhookd()
+        .env("DATABASE_URL", &database_url)
+        .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("WEBHOOKD_DATA_DIR", scratch_dir("external"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_health(&base, &mut child, Duration::from_secs(20)).await;
+    let output = terminate(child, Duration::from_secs(15));
+    assert!(output.status.success(), "exit status {:?}", output.status);
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert!(!log.contains(ADMIN_TOKEN), "the configured token is never logged");
+}
+
+#[tokio::test]
+async fn without_database_url_it_runs_its_own_cluster_and_reuses_it() {
+    let data_dir = scratch_dir("embedded");
+    let start = |port: u16| {
+        webhookd()
+            .env("WEBHOOKD_DATA_DIR", &data_dir)
+            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(port);
+    wait_for_health(&base, &mut child, Duration::from_secs(60)).await;
+
+    let token = std::fs::read_to_string(data_dir.join("admin_token")).unwrap().trim().to_owned();
+    assert!(token.len() >= 32);
+    let cluster_dir = data_dir.join("postgres");
+    assert!(cluster_dir.join("PG_VERSION").exists());
+    if unsafe { libc::geteuid() } == 0 {
+        use std::os::unix::fs::MetadataExt;
+        assert_ne!(std::fs::metadata(&cluster_dir).unwrap().uid(), 0, "as root, the cluster belongs to an unprivileged user");
+    }
+    let client = crate::helpers::http_client();
+    let created = client
+        .post(format!("{base}/subscriptions"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"target_url": "http://127.0.0.1:9/x", "name": "kept"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let output = terminate(child, Duration::from_secs(30));
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let log = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(log.matches(&token).count(), 1, "the generated token is printed exactly once");
+    assert!(!cluster_dir.join("postmaster.pid").exists(), "the cluster was stopped on exit");
+
+    // Second start: same cluster (the subscription is still there), same token, not printed again.
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut child = start(port);
+    wait_for_health(&base, &mut child, Duration::from_secs(60)).await;
+    let listed = client.get(format!("{base}/subscriptions")).bearer_auth(&token).send().await.unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&listed.bytes().await.unwrap()).unwrap();
+    assert_eq!(listed["items"][0]["name"], "kept");
+    let output = terminate(child, Duration::from_secs(30));
+    assert!(output.status.success());
+    assert!(!String::from_utf8_lossy(&output.stdout).contains(&token));
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn a_killed_webhookd_does_not_leave_its_cluster_running() {
+    let data_dir = scratch_dir("killed");
+    let port = free_port();
+    let mut child = webhookd()
+        .env("WEBHOOKD_DATA_DIR", &data_dir)
+        .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_health(&format!("http://127.0.0.1:{port}"), &mut child, Duration::from_secs(60)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let pid_file = data_dir.join("postgres/postmaster.pid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pid_file.exists() {
+        assert!(Instant::now() < deadline, "the cluster outlived webhookd");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&data_dir);
+}
+
+#[tokio::test]
+async fn migrate_applies_the_schema_to_an_empty_database() {
+    let cluster = cluster();
+    let name = format!("empty_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.url_for("postgres")).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut admin).await.unwrap();
+    let url = cluster.url_for(&name);
+    let output = webhookd().arg("migrate").env("DATABASE_URL", &url).env("WEBHOOKD_DATA_DIR", scratch_dir("migrate")).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE tablename IN ('subscriptions', 'deliveries', 'attempts')")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(tables, 3);
+}
+
