@@ -79,6 +79,9 @@ pub struct RawSettings {
     /// Time-to-live of cached subscriptions.
     #[arg(long, env = "WEBHOOKD_SUBSCRIPTION_CACHE_TTL", global = true)]
     pub subscription_cache_ttl: Option<String>,
+    /// How long the previous secret stays valid after a rotation.
+    #[arg(long, env = "WEBHOOKD_SECRET_ROTATION_OVERLAP", global = true)]
+    pub secret_rotation_overlap: Option<String>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "WEBHOOKD_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -123,6 +126,7 @@ pub struct Settings {
     pub db_pool_size: u32,
     pub shutdown_grace: Duration,
     pub subscription_cache_ttl: Duration,
+    pub secret_rotation_overlap: Duration,
     pub log_format: LogFormat,
 }
 
@@ -217,6 +221,11 @@ impl Settings {
                 &raw.subscription_cache_ttl,
                 "WEBHOOKD_SUBSCRIPTION_CACHE_TTL",
                 "60s",
+            )?,
+            secret_rotation_overlap: duration_or(
+                &raw.secret_rotation_overlap,
+                "WEBHOOKD_SECRET_ROTATION_OVERLAP",
+                "24h",
             )?,
             log_format: match raw.log_format.as_deref().unwrap_or("pretty") {
                 "pretty" => LogFormat::Pretty,

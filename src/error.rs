@@ -57,6 +57,15 @@ impl ApiError {
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         Self::BadRequest(body(code, message))
     }
+    pub fn unauthorized() -> Self {
+        Self::Unauthorized(body("unauthorized", "missing or invalid credentials: send `Authorization: Bearer <admin token>`"))
+    }
+    pub fn invalid_signature() -> Self {
+        Self::Unauthorized(body(
+            "invalid_signature",
+            "missing or wrong X-Hub-Signature-256: send sha256=<hex HMAC-SHA256 of the exact body, keyed with the subscription's secret>",
+        ))
+    }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(body("not_found", message))
     }
@@ -111,6 +120,7 @@ pub async fn standard_error_response(error: poem::Error) -> Response {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
         s if s.is_client_error() => "bad_request",
         _ => "internal_error",
     };

@@ -3,4 +3,5 @@ UPDATE subscriptions
 SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $6,
     updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
-RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at
+RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
+       previous_secret_key, previous_secret_expires_at

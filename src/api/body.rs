@@ -1,31 +1,36 @@
 //! The ingest body: raw bytes kept exactly as received, read with a size limit so an
 //! oversized request is refused without being buffered whole.
 
+use std::marker::PhantomData;
+
 use poem::{Body, Request, RequestBody};
-use poem_openapi::registry::{MetaMediaType, MetaRequest, MetaSchema, MetaSchemaRef, Registry};
+use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
+use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
 use tokio::io::AsyncReadExt;
 
 use crate::error::ApiError;
 
-/// Any JSON document, taken as the exact bytes sent. The `Content-Type` is not checked:
-/// the bytes are, by parsing them.
-pub struct RawJsonBody(pub Body);
+/// A JSON body taken as the exact bytes sent, documented with the schema of `S`. The
+/// `Content-Type` is not checked: the bytes are, by parsing them.
+pub struct RawJson<S>(pub Body, PhantomData<S>);
 
-impl<'a> ApiExtractor<'a> for RawJsonBody {
+/// Any JSON document.
+pub type RawJsonBody = RawJson<serde_json::Value>;
+
+impl<'a, S: Type> ApiExtractor<'a> for RawJson<S> {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::RequestObject];
     type ParamType = ();
     type ParamRawType = ();
 
-    fn register(_registry: &mut Registry) {}
+    fn register(registry: &mut Registry) {
+        S::register(registry);
+    }
 
     fn request_meta() -> Option<MetaRequest> {
         Some(MetaRequest {
-            description: Some("Any JSON document; stored and delivered byte for byte."),
-            content: vec![MetaMediaType {
-                content_type: "application/json",
-                schema: MetaSchemaRef::Inline(Box::new(MetaSchema::ANY)),
-            }],
+            description: Some("JSON; the bytes are kept exactly as sent."),
+            content: vec![MetaMediaType { content_type: "application/json", schema: S::schema_ref() }],
             required: true,
         })
     }
@@ -35,7 +40,7 @@ impl<'a> ApiExtractor<'a> for RawJsonBody {
         body: &mut RequestBody,
         _options: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        Ok(Self(body.take()?))
+        Ok(Self(body.take()?, PhantomData))
     }
 }
 

@@ -3,7 +3,7 @@
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -28,6 +28,8 @@ pub enum DeliveryStatus {
     Succeeded,
     /// Every attempt failed, or the subscription was deleted.
     Failed,
+    /// The subscription does not want this event type: never attempted.
+    Filtered,
 }
 
 impl DeliveryStatus {
@@ -38,6 +40,7 @@ impl DeliveryStatus {
             "retrying" => Self::Retrying,
             "succeeded" => Self::Succeeded,
             "failed" => Self::Failed,
+            "filtered" => Self::Filtered,
             _ => return None,
         })
     }
@@ -49,6 +52,7 @@ impl DeliveryStatus {
             Self::Retrying => "retrying",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Filtered => "filtered",
         }
     }
 }
@@ -138,6 +142,8 @@ pub struct Delivery {
     pub id: Uuid,
     pub subscription_id: Uuid,
     pub event_type: Option<String>,
+    /// The fan-out event this delivery belongs to, if any.
+    pub event_id: Option<Uuid>,
     pub status: DeliveryStatus,
     /// Attempts made so far (including one in progress).
     pub attempt_count: i32,
@@ -159,6 +165,7 @@ impl From<DeliveryRow> for Delivery {
             id: row.id,
             subscription_id: row.subscription_id,
             event_type: row.event_type,
+            event_id: row.event_id,
             status,
             attempt_count: row.attempt_count,
             next_attempt_at,
@@ -187,6 +194,13 @@ pub struct DeliveryList {
 #[derive(Debug, Object)]
 pub struct AttemptList {
     pub items: Vec<SubscriptionAttempt>,
+}
+
+#[derive(ApiResponse)]
+enum RetryResponse {
+    /// Re-queued; it will be attempted shortly.
+    #[oai(status = 202)]
+    Accepted(Json<Delivery>),
 }
 
 pub struct DeliveriesApi {
@@ -221,6 +235,28 @@ impl DeliveriesApi {
             delivery: row.into(),
             attempts: attempts.into_iter().map(Attempt::from).collect(),
         }))
+    }
+
+    /// Re-queue a finished (succeeded or failed) delivery for a fresh round of attempts.
+    ///
+    /// Attempt numbers continue; the retry schedule starts over. 409 while it is still in
+    /// flight (queued, delivering, retrying) or was filtered.
+    #[oai(path = "/deliveries/:delivery_id/retry", method = "post")]
+    async fn retry(&self, _auth: AdminAuth, delivery_id: Path<Uuid>) -> Result<RetryResponse, ApiError> {
+        let pool = &self.context.pool;
+        if !deliveries::retry(pool, delivery_id.0).await? {
+            return match deliveries::select(pool, delivery_id.0).await? {
+                None => Err(ApiError::not_found("no delivery with this id")),
+                Some(row) => Err(ApiError::conflict(
+                    "delivery_not_finished",
+                    format!("only a succeeded or failed delivery can be retried; this one is {}", row.status),
+                )),
+            };
+        }
+        self.context.waker.wake();
+        let row = deliveries::select(pool, delivery_id.0).await?.ok_or_else(|| ApiError::not_found("no delivery with this id"))?;
+        tracing::info!(delivery.id = %row.id, "delivery re-queued by an operator");
+        Ok(RetryResponse::Accepted(Json(row.into())))
     }
 
     /// A subscription's most recent deliveries, newest first.

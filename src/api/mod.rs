@@ -4,8 +4,11 @@
 mod auth;
 mod body;
 mod deliveries;
+mod events;
 mod health;
+mod idempotency;
 mod ingest;
+mod tools;
 mod subscriptions;
 
 use std::sync::Arc;
@@ -37,6 +40,8 @@ pub fn openapi_service(context: &ApiContext) -> OpenApiService<impl poem_openapi
         subscriptions::SubscriptionsApi::new(context.clone()),
         ingest::IngestApi::new(context.clone()),
         deliveries::DeliveriesApi::new(context.clone()),
+        events::EventsApi::new(context.clone()),
+        tools::ToolsApi,
         health::HealthApi::new(context.clone()),
     );
     OpenApiService::new(apis, "webhookd", env!("CARGO_PKG_VERSION"))
@@ -59,8 +64,24 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint {
         .at("/openapi.json", document)
         .nest("/", service)
         .with(NormalizePath::new(TrailingSlash::Trim))
+        .before(refuse_long_uris)
         .data(AdminToken(admin_token))
         .catch_all_error(standard_error_response)
+}
+
+/// Longest accepted request URI, in bytes.
+const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuses overlong URIs with 414 before any routing or parsing.
+async fn refuse_long_uris(request: poem::Request) -> poem::Result<poem::Request> {
+    let length = request.uri().to_string().len();
+    if length > MAX_URI_BYTES {
+        return Err(poem::Error::from_string(
+            format!("the request URI is {length} bytes long; the limit is {MAX_URI_BYTES}"),
+            poem::http::StatusCode::URI_TOO_LONG,
+        ));
+    }
+    Ok(request)
 }
 
 /// Checks a `limit` query parameter: `default` when absent, 1..=`max` otherwise.
@@ -81,6 +102,10 @@ enum ApiTags {
     Ingest,
     /// What happened to each webhook and each attempt.
     Deliveries,
+    /// Fan-out of one event to every subscription that wants it.
+    Events,
+    /// Helpers for producers.
+    Tools,
     /// Liveness of the service and its database.
     Health,
 }

@@ -13,6 +13,7 @@ use crate::db::subscriptions::{self as store, SubscriptionFields, SubscriptionRo
 use crate::db::deliveries;
 use crate::delivery::ssrf;
 use crate::domain::event_type::validate_event_pattern;
+use crate::domain::signing::generate_secret;
 use crate::domain::target_url::TargetUrl;
 use crate::error::ApiError;
 
@@ -120,6 +121,15 @@ enum Created {
     Created(Json<Subscription>),
 }
 
+/// A new secret, shown this once.
+#[derive(Debug, Object)]
+pub struct RotatedSecret {
+    /// The new `whsec_` secret: store it now, it is never shown again.
+    pub secret_key: String,
+    /// Until when the previous secret is still accepted and signed for (null if there was none).
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+}
+
 #[derive(ApiResponse)]
 enum Deleted {
     /// Deleted: its waiting deliveries are ended as failed; its logs stay until retention.
@@ -219,6 +229,20 @@ impl SubscriptionsApi {
             is_active: replacement.is_active.unwrap_or(true),
         })
         .await
+    }
+
+    /// Generate a new secret (`whsec_` + 32 random bytes, base64), returned only here.
+    ///
+    /// During `WEBHOOKD_SECRET_ROTATION_OVERLAP` (default 24h) deliveries are signed with
+    /// both the new and the previous secret, and inbound signatures with either are accepted.
+    #[oai(path = "/subscriptions/:id/rotate-secret", method = "post")]
+    async fn rotate_secret(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<RotatedSecret>, ApiError> {
+        let secret = generate_secret();
+        let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
+        let row = store::rotate_secret(&self.context.pool, id.0, &secret, overlap).await?.ok_or_else(no_subscription)?;
+        self.context.subscriptions.invalidate(id.0).await;
+        tracing::info!(subscription.id = %id.0, "subscription secret rotated");
+        Ok(Json(RotatedSecret { secret_key: secret, previous_secret_expires_at: row.previous_secret_expires_at }))
     }
 
     /// Delete a subscription. Its waiting deliveries stop; its logs stay until retention.

@@ -10,6 +10,7 @@ pub struct DeliveryRow {
     pub id: Uuid,
     pub subscription_id: Uuid,
     pub event_type: Option<String>,
+    pub event_id: Option<Uuid>,
     pub status: String,
     pub attempt_count: i32,
     pub next_attempt_at: Option<OffsetDateTime>,
@@ -27,6 +28,15 @@ pub struct ClaimedDelivery {
     pub body: Vec<u8>,
     /// The number of the attempt about to be made (1-based).
     pub attempt_count: i32,
+    /// Attempts made before the current round (a manual retry starts a new round).
+    pub round_start_attempt: i32,
+}
+
+impl ClaimedDelivery {
+    /// The attempt's number within its round, which the retry schedule counts.
+    pub fn attempt_in_round(&self) -> u32 {
+        (self.attempt_count - self.round_start_attempt).max(1) as u32
+    }
 }
 
 /// What a finished attempt does to its delivery.
@@ -39,21 +49,55 @@ pub struct OutcomeUpdate {
     pub last_error: Option<String>,
 }
 
-/// Enqueues one webhook; returns its creation time.
+/// Records one webhook as `queued` or `filtered`; returns its creation time.
 pub async fn insert(
     db: impl PgExecutor<'_>,
     id: Uuid,
     subscription_id: Uuid,
     event_type: Option<&str>,
     body: &[u8],
+    status: &str,
 ) -> sqlx::Result<OffsetDateTime> {
     sqlx::query_scalar(include_str!("../../sql/deliveries/insert_delivery.sql"))
         .bind(id)
         .bind(subscription_id)
         .bind(event_type)
         .bind(body)
+        .bind(status)
         .fetch_one(db)
         .await
+}
+
+/// Queues one delivery of an event per subscription (`ids[i]` goes to `subscriptions[i]`).
+pub async fn insert_for_event(
+    db: impl PgExecutor<'_>,
+    ids: &[Uuid],
+    subscriptions: &[Uuid],
+    event_type: &str,
+    event_id: Uuid,
+) -> sqlx::Result<()> {
+    sqlx::query(include_str!("../../sql/deliveries/insert_event_deliveries.sql"))
+        .bind(ids)
+        .bind(subscriptions)
+        .bind(event_type)
+        .bind(event_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// The deliveries of one fan-out event.
+pub async fn list_for_event(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<Vec<DeliveryRow>> {
+    sqlx::query_as(include_str!("../../sql/deliveries/list_deliveries_for_event.sql"))
+        .bind(event_id)
+        .fetch_all(db)
+        .await
+}
+
+/// Re-queues a finished delivery for a new round of attempts; false if it is not finished.
+pub async fn retry(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    let row = sqlx::query(include_str!("../../sql/deliveries/retry_delivery.sql")).bind(id).fetch_optional(db).await?;
+    Ok(row.is_some())
 }
 
 /// Reads one delivery's state.

@@ -3,6 +3,8 @@
 
 pub mod attempts;
 pub mod deliveries;
+pub mod events;
+pub mod idempotency;
 pub mod partitions;
 pub mod subscriptions;
 

@@ -16,6 +16,21 @@ pub struct SubscriptionRow {
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub deleted_at: Option<OffsetDateTime>,
+    /// The secret before the last rotation, valid until `previous_secret_expires_at`.
+    pub previous_secret_key: Option<String>,
+    pub previous_secret_expires_at: Option<OffsetDateTime>,
+}
+
+impl SubscriptionRow {
+    /// Secrets that sign and verify right now: the current one, then the previous one while
+    /// its rotation overlap lasts.
+    pub fn live_secrets(&self, now: OffsetDateTime) -> Vec<&str> {
+        let previous = self
+            .previous_secret_key
+            .as_deref()
+            .filter(|_| self.previous_secret_expires_at.is_some_and(|until| until > now));
+        self.secret_key.as_deref().into_iter().chain(previous).collect()
+    }
 }
 
 /// The writable fields of a subscription.
@@ -89,5 +104,28 @@ pub async fn select_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Resul
     sqlx::query_as(include_str!("../../sql/subscriptions/select_subscription_for_update.sql"))
         .bind(id)
         .fetch_optional(db)
+        .await
+}
+
+/// Replaces the secret, keeping the old one valid for `overlap_seconds`.
+pub async fn rotate_secret(
+    db: impl PgExecutor<'_>,
+    id: Uuid,
+    new_secret: &str,
+    overlap_seconds: f64,
+) -> sqlx::Result<Option<SubscriptionRow>> {
+    sqlx::query_as(include_str!("../../sql/subscriptions/rotate_secret.sql"))
+        .bind(id)
+        .bind(new_secret)
+        .bind(overlap_seconds)
+        .fetch_optional(db)
+        .await
+}
+
+/// Ids of the active subscriptions wanting an event that matches any of `patterns`.
+pub async fn matching_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(include_str!("../../sql/subscriptions/match_subscriptions_for_event.sql"))
+        .bind(patterns)
+        .fetch_all(db)
         .await
 }

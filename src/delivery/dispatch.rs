@@ -12,6 +12,7 @@ use super::ssrf::{PublicOnlyResolver, BLOCKED_ADDRESS};
 use crate::db::deliveries::ClaimedDelivery;
 use crate::domain::address::is_public;
 use crate::domain::retry::parse_retry_after;
+use crate::domain::signing;
 use crate::domain::target_url::TargetUrl;
 
 /// Bytes of the response body kept in the attempt log.
@@ -61,12 +62,14 @@ impl AttemptResult {
     }
 }
 
-/// POSTs the delivery's exact body to `target`.
+/// POSTs the delivery's exact body to `target`, signed with each of `secrets` (the
+/// current secret first, then a previous one still within its rotation overlap).
 pub async fn send(
     client: &reqwest::Client,
     target: &str,
     delivery: &ClaimedDelivery,
     body: Bytes,
+    secrets: &[&str],
     allow_private_targets: bool,
 ) -> AttemptResult {
     let started_at = OffsetDateTime::now_utc();
@@ -89,7 +92,7 @@ pub async fn send(
     }
     let request = client
         .post(target)
-        .headers(delivery_headers(delivery, started_at))
+        .headers(delivery_headers(delivery, started_at, &body, secrets))
         .body(body);
     let response = match request.send().await {
         Ok(response) => response,
@@ -110,12 +113,21 @@ pub async fn send(
     finish(Some(status.as_u16()), error, excerpt, retry_after, false)
 }
 
-fn delivery_headers(delivery: &ClaimedDelivery, sent_at: OffsetDateTime) -> HeaderMap {
+fn delivery_headers(delivery: &ClaimedDelivery, sent_at: OffsetDateTime, body: &[u8], secrets: &[&str]) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let id = HeaderValue::from_str(&delivery.id.to_string()).expect("a UUID is a valid header value");
-    headers.insert("webhook-id", id);
-    headers.insert("webhook-timestamp", HeaderValue::from(sent_at.unix_timestamp()));
+    let id = delivery.id.to_string();
+    let timestamp = sent_at.unix_timestamp();
+    headers.insert("webhook-id", HeaderValue::from_str(&id).expect("a UUID is a valid header value"));
+    headers.insert("webhook-timestamp", HeaderValue::from(timestamp));
+    if let Some(current) = secrets.first() {
+        let signatures: Vec<String> =
+            secrets.iter().map(|secret| signing::standard_webhooks_signature(secret, &id, timestamp, body)).collect();
+        let joined = HeaderValue::from_str(&signatures.join(" ")).expect("base64 is a valid header value");
+        headers.insert("webhook-signature", joined);
+        let hub = HeaderValue::from_str(&signing::hub_signature(current, body)).expect("hex is a valid header value");
+        headers.insert("x-hub-signature-256", hub);
+    }
     headers.insert("x-webhook-attempt", HeaderValue::from(delivery.attempt_count));
     if let Some(event) = delivery.event_type.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {
         headers.insert("x-webhook-event", event);

@@ -133,11 +133,13 @@ impl DeliveryTask {
             return self.release(&delivery, None).await;
         }
         let body = Bytes::from(delivery.body.clone());
+        let secrets = subscription.live_secrets(OffsetDateTime::now_utc());
         let send = dispatch::send(
             &self.context.client,
             &subscription.target_url,
             &delivery,
             body,
+            &secrets,
             self.context.allow_private_targets,
         );
         let result = tokio::select! {
@@ -190,7 +192,7 @@ fn finish(
     } else if result.blocked {
         ("failed", "failure", None)
     } else {
-        match schedule.after_failure(attempt_number as u32, result.retry_after, random) {
+        match schedule.after_failure(delivery.attempt_in_round(), result.retry_after, random) {
             NextStep::RetryIn(wait) => ("retrying", "failed_attempt", Some(finished_at + wait)),
             NextStep::GiveUp => ("failed", "failure", None),
         }
@@ -229,7 +231,14 @@ mod tests {
     use super::*;
 
     fn delivery(attempt: i32) -> ClaimedDelivery {
-        ClaimedDelivery { id: Uuid::now_v7(), subscription_id: Uuid::now_v7(), event_type: None, body: b"{}".to_vec(), attempt_count: attempt }
+        ClaimedDelivery {
+            id: Uuid::now_v7(),
+            subscription_id: Uuid::now_v7(),
+            event_type: None,
+            body: b"{}".to_vec(),
+            attempt_count: attempt,
+            round_start_attempt: 0,
+        }
     }
 
     fn subscription() -> SubscriptionRow {
@@ -237,6 +246,7 @@ mod tests {
         SubscriptionRow {
             id: Uuid::now_v7(), name: None, target_url: "http://example.com/".into(), secret_key: None,
             event_types: vec![], is_active: true, created_at: now, updated_at: now, deleted_at: None,
+            previous_secret_key: None, previous_secret_expires_at: None,
         }
     }
 
@@ -265,6 +275,16 @@ mod tests {
         assert_eq!(wait, time::Duration::seconds(1));
         let last = finish(&delivery(2), &subscription(), Uuid::nil(), &r, &schedule, 0.0);
         assert_eq!((last.update.status, last.attempt.outcome.as_str()), ("failed", "failure"));
+    }
+
+    #[test]
+    fn a_manual_retry_starts_a_fresh_round_of_the_schedule() {
+        let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
+        let mut retried = delivery(3);
+        retried.round_start_attempt = 2;
+        let done = finish(&retried, &subscription(), Uuid::nil(), &result(Some(500), false), &schedule, 0.0);
+        assert_eq!(done.update.status, "retrying");
+        assert_eq!(done.attempt.attempt_number, 3, "attempt numbers continue");
     }
 
     #[test]

@@ -42,6 +42,19 @@ pub fn wants_event(patterns: &[String], event_type: Option<&str>) -> bool {
     })
 }
 
+/// Every filter entry that matches `event_type`: the name itself and each prefix pattern
+/// (`order.item.added` → `order.item.added`, `order.*`, `order.item.*`). Lets the database
+/// find matching subscriptions with one array-overlap lookup.
+pub fn matching_patterns(event_type: &str) -> Vec<String> {
+    let mut patterns = vec![event_type.to_owned()];
+    for (at, c) in event_type.char_indices() {
+        if c == '.' && at + 1 < event_type.len() {
+            patterns.push(format!("{}*", &event_type[..=at]));
+        }
+    }
+    patterns
+}
+
 fn truncated(text: &str) -> &str {
     let end = text.char_indices().nth(40).map_or(text.len(), |(i, _)| i);
     &text[..end]
@@ -72,6 +85,18 @@ mod tests {
         assert!(validate_event_pattern("order.created").is_ok());
         assert!(validate_event_pattern("*").is_err());
         assert!(validate_event_pattern("order*").is_err());
+    }
+
+    #[test]
+    fn matching_patterns_agree_with_wants_event() {
+        assert_eq!(matching_patterns("order.item.added"), ["order.item.added", "order.*", "order.item.*"]);
+        assert_eq!(matching_patterns("ping"), ["ping"]);
+        for event in ["order.item.added", "order.created", "invoice.paid", "ping", "order."] {
+            for pattern in ["order.*", "order.item.*", "invoice.paid", "ping", "order.created"] {
+                let by_patterns = matching_patterns(event).iter().any(|p| p == pattern);
+                assert_eq!(by_patterns, wants_event(&[pattern.to_owned()], Some(event)), "{event} vs {pattern}");
+            }
+        }
     }
 
     #[test]

@@ -3,4 +3,5 @@
 pub mod address;
 pub mod event_type;
 pub mod retry;
+pub mod signing;
 pub mod target_url;

@@ -1,0 +1,270 @@
+//! webhookd benchmark: starts a durable PostgreSQL (fsync and synchronous_commit on), the
+//! release `webhookd` binary and a receiver on 127.0.0.1, then measures
+//!   1. ingest requests/s at 64 concurrent connections with 1 KiB bodies,
+//!   2. end-to-end deliveries/s draining 20,000 queued webhooks,
+//!   3. ingest→receipt latency p50/p99 at a steady 200 webhooks/s,
+//!   4. the service's RSS (idle and peak).
+//!
+//! Run: `cargo build --release && cargo run --release --example bench`
+//! (`BENCH_SECONDS` sets the ingest phase length, default 10.)
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use poem::listener::{Acceptor, Listener, TcpListener};
+use poem::{handler, web::Data, EndpointExt, Request, Route, Server};
+use sqlx::PgPool;
+use webhookd::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
+
+const TOKEN: &str = "bench-admin-token-0123456789";
+const CONNECTIONS: usize = 64;
+const DRAIN_COUNT: i64 = 20_000;
+
+/// Receipt times by webhook-id, and a counter.
+#[derive(Default)]
+struct Receipts {
+    count: AtomicU64,
+    at: Mutex<HashMap<String, Instant>>,
+    track: std::sync::atomic::AtomicBool,
+}
+
+#[handler]
+fn receive(request: &Request, receipts: Data<&Arc<Receipts>>) -> &'static str {
+    receipts.count.fetch_add(1, Ordering::Relaxed);
+    if receipts.track.load(Ordering::Relaxed) {
+        if let Some(id) = request.header("webhook-id") {
+            receipts.at.lock().unwrap().insert(id.to_owned(), Instant::now());
+        }
+    }
+    "ok"
+}
+
+fn main() -> anyhow::Result<()> {
+    let seconds: u64 = std::env::var("BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let binary = std::env::current_exe()?.parent().unwrap().parent().unwrap().join("webhookd");
+    anyhow::ensure!(binary.exists(), "build the service first: cargo build --release");
+
+    let root = std::env::temp_dir().join("webhookd-bench");
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root)?;
+    let cluster = EmbeddedPostgres::start(&ClusterOptions {
+        directory: root.join("postgres"),
+        server_settings: vec![("max_connections".into(), "200".into())],
+    })?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(&cluster, &binary, seconds))?;
+    drop(runtime);
+    drop(cluster);
+    Ok(())
+}
+
+async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
+    webhookd::delivery::install_tls_provider();
+    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await?;
+    let database_url = cluster.database_url();
+    let pool = PgPool::connect(&database_url).await?;
+    webhookd::db::migrate(&pool).await?;
+
+    let receipts = Arc::new(Receipts::default());
+    let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
+    let receiver_port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
+    let app = Route::new().at("/*path", poem::post(receive)).data(receipts.clone());
+    tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
+    let receiver_url = format!("http://127.0.0.1:{receiver_port}/hook");
+
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut service = start_service(binary, &database_url, port)?;
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS * 2).build()?;
+    wait_healthy(&client, &base).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = rss_kib(service.id(), "VmRSS:");
+    let subscription = create_subscription(&client, &base, &receiver_url).await?;
+
+    // Warm up (first runs after boot are slower; see NOTES.md).
+    ingest_for(&client, &base, &subscription, Duration::from_secs(2)).await;
+    wait_for_receipts(&receipts, &pool).await;
+
+    // 1. Ingest throughput.
+    let accepted = ingest_for(&client, &base, &subscription, Duration::from_secs(seconds)).await;
+    let ingest_rate = accepted as f64 / seconds as f64;
+    wait_for_receipts(&receipts, &pool).await;
+
+    // 2. Drain: stop the service, queue 20,000 webhooks directly, start it, time the drain.
+    stop_service(&mut service)?;
+    let body = format!("{{\"data\":\"{}\"}}", "x".repeat(1010));
+    sqlx::query(
+        "INSERT INTO deliveries (id, subscription_id, body, status, next_attempt_at)
+         SELECT gen_random_uuid(), $1::uuid, convert_to($2, 'UTF8'), 'queued', now()
+         FROM generate_series(1, $3)",
+    )
+    .bind(&subscription)
+    .bind(&body)
+    .bind(DRAIN_COUNT)
+    .execute(&pool)
+    .await?;
+    let before = receipts.count.load(Ordering::Relaxed);
+    service = start_service(binary, &database_url, port)?;
+    let started = Instant::now();
+    while receipts.count.load(Ordering::Relaxed) - before < DRAIN_COUNT as u64 {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "drain did not finish");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let drain_rate = DRAIN_COUNT as f64 / started.elapsed().as_secs_f64();
+    wait_for_receipts(&receipts, &pool).await;
+
+    // 3. Latency at a steady 200/s.
+    receipts.track.store(true, Ordering::Relaxed);
+    let sent = steady_ingest(&client, &base, &subscription, 200, Duration::from_secs(10)).await;
+    wait_for_receipts(&receipts, &pool).await;
+    let arrived = receipts.at.lock().unwrap().clone();
+    let mut latencies: Vec<f64> = sent
+        .iter()
+        .filter_map(|(id, at)| arrived.get(id).map(|got| (*got - *at).as_secs_f64() * 1000.0))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+
+    let peak_rss = rss_kib(service.id(), "VmHWM:");
+    stop_service(&mut service)?;
+
+    println!("| measure | result |");
+    println!("|---|---|");
+    println!("| ingest, 64 connections, 1 KiB bodies | {ingest_rate:.0} webhooks/s |");
+    println!("| delivery, draining {DRAIN_COUNT} queued | {drain_rate:.0} deliveries/s |");
+    println!("| ingest→receipt latency at 200/s | p50 {:.1} ms, p99 {:.1} ms ({} samples) |", percentile(0.5), percentile(0.99), latencies.len());
+    println!("| service RSS | idle {:.1} MiB, peak {:.1} MiB |", idle_rss as f64 / 1024.0, peak_rss as f64 / 1024.0);
+    Ok(())
+}
+
+fn start_service(binary: &std::path::Path, database_url: &str, port: u16) -> anyhow::Result<Child> {
+    Ok(Command::new(binary)
+        .env("DATABASE_URL", database_url)
+        .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
+        .env("WEBHOOKD_ADMIN_TOKEN", TOKEN)
+        .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
+        .env("WEBHOOKD_DATA_DIR", std::env::temp_dir().join("webhookd-bench"))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?)
+}
+
+fn stop_service(service: &mut Child) -> anyhow::Result<()> {
+    unsafe { libc::kill(service.id() as i32, libc::SIGTERM) };
+    service.wait()?;
+    Ok(())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn wait_healthy(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
+    for _ in 0..400 {
+        if let Ok(response) = client.get(format!("{base}/health")).send().await {
+            if response.status() == 200 {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("service did not become healthy")
+}
+
+async fn create_subscription(client: &reqwest::Client, base: &str, target: &str) -> anyhow::Result<String> {
+    let response = client
+        .post(format!("{base}/subscriptions"))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "target_url": target }).to_string())
+        .send()
+        .await?;
+    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+    Ok(body["id"].as_str().unwrap().to_owned())
+}
+
+fn payload() -> String {
+    format!("{{\"data\":\"{}\"}}", "x".repeat(1010))
+}
+
+/// 64 connections POSTing as fast as they can for `duration`; returns how many got 202.
+async fn ingest_for(client: &reqwest::Client, base: &str, subscription: &str, duration: Duration) -> u64 {
+    let accepted = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let url = format!("{base}/ingest/{subscription}");
+    let body = bytes::Bytes::from(payload());
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, url, body, accepted) = (client.clone(), url.clone(), body.clone(), accepted.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let response = client.post(&url).bearer_auth(TOKEN).header("content-type", "application/json").body(body.clone()).send().await;
+                    if let Ok(response) = response {
+                        if response.status() == 202 {
+                            accepted.fetch_add(1, Ordering::Relaxed);
+                        }
+                        let _ = response.bytes().await;
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    accepted.load(Ordering::Relaxed)
+}
+
+/// Sends `rate` webhooks a second for `duration`; returns (delivery id, send time) pairs.
+async fn steady_ingest(client: &reqwest::Client, base: &str, subscription: &str, rate: u64, duration: Duration) -> Vec<(String, Instant)> {
+    let url = format!("{base}/ingest/{subscription}");
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::new();
+    while Instant::now() < deadline {
+        ticker.tick().await;
+        let (client, url) = (client.clone(), url.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let response = client.post(&url).bearer_auth(TOKEN).body(payload()).send().await.ok()?;
+            let body: serde_json::Value = serde_json::from_slice(&response.bytes().await.ok()?).ok()?;
+            Some((body["delivery_id"].as_str()?.to_owned(), sent))
+        }));
+    }
+    let mut sent = Vec::new();
+    for task in tasks {
+        if let Ok(Some(pair)) = task.await {
+            sent.push(pair);
+        }
+    }
+    sent
+}
+
+/// Waits until nothing is left to deliver.
+async fn wait_for_receipts(_receipts: &Receipts, pool: &PgPool) {
+    for _ in 0..6000 {
+        let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status NOT IN ('succeeded', 'failed')")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(1);
+        if pending == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A field of /proc/<pid>/status, in KiB.
+fn rss_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with(field))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}

@@ -1,0 +1,11 @@
+-- Replaces a live subscription's secret with $2; the old one (if any) stays valid for $3
+-- more seconds. Returns the new row, or nothing.
+UPDATE subscriptions
+SET previous_secret_key = secret_key,
+    previous_secret_expires_at = CASE WHEN secret_key IS NULL THEN NULL
+                                      ELSE now() + make_interval(secs => $3) END,
+    secret_key = $2,
+    updated_at = now()
+WHERE id = $1 AND deleted_at IS NULL
+RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
+          previous_secret_key, previous_secret_expires_at

@@ -1,0 +1,161 @@
+//! `/events`: fan-out of one event to every active subscription that wants its type.
+
+use poem::Request;
+use poem_openapi::param::{Header, Path};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::AdminAuth;
+use super::body::{read_limited, RawJson};
+use super::deliveries::Delivery;
+use super::idempotency::{self, IdempotencyKey, Reservation};
+use super::{ApiContext, ApiTags};
+use crate::db::{deliveries, events, subscriptions};
+use crate::domain::event_type::{matching_patterns, validate_event_type};
+use crate::error::ApiError;
+
+/// An event to deliver to every subscription that wants it.
+#[derive(Debug, Object)]
+pub struct PublishEvent {
+    /// Exact event name, e.g. `order.created`.
+    pub event_type: String,
+    /// Any JSON value: delivered to each subscriber byte for byte as sent here.
+    pub payload: serde_json::Value,
+}
+
+/// The same request, parsed keeping `payload`'s exact bytes.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PublishRequest<'a> {
+    event_type: String,
+    #[serde(borrow)]
+    payload: &'a RawValue,
+}
+
+/// One delivery created by an event.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct EventDelivery {
+    pub subscription_id: Uuid,
+    pub delivery_id: Uuid,
+}
+
+/// The event was stored with one queued delivery per matching subscription.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Published {
+    pub event_id: Uuid,
+    pub deliveries: Vec<EventDelivery>,
+}
+
+/// An event and where its deliveries stand.
+#[derive(Debug, Object)]
+pub struct EventDetail {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub created_at: OffsetDateTime,
+    pub deliveries: Vec<Delivery>,
+}
+
+#[derive(ApiResponse)]
+enum PublishResponse {
+    /// Committed: every matching subscription has a queued delivery (possibly none matched).
+    #[oai(status = 202)]
+    Accepted(Json<Published>),
+}
+
+pub struct EventsApi {
+    context: ApiContext,
+}
+
+impl EventsApi {
+    pub fn new(context: ApiContext) -> Self {
+        Self { context }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Events")]
+impl EventsApi {
+    /// Publish an event to every active subscription that wants its type.
+    ///
+    /// All deliveries are created in one transaction; the payload is stored once.
+    #[oai(path = "/events", method = "post")]
+    async fn publish(
+        &self,
+        _auth: AdminAuth,
+        request: &Request,
+        /// Makes retries of this request safe for 24 hours.
+        #[oai(name = "Idempotency-Key")]
+        idempotency_key: Header<Option<String>>,
+        body: RawJson<PublishEvent>,
+    ) -> Result<PublishResponse, ApiError> {
+        let idempotency_key = IdempotencyKey::parse(idempotency_key.0)?;
+        let length = request.header("content-length").and_then(|v| v.parse().ok());
+        let bytes = read_limited(length, body.0, self.context.settings.max_payload_bytes).await?;
+        let parsed: PublishRequest = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request("invalid_body", format!("expected {{\"event_type\": string, \"payload\": any JSON}}: {e}")))?;
+        validate_event_type(&parsed.event_type).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+        let event_type = parsed.event_type.as_str();
+        let payload = parsed.payload.get().as_bytes();
+
+        let published = match idempotency_key {
+            None => {
+                let mut tx = self.context.pool.begin().await?;
+                let published = fan_out(&mut tx, event_type, payload).await?;
+                tx.commit().await?;
+                published
+            }
+            Some(key) => {
+                let hash = Sha256::digest(&bytes).to_vec();
+                match idempotency::reserve(&self.context.pool, "events", &key, &hash).await? {
+                    Reservation::Replay(first) => first,
+                    Reservation::Fresh(mut tx) => {
+                        let published = fan_out(&mut tx, event_type, payload).await?;
+                        idempotency::commit(tx, "events", &key, &published).await?;
+                        published
+                    }
+                }
+            }
+        };
+        if !published.deliveries.is_empty() {
+            self.context.waker.wake();
+        }
+        tracing::info!(event.id = %published.event_id, event_type, deliveries = published.deliveries.len(), "event published");
+        Ok(PublishResponse::Accepted(Json(published)))
+    }
+
+    /// Get an event and the status of each of its deliveries.
+    #[oai(path = "/events/:event_id", method = "get")]
+    async fn get(&self, _auth: AdminAuth, event_id: Path<Uuid>) -> Result<Json<EventDetail>, ApiError> {
+        let pool = &self.context.pool;
+        let event = events::select(pool, event_id.0).await?.ok_or_else(|| ApiError::not_found("no event with this id"))?;
+        let rows = deliveries::list_for_event(pool, event.id).await?;
+        Ok(Json(EventDetail {
+            event_id: event.id,
+            event_type: event.event_type,
+            created_at: event.created_at,
+            deliveries: rows.into_iter().map(Delivery::from).collect(),
+        }))
+    }
+}
+
+/// Stores the event and one delivery per matching subscription, in the caller's transaction.
+async fn fan_out(tx: &mut PgConnection, event_type: &str, payload: &[u8]) -> Result<Published, ApiError> {
+    let subscription_ids = subscriptions::matching_event(&mut *tx, &matching_patterns(event_type)).await?;
+    let event_id = Uuid::now_v7();
+    events::insert(&mut *tx, event_id, event_type, payload).await?;
+    let delivery_ids: Vec<Uuid> = subscription_ids.iter().map(|_| Uuid::now_v7()).collect();
+    if !delivery_ids.is_empty() {
+        deliveries::insert_for_event(&mut *tx, &delivery_ids, &subscription_ids, event_type, event_id).await?;
+    }
+    let deliveries = subscription_ids
+        .into_iter()
+        .zip(delivery_ids)
+        .map(|(subscription_id, delivery_id)| EventDelivery { subscription_id, delivery_id })
+        .collect();
+    Ok(Published { event_id, deliveries })
+}

@@ -1,0 +1,27 @@
+//! Statements on `events`, the payloads of fan-out events.
+
+use sqlx::PgExecutor;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: Uuid,
+    pub event_type: String,
+    pub created_at: OffsetDateTime,
+}
+
+/// Stores an event's payload once; returns its creation time.
+pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, event_type: &str, payload: &[u8]) -> sqlx::Result<OffsetDateTime> {
+    sqlx::query_scalar(include_str!("../../sql/events/insert_event.sql"))
+        .bind(id)
+        .bind(event_type)
+        .bind(payload)
+        .fetch_one(db)
+        .await
+}
+
+/// Reads one event, without its payload.
+pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<EventRow>> {
+    sqlx::query_as(include_str!("../../sql/events/select_event.sql")).bind(id).fetch_optional(db).await
+}

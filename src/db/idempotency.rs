@@ -1,0 +1,55 @@
+//! Statements on `idempotency_keys`: the first response to a request with an
+//! `Idempotency-Key`, replayed for repeats within 24 hours.
+
+use sqlx::{PgConnection, Row};
+
+/// What a key means for the request at hand.
+#[derive(Debug)]
+pub enum KeyState {
+    /// First use (or the old use expired): the caller does the work and stores its response.
+    Reserved,
+    /// Seen with the same request: replay this response.
+    Replay(String),
+    /// Seen with a different request.
+    Mismatch,
+}
+
+/// Reserves `key` in `scope` for a request hashing to `request_hash`, inside the caller's
+/// transaction. A concurrent holder of the same key makes this wait until it commits.
+pub async fn reserve(db: &mut PgConnection, scope: &str, key: &str, request_hash: &[u8]) -> sqlx::Result<KeyState> {
+    sqlx::query(include_str!("../../sql/idempotency/delete_expired_key.sql"))
+        .bind(scope)
+        .bind(key)
+        .execute(&mut *db)
+        .await?;
+    let inserted = sqlx::query(include_str!("../../sql/idempotency/insert_key.sql"))
+        .bind(scope)
+        .bind(key)
+        .bind(request_hash)
+        .fetch_optional(&mut *db)
+        .await?;
+    if inserted.is_some() {
+        return Ok(KeyState::Reserved);
+    }
+    let stored = sqlx::query(include_str!("../../sql/idempotency/select_key.sql"))
+        .bind(scope)
+        .bind(key)
+        .fetch_one(&mut *db)
+        .await?;
+    let stored_hash: Vec<u8> = stored.try_get("request_hash")?;
+    if stored_hash != request_hash {
+        return Ok(KeyState::Mismatch);
+    }
+    Ok(KeyState::Replay(stored.try_get("response")?))
+}
+
+/// Stores the response to replay for a reserved key.
+pub async fn store_response(db: &mut PgConnection, scope: &str, key: &str, response: &str) -> sqlx::Result<()> {
+    sqlx::query(include_str!("../../sql/idempotency/update_response.sql"))
+        .bind(scope)
+        .bind(key)
+        .bind(response)
+        .execute(db)
+        .await?;
+    Ok(())
+}
