@@ -111,6 +111,7 @@ impl IngestApi {
         let bytes = read_limited(length, body.0, self.context.settings.max_payload_bytes).await?;
         match &auth {
             IngestAuth::Admin(_) => {}
+            IngestAuth::Signature(_) if subscription.secret_key.is_none() => return Err(ApiError::unauthorized()),
             IngestAuth::Signature(header) => {
                 let secrets = subscription.live_secrets(OffsetDateTime::now_utc());
                 if !secrets.iter().any(|secret| verify_hub_signature(secret, &bytes, &header.0.key)) {

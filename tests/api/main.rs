@@ -7,4 +7,6 @@ mod helpers;
 mod ingest;
 mod openapi;
 mod process;
+mod routing;
 mod subscriptions;
+mod trust;
