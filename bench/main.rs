@@ -3,7 +3,8 @@
 //!   1. ingest requests/s at 64 concurrent connections with 1 KiB bodies,
 //!   2. end-to-end deliveries/s draining 20,000 queued webhooks,
 //!   3. ingest→receipt latency p50/p99 at a steady 200 webhooks/s,
-//!   4. the service's RSS (idle and peak).
+//!   4. the time to accept an event fanned out to 1,000 of 10,000 subscriptions,
+//!   5. the service's RSS (idle and peak).
 //!
 //! Run: `cargo build --release && cargo run --release --example bench`
 //! (`BENCH_SECONDS` sets the ingest phase length, default 10.)
@@ -128,6 +129,35 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
 
+    // 4. Fan-out: 10,000 subscriptions, 1,000 of which want the event.
+    sqlx::query(
+        "INSERT INTO subscriptions (id, target_url, event_types)
+         SELECT gen_random_uuid(), $1,
+                CASE WHEN n % 10 = 0 THEN ARRAY['bench.*'] ELSE ARRAY['other' || n || '.created'] END
+         FROM generate_series(1, 10000) AS n",
+    )
+    .bind(&receiver_url)
+    .execute(&pool)
+    .await?;
+    sqlx::query("UPDATE subscriptions SET is_active = false WHERE id = $1::uuid").bind(&subscription).execute(&pool).await?;
+    let mut fan_out_ms = Vec::new();
+    for _ in 0..6 {
+        let started = Instant::now();
+        let response = client
+            .post(format!("{base}/events"))
+            .bearer_auth(TOKEN)
+            .body(format!("{{\"event_type\": \"bench.fanout\", \"payload\": {}}}", payload()))
+            .send()
+            .await?;
+        anyhow::ensure!(response.status() == 202, "fan-out answered {}", response.status());
+        let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
+        fan_out_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(body["deliveries"].as_array().map(Vec::len) == Some(1000), "fan-out reached the wrong subscriptions");
+        wait_for_receipts(&receipts, &pool).await;
+    }
+    fan_out_ms.remove(0); // warm-up
+    fan_out_ms.sort_by(f64::total_cmp);
+
     let peak_rss = rss_kib(service.id(), "VmHWM:");
     stop_service(&mut service)?;
 
@@ -136,6 +166,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     println!("| ingest, 64 connections, 1 KiB bodies | {ingest_rate:.0} webhooks/s |");
     println!("| delivery, draining {DRAIN_COUNT} queued | {drain_rate:.0} deliveries/s |");
     println!("| ingest→receipt latency at 200/s | p50 {:.1} ms, p99 {:.1} ms ({} samples) |", percentile(0.5), percentile(0.99), latencies.len());
+    println!("| fan-out of one event to 1,000 of 10,000 subscriptions, accepted in | median {:.1} ms (of {}) |", fan_out_ms[fan_out_ms.len() / 2], fan_out_ms.len());
     println!("| service RSS | idle {:.1} MiB, peak {:.1} MiB |", idle_rss as f64 / 1024.0, peak_rss as f64 / 1024.0);
     Ok(())
 }

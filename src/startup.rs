@@ -23,6 +23,8 @@ use crate::subscription_cache::SubscriptionCache;
 
 /// How often attempt partitions are checked and created ahead.
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
+/// How soon upkeep tries again after a failure (or after start-up).
+const UPKEEP_RETRY: Duration = Duration::from_secs(10);
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
@@ -39,9 +41,11 @@ impl Application {
         if settings.auto_migrate {
             db::migrate(&pool).await.context("cannot apply database migrations")?;
         }
-        db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc())
-            .await
-            .context("cannot create attempt partitions")?;
+        // Without migrations to apply, start even while the database is down: the API answers
+        // 503 until it is back, and upkeep creates the partitions then.
+        if let Err(error) = db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc()).await {
+            tracing::error!(%error, "cannot create attempt partitions yet; retrying in the background");
+        }
         let acceptor = TcpListener::bind(settings.listen)
             .into_acceptor()
             .await
@@ -96,18 +100,26 @@ impl Application {
     }
 }
 
-/// Keeps attempt partitions created ahead of time.
+/// Keeps attempt partitions created ahead of time; retries sooner after a failure.
 async fn upkeep(pool: PgPool, shutdown: CancellationToken) {
+    let mut wait = UPKEEP_RETRY;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(UPKEEP_INTERVAL) => {}
+            _ = tokio::time::sleep(wait) => {}
         }
-        match db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc()).await {
-            Ok(created) if !created.is_empty() => tracing::info!(?created, "attempt partitions created"),
-            Ok(_) => {}
-            Err(error) => tracing::error!(%error, "cannot create attempt partitions ahead of time"),
-        }
+        wait = match db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc()).await {
+            Ok(created) => {
+                if !created.is_empty() {
+                    tracing::info!(?created, "attempt partitions created");
+                }
+                UPKEEP_INTERVAL
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot create attempt partitions ahead of time");
+                UPKEEP_RETRY
+            }
+        };
     }
 }
 

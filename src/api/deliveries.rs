@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::auth::AdminAuth;
 use super::{page_limit, ApiContext, ApiTags};
-use crate::db::attempts::{self, AttemptRow, DeliveryAttemptRow};
+use crate::db::attempts::{self, AttemptRow};
 use crate::db::deliveries::{self, DeliveryRow};
 use crate::db::subscriptions;
 use crate::error::ApiError;
@@ -95,8 +95,8 @@ pub struct Attempt {
     pub created_at: OffsetDateTime,
 }
 
-impl From<DeliveryAttemptRow> for Attempt {
-    fn from(row: DeliveryAttemptRow) -> Self {
+impl From<AttemptRow> for Attempt {
+    fn from(row: AttemptRow) -> Self {
         Self {
             attempt_number: row.attempt_number,
             outcome: AttemptOutcome::parse(&row.outcome),
@@ -120,19 +120,7 @@ pub struct SubscriptionAttempt {
 
 impl From<AttemptRow> for SubscriptionAttempt {
     fn from(row: AttemptRow) -> Self {
-        Self {
-            delivery_id: row.delivery_id,
-            attempt: Attempt {
-                attempt_number: row.attempt_number,
-                outcome: AttemptOutcome::parse(&row.outcome),
-                status_code: row.status_code,
-                error: row.error,
-                duration_ms: row.duration_ms,
-                response_excerpt: row.response_excerpt,
-                target_url: row.target_url,
-                created_at: row.created_at,
-            },
-        }
+        Self { delivery_id: row.delivery_id, attempt: row.into() }
     }
 }
 

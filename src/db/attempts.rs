@@ -19,19 +19,6 @@ pub struct AttemptRow {
     pub created_at: OffsetDateTime,
 }
 
-/// An attempt as listed for one delivery.
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DeliveryAttemptRow {
-    pub attempt_number: i32,
-    pub outcome: String,
-    pub status_code: Option<i32>,
-    pub error: Option<String>,
-    pub duration_ms: i32,
-    pub response_excerpt: Option<String>,
-    pub target_url: String,
-    pub created_at: OffsetDateTime,
-}
-
 /// Appends many attempts in one statement.
 pub async fn insert_many(db: impl PgExecutor<'_>, attempts: &[AttemptRow]) -> sqlx::Result<()> {
     let column = |f: fn(&AttemptRow) -> Uuid| attempts.iter().map(f).collect::<Vec<_>>();
@@ -56,7 +43,7 @@ pub async fn list_for_delivery(
     db: impl PgExecutor<'_>,
     delivery_id: Uuid,
     since: OffsetDateTime,
-) -> sqlx::Result<Vec<DeliveryAttemptRow>> {
+) -> sqlx::Result<Vec<AttemptRow>> {
     sqlx::query_as(include_str!("../../sql/attempts/list_attempts_for_delivery.sql"))
         .bind(delivery_id)
         .bind(since)

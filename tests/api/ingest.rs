@@ -74,3 +74,20 @@ async fn a_body_of_exactly_the_limit_is_accepted_and_a_streamed_oversize_one_ref
     let response = app.http.post(app.url(&format!("/ingest/{subscription}"))).bearer_auth(ADMIN_TOKEN).body(body).send().await.unwrap();
     assert_eq!(response.status(), 413);
 }
+
+#[tokio::test]
+async fn while_the_database_is_unreachable_ingest_and_health_answer_503() {
+    // A port nothing listens on stands in for a database that is down.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("postgres://nobody:nothing@127.0.0.1:{port}/none");
+    let app = crate::helpers::spawn_app_on(&url, |raw| raw.auto_migrate = Some("false".into())).await;
+
+    let health = app.get("/health").await;
+    assert_eq!(health.status, 503);
+    assert_eq!(health.body["error"], "database_unavailable");
+    let started = std::time::Instant::now();
+    let answer = app.ingest_bytes(uuid::Uuid::now_v7(), b"{}".to_vec(), None).await;
+    assert_eq!(answer.status, 503, "{:?}", answer.body);
+    assert_eq!(answer.body["error"], "database_unavailable");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "no hang");
+}
