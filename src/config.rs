@@ -26,6 +26,12 @@ pub enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run one maintenance pass now (partitions, retention) and print what it did.
+    Maintenance {
+        /// Run as if it were this time (RFC 3339, e.g. 2026-12-01T00:00:00Z).
+        #[arg(long)]
+        now: Option<String>,
+    },
 }
 
 /// Settings exactly as given; [`Settings::from_raw`] validates them.
@@ -58,7 +64,7 @@ pub struct RawSettings {
     /// Largest accepted webhook body, in bytes (suffixes KiB and MiB allowed).
     #[arg(long, env = "WEBHOOKD_MAX_PAYLOAD", global = true)]
     pub max_payload: Option<String>,
-    /// Deliveries sent at once by this instance.
+    /// Deliveries sent at once by this instance (0: an API-only instance that delivers nothing).
     #[arg(long, env = "WEBHOOKD_WORKER_CONCURRENCY", global = true)]
     pub worker_concurrency: Option<String>,
     /// Allow targets on loopback, private and other non-public addresses.
@@ -79,6 +85,21 @@ pub struct RawSettings {
     /// Time-to-live of cached subscriptions.
     #[arg(long, env = "WEBHOOKD_SUBSCRIPTION_CACHE_TTL", global = true)]
     pub subscription_cache_ttl: Option<String>,
+    /// How long attempt logs and finished deliveries are kept.
+    #[arg(long, env = "WEBHOOKD_RETENTION", global = true)]
+    pub retention: Option<String>,
+    /// How often the background maintenance pass runs (on one instance at a time).
+    #[arg(long, env = "WEBHOOKD_MAINTENANCE_INTERVAL", global = true)]
+    pub maintenance_interval: Option<String>,
+    /// Most subscriptions kept in the in-process cache.
+    #[arg(long, env = "WEBHOOKD_SUBSCRIPTION_CACHE_CAPACITY", global = true)]
+    pub subscription_cache_capacity: Option<String>,
+    /// Optional Redis shared by instances as a second cache level.
+    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
+    pub redis_url: Option<String>,
+    /// Longest wait for Redis before falling back to PostgreSQL.
+    #[arg(long, env = "WEBHOOKD_REDIS_TIMEOUT", global = true)]
+    pub redis_timeout: Option<String>,
     /// How long the previous secret stays valid after a rotation.
     #[arg(long, env = "WEBHOOKD_SECRET_ROTATION_OVERLAP", global = true)]
     pub secret_rotation_overlap: Option<String>,
@@ -127,6 +148,11 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     pub subscription_cache_ttl: Duration,
     pub secret_rotation_overlap: Duration,
+    pub retention: Duration,
+    pub maintenance_interval: Duration,
+    pub subscription_cache_capacity: u64,
+    pub redis_url: Option<Secret>,
+    pub redis_timeout: Duration,
     pub log_format: LogFormat,
 }
 
@@ -209,7 +235,7 @@ impl Settings {
                 retry_schedule,
                 timeout,
                 lease_duration,
-                concurrency: number_or(&raw.worker_concurrency, "WEBHOOKD_WORKER_CONCURRENCY", 128, 1..=10_000)?,
+                concurrency: number_or(&raw.worker_concurrency, "WEBHOOKD_WORKER_CONCURRENCY", 128, 0..=10_000)?,
                 poll_interval: duration_or(&raw.poll_interval, "WEBHOOKD_POLL_INTERVAL", "5s")?,
             },
             max_payload_bytes: byte_size_or(&raw.max_payload, "WEBHOOKD_MAX_PAYLOAD", 1024 * 1024)?,
@@ -227,6 +253,20 @@ impl Settings {
                 "WEBHOOKD_SECRET_ROTATION_OVERLAP",
                 "24h",
             )?,
+            retention: duration_or(&raw.retention, "WEBHOOKD_RETENTION", "72h")?,
+            maintenance_interval: duration_or(&raw.maintenance_interval, "WEBHOOKD_MAINTENANCE_INTERVAL", "5m")?,
+            subscription_cache_capacity: number_or(
+                &raw.subscription_cache_capacity,
+                "WEBHOOKD_SUBSCRIPTION_CACHE_CAPACITY",
+                100_000,
+                1..=10_000_000,
+            )? as u64,
+            redis_url: match raw.redis_url.as_deref() {
+                None | Some("") => None,
+                Some(url) if url.starts_with("redis://") => Some(Secret::new(url)),
+                Some(_) => return Err(invalid("REDIS_URL", "expected a redis:// URL (TLS is not supported)")),
+            },
+            redis_timeout: duration_or(&raw.redis_timeout, "WEBHOOKD_REDIS_TIMEOUT", "100ms")?,
             log_format: match raw.log_format.as_deref().unwrap_or("pretty") {
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,

@@ -5,6 +5,8 @@
 //! - [`db`]: one function per SQL statement in `sql/`.
 //! - [`domain`]: parsed values and pure rules (retry schedule, addresses, event types).
 //! - [`embedded_postgres`]: the default database the binary runs itself.
+//! - [`maintenance`]: retention and partition upkeep.
+//! - [`subscription_cache`], [`redis_cache`]: subscriptions read without the database.
 
 pub mod api;
 pub mod config;
@@ -13,6 +15,8 @@ pub mod delivery;
 pub mod domain;
 pub mod embedded_postgres;
 pub mod error;
+pub mod maintenance;
+pub mod redis_cache;
 pub mod startup;
 pub mod subscription_cache;
 pub mod telemetry;

@@ -58,6 +58,19 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 tracing::info!("migrations applied");
                 Ok(())
             }
+            Command::Maintenance { now } => {
+                let now = match now {
+                    None => time::OffsetDateTime::now_utc(),
+                    Some(text) => time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                        .with_context(|| format!("--now `{text}` is not an RFC 3339 time like 2026-12-01T00:00:00Z"))?,
+                };
+                if settings.auto_migrate {
+                    db::migrate(&pool).await.context("cannot apply migrations")?;
+                }
+                let report = webhookd::maintenance::run_once(&pool, now, settings.retention).await?;
+                print!("{report}");
+                Ok(())
+            }
             Command::Serve => serve(settings, pool).await,
         }
     });

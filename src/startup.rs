@@ -19,12 +19,12 @@ use crate::api::{self, ApiContext};
 use crate::config::{Secret, Settings};
 use crate::db;
 use crate::delivery::{self, DeliveryContext, Engine, Waker};
+use crate::maintenance;
+use crate::redis_cache::RedisCache;
 use crate::subscription_cache::SubscriptionCache;
 
-/// How often attempt partitions are checked and created ahead.
-const UPKEEP_INTERVAL: Duration = Duration::from_secs(3600);
-/// How soon upkeep tries again after a failure (or after start-up).
-const UPKEEP_RETRY: Duration = Duration::from_secs(10);
+/// How soon maintenance runs after start-up, and tries again after a failure.
+const MAINTENANCE_RETRY: Duration = Duration::from_secs(10);
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
@@ -55,7 +55,19 @@ impl Application {
             .first()
             .and_then(|addr| addr.as_socket_addr().map(|a| a.port()))
             .context("listener has no address")?;
-        let subscriptions = SubscriptionCache::new(pool.clone(), settings.subscription_cache_ttl);
+        let shared = match &settings.redis_url {
+            Some(url) => Some(Arc::new(
+                RedisCache::new(url.expose(), settings.redis_timeout, settings.subscription_cache_ttl)
+                    .context("invalid REDIS_URL")?,
+            )),
+            None => None,
+        };
+        let subscriptions = SubscriptionCache::new(
+            pool.clone(),
+            settings.subscription_cache_capacity,
+            settings.subscription_cache_ttl,
+            shared,
+        );
         let context = ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new() };
         Ok(Self { acceptor, port, context, admin_token })
     }
@@ -81,7 +93,12 @@ impl Application {
             &self.context.waker,
             shutdown.clone(),
         );
-        let upkeep = tokio::spawn(upkeep(self.context.pool.clone(), shutdown.clone()));
+        let upkeep = tokio::spawn(maintain(
+            self.context.pool.clone(),
+            settings.retention,
+            settings.maintenance_interval,
+            shutdown.clone(),
+        ));
         tracing::info!(port = self.port, "webhookd listening");
 
         let routes = api::routes(self.context, self.admin_token);
@@ -100,24 +117,31 @@ impl Application {
     }
 }
 
-/// Keeps attempt partitions created ahead of time; retries sooner after a failure.
-async fn upkeep(pool: PgPool, shutdown: CancellationToken) {
-    let mut wait = UPKEEP_RETRY;
+/// Runs a maintenance pass every `interval` (the first soon after start-up); only one
+/// instance at a time does the work. A failed pass is logged and retried sooner.
+async fn maintain(pool: PgPool, retention: Duration, interval: Duration, shutdown: CancellationToken) {
+    let mut wait = MAINTENANCE_RETRY.min(interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        wait = match db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc()).await {
-            Ok(created) => {
-                if !created.is_empty() {
-                    tracing::info!(?created, "attempt partitions created");
+        wait = match maintenance::run_once(&pool, OffsetDateTime::now_utc(), retention).await {
+            Ok(report) => {
+                if !report.skipped {
+                    tracing::info!(
+                        created = ?report.created_partitions,
+                        dropped = ?report.dropped_partitions,
+                        deleted_deliveries = report.deleted_deliveries,
+                        expired_parked = report.expired_parked_deliveries,
+                        "maintenance pass done"
+                    );
                 }
-                UPKEEP_INTERVAL
+                interval
             }
             Err(error) => {
-                tracing::error!(%error, "cannot create attempt partitions ahead of time");
-                UPKEEP_RETRY
+                tracing::error!(error = %format!("{error:#}"), "maintenance pass failed; retrying soon");
+                MAINTENANCE_RETRY.min(interval)
             }
         };
     }

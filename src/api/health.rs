@@ -6,13 +6,26 @@ use std::time::Duration;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
+use time::OffsetDateTime;
+
 use super::{ApiContext, ApiTags};
+use crate::maintenance::missing_partitions;
 use crate::error::ApiError;
 
 #[derive(Debug, Object)]
 pub struct Health {
-    /// Always `ok` in a 200 answer.
+    /// `ok`, or `degraded` when a check below needs an operator's attention.
     pub status: String,
+    pub checks: HealthChecks,
+}
+
+#[derive(Debug, Object)]
+pub struct HealthChecks {
+    /// `ok` when the database answers.
+    pub database: String,
+    /// `ok` when the attempt partitions for today and the next two days exist; otherwise
+    /// the missing ones (maintenance creates them; inserts would fail without them).
+    pub attempt_partitions: String,
 }
 
 #[derive(ApiResponse)]
@@ -37,9 +50,21 @@ impl HealthApi {
     /// Is the service up and its database reachable?
     #[oai(path = "/health", method = "get")]
     async fn health(&self) -> Result<HealthResponse, ApiError> {
-        let probe = sqlx::query("SELECT 1").execute(&self.context.pool);
+        let probe = missing_partitions(&self.context.pool, OffsetDateTime::now_utc());
         match tokio::time::timeout(Duration::from_secs(2), probe).await {
-            Ok(Ok(_)) => Ok(HealthResponse::Ok(Json(Health { status: "ok".into() }))),
+            Ok(Ok(missing)) => {
+                let partitions = if missing.is_empty() {
+                    "ok".to_owned()
+                } else {
+                    tracing::error!(?missing, "attempt partitions missing");
+                    format!("missing: {}", missing.join(", "))
+                };
+                let status = if missing.is_empty() { "ok" } else { "degraded" };
+                Ok(HealthResponse::Ok(Json(Health {
+                    status: status.into(),
+                    checks: HealthChecks { database: "ok".into(), attempt_partitions: partitions },
+                })))
+            }
             Ok(Err(error)) => {
                 tracing::warn!(%error, "health check: database unavailable");
                 Err(ApiError::unavailable())

@@ -239,7 +239,10 @@ impl SubscriptionsApi {
     async fn rotate_secret(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<RotatedSecret>, ApiError> {
         let secret = generate_secret();
         let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
-        let row = store::rotate_secret(&self.context.pool, id.0, &secret, overlap).await?.ok_or_else(no_subscription)?;
+        let mut tx = self.context.pool.begin().await?;
+        let row = store::rotate_secret(&mut *tx, id.0, &secret, overlap).await?.ok_or_else(no_subscription)?;
+        store::notify_changed(&mut *tx, id.0).await?;
+        tx.commit().await?;
         self.context.subscriptions.invalidate(id.0).await;
         tracing::info!(subscription.id = %id.0, "subscription secret rotated");
         Ok(Json(RotatedSecret { secret_key: secret, previous_secret_expires_at: row.previous_secret_expires_at }))
@@ -253,6 +256,7 @@ impl SubscriptionsApi {
             return Err(no_subscription());
         }
         let cancelled = deliveries::cancel_for_subscription(&mut *tx, id.0).await?;
+        store::notify_changed(&mut *tx, id.0).await?;
         tx.commit().await?;
         self.context.subscriptions.invalidate(id.0).await;
         tracing::info!(subscription.id = %id.0, cancelled, "subscription deleted");
@@ -279,6 +283,7 @@ impl SubscriptionsApi {
             (false, true) => drop(deliveries::resume_for_subscription(&mut *tx, id).await?),
             _ => {}
         }
+        store::notify_changed(&mut *tx, id).await?;
         tx.commit().await?;
         self.context.subscriptions.invalidate(id).await;
         if !was_active && row.is_active {

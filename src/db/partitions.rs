@@ -1,7 +1,7 @@
-//! Daily partitions of `attempts`, created ahead of time so an insert never lacks one.
-//! (Dropping old ones is retention's job, a later piece of work.)
+//! Daily partitions of `attempts`: created ahead of time so an insert never lacks one, and
+//! dropped whole once past the retention.
 
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
 use time::{Date, Duration, OffsetDateTime};
 
 /// Days of partitions kept ready beyond today.
@@ -35,10 +35,64 @@ pub async fn ensure_partitions(pool: &PgPool, now: OffsetDateTime) -> sqlx::Resu
         if existing.contains(&name) {
             continue;
         }
-        sqlx::query(AssertSqlSafe(create_partition_sql(day))).execute(pool).await?;
-        created.push(name);
+        match sqlx::query(AssertSqlSafe(create_partition_sql(day))).execute(pool).await {
+            Ok(_) => created.push(name),
+            // Another instance created it at the same moment.
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P07" | "23505")) => {}
+            Err(error) => return Err(error),
+        }
     }
     Ok(created)
+}
+
+/// The day a partition name stands for, if it is one of ours.
+pub fn partition_day(name: &str) -> Option<Date> {
+    let digits = name.strip_prefix("attempts_").filter(|d| d.len() == 8 && d.bytes().all(|b| b.is_ascii_digit()))?;
+    let format = time::macros::format_description!("[year][month][day]");
+    Date::parse(digits, &format).ok()
+}
+
+/// A table that is, was, or is becoming a partition of `attempts`.
+#[derive(Debug, Clone)]
+pub struct PartitionTable {
+    pub name: String,
+    pub day: Date,
+    pub attached: bool,
+    pub detach_pending: bool,
+}
+
+/// Every daily attempts table, attached or not.
+pub async fn list_tables(db: &mut PgConnection) -> sqlx::Result<Vec<PartitionTable>> {
+    let rows = sqlx::query(include_str!("../../sql/attempts/list_partition_tables.sql")).fetch_all(db).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let name: String = row.get("name");
+            Some(PartitionTable {
+                day: partition_day(&name)?,
+                attached: row.get("attached"),
+                detach_pending: row.get("detach_pending"),
+                name,
+            })
+        })
+        .collect())
+}
+
+/// Removes a partition without blocking writers: `DETACH ... CONCURRENTLY` takes only a
+/// SHARE UPDATE EXCLUSIVE lock on `attempts` (inserts continue), then the detached table is
+/// dropped on its own. An interrupted earlier detach is finished first.
+pub async fn detach_and_drop(db: &mut PgConnection, table: &PartitionTable) -> sqlx::Result<()> {
+    // The name comes from pg_class and matched attempts_<8 digits>: safe to splice.
+    let name = &table.name;
+    if table.detach_pending {
+        sqlx::raw_sql(AssertSqlSafe(format!("ALTER TABLE attempts DETACH PARTITION {name} FINALIZE"))).execute(&mut *db).await?;
+    } else if table.attached {
+        sqlx::raw_sql(AssertSqlSafe(format!("ALTER TABLE attempts DETACH PARTITION {name} CONCURRENTLY")))
+            .execute(&mut *db)
+            .await?;
+    }
+    sqlx::raw_sql(AssertSqlSafe(format!("DROP TABLE IF EXISTS {name}"))).execute(db).await?;
+    Ok(())
 }
 
 /// Names of the existing partitions of `attempts`.
@@ -50,6 +104,14 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<String>> {
 mod tests {
     use super::*;
     use time::macros::date;
+
+    #[test]
+    fn partition_names_map_back_to_their_day() {
+        assert_eq!(partition_day("attempts_20260109"), Some(date!(2026 - 01 - 09)));
+        assert_eq!(partition_day("attempts_2026010"), None);
+        assert_eq!(partition_day("attempts_20261399"), None);
+        assert_eq!(partition_day("other_20260109"), None);
+    }
 
     #[test]
     fn partitions_cover_one_utc_day() {

@@ -4,8 +4,9 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// A stored subscription, secret included: never serialise this type to clients.
-#[derive(Debug, Clone, sqlx::FromRow)]
+/// A stored subscription, secret included: never serialise this type to clients (serde
+/// is for the shared Redis cache only).
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionRow {
     pub id: Uuid,
     pub name: Option<String>,
@@ -128,4 +129,13 @@ pub async fn matching_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sql
         .bind(patterns)
         .fetch_all(db)
         .await
+}
+
+/// Tells every instance (over NOTIFY, delivered at commit) that subscription `id` changed.
+pub async fn notify_changed(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query(include_str!("../../sql/subscriptions/notify_subscription_changed.sql"))
+        .bind(id.to_string())
+        .execute(db)
+        .await?;
+    Ok(())
 }

@@ -9,14 +9,19 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::WORK_CHANNEL;
+use crate::subscription_cache::SubscriptionCache;
+
+/// The NOTIFY channel on which writers announce a changed subscription (payload: its id).
+pub const SUBSCRIPTIONS_CHANNEL: &str = "webhookd_subscriptions";
 
 /// Least time between two NOTIFYs from this instance.
 const NOTIFY_INTERVAL: Duration = Duration::from_millis(20);
 
-/// Listens on the work channel and wakes the local claim loop on every notification.
-/// The LISTEN is re-established after a lost connection; since notifications sent while
-/// disconnected are lost, the claim loop is woken after every reconnect too.
-pub async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+/// Listens for work (waking the local claim loop) and for changed subscriptions (evicting
+/// them from the local cache). The LISTEN is re-established after a lost connection; since
+/// notifications sent meanwhile are lost, every reconnect wakes the claim loop and empties
+/// the local cache.
+pub async fn listen(pool: PgPool, wake: Arc<Notify>, cache: SubscriptionCache, shutdown: CancellationToken) {
     let mut failures = 0u32;
     while !shutdown.is_cancelled() {
         let mut listener = match subscribe(&pool).await {
@@ -33,15 +38,23 @@ pub async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken
         if std::mem::take(&mut failures) > 0 {
             tracing::info!("LISTEN re-established");
         }
+        cache.evict_all_local();
         wake.notify_one();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 received = listener.try_recv() => match received {
+                    Ok(Some(notification)) if notification.channel() == SUBSCRIPTIONS_CHANNEL => {
+                        match notification.payload().parse() {
+                            Ok(id) => cache.evict_local(id).await,
+                            Err(_) => cache.evict_all_local(),
+                        }
+                    }
                     Ok(Some(_)) => wake.notify_one(),
                     // The connection was lost; try_recv reconnects on the next call.
                     Ok(None) => {
                         tracing::warn!("LISTEN connection lost; reconnecting");
+                        cache.evict_all_local();
                         wake.notify_one();
                     }
                     Err(error) => {
@@ -58,7 +71,7 @@ pub async fn listen(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken
 
 async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
-    listener.listen(WORK_CHANNEL).await?;
+    listener.listen_all([WORK_CHANNEL, SUBSCRIPTIONS_CHANNEL]).await?;
     Ok(listener)
 }
 

@@ -68,7 +68,7 @@ pub struct DeliveryContext {
 
 /// The running engine's tasks.
 pub struct Engine {
-    claim_loop: JoinHandle<()>,
+    claim_loop: Option<JoinHandle<()>>,
     background: Vec<JoinHandle<()>>,
     in_flight: TaskTracker,
     abort_sends: CancellationToken,
@@ -76,23 +76,31 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the claim loop, the recorder, the LISTEN task and the NOTIFY sender.
-    /// Everything stops claiming when `shutdown` is cancelled; see [`Engine::stop`].
+    /// Starts the LISTEN task and the NOTIFY sender, and, unless the concurrency is 0 (an
+    /// API-only instance), the claim loop and the recorder. Everything stops claiming when
+    /// `shutdown` is cancelled; see [`Engine::stop`].
     pub fn start(context: DeliveryContext, waker: &Waker, shutdown: CancellationToken) -> Self {
         let (recorder, recorder_sender) = recorder::spawn(context.pool.clone(), context.settings.clone());
         let context = Arc::new(context);
         let in_flight = TaskTracker::new();
         let abort_sends = CancellationToken::new();
-        let claim_loop = tokio::spawn(worker::claim_loop(worker::ClaimLoop {
-            context: context.clone(),
-            wake: waker.local.clone(),
-            shutdown: shutdown.clone(),
-            in_flight: in_flight.clone(),
-            abort_sends: abort_sends.clone(),
-            outcomes: recorder_sender,
-        }));
+        let claim_loop = (context.settings.concurrency > 0).then(|| {
+            tokio::spawn(worker::claim_loop(worker::ClaimLoop {
+                context: context.clone(),
+                wake: waker.local.clone(),
+                shutdown: shutdown.clone(),
+                in_flight: in_flight.clone(),
+                abort_sends: abort_sends.clone(),
+                outcomes: recorder_sender,
+            }))
+        });
         let background = vec![
-            tokio::spawn(listener::listen(context.pool.clone(), waker.local.clone(), shutdown.clone())),
+            tokio::spawn(listener::listen(
+                context.pool.clone(),
+                waker.local.clone(),
+                context.subscriptions.clone(),
+                shutdown.clone(),
+            )),
             tokio::spawn(listener::notify_others(context.pool.clone(), waker.remote.clone(), shutdown)),
         ];
         Self { claim_loop, background, in_flight, abort_sends, recorder }
@@ -101,7 +109,9 @@ impl Engine {
     /// After shutdown was signalled: waits up to `grace` for in-flight deliveries, releases
     /// the ones still running back to the queue, and writes every recorded outcome.
     pub async fn stop(self, grace: Duration) {
-        let _ = self.claim_loop.await;
+        if let Some(claim_loop) = self.claim_loop {
+            let _ = claim_loop.await;
+        }
         self.in_flight.close();
         if tokio::time::timeout(grace, self.in_flight.wait()).await.is_err() {
             tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; releasing in-flight deliveries");

@@ -42,7 +42,14 @@ pub fn cluster() -> &'static TestCluster {
             let root = std::env::temp_dir().join("webhookd-tests");
             remove_stale_clusters(&root);
             let directory = root.join(std::process::id().to_string()).join("postgres");
-            let settings = [("fsync", "off"), ("synchronous_commit", "off"), ("full_page_writes", "off"), ("max_connections", "400")];
+            let settings = [
+                ("fsync", "off"),
+                ("synchronous_commit", "off"),
+                ("full_page_writes", "off"),
+                ("max_connections", "400"),
+                // Lets tests count the statements the service runs.
+                ("shared_preload_libraries", "pg_stat_statements"),
+            ];
             let options = ClusterOptions {
                 directory,
                 server_settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
@@ -69,6 +76,7 @@ fn prepare_template(postgres_url: &str, base: &str) {
         webhookd::embedded_postgres::create_database_if_missing(postgres_url, TEMPLATE).await.unwrap();
         let pool = PgPool::connect(&format!("{base}{TEMPLATE}")).await.unwrap();
         webhookd::db::migrate(&pool).await.expect("migrations apply");
+        sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await.unwrap();
         pool.close().await;
     });
 }
@@ -327,5 +335,53 @@ async fn receive(request: &Request, body: Body, state: Data<&Arc<ReceiverState>>
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::builder().body("late")
         }
+    }
+}
+
+/// How many statements reading `subscriptions` this database has run so far.
+pub async fn subscription_reads(pool: &PgPool) -> i64 {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query ILIKE '%FROM subscriptions%'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap()
+}
+
+/// A real redis-server on a free loopback port, killed when dropped.
+pub struct RedisServer {
+    pub url: String,
+    child: std::process::Child,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server runs (.ci/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { url: format!("redis://127.0.0.1:{port}"), child }
+    }
+
+    /// Sends a signal to the server (SIGSTOP makes it hang, SIGKILL makes it vanish).
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.signal(libc::SIGCONT);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

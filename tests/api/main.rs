@@ -2,11 +2,13 @@
 //! One test binary (faster builds); each module covers one part of the service.
 
 mod auth;
+mod cache;
 mod delivery;
 mod helpers;
 mod ingest;
 mod openapi;
 mod process;
+mod retention;
 mod routing;
 mod subscriptions;
 mod trust;

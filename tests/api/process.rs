@@ -69,7 +69,7 @@ fn a_bad_setting_exits_with_a_message_naming_the_variable() {
         ("WEBHOOKD_LISTEN", "everywhere"),
         ("WEBHOOKD_MAX_PAYLOAD", "huge"),
         ("WEBHOOKD_DELIVERY_TIMEOUT", "-1"),
-        ("WEBHOOKD_WORKER_CONCURRENCY", "0"),
+        ("WEBHOOKD_WORKER_CONCURRENCY", "-1"),
         ("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "perhaps"),
         ("DATABASE_URL", "mysql://x"),
     ] {
@@ -97,7 +97,7 @@ async fn with_database_url_it_serves_and_exits_zero_on_sigterm() {
     wait_for_health(&base, &mut child, Duration::from_secs(20)).await;
     let output = terminate(child, Duration::from_secs(15));
     assert!(output.status.success(), "exit status {:?}", output.status);
-    let log = String::from_utf8_lossy(&output.stdout);
+    let log = String::from_utf8_lossy(&output.stderr);
     assert!(!log.contains(ADMIN_TOKEN), "the configured token is never logged");
 }
 
@@ -140,7 +140,7 @@ async fn without_database_url_it_runs_its_own_cluster_and_reuses_it() {
 
     let output = terminate(child, Duration::from_secs(30));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let log = String::from_utf8_lossy(&output.stdout);
+    let log = String::from_utf8_lossy(&output.stderr);
     assert_eq!(log.matches(&token).count(), 1, "the generated token is printed exactly once");
     assert!(!cluster_dir.join("postmaster.pid").exists(), "the cluster was stopped on exit");
 
@@ -154,7 +154,7 @@ async fn without_database_url_it_runs_its_own_cluster_and_reuses_it() {
     assert_eq!(listed["items"][0]["name"], "kept");
     let output = terminate(child, Duration::from_secs(30));
     assert!(output.status.success());
-    assert!(!String::from_utf8_lossy(&output.stdout).contains(&token));
+    assert!(!String::from_utf8_lossy(&output.stderr).contains(&token));
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
@@ -198,3 +198,32 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
     assert_eq!(tables, 3);
 }
 
+
+#[tokio::test]
+async fn maintenance_now_runs_one_pass_as_if_at_that_time_and_says_what_it_did() {
+    let database_url = fresh_database().await;
+    let data_dir = scratch_dir("maintenance");
+    // A pass now creates today's partitions, as a running service would have.
+    let output = webhookd().arg("maintenance").env("DATABASE_URL", &database_url).env("WEBHOOKD_DATA_DIR", &data_dir).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("created partitions: attempts_"));
+
+    let later = (time::OffsetDateTime::now_utc() + Duration::from_secs(6 * 24 * 3600))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let output = webhookd()
+        .args(["maintenance", "--now", &later])
+        .env("DATABASE_URL", &database_url)
+        .env("WEBHOOKD_DATA_DIR", &data_dir)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8_lossy(&output.stdout);
+    let today = webhookd::db::partitions::partition_name(time::OffsetDateTime::now_utc().date());
+    assert!(printed.contains("dropped partitions:") && printed.contains(&today), "{printed}");
+    assert!(printed.contains("created partitions: attempts_"), "{printed}");
+
+    let bad = webhookd().args(["maintenance", "--now", "next tuesday"]).env("DATABASE_URL", &database_url).output().unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
+}

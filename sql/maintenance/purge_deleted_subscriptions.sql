@@ -1,0 +1,8 @@
+-- Removes up to $2 subscriptions deleted before $1 that no delivery refers to any more.
+DELETE FROM subscriptions
+WHERE id IN (
+    SELECT s.id FROM subscriptions AS s
+    WHERE s.deleted_at < $1
+      AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.subscription_id = s.id)
+    LIMIT $2
+)

@@ -1,0 +1,109 @@
+//! The optional second cache level: subscriptions shared across instances in Redis
+//! (`REDIS_URL`). It only ever saves database reads: every failure or slow answer falls
+//! back to PostgreSQL, and an outage is logged once, not per request.
+//!
+//! Entries hold the whole subscription row, secrets included: use a private Redis on a
+//! private network, with a password (`redis://:password@host:6379`); TLS is not built in.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncCommands;
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::db::subscriptions::SubscriptionRow;
+
+/// After a failure, Redis is skipped this long so an outage costs no time per request.
+const BACKOFF: Duration = Duration::from_secs(2);
+
+pub struct RedisCache {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    timeout: Duration,
+    ttl: Duration,
+    down: AtomicBool,
+    skip_until: Mutex<Option<Instant>>,
+}
+
+fn key(id: Uuid) -> String {
+    format!("webhookd:subscription:{id}")
+}
+
+impl RedisCache {
+    /// Checks the URL; connects lazily on first use.
+    pub fn new(url: &str, timeout: Duration, ttl: Duration) -> redis::RedisResult<Self> {
+        Ok(Self {
+            client: redis::Client::open(url)?,
+            connection: OnceCell::new(),
+            timeout,
+            ttl,
+            down: AtomicBool::new(false),
+            skip_until: Mutex::new(None),
+        })
+    }
+
+    /// The cached subscription, or `None` on a miss, an error or a timeout.
+    pub async fn get(&self, id: Uuid) -> Option<SubscriptionRow> {
+        let text: String = self.call(|mut c| async move { c.get::<_, Option<String>>(key(id)).await }).await.flatten()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Stores a subscription loaded from PostgreSQL.
+    pub async fn put(&self, row: &SubscriptionRow) {
+        let Ok(text) = serde_json::to_string(row) else { return };
+        let (key, ttl) = (key(row.id), self.ttl.as_secs().max(1));
+        let _: Option<()> = self.call(|mut c| async move { c.set_ex(key, text, ttl).await }).await;
+    }
+
+    /// Removes a subscription after a write.
+    pub async fn delete(&self, id: Uuid) {
+        let _: Option<usize> = self.call(|mut c| async move { c.del(key(id)).await }).await;
+    }
+
+    /// Runs one command within the timeout; `None` if Redis is down, slow or in back-off.
+    async fn call<T, F, Fut>(&self, command: F) -> Option<T>
+    where
+        F: FnOnce(ConnectionManager) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        if self.skip_until.lock().unwrap().is_some_and(|until| Instant::now() < until) {
+            return None;
+        }
+        let attempt = async {
+            let connection = self.connection.get_or_try_init(|| self.connect()).await?.clone();
+            command(connection).await
+        };
+        let outcome = match tokio::time::timeout(self.timeout, attempt).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(_) => Err(format!("no answer within {:?}", self.timeout)),
+        };
+        match outcome {
+            Ok(value) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("Redis is reachable again; using the shared subscription cache");
+                }
+                Some(value)
+            }
+            Err(error) => {
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    tracing::warn!(%error, "Redis unavailable; reading subscriptions from PostgreSQL until it is back");
+                }
+                *self.skip_until.lock().unwrap() = Some(Instant::now() + BACKOFF);
+                None
+            }
+        }
+    }
+
+    async fn connect(&self) -> redis::RedisResult<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        ConnectionManager::new_with_config(self.client.clone(), config).await
+    }
+}

@@ -1,0 +1,112 @@
+//! The subscription cache: no database reads on a warm path, invalidation across
+//! instances, and Redis as an optional shared level that may fail without consequence.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{fresh_database, spawn_app, spawn_app_on, subscription_reads, Receiver, RedisServer};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn with_a_warm_cache_ingest_and_delivery_read_no_subscription_row() {
+    let app = spawn_app().await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let first = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(first, LIMIT).await;
+
+    let before = subscription_reads(&app.pool).await;
+    assert!(before >= 1, "the cold path read the subscription (the counter works)");
+    for n in 0..25 {
+        let id = app.ingest(subscription, &format!("{{\"n\":{n}}}")).await;
+        app.wait_until_finished(id, LIMIT).await;
+    }
+    assert_eq!(receiver.received().len(), 26);
+    assert_eq!(subscription_reads(&app.pool).await, before, "25 webhooks ingested and delivered without reading subscriptions");
+}
+
+#[tokio::test]
+async fn a_change_made_on_one_instance_reaches_another_within_a_second() {
+    let database = fresh_database().await;
+    // One API-only instance takes the writes; the other delivers, from its cache.
+    let api = spawn_app_on(&database, |raw| raw.worker_concurrency = Some("0".into())).await;
+    let worker = spawn_app_on(&database, |_| {}).await;
+    let old_target = Receiver::answering(200).await;
+    let new_target = Receiver::answering(200).await;
+    let subscription = api.create_subscription(&old_target.url, json!({})).await;
+    let warm = worker.ingest(subscription, "{}").await;
+    worker.wait_until_finished(warm, LIMIT).await;
+    assert_eq!(old_target.received().len(), 1);
+
+    let changed_at = Instant::now();
+    let patched = api.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"target_url": new_target.url}))).await;
+    assert_eq!(patched.status, 200);
+    let id = api.ingest(subscription, "{}").await;
+    worker.wait_until_finished(id, LIMIT).await;
+    assert_eq!(new_target.received().len(), 1, "the worker delivered to the new target");
+    assert_eq!(old_target.received().len(), 1);
+    assert!(changed_at.elapsed() < Duration::from_secs(1), "took {:?}", changed_at.elapsed());
+
+    // Deactivation seen by the other instance's ingest path.
+    api.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": false}))).await;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let answer = worker.ingest_bytes(subscription, b"{}".to_vec(), None).await;
+        if answer.status == 409 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the worker still accepts for an inactive subscription");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn redis_has(url: &str, subscription: uuid::Uuid) -> bool {
+    let client = redis::Client::open(url).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let exists: bool = redis::cmd("EXISTS").arg(format!("webhookd:subscription:{subscription}")).query_async(&mut connection).await.unwrap();
+    exists
+}
+
+#[tokio::test]
+async fn redis_is_a_shared_second_level_and_writes_clear_it() {
+    let redis = RedisServer::start();
+    let database = fresh_database().await;
+    let first = spawn_app_on(&database, |raw| raw.redis_url = Some(redis.url.clone())).await;
+    let second = spawn_app_on(&database, |raw| raw.redis_url = Some(redis.url.clone())).await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = first.create_subscription(&receiver.url, json!({})).await;
+
+    let before = subscription_reads(&first.pool).await;
+    first.ingest(subscription, "{}").await;
+    assert_eq!(subscription_reads(&first.pool).await, before + 1, "a miss everywhere reads PostgreSQL once");
+    assert!(redis_has(&redis.url, subscription).await, "and fills Redis");
+    second.ingest(subscription, "{}").await;
+    assert_eq!(subscription_reads(&first.pool).await, before + 1, "the other instance's miss is served by Redis");
+
+    first.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"name": "renamed"}))).await;
+    assert!(!redis_has(&redis.url, subscription).await, "a write removes the shared entry");
+}
+
+#[tokio::test]
+async fn a_dead_or_hanging_redis_never_fails_ingest_or_delivery() {
+    let redis = RedisServer::start();
+    let app = spawn_app_on(&fresh_database().await, |raw| {
+        raw.redis_url = Some(redis.url.clone());
+        raw.redis_timeout = Some("100ms".into());
+    })
+    .await;
+    let receiver = Receiver::answering(200).await;
+
+    for signal in [libc::SIGSTOP, libc::SIGKILL] {
+        redis.signal(signal);
+        // A new subscription is a cache miss: Redis is asked, fails, PostgreSQL answers.
+        let subscription = app.create_subscription(&receiver.url, json!({})).await;
+        let started = Instant::now();
+        let id = app.ingest(subscription, "{}").await;
+        assert!(started.elapsed() < Duration::from_secs(2), "ingest waited {:?} on Redis", started.elapsed());
+        let delivery = app.wait_until_finished(id, LIMIT).await;
+        assert_eq!(delivery["status"], "succeeded");
+    }
+}

@@ -1,0 +1,137 @@
+//! Retention by partition drop and bounded deletes, driven by a simulated clock.
+
+use std::time::Duration;
+
+use serde_json::json;
+use time::OffsetDateTime;
+use webhookd::db::partitions::partition_name;
+use webhookd::maintenance::run_once;
+
+use crate::helpers::{spawn_app, spawn_app_with, Receiver, Reply, ADMIN_TOKEN};
+
+const LIMIT: Duration = Duration::from_secs(15);
+const RETENTION: Duration = Duration::from_secs(72 * 3600);
+
+async fn partitions(pool: &sqlx::PgPool) -> Vec<String> {
+    webhookd::db::partitions::list(pool).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_pass_after_the_retention_drops_old_partitions_and_finished_deliveries_only() {
+    let app = spawn_app_with(|raw| raw.retry_schedule = Some("1h".into())).await;
+    let ok = Receiver::answering(200).await;
+    let failing = Receiver::answering(500).await;
+    let delivered_to = app.create_subscription(&ok.url, json!({"event_types": ["order.*"]})).await;
+    let retried_to = app.create_subscription(&failing.url, json!({})).await;
+    let paused = app.create_subscription(&failing.url, json!({})).await;
+
+    let succeeded = app.ingest_bytes(delivered_to, b"{}".to_vec(), Some("order.paid")).await.body["delivery_id"].clone();
+    let filtered = app.ingest_bytes(delivered_to, b"{}".to_vec(), Some("user.created")).await.body["delivery_id"].clone();
+    let retrying = app.ingest(retried_to, "{}").await;
+    let parked = app.ingest(paused, "{}").await;
+    app.wait_until_finished(succeeded.as_str().unwrap().parse().unwrap(), LIMIT).await;
+    app.wait_for_delivery(retrying, LIMIT, |d| d["status"] == "retrying").await;
+    app.wait_for_delivery(parked, LIMIT, |d| d["status"] == "retrying").await;
+    app.call("PATCH", &format!("/subscriptions/{paused}"), Some(json!({"is_active": false}))).await;
+
+    let today = OffsetDateTime::now_utc().date();
+    let before = partitions(&app.pool).await;
+    assert!(before.contains(&partition_name(today)));
+
+    // Five days later: today's and earlier partitions are past retention + one day.
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(5 * 24 * 3600);
+    let report = run_once(&app.pool, later, RETENTION).await.unwrap();
+    assert!(!report.skipped);
+    assert!(report.dropped_partitions.contains(&partition_name(today)), "{report:?}");
+    let after = partitions(&app.pool).await;
+    assert!(!after.contains(&partition_name(today)));
+    for ahead in 0..=3 {
+        assert!(after.contains(&partition_name(later.date() + time::Duration::days(ahead))), "{after:?}");
+    }
+    assert_eq!(report.deleted_deliveries, 2, "the succeeded and the filtered delivery");
+    assert_eq!(report.expired_parked_deliveries, 1);
+
+    for gone in [succeeded.as_str().unwrap(), filtered.as_str().unwrap()] {
+        assert_eq!(app.get(&format!("/deliveries/{gone}")).await.status, 404);
+    }
+    let kept = app.get(&format!("/deliveries/{retrying}")).await.body;
+    assert_eq!(kept["status"], "retrying", "unfinished deliveries are never removed");
+    assert_eq!(kept["attempts"], json!([]), "their old attempt logs went with the partition");
+    let expired = app.get(&format!("/deliveries/{parked}")).await.body;
+    assert_eq!(expired["status"], "failed");
+    assert_eq!(expired["last_error"], "expired_while_subscription_inactive");
+}
+
+#[tokio::test]
+async fn expired_idempotency_keys_orphan_events_and_deleted_subscriptions_are_removed() {
+    let app = spawn_app().await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let published = app
+        .http
+        .post(app.url("/events"))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("Idempotency-Key", "k-1")
+        .body(r#"{"event_type": "a.b", "payload": {}}"#)
+        .send()
+        .await
+        .unwrap();
+    let published: serde_json::Value = serde_json::from_slice(&published.bytes().await.unwrap()).unwrap();
+    let delivery = published["deliveries"][0]["delivery_id"].as_str().unwrap().parse().unwrap();
+    app.wait_until_finished(delivery, LIMIT).await;
+    app.call("DELETE", &format!("/subscriptions/{subscription}"), None).await;
+
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(5 * 24 * 3600);
+    let report = run_once(&app.pool, later, RETENTION).await.unwrap();
+    assert_eq!(report.deleted_deliveries, 1);
+    assert_eq!(report.deleted_events, 1);
+    assert_eq!(report.deleted_idempotency_keys, 1);
+    assert_eq!(report.purged_subscriptions, 1);
+    let left: i64 = sqlx::query_scalar("SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM idempotency_keys) + (SELECT count(*) FROM subscriptions)")
+        .fetch_one(&app.pool)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+}
+
+#[tokio::test]
+async fn a_pass_today_keeps_everything_within_the_retention() {
+    let app = spawn_app().await;
+    let receiver = Receiver::start(vec![Reply::Status(500)], Reply::Status(200)).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let id = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(id, LIMIT).await;
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    assert!(report.dropped_partitions.is_empty());
+    assert_eq!(report.deleted_deliveries, 0);
+    assert_eq!(app.get(&format!("/deliveries/{id}")).await.body["attempts"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn only_one_instance_runs_maintenance_at_a_time() {
+    let app = spawn_app().await;
+    let mut holder = app.pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(7236418113)").execute(&mut *holder).await.unwrap();
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    assert!(report.skipped);
+    sqlx::query("SELECT pg_advisory_unlock(7236418113)").execute(&mut *holder).await.unwrap();
+    drop(holder);
+    assert!(!run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap().skipped);
+}
+
+#[tokio::test]
+async fn a_missing_future_partition_shows_in_health_until_maintenance_creates_it() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/health").await.body["status"], "ok");
+    let tomorrow = partition_name(OffsetDateTime::now_utc().date() + time::Duration::days(1));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {tomorrow}"))).execute(&app.pool).await.unwrap();
+
+    let health = app.get("/health").await;
+    assert_eq!(health.status, 200);
+    assert_eq!(health.body["status"], "degraded");
+    assert!(health.body["checks"]["attempt_partitions"].as_str().unwrap().contains(&tomorrow));
+
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    assert_eq!(report.created_partitions, [tomorrow]);
+    assert_eq!(app.get("/health").await.body["status"], "ok");
+}
