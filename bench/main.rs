@@ -53,7 +53,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&root)?;
     let cluster = EmbeddedPostgres::start(&ClusterOptions {
         directory: root.join("postgres"),
-        server_settings: vec![("max_connections".into(), "200".into())],
+        server_settings: vec![
+            ("max_connections".into(), "200".into()),
+            ("shared_preload_libraries".into(), "pg_stat_statements".into()),
+        ],
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(&cluster, &binary, seconds))?;
@@ -68,6 +71,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     let database_url = cluster.database_url();
     let pool = PgPool::connect(&database_url).await?;
     webhookd::db::migrate(&pool).await?;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await?;
 
     let receipts = Arc::new(Receipts::default());
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
@@ -117,10 +121,19 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     let drain_rate = DRAIN_COUNT as f64 / started.elapsed().as_secs_f64();
     wait_for_receipts(&receipts, &pool).await;
 
-    // 3. Latency at a steady 200/s.
+    // 3. Latency at a steady 200/s, counting the service's statements meanwhile.
     receipts.track.store(true, Ordering::Relaxed);
+    sqlx::query("SELECT pg_stat_statements_reset()").execute(&pool).await?;
     let sent = steady_ingest(&client, &base, &subscription, 200, Duration::from_secs(10)).await;
     wait_for_receipts(&receipts, &pool).await;
+    let statements: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT ILIKE '%count(*)%' AND query NOT ILIKE '%pg_stat_statements%'",
+    )
+    .fetch_one(&pool)
+    .await?;
+    let statements_per_webhook = statements as f64 / sent.len().max(1) as f64;
     let arrived = receipts.at.lock().unwrap().clone();
     let mut latencies: Vec<f64> = sent
         .iter()
@@ -161,12 +174,27 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     let peak_rss = rss_kib(service.id(), "VmHWM:");
     stop_service(&mut service)?;
 
+    // 5. Storage before and after a maintenance pass run as if four days later.
+    let (rows_before, size_before) = storage(&pool).await?;
+    let later = time::OffsetDateTime::now_utc() + Duration::from_secs(4 * 24 * 3600);
+    let report = webhookd::maintenance::run_once(&pool, later, Duration::from_secs(72 * 3600)).await?;
+    // What autovacuum does next: deleted rows' space becomes reusable, trailing pages go.
+    sqlx::raw_sql("VACUUM deliveries, events, subscriptions").execute(&pool).await?;
+    let (rows_after, size_after) = storage(&pool).await?;
+
     println!("| measure | result |");
     println!("|---|---|");
     println!("| ingest, 64 connections, 1 KiB bodies | {ingest_rate:.0} webhooks/s |");
     println!("| delivery, draining {DRAIN_COUNT} queued | {drain_rate:.0} deliveries/s |");
     println!("| ingest→receipt latency at 200/s | p50 {:.1} ms, p99 {:.1} ms ({} samples) |", percentile(0.5), percentile(0.99), latencies.len());
     println!("| fan-out of one event to 1,000 of 10,000 subscriptions, accepted in | median {:.1} ms (of {}) |", fan_out_ms[fan_out_ms.len() / 2], fan_out_ms.len());
+    println!("| database statements per webhook (ingest + delivery, warm cache, 200/s) | {statements_per_webhook:.2} |");
+    println!(
+        "| deliveries + attempts before / after a maintenance pass 4 days later | {rows_before} rows, {:.1} MiB / {rows_after} rows, {:.1} MiB ({} partitions dropped) |",
+        size_before as f64 / 1048576.0,
+        size_after as f64 / 1048576.0,
+        report.dropped_partitions.len()
+    );
     println!("| service RSS | idle {:.1} MiB, peak {:.1} MiB |", idle_rss as f64 / 1024.0, peak_rss as f64 / 1024.0);
     Ok(())
 }
@@ -287,6 +315,18 @@ async fn wait_for_receipts(_receipts: &Receipts, pool: &PgPool) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Rows and bytes (tables and indexes) of deliveries, attempts and events.
+async fn storage(pool: &PgPool) -> anyhow::Result<(i64, i64)> {
+    let rows: i64 = sqlx::query_scalar("SELECT (SELECT count(*) FROM deliveries) + (SELECT count(*) FROM attempts)").fetch_one(pool).await?;
+    let bytes: i64 = sqlx::query_scalar(
+        "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+         WHERE c.relkind = 'r' AND (c.relname IN ('deliveries', 'events') OR c.relname ~ '^attempts_[0-9]{8}$')",
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((rows, bytes))
 }
 
 /// A field of /proc/<pid>/status, in KiB.

@@ -4,7 +4,7 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// One attempt as logged.
+/// One attempt as logged (written by `deliveries::record_attempts`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRow {
     pub delivery_id: Uuid,
@@ -17,25 +17,6 @@ pub struct AttemptRow {
     pub response_excerpt: Option<String>,
     pub target_url: String,
     pub created_at: OffsetDateTime,
-}
-
-/// Appends many attempts in one statement.
-pub async fn insert_many(db: impl PgExecutor<'_>, attempts: &[AttemptRow]) -> sqlx::Result<()> {
-    let column = |f: fn(&AttemptRow) -> Uuid| attempts.iter().map(f).collect::<Vec<_>>();
-    sqlx::query(include_str!("../../sql/attempts/insert_attempts.sql"))
-        .bind(column(|a| a.delivery_id))
-        .bind(column(|a| a.subscription_id))
-        .bind(attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.outcome.clone()).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.error.clone()).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.response_excerpt.clone()).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.target_url.clone()).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
-        .execute(db)
-        .await?;
-    Ok(())
 }
 
 /// A delivery's attempts in order; `since` is the delivery's creation time.

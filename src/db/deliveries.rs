@@ -1,6 +1,8 @@
 //! Statements on `deliveries`, the queue.
 
 use sqlx::{PgExecutor, Row};
+
+use crate::db::attempts::AttemptRow;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -144,19 +146,28 @@ pub async fn next_due_at(db: impl PgExecutor<'_>) -> sqlx::Result<Option<OffsetD
     row.try_get("next_due_at")
 }
 
-/// Applies many attempt outcomes in one statement; returns the ids whose lease still held.
-pub async fn record_outcomes(db: impl PgExecutor<'_>, outcomes: &[OutcomeUpdate]) -> sqlx::Result<Vec<Uuid>> {
-    let ids: Vec<Uuid> = outcomes.iter().map(|o| o.id).collect();
-    let leases: Vec<Uuid> = outcomes.iter().map(|o| o.lease_id).collect();
-    let statuses: Vec<&str> = outcomes.iter().map(|o| o.status).collect();
-    let due: Vec<Option<OffsetDateTime>> = outcomes.iter().map(|o| o.next_attempt_at).collect();
-    let errors: Vec<Option<String>> = outcomes.iter().map(|o| o.last_error.clone()).collect();
-    sqlx::query_scalar(include_str!("../../sql/deliveries/record_outcomes.sql"))
-        .bind(ids)
-        .bind(leases)
-        .bind(statuses)
-        .bind(due)
-        .bind(errors)
+/// Records many finished attempts in one statement: appends every attempt row and applies
+/// each outcome whose lease still held. Returns the ids of the deliveries updated.
+/// `outcomes[i]` and `attempts[i]` describe the same attempt.
+pub async fn record_attempts(db: impl PgExecutor<'_>, outcomes: &[OutcomeUpdate], attempts: &[AttemptRow]) -> sqlx::Result<Vec<Uuid>> {
+    debug_assert_eq!(outcomes.len(), attempts.len());
+    let outcome_column = |f: fn(&OutcomeUpdate) -> Option<String>| outcomes.iter().map(f).collect::<Vec<_>>();
+    let attempt_text = |f: fn(&AttemptRow) -> Option<String>| attempts.iter().map(f).collect::<Vec<_>>();
+    sqlx::query_scalar(include_str!("../../sql/deliveries/record_attempts.sql"))
+        .bind(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.lease_id).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
+        .bind(outcome_column(|o| o.last_error.clone()))
+        .bind(attempts.iter().map(|a| a.subscription_id).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.outcome.clone()).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>())
+        .bind(attempt_text(|a| a.error.clone()))
+        .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
+        .bind(attempt_text(|a| a.response_excerpt.clone()))
+        .bind(attempts.iter().map(|a| a.target_url.clone()).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
         .fetch_all(db)
         .await
 }

@@ -80,7 +80,7 @@ impl Engine {
     /// API-only instance), the claim loop and the recorder. Everything stops claiming when
     /// `shutdown` is cancelled; see [`Engine::stop`].
     pub fn start(context: DeliveryContext, waker: &Waker, shutdown: CancellationToken) -> Self {
-        let (recorder, recorder_sender) = recorder::spawn(context.pool.clone(), context.settings.clone());
+        let (recorder, recorder_sender) = recorder::spawn(context.pool.clone(), waker.local.clone());
         let context = Arc::new(context);
         let in_flight = TaskTracker::new();
         let abort_sends = CancellationToken::new();

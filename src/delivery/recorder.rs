@@ -1,16 +1,17 @@
 //! Writes attempt outcomes in batches: whatever finished while the previous batch was
-//! being written goes into the next one, as one UPDATE and one INSERT in one transaction.
+//! being written goes into the next one, as one statement (an UPDATE of the deliveries and
+//! an INSERT of the attempt rows, in one CTE).
 //! At low load a batch is a single outcome, so batching adds no latency.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 
-use crate::config::DeliverySettings;
-use crate::db::attempts::{self, AttemptRow};
+use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, OutcomeUpdate};
 use crate::db::partitions;
 
@@ -43,16 +44,21 @@ impl RecorderHandle {
     }
 }
 
-pub fn spawn(pool: PgPool, _settings: DeliverySettings) -> (RecorderHandle, mpsc::Sender<Finished>) {
+/// Starts the recorder. `wake` is the claim loop's: a recorded retry may now be the
+/// earliest due delivery, so the loop recomputes how long to sleep.
+pub fn spawn(pool: PgPool, wake: Arc<Notify>) -> (RecorderHandle, mpsc::Sender<Finished>) {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(pool, receiver));
+    let task = tokio::spawn(run(pool, receiver, wake));
     (RecorderHandle { task }, sender)
 }
 
-async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Finished>) {
+async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         write_until_done(&pool, &batch).await;
+        if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
+            wake.notify_one();
+        }
         batch.clear();
     }
 }
@@ -87,10 +93,5 @@ async fn write_until_done(pool: &PgPool, batch: &[Finished]) {
 async fn write(pool: &PgPool, batch: &[Finished]) -> sqlx::Result<usize> {
     let updates: Vec<OutcomeUpdate> = batch.iter().map(|f| f.update.clone()).collect();
     let rows: Vec<AttemptRow> = batch.iter().map(|f| f.attempt.clone()).collect();
-    let mut tx = pool.begin().await?;
-    let held = deliveries::record_outcomes(&mut *tx, &updates).await?;
-    // Attempts are logged even when the lease was lost: the request was really sent.
-    attempts::insert_many(&mut *tx, &rows).await?;
-    tx.commit().await?;
-    Ok(held.len())
+    Ok(deliveries::record_attempts(pool, &updates, &rows).await?.len())
 }

@@ -61,6 +61,10 @@ pub async fn claim_loop(state: ClaimLoop) {
             wait_for_work(&state).await;
             continue;
         }
+        // Fewer rows than asked for means the queue was drained just now; work arriving
+        // after this claim wakes us through `wake` (its permit is kept), so skip the empty
+        // claim that would follow and go straight to waiting.
+        let drained = claimed.len() < wanted;
         let mut permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
         for delivery in claimed {
             let permit = permits.next().expect("no more rows are claimed than there are permits");
@@ -78,6 +82,9 @@ pub async fn claim_loop(state: ClaimLoop) {
                 _permit: permit,
             };
             state.in_flight.spawn(task.run(delivery).instrument(span));
+        }
+        if drained {
+            wait_for_work(&state).await;
         }
     }
 }
