@@ -316,7 +316,7 @@ pub fn random_hex(bytes: usize) -> String {
 pub async fn create_database_if_missing(cluster_url_for_postgres: &str, name: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut connection = connect_with_retry(cluster_url_for_postgres).await?;
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+    let exists: bool = sqlx::query_scalar(include_str!("../sql/cluster/database_exists.sql"))
         .bind(name)
         .fetch_one(&mut connection)
         .await?;

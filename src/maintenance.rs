@@ -23,9 +23,6 @@ use crate::db::partitions;
 const BATCH: i64 = 2_000;
 /// Most batches per table and pass; the next pass continues.
 const MAX_BATCHES: usize = 500;
-/// How long a maintenance statement may wait for a lock before giving up (and trying again
-/// at the next pass) rather than queueing in front of ingest or delivery.
-const LOCK_TIMEOUT: &str = "500ms";
 
 /// What one pass did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -64,10 +61,10 @@ pub async fn run_once(pool: &PgPool, now: OffsetDateTime, retention: Duration) -
     if !locked {
         return Ok(Report { skipped: true, ..Report::default() });
     }
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("SET lock_timeout = '{LOCK_TIMEOUT}'"))).execute(&mut *connection).await?;
+    sqlx::raw_sql(include_str!("../sql/maintenance/set_lock_timeout.sql")).execute(&mut *connection).await?;
     let result = run_locked(pool, &mut connection, now, retention).await;
     // Always give the connection back as it was, even after a failure.
-    let _ = sqlx::raw_sql("RESET lock_timeout").execute(&mut *connection).await;
+    let _ = sqlx::raw_sql(include_str!("../sql/maintenance/reset_lock_timeout.sql")).execute(&mut *connection).await;
     let _ = sqlx::query(include_str!("../sql/maintenance/unlock.sql")).execute(&mut *connection).await;
     result
 }

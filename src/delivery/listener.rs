@@ -82,7 +82,7 @@ pub async fn notify_others(pool: PgPool, wanted: Arc<Notify>, shutdown: Cancella
             _ = shutdown.cancelled() => return,
             _ = wanted.notified() => {}
         }
-        let sent = sqlx::query("SELECT pg_notify($1, '')").bind(WORK_CHANNEL).execute(&pool).await;
+        let sent = sqlx::query(include_str!("../../sql/notify/notify_work.sql")).execute(&pool).await;
         if let Err(error) = sent {
             tracing::debug!(%error, "NOTIFY failed; other instances will find the work on their next poll");
         }

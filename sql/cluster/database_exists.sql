@@ -1,0 +1,2 @@
+-- Whether a database of that name exists in the cluster.
+SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)

@@ -1,0 +1,2 @@
+-- Gives the pooled connection back with the default lock timeout.
+RESET lock_timeout
