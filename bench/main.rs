@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
             ("max_connections".into(), "200".into()),
             ("shared_preload_libraries".into(), "pg_stat_statements".into()),
         ],
+        port: None,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(&cluster, &binary, seconds))?;

@@ -28,6 +28,8 @@ pub struct ClusterOptions {
     pub directory: PathBuf,
     /// Extra `-c name=value` server settings.
     pub server_settings: Vec<(String, String)>,
+    /// Port to listen on; `None` picks a free one.
+    pub port: Option<u16>,
 }
 
 /// A running cluster; stopped (fast shutdown) when dropped.
@@ -59,7 +61,10 @@ impl EmbeddedPostgres {
         let run_as = unprivileged_user()?;
         let directory = absolute(&options.directory)?;
         let password = prepare_cluster(&bin_dir, &directory, run_as)?;
-        let port = free_port()?;
+        let port = match options.port {
+            Some(port) => port,
+            None => free_port()?,
+        };
         let child = spawn_server(&bin_dir, &directory, port, &options.server_settings, run_as)?;
         let mut cluster = Self { child, port, password };
         cluster.wait_until_ready(Duration::from_secs(60))?;

@@ -41,6 +41,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
             let cluster = EmbeddedPostgres::start(&ClusterOptions {
                 directory: settings.data_dir.join("postgres"),
                 server_settings: Vec::new(),
+                port: None,
             })?;
             tracing::info!(port = cluster.port(), data_dir = %settings.data_dir.display(), "embedded PostgreSQL started");
             (Secret::new(cluster.database_url()), Some(cluster))

@@ -53,6 +53,7 @@ pub fn cluster() -> &'static TestCluster {
             let options = ClusterOptions {
                 directory,
                 server_settings: settings.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                port: None,
             };
             let cluster = EmbeddedPostgres::start(&options).expect("test PostgreSQL starts");
             let postgres_url = cluster.url_for("postgres");
@@ -269,6 +270,8 @@ pub enum Reply {
     Status(u16),
     /// Never answers (until the client gives up).
     Hang,
+    /// Answers with this status after a delay.
+    Delay(Duration, u16),
 }
 
 /// One request a receiver got.
@@ -321,8 +324,9 @@ impl Receiver {
 
 #[handler]
 async fn receive(request: &Request, body: Body, state: Data<&Arc<ReceiverState>>) -> Response {
+    let at = Instant::now();
     let body = body.into_vec().await.unwrap_or_default();
-    state.received.lock().unwrap().push(Received { headers: request.headers().clone(), body, at: Instant::now() });
+    state.received.lock().unwrap().push(Received { headers: request.headers().clone(), body, at });
     let reply = {
         let next = state.script.lock().unwrap().pop_front();
         next.unwrap_or_else(|| state.otherwise.lock().unwrap().clone().unwrap())
@@ -334,6 +338,10 @@ async fn receive(request: &Request, body: Body, state: Data<&Arc<ReceiverState>>
         Reply::Hang => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             Response::builder().body("late")
+        }
+        Reply::Delay(wait, code) => {
+            tokio::time::sleep(wait).await;
+            Response::builder().status(poem::http::StatusCode::from_u16(code).unwrap()).body("slow")
         }
     }
 }
@@ -383,5 +391,160 @@ impl Drop for RedisServer {
         self.signal(libc::SIGCONT);
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The real `webhookd` binary, running against `database_url`, its logs captured.
+pub struct Service {
+    child: std::process::Child,
+    pub base: String,
+    logs: Arc<Mutex<String>>,
+}
+
+impl Service {
+    /// Starts the binary (private targets allowed, the test admin token) and waits until
+    /// `/health` answers 200.
+    pub async fn start(database_url: &str, settings: &[(&str, &str)]) -> Self {
+        use std::io::BufRead;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let data_dir = std::env::temp_dir().join("webhookd-tests").join(format!("{}-svc-{port}", std::process::id()));
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhookd"));
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .env("DATABASE_URL", database_url)
+            .env("WEBHOOKD_DATA_DIR", data_dir)
+            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
+            .env("WEBHOOKD_RETRY_JITTER", "0")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (name, value) in settings {
+            command.env(name, value);
+        }
+        let mut child = command.spawn().unwrap();
+        let logs = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut logs = sink.lock().unwrap();
+                logs.push_str(&line);
+                logs.push('\n');
+            }
+        });
+        let service = Self { child, base: format!("http://127.0.0.1:{port}"), logs };
+        service.wait_healthy(Duration::from_secs(30)).await;
+        service
+    }
+
+    async fn wait_healthy(&self, limit: Duration) {
+        let client = http_client();
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(response) = client.get(format!("{}/health", self.base)).send().await {
+                if response.status() == 200 {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "webhookd not healthy in {limit:?}; logs:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// kill -9, then waits for the process to be gone (without blocking the runtime, on
+    /// which the test's receivers run).
+    pub async fn kill(&mut self) {
+        unsafe { libc::kill(self.pid(), libc::SIGKILL) };
+        while self.child.try_wait().unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// SIGTERM, then waits up to `limit` for the exit; returns the exit code.
+    pub async fn terminate(&mut self, limit: Duration) -> Option<i32> {
+        unsafe { libc::kill(self.pid(), libc::SIGTERM) };
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(Instant::now() < deadline, "no exit within {limit:?} of SIGTERM; logs:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// POSTs a webhook; returns the status and the delivery id of a 202.
+    pub async fn ingest(&self, client: &reqwest::Client, subscription: Uuid, body: String) -> (u16, Option<Uuid>) {
+        ingest_once(client, &self.base, subscription, body).await
+    }
+
+    /// Creates a subscription through this instance.
+    pub async fn create_subscription(&self, client: &reqwest::Client, target_url: &str) -> Uuid {
+        let response = client
+            .post(format!("{}/subscriptions", self.base))
+            .bearer_auth(ADMIN_TOKEN)
+            .header("content-type", "application/json")
+            .body(serde_json::json!({ "target_url": target_url }).to_string())
+            .send()
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// POSTs a webhook to the service at `base`: the status (0 if no answer came within 15 s
+/// or the connection failed) and the delivery id of a 202.
+pub async fn ingest_once(client: &reqwest::Client, base: &str, subscription: Uuid, body: String) -> (u16, Option<Uuid>) {
+    let sent = client
+        .post(format!("{base}/ingest/{subscription}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .timeout(Duration::from_secs(15))
+        .body(body)
+        .send()
+        .await;
+    let Ok(response) = sent else { return (0, None) };
+    let status = response.status().as_u16();
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap_or_default()).unwrap_or(Value::Null);
+    (status, body["delivery_id"].as_str().and_then(|id| id.parse().ok()))
+}
+
+/// Waits until no delivery in the database is unfinished.
+pub async fn wait_all_finished(pool: &PgPool, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let open: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status IN ('queued', 'delivering', 'retrying')")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if open == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{open} deliveries still unfinished after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

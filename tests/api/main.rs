@@ -8,6 +8,7 @@ mod helpers;
 mod ingest;
 mod openapi;
 mod process;
+mod reliability;
 mod retention;
 mod routing;
 mod subscriptions;

@@ -1,0 +1,204 @@
+//! Fault injection against real processes: the `webhookd` binary, a real PostgreSQL and
+//! real receivers. Each test states the guarantee it backs (README, "Guarantees").
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::helpers::{fresh_database, http_client, ingest_once, wait_all_finished, Receiver, Reply, Service};
+
+/// Ingests `count` webhooks through `service` with `parallel` concurrent requests; returns
+/// the delivery ids that got a 202.
+async fn ingest_many(service: &Service, subscription: Uuid, count: usize, parallel: usize) -> Vec<Uuid> {
+    let client = http_client();
+    let accepted = Arc::new(Mutex::new(Vec::with_capacity(count)));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..parallel)
+        .map(|_| {
+            let (client, accepted, next, base) = (client.clone(), accepted.clone(), next.clone(), service.base.clone());
+            tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if n >= count {
+                        return;
+                    }
+                    if let (202, Some(id)) = ingest_once(&client, &base, subscription, format!("{{\"n\":{n}}}")).await {
+                        accepted.lock().unwrap().push(id);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.unwrap();
+    }
+    let accepted = accepted.lock().unwrap().clone();
+    accepted
+}
+
+/// Receipts per webhook-id: (count, first receipt time).
+fn receipts(receiver: &Receiver) -> HashMap<Uuid, (usize, Instant)> {
+    let mut by_id: HashMap<Uuid, (usize, Instant)> = HashMap::new();
+    for request in receiver.received() {
+        let id = request.headers["webhook-id"].to_str().unwrap().parse().unwrap();
+        let entry = by_id.entry(id).or_insert((0, request.at));
+        entry.0 += 1;
+        entry.1 = entry.1.min(request.at);
+    }
+    by_id
+}
+
+async fn wait_until_received(receiver: &Receiver, ids: &[Uuid], limit: Duration) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let seen = receipts(receiver);
+        let missing = ids.iter().filter(|id| !seen.contains_key(id)).count();
+        if missing == 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{missing} accepted webhooks never arrived");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const FAST_RECOVERY: &[(&str, &str)] = &[
+    ("WEBHOOKD_LEASE_DURATION", "3s"),
+    ("WEBHOOKD_DELIVERY_TIMEOUT", "1s"),
+    ("WEBHOOKD_RETRY_SCHEDULE", "200ms,200ms,200ms"),
+    ("WEBHOOKD_POLL_INTERVAL", "500ms"),
+    ("WEBHOOKD_WORKER_CONCURRENCY", "32"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_during_delivery_loses_nothing_and_duplicates_only_what_was_in_flight() {
+    let database = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let receiver = Receiver::start(vec![], Reply::Delay(Duration::from_millis(15), 200)).await;
+    let mut service = Service::start(&database, FAST_RECOVERY).await;
+    let subscription = service.create_subscription(&http_client(), &receiver.url).await;
+
+    let accepted = ingest_many(&service, subscription, 5_000, 32).await;
+    assert_eq!(accepted.len(), 5_000, "every ingest was accepted");
+    while receiver.received().len() < 1_500 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    service.kill().await;
+    let killed_at = Instant::now();
+    let before_kill = receiver.received().len();
+    assert!(before_kill < 5_000, "the kill came mid-delivery");
+
+    let _restarted = Service::start(&database, FAST_RECOVERY).await;
+    wait_until_received(&receiver, &accepted, Duration::from_secs(90)).await;
+    wait_all_finished(&pool, Duration::from_secs(30)).await;
+
+    let seen = receipts(&receiver);
+    let duplicated: Vec<_> = seen.iter().filter(|(_, (count, _))| *count > 1).collect();
+    for (id, (_, first)) in &duplicated {
+        assert!(*first < killed_at, "{id} was delivered twice though it was not in flight at the kill");
+    }
+    assert!(duplicated.len() <= 32 + 32, "at most the in-flight deliveries repeat: {}", duplicated.len());
+    let succeeded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'succeeded'").fetch_one(&pool).await.unwrap();
+    assert_eq!(succeeded, 5_000, "none stuck in delivering after the lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_deliveries_finish_and_a_restart_delivers_the_rest() {
+    let database = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let receiver = Receiver::start(vec![], Reply::Delay(Duration::from_millis(300), 200)).await;
+    let settings = [("WEBHOOKD_WORKER_CONCURRENCY", "8"), ("WEBHOOKD_SHUTDOWN_GRACE", "5s")];
+    let mut service = Service::start(&database, &settings).await;
+    let subscription = service.create_subscription(&http_client(), &receiver.url).await;
+    let accepted = ingest_many(&service, subscription, 100, 8).await;
+    while receiver.received().len() < 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    assert_eq!(service.terminate(Duration::from_secs(7)).await, Some(0));
+    let delivering: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'delivering'").fetch_one(&pool).await.unwrap();
+    assert_eq!(delivering, 0, "every in-flight delivery finished and was recorded");
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts").fetch_one(&pool).await.unwrap();
+    assert_eq!(logged as usize, receiver.received().len(), "every request sent has its attempt row; logs:\n{}", service.logs());
+
+    let _restarted = Service::start(&database, &settings).await;
+    wait_until_received(&receiver, &accepted, Duration::from_secs(60)).await;
+    wait_all_finished(&pool, Duration::from_secs(30)).await;
+    assert!(receipts(&receiver).values().all(|(count, _)| *count == 1), "nothing was sent twice");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_hanging_receivers_releases_their_deliveries_within_the_grace_period() {
+    let database = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let receiver = Receiver::start(vec![], Reply::Hang).await;
+    let settings = [("WEBHOOKD_SHUTDOWN_GRACE", "1s"), ("WEBHOOKD_DELIVERY_TIMEOUT", "30s")];
+    let mut service = Service::start(&database, &settings).await;
+    let subscription = service.create_subscription(&http_client(), &receiver.url).await;
+    let accepted = ingest_many(&service, subscription, 5, 5).await;
+    while receiver.received().len() < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let stopping = Instant::now();
+    assert_eq!(service.terminate(Duration::from_secs(10)).await, Some(0));
+    assert!(stopping.elapsed() < Duration::from_secs(6), "exit within the grace period, not the 30 s timeout");
+
+    let rows: Vec<(String, i32)> = sqlx::query_as("SELECT status, attempt_count FROM deliveries").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows.len(), accepted.len());
+    assert!(rows.iter().all(|(status, attempts)| status == "queued" && *attempts == 0), "released, attempt uncounted: {rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_instances_share_10000_webhooks_without_double_delivery() {
+    let database = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let receiver = Receiver::answering(200).await;
+    let settings = [("WEBHOOKD_WORKER_CONCURRENCY", "32")];
+    let instances = [
+        Service::start(&database, &settings).await,
+        Service::start(&database, &settings).await,
+        Service::start(&database, &settings).await,
+    ];
+    let subscription = instances[0].create_subscription(&http_client(), &receiver.url).await;
+    let mut accepted = Vec::new();
+    for instance in &instances {
+        accepted.extend(ingest_many(instance, subscription, 3_334, 16).await);
+    }
+    assert!(accepted.len() >= 10_000);
+    wait_until_received(&receiver, &accepted, Duration::from_secs(120)).await;
+    wait_all_finished(&pool, Duration::from_secs(30)).await;
+
+    let seen = receipts(&receiver);
+    assert_eq!(seen.len(), accepted.len());
+    assert!(seen.values().all(|(count, _)| *count == 1), "no webhook delivered twice");
+    let shares: Vec<usize> = instances.iter().map(|i| i.logs().matches("attempt finished").count()).collect();
+    assert_eq!(shares.iter().sum::<usize>(), accepted.len(), "{shares:?}");
+    for share in &shares {
+        assert!(*share >= accepted.len() / 20, "work is spread across instances: {shares:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn structured_logs_follow_one_webhook_from_ingest_to_its_last_attempt() {
+    let database = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let receiver = Receiver::start(vec![Reply::Status(500)], Reply::Status(200)).await;
+    let service = Service::start(&database, &[("WEBHOOKD_RETRY_SCHEDULE", "100ms"), ("WEBHOOKD_LOG_FORMAT", "json")]).await;
+    let subscription = service.create_subscription(&http_client(), &receiver.url).await;
+    let (_, id) = service.ingest(&http_client(), subscription, "{}".into()).await;
+    let id = id.unwrap();
+    wait_all_finished(&pool, Duration::from_secs(15)).await;
+
+    let lines: Vec<serde_json::Value> = service
+        .logs()
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .filter(|line: &serde_json::Value| line.to_string().contains(&id.to_string()))
+        .collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|line| line["message"].as_str()).collect();
+    assert_eq!(messages, ["webhook accepted", "attempt finished", "attempt finished"], "{lines:#?}");
+    assert_eq!(lines[0]["delivery.id"], id.to_string());
+    assert_eq!(lines[1]["span"]["delivery.id"], id.to_string());
+    assert_eq!(lines[2]["outcome"], "success");
+}
