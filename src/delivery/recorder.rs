@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
 use tokio::task::JoinHandle;
 
 use crate::db::attempts::AttemptRow;
@@ -27,6 +27,9 @@ const FINISH_LIMIT: Duration = Duration::from_secs(30);
 pub struct Finished {
     pub update: OutcomeUpdate,
     pub attempt: AttemptRow,
+    /// The send slot this attempt used, given back once its outcome is written: a delivery
+    /// counts against the concurrency until its row is no longer `delivering`.
+    pub slot: Option<OwnedSemaphorePermit>,
 }
 
 pub struct RecorderHandle {
@@ -59,7 +62,7 @@ async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Not
         if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
             wake.notify_one();
         }
-        batch.clear();
+        batch.clear(); // gives the send slots back
     }
 }
 

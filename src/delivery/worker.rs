@@ -79,7 +79,7 @@ pub async fn claim_loop(state: ClaimLoop) {
                 lease_id,
                 abort: state.abort_sends.clone(),
                 outcomes: state.outcomes.clone(),
-                _permit: permit,
+                slot: permit,
             };
             state.in_flight.spawn(task.run(delivery).instrument(span));
         }
@@ -122,7 +122,8 @@ struct DeliveryTask {
     lease_id: Uuid,
     abort: CancellationToken,
     outcomes: mpsc::Sender<Finished>,
-    _permit: OwnedSemaphorePermit,
+    /// Held until the outcome is recorded (see [`Finished::slot`]).
+    slot: OwnedSemaphorePermit,
 }
 
 impl DeliveryTask {
@@ -156,7 +157,8 @@ impl DeliveryTask {
                 return self.release(&delivery, Some(OffsetDateTime::now_utc())).await;
             }
         };
-        let finished = finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
+        let mut finished = finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
+        finished.slot = Some(self.slot);
         tracing::info!(
             outcome = finished.attempt.outcome,
             status_code = result.status_code,
@@ -205,6 +207,7 @@ fn finish(
         }
     };
     Finished {
+        slot: None,
         update: OutcomeUpdate {
             id: delivery.id,
             lease_id,

@@ -73,8 +73,13 @@ async fn redis_has(url: &str, subscription: uuid::Uuid) -> bool {
 async fn redis_is_a_shared_second_level_and_writes_clear_it() {
     let redis = RedisServer::start();
     let database = fresh_database().await;
-    let first = spawn_app_on(&database, |raw| raw.redis_url = Some(redis.url.clone())).await;
-    let second = spawn_app_on(&database, |raw| raw.redis_url = Some(redis.url.clone())).await;
+    // A generous timeout: this test is about what is shared, not about slow Redis (below).
+    let with_redis = |raw: &mut webhookd::config::RawSettings| {
+        raw.redis_url = Some(redis.url.clone());
+        raw.redis_timeout = Some("5s".into());
+    };
+    let first = spawn_app_on(&database, with_redis).await;
+    let second = spawn_app_on(&database, with_redis).await;
     let receiver = Receiver::answering(200).await;
     let subscription = first.create_subscription(&receiver.url, json!({})).await;
 

@@ -2,8 +2,10 @@
 //! One test binary (faster builds); each module covers one part of the service.
 
 mod auth;
+mod bad_receivers;
 mod cache;
 mod delivery;
+mod fuzz;
 mod helpers;
 mod ingest;
 mod openapi;

@@ -202,3 +202,70 @@ async fn structured_logs_follow_one_webhook_from_ingest_to_its_last_attempt() {
     assert_eq!(lines[1]["span"]["delivery.id"], id.to_string());
     assert_eq!(lines[2]["outcome"], "success");
 }
+
+/// A PostgreSQL of the test's own, so it can be stopped and started again on the same port.
+fn own_cluster(name: &str, port: Option<u16>) -> webhookd::embedded_postgres::EmbeddedPostgres {
+    let directory = std::env::temp_dir().join("webhookd-tests").join(format!("{}-{name}", std::process::id())).join("postgres");
+    webhookd::embedded_postgres::EmbeddedPostgres::start(&webhookd::embedded_postgres::ClusterOptions {
+        directory,
+        server_settings: vec![("fsync".into(), "off".into())],
+        port,
+    })
+    .expect("own cluster starts")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_is_survived_with_503s_meanwhile_and_nothing_accepted_lost() {
+    let mut cluster = own_cluster("restart", None);
+    let port = cluster.port();
+    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await.unwrap();
+    let database = cluster.database_url();
+    let receiver = Receiver::answering(200).await;
+    // An API-only instance takes the webhooks; the worker delivers only what NOTIFY (or a
+    // 30 s poll) tells it about, so prompt delivery after recovery proves LISTEN is back.
+    let mut api = Service::start(&database, &[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let mut worker = Service::start(&database, &[("WEBHOOKD_POLL_INTERVAL", "30s")]).await;
+    let client = http_client();
+    let subscription = api.create_subscription(&client, &receiver.url).await;
+
+    let stop_ingest = tokio_util::sync::CancellationToken::new();
+    let ingesting = {
+        let (client, base, stop) = (client.clone(), api.base.clone(), stop_ingest.clone());
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.is_cancelled() {
+                let started = Instant::now();
+                let (status, id) = ingest_once(&client, &base, subscription, "{}".into()).await;
+                answers.push((status, id, started.elapsed()));
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            answers
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let health = client.get(format!("{}/health", api.base)).send().await.unwrap();
+    assert_eq!(health.status(), 503, "health reports the outage");
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    drop(cluster);
+    let _cluster = own_cluster("restart", Some(port));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop_ingest.cancel();
+    let answers = ingesting.await.unwrap();
+
+    assert!(api.is_running() && worker.is_running(), "neither instance exited");
+    let accepted: Vec<Uuid> = answers.iter().filter_map(|(status, id, _)| (*status == 202).then(|| id.unwrap())).collect();
+    let refused = answers.iter().filter(|(status, _, _)| *status == 503).count();
+    assert!(refused > 0, "ingest answered 503 while the database was down");
+    assert!(answers.iter().all(|(status, _, _)| [202, 503].contains(status)), "only 202 or 503");
+    let slowest = answers.iter().map(|(_, _, took)| *took).max().unwrap();
+    assert!(slowest < Duration::from_secs(5), "no request hung ({slowest:?})");
+    wait_until_received(&receiver, &accepted, Duration::from_secs(20)).await;
+
+    // After recovery: delivered at once through NOTIFY/LISTEN, not at the 30 s poll.
+    let after = Instant::now();
+    let (_, id) = ingest_once(&client, &api.base, subscription, "{\"after\":true}".into()).await;
+    wait_until_received(&receiver, &[id.unwrap()], Duration::from_secs(10)).await;
+    assert!(after.elapsed() < Duration::from_secs(10));
+}

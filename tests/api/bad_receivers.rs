@@ -1,0 +1,143 @@
+//! Receivers that misbehave at the HTTP level, served by raw TCP on 127.0.0.1.
+
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::helpers::{spawn_app_with, Receiver};
+
+/// What a raw receiver does once a request has arrived.
+#[derive(Clone, Copy)]
+enum Misbehaviour {
+    Hang,
+    Reset,
+    Slow,
+    Redirect,
+    HugeBody,
+    NotHttp,
+}
+
+/// Starts a raw TCP receiver; returns its URL.
+async fn raw_receiver(behaviour: Misbehaviour) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut request = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                match behaviour {
+                    Misbehaviour::Hang => tokio::time::sleep(Duration::from_secs(3600)).await,
+                    Misbehaviour::Reset => {
+                        // Linger 0: closing sends RST instead of FIN (and so never blocks).
+                        #[expect(deprecated, reason = "a zero linger cannot block the thread on drop")]
+                        let _ = socket.set_linger(Some(Duration::ZERO));
+                        drop(socket);
+                    }
+                    Misbehaviour::Slow => {
+                        tokio::time::sleep(Duration::from_millis(400)).await;
+                        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nslow").await;
+                    }
+                    Misbehaviour::Redirect => {
+                        let answer = b"HTTP/1.1 302 Found\r\nlocation: http://127.0.0.1:1/elsewhere\r\ncontent-length: 0\r\n\r\n";
+                        let _ = socket.write_all(answer).await;
+                    }
+                    Misbehaviour::HugeBody => {
+                        let _ = socket.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 10737418240\r\n\r\n").await;
+                        let chunk = vec![b'x'; 64 * 1024];
+                        while socket.write_all(&chunk).await.is_ok() {}
+                    }
+                    Misbehaviour::NotHttp => {
+                        let _ = socket.write_all(b"SSH-2.0-OpenSSH_9.2\r\n\r\n").await;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn each_misbehaving_receiver_gets_a_clear_attempt_record_while_others_are_delivered() {
+    let app = spawn_app_with(|raw| {
+        raw.delivery_timeout = Some("2s".into());
+        raw.retry_schedule = Some("".into());
+    })
+    .await;
+    let healthy = Receiver::answering(200).await;
+    let healthy_subscription = app.create_subscription(&healthy.url, json!({})).await;
+
+    let cases = [
+        (Misbehaviour::Hang, None, "timeout"),
+        (Misbehaviour::Reset, None, ""),
+        (Misbehaviour::Slow, Some(200), ""),
+        (Misbehaviour::Redirect, Some(302), "receiver answered HTTP 302"),
+        (Misbehaviour::HugeBody, Some(200), ""),
+        (Misbehaviour::NotHttp, None, ""),
+    ];
+    let mut deliveries = Vec::new();
+    for (behaviour, _, _) in &cases {
+        let subscription = app.create_subscription(&raw_receiver(*behaviour).await, json!({})).await;
+        deliveries.push(app.ingest(subscription, "{}").await);
+    }
+    // While the hanging receiver holds its attempt open, the healthy subscription is served.
+    let mut healthy_deliveries = Vec::new();
+    for _ in 0..20 {
+        healthy_deliveries.push(app.ingest(healthy_subscription, "{}").await);
+    }
+    for id in &healthy_deliveries {
+        app.wait_until_finished(*id, Duration::from_secs(15)).await;
+    }
+    let hanging = app.get(&format!("/deliveries/{}", deliveries[0])).await.body;
+    assert_eq!(hanging["status"], "delivering", "the hanging attempt was still open meanwhile");
+
+    for ((behaviour, status_code, error), id) in cases.iter().zip(&deliveries) {
+        let delivery = app.wait_until_finished(*id, Duration::from_secs(15)).await;
+        let attempt = &delivery["attempts"][0];
+        let label = format!("{:?}", attempt);
+        match status_code {
+            Some(200) => {
+                assert_eq!(delivery["status"], "succeeded", "{label}");
+                assert_eq!(attempt["status_code"], 200);
+                if matches!(behaviour, Misbehaviour::HugeBody) {
+                    assert_eq!(attempt["response_excerpt"].as_str().unwrap().len(), 1024, "only 1 KiB is read");
+                }
+            }
+            Some(code) => {
+                assert_eq!(delivery["status"], "failed", "{label}");
+                assert_eq!(attempt["status_code"], *code);
+                assert_eq!(attempt["error"], *error);
+            }
+            None => {
+                assert_eq!(delivery["status"], "failed", "{label}");
+                assert!(attempt["status_code"].is_null(), "{label}");
+                let text = attempt["error"].as_str().unwrap();
+                assert!(!text.is_empty() && text.starts_with(error), "{label}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn under_overload_the_backlog_waits_in_the_database_and_drains_afterwards() {
+    let app = spawn_app_with(|raw| raw.worker_concurrency = Some("4".into())).await;
+    let slow = Receiver::start(vec![], crate::helpers::Reply::Delay(Duration::from_millis(10), 200)).await;
+    let subscription = app.create_subscription(&slow.url, json!({})).await;
+
+    let mut ids = Vec::new();
+    let mut most_in_flight = 0i64;
+    for batch in 0..20 {
+        let bodies: Vec<String> = (0..50).map(|n| format!("{{\"n\":{}}}", batch * 50 + n)).collect();
+        ids.extend(futures_util::future::join_all(bodies.iter().map(|body| app.ingest(subscription, body))).await);
+        let in_flight: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'delivering'").fetch_one(&app.pool).await.unwrap();
+        most_in_flight = most_in_flight.max(in_flight);
+    }
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'queued'").fetch_one(&app.pool).await.unwrap();
+    assert!(waiting > 100, "ingest outran delivery ({waiting} waiting)");
+    assert!(most_in_flight <= 4, "no more in flight than the concurrency: the backlog stays in the database ({most_in_flight})");
+    crate::helpers::wait_all_finished(&app.pool, Duration::from_secs(60)).await;
+    assert_eq!(slow.received().len(), ids.len());
+}
