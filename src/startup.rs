@@ -11,6 +11,7 @@ use std::time::Duration;
 use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::Server;
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +33,9 @@ pub struct Application {
     port: u16,
     context: ApiContext,
     admin_token: Secret,
+    /// LISTEN established before serving, so no change notification can be missed between
+    /// the first cached read and the listener starting (`None` if the database was down).
+    listener: Option<PgListener>,
 }
 
 impl Application {
@@ -68,8 +72,12 @@ impl Application {
             settings.subscription_cache_ttl,
             shared,
         );
+        let listener = match tokio::time::timeout(Duration::from_secs(5), delivery::subscribe(&pool)).await {
+            Ok(Ok(listener)) => Some(listener),
+            _ => None,
+        };
         let context = ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new() };
-        Ok(Self { acceptor, port, context, admin_token })
+        Ok(Self { acceptor, port, context, admin_token, listener })
     }
 
     pub fn port(&self) -> u16 {
@@ -90,6 +98,7 @@ impl Application {
                 settings: settings.delivery.clone(),
                 allow_private_targets: settings.allow_private_targets,
             },
+            self.listener,
             &self.context.waker,
             shutdown.clone(),
         );

@@ -18,13 +18,25 @@ pub const SUBSCRIPTIONS_CHANNEL: &str = "webhookd_subscriptions";
 const NOTIFY_INTERVAL: Duration = Duration::from_millis(20);
 
 /// Listens for work (waking the local claim loop) and for changed subscriptions (evicting
-/// them from the local cache). The LISTEN is re-established after a lost connection; since
-/// notifications sent meanwhile are lost, every reconnect wakes the claim loop and empties
-/// the local cache.
-pub async fn listen(pool: PgPool, wake: Arc<Notify>, cache: SubscriptionCache, shutdown: CancellationToken) {
+/// them from the local cache). `initial` is a LISTEN made at start-up, before any request
+/// was served (see [`subscribe`]). The LISTEN is re-established after a lost connection;
+/// since notifications sent meanwhile are lost, every reconnect wakes the claim loop and
+/// empties the local cache.
+pub async fn listen(
+    pool: PgPool,
+    initial: Option<PgListener>,
+    wake: Arc<Notify>,
+    cache: SubscriptionCache,
+    shutdown: CancellationToken,
+) {
     let mut failures = 0u32;
+    let mut initial = initial;
     while !shutdown.is_cancelled() {
-        let mut listener = match subscribe(&pool).await {
+        let connected = match initial.take() {
+            Some(listener) => Ok(listener),
+            None => subscribe(&pool).await,
+        };
+        let mut listener = match connected {
             Ok(listener) => listener,
             Err(error) => {
                 failures += 1;
@@ -69,7 +81,8 @@ pub async fn listen(pool: PgPool, wake: Arc<Notify>, cache: SubscriptionCache, s
     }
 }
 
-async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
+/// Opens a connection that LISTENs on both channels.
+pub async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen_all([WORK_CHANNEL, SUBSCRIPTIONS_CHANNEL]).await?;
     Ok(listener)

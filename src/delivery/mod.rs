@@ -17,6 +17,7 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
@@ -27,6 +28,7 @@ use crate::config::DeliverySettings;
 use crate::subscription_cache::SubscriptionCache;
 
 pub use dispatch::{build_client, install_tls_provider};
+pub use listener::subscribe;
 
 /// The NOTIFY channel on which instances tell each other that work is due.
 pub const WORK_CHANNEL: &str = "webhookd_work";
@@ -79,7 +81,7 @@ impl Engine {
     /// Starts the LISTEN task and the NOTIFY sender, and, unless the concurrency is 0 (an
     /// API-only instance), the claim loop and the recorder. Everything stops claiming when
     /// `shutdown` is cancelled; see [`Engine::stop`].
-    pub fn start(context: DeliveryContext, waker: &Waker, shutdown: CancellationToken) -> Self {
+    pub fn start(context: DeliveryContext, listener: Option<PgListener>, waker: &Waker, shutdown: CancellationToken) -> Self {
         let (recorder, recorder_sender) = recorder::spawn(context.pool.clone(), waker.local.clone());
         let context = Arc::new(context);
         let in_flight = TaskTracker::new();
@@ -97,6 +99,7 @@ impl Engine {
         let background = vec![
             tokio::spawn(listener::listen(
                 context.pool.clone(),
+                listener,
                 waker.local.clone(),
                 context.subscriptions.clone(),
                 shutdown.clone(),
