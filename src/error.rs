@@ -106,6 +106,18 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<std::sync::Arc<sqlx::Error>> for ApiError {
+    fn from(error: std::sync::Arc<sqlx::Error>) -> Self {
+        if is_unavailable(&error) {
+            tracing::warn!(%error, "database unavailable");
+            Self::unavailable()
+        } else {
+            tracing::error!(%error, "database error");
+            Self::internal()
+        }
+    }
+}
+
 /// Turns errors raised outside our handlers (routing, parameter and body parsing, auth)
 /// into the standard error body. Responses our handlers built already have it.
 pub async fn standard_error_response(error: poem::Error) -> Response {

@@ -16,7 +16,7 @@ use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{self, ApiContext};
+use crate::api::{self, ApiContext, GroupCommit};
 use crate::config::{Secret, Settings};
 use crate::db;
 use crate::delivery::{self, DeliveryContext, Engine, Waker};
@@ -76,7 +76,8 @@ impl Application {
             Ok(Ok(listener)) => Some(listener),
             _ => None,
         };
-        let context = ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new() };
+        let group_commit = GroupCommit::start(pool.clone());
+        let context = ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new(), group_commit };
         Ok(Self { acceptor, port, context, admin_token, listener })
     }
 

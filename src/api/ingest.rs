@@ -13,8 +13,8 @@ use uuid::Uuid;
 use super::auth::AdminAuth;
 use super::body::{read_limited, validate_json, RawJsonBody};
 use super::idempotency::{self, IdempotencyKey, Reservation};
-use super::{ApiContext, ApiTags};
-use crate::db::deliveries;
+use super::{ApiContext, ApiTags, GroupCommit};
+use crate::db::deliveries::{self, NewDelivery};
 use crate::domain::event_type::{validate_event_type, wants_event};
 use crate::domain::signing::verify_hub_signature;
 use crate::error::ApiError;
@@ -130,7 +130,7 @@ impl IngestApi {
         let status = if wanted { AcceptedStatus::Queued } else { AcceptedStatus::Filtered };
         let store = Store { subscription_id: subscription.id, event_type: event_type.as_deref(), bytes: &bytes, status };
         let accepted = match idempotency_key {
-            None => store.insert(&self.context.pool).await?,
+            None => store.insert_grouped(&self.context.group_commit).await?,
             Some(key) => {
                 let scope = format!("ingest:{}", subscription.id);
                 let hash = request_hash(event_type.as_deref(), &bytes);
@@ -168,13 +168,32 @@ struct Store<'a> {
 }
 
 impl Store<'_> {
-    async fn insert(&self, db: impl sqlx::PgExecutor<'_>) -> Result<Accepted, ApiError> {
-        let delivery_id = Uuid::now_v7();
-        let status = match self.status {
+    fn status_text(&self) -> &'static str {
+        match self.status {
             AcceptedStatus::Queued => "queued",
             AcceptedStatus::Filtered => "filtered",
-        };
-        deliveries::insert(db, delivery_id, self.subscription_id, self.event_type, self.bytes, status).await?;
+        }
+    }
+
+    /// Inserts within the caller's transaction (the idempotent path).
+    async fn insert(&self, db: impl sqlx::PgExecutor<'_>) -> Result<Accepted, ApiError> {
+        let delivery_id = Uuid::now_v7();
+        deliveries::insert(db, delivery_id, self.subscription_id, self.event_type, self.bytes, self.status_text()).await?;
+        Ok(Accepted { delivery_id, status: self.status })
+    }
+
+    /// Inserts through the group commit, sharing a commit with concurrent requests.
+    async fn insert_grouped(&self, group_commit: &GroupCommit) -> Result<Accepted, ApiError> {
+        let delivery_id = Uuid::now_v7();
+        group_commit
+            .insert(NewDelivery {
+                id: delivery_id,
+                subscription_id: self.subscription_id,
+                event_type: self.event_type.map(str::to_owned),
+                body: self.bytes.to_vec(),
+                status: self.status_text(),
+            })
+            .await?;
         Ok(Accepted { delivery_id, status: self.status })
     }
 }

@@ -5,6 +5,7 @@ mod auth;
 mod body;
 mod deliveries;
 mod events;
+mod group_commit;
 mod health;
 mod idempotency;
 mod ingest;
@@ -24,6 +25,7 @@ use crate::error::{standard_error_response, ApiError};
 use crate::subscription_cache::SubscriptionCache;
 
 pub use auth::AdminToken;
+pub use group_commit::GroupCommit;
 
 /// What every handler may use.
 #[derive(Clone)]
@@ -32,6 +34,7 @@ pub struct ApiContext {
     pub settings: Arc<Settings>,
     pub subscriptions: SubscriptionCache,
     pub waker: Waker,
+    pub group_commit: GroupCommit,
 }
 
 /// The OpenAPI service over every resource.

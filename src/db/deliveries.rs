@@ -70,6 +70,30 @@ pub async fn insert(
         .await
 }
 
+/// A webhook to record, as ingest received it.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    pub event_type: Option<String>,
+    pub body: Vec<u8>,
+    /// `queued` or `filtered`.
+    pub status: &'static str,
+}
+
+/// Records many webhooks in one statement (ingest's group commit).
+pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery]) -> sqlx::Result<()> {
+    sqlx::query(include_str!("../../sql/deliveries/insert_deliveries.sql"))
+        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.subscription_id).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.event_type.as_deref()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>())
+        .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// Queues one delivery of an event per subscription (`ids[i]` goes to `subscriptions[i]`).
 pub async fn insert_for_event(
     db: impl PgExecutor<'_>,
