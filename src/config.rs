@@ -67,6 +67,9 @@ pub struct RawSettings {
     /// Deliveries sent at once by this instance (0: an API-only instance that delivers nothing).
     #[arg(long, env = "WEBHOOKD_WORKER_CONCURRENCY", global = true)]
     pub worker_concurrency: Option<String>,
+    /// Most deliveries one subscription may have in flight on this instance.
+    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", global = true)]
+    pub max_in_flight_per_subscription: Option<String>,
     /// Allow targets on loopback, private and other non-public addresses.
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS", global = true)]
     pub allow_private_targets: Option<String>,
@@ -163,6 +166,7 @@ pub struct DeliverySettings {
     pub timeout: Duration,
     pub lease_duration: Duration,
     pub concurrency: usize,
+    pub max_in_flight_per_subscription: usize,
     pub poll_interval: Duration,
 }
 
@@ -235,7 +239,13 @@ impl Settings {
                 retry_schedule,
                 timeout,
                 lease_duration,
-                concurrency: number_or(&raw.worker_concurrency, "WEBHOOKD_WORKER_CONCURRENCY", 128, 0..=10_000)?,
+                concurrency: number_or(&raw.worker_concurrency, "WEBHOOKD_WORKER_CONCURRENCY", 256, 0..=10_000)?,
+                max_in_flight_per_subscription: number_or(
+                    &raw.max_in_flight_per_subscription,
+                    "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION",
+                    16,
+                    1..=10_000,
+                )?,
                 poll_interval: duration_or(&raw.poll_interval, "WEBHOOKD_POLL_INTERVAL", "5s")?,
             },
             max_payload_bytes: byte_size_or(&raw.max_payload, "WEBHOOKD_MAX_PAYLOAD", 1024 * 1024)?,

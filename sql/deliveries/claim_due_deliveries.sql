@@ -2,14 +2,33 @@
 -- Each claimed row becomes 'delivering' under lease $3 until now() + $2 seconds, and its
 -- attempt_count counts the attempt about to be made. SKIP LOCKED lets concurrent
 -- claimers (other workers, other instances) take disjoint rows without waiting.
+--
+-- Fairness: no subscription gets more than $6 deliveries in flight on this instance.
+-- $4/$5 list the subscriptions that already have some in flight and how many; those at
+-- the cap are skipped, the others get at most their remaining room in this batch.
 -- Fan-out deliveries take their body from their event.
-WITH due AS (
-    SELECT id
-    FROM deliveries
-    WHERE status IN ('queued', 'retrying', 'delivering') AND next_attempt_at <= now()
-    ORDER BY next_attempt_at
-    LIMIT $1
+WITH busy AS (
+    SELECT * FROM unnest($4::uuid[], $5::int[]) AS b(subscription_id, in_flight)
+), candidates AS (
+    SELECT d.id, d.subscription_id, d.next_attempt_at
+    FROM deliveries AS d
+    WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
+      AND d.subscription_id <> ALL (SELECT subscription_id FROM busy WHERE in_flight >= $6)
+    ORDER BY d.next_attempt_at
+    LIMIT $1 * 4
     FOR UPDATE SKIP LOCKED
+), due AS (
+    SELECT ranked.id
+    FROM (
+        SELECT c.id, c.next_attempt_at,
+               row_number() OVER (PARTITION BY c.subscription_id ORDER BY c.next_attempt_at) AS rank,
+               $6 - coalesce(b.in_flight, 0) AS room
+        FROM candidates AS c
+        LEFT JOIN busy AS b ON b.subscription_id = c.subscription_id
+    ) AS ranked
+    WHERE ranked.rank <= ranked.room
+    ORDER BY ranked.next_attempt_at
+    LIMIT $1
 ), claimed AS (
     UPDATE deliveries AS d
     SET status = 'delivering',

@@ -149,17 +149,30 @@ pub async fn list_for_subscription(
         .await
 }
 
-/// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`.
+/// How many deliveries each subscription may have in flight, and how many it has.
+#[derive(Debug, Clone, Default)]
+pub struct InFlightLimits {
+    pub per_subscription: i32,
+    /// Subscriptions with deliveries in flight now, and their counts.
+    pub busy: Vec<(Uuid, i32)>,
+}
+
+/// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`,
+/// respecting the per-subscription limit.
 pub async fn claim_due(
     db: impl PgExecutor<'_>,
     limit: i64,
     lease_seconds: f64,
     lease_id: Uuid,
+    limits: &InFlightLimits,
 ) -> sqlx::Result<Vec<ClaimedDelivery>> {
     sqlx::query_as(include_str!("../../sql/deliveries/claim_due_deliveries.sql"))
         .bind(limit)
         .bind(lease_seconds)
         .bind(lease_id)
+        .bind(limits.busy.iter().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(limits.busy.iter().map(|(_, n)| *n).collect::<Vec<_>>())
+        .bind(limits.per_subscription)
         .fetch_all(db)
         .await
 }

@@ -9,6 +9,7 @@
 //! ```
 
 mod dispatch;
+mod in_flight;
 mod listener;
 mod recorder;
 pub mod ssrf;

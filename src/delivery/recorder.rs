@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, Notify};
+
+use super::in_flight::Slot;
 use tokio::task::JoinHandle;
 
 use crate::db::attempts::AttemptRow;
@@ -29,7 +31,7 @@ pub struct Finished {
     pub attempt: AttemptRow,
     /// The send slot this attempt used, given back once its outcome is written: a delivery
     /// counts against the concurrency until its row is no longer `delivering`.
-    pub slot: Option<OwnedSemaphorePermit>,
+    pub slot: Option<Slot>,
 }
 
 pub struct RecorderHandle {

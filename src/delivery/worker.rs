@@ -5,13 +5,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
 use super::dispatch::{self, AttemptResult};
+use super::in_flight::{InFlight, Slot};
 use super::recorder::Finished;
 use super::DeliveryContext;
 use crate::db::attempts::AttemptRow;
@@ -39,6 +40,7 @@ pub struct ClaimLoop {
 pub async fn claim_loop(state: ClaimLoop) {
     let settings = &state.context.settings;
     let capacity = Arc::new(Semaphore::new(settings.concurrency));
+    let in_flight = InFlight::default();
     loop {
         let first = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -47,7 +49,8 @@ pub async fn claim_loop(state: ClaimLoop) {
         let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
         let lease_id = Uuid::new_v4();
         let lease_seconds = settings.lease_duration.as_secs_f64();
-        let claimed = match deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id).await {
+        let limits = in_flight.limits(settings.max_in_flight_per_subscription as i32);
+        let claimed = match deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id, &limits).await {
             Ok(claimed) => claimed,
             Err(error) => {
                 tracing::warn!(%error, "cannot claim deliveries; retrying");
@@ -79,7 +82,7 @@ pub async fn claim_loop(state: ClaimLoop) {
                 lease_id,
                 abort: state.abort_sends.clone(),
                 outcomes: state.outcomes.clone(),
-                slot: permit,
+                slot: in_flight.slot(delivery.subscription_id, permit),
             };
             state.in_flight.spawn(task.run(delivery).instrument(span));
         }
@@ -123,7 +126,7 @@ struct DeliveryTask {
     abort: CancellationToken,
     outcomes: mpsc::Sender<Finished>,
     /// Held until the outcome is recorded (see [`Finished::slot`]).
-    slot: OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 impl DeliveryTask {

@@ -141,3 +141,39 @@ async fn under_overload_the_backlog_waits_in_the_database_and_drains_afterwards(
     crate::helpers::wait_all_finished(&app.pool, Duration::from_secs(60)).await;
     assert_eq!(slow.received().len(), ids.len());
 }
+
+#[tokio::test]
+async fn hanging_receivers_cannot_take_every_send_slot() {
+    let app = spawn_app_with(|raw| {
+        raw.worker_concurrency = Some("8".into());
+        raw.max_in_flight_per_subscription = Some("2".into());
+        raw.delivery_timeout = Some("20s".into());
+    })
+    .await;
+    let hanging = Receiver::start(vec![], crate::helpers::Reply::Hang).await;
+    let healthy = Receiver::answering(200).await;
+    let mut stuck = Vec::new();
+    for _ in 0..3 {
+        let subscription = app.create_subscription(&hanging.url, json!({})).await;
+        for _ in 0..5 {
+            app.ingest(subscription, "{}").await;
+        }
+        stuck.push(subscription);
+    }
+    let healthy_subscription = app.create_subscription(&healthy.url, json!({})).await;
+    let mut served = Vec::new();
+    for _ in 0..20 {
+        served.push(app.ingest(healthy_subscription, "{}").await);
+    }
+    for id in served {
+        app.wait_until_finished(id, Duration::from_secs(10)).await;
+    }
+    for subscription in stuck {
+        let in_flight: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE subscription_id = $1 AND status = 'delivering'")
+            .bind(subscription)
+            .fetch_one(&app.pool)
+            .await
+            .unwrap();
+        assert_eq!(in_flight, 2, "each hanging subscription holds exactly its 2 slots");
+    }
+}
