@@ -1,10 +1,14 @@
 //! webhookd benchmark: starts a durable PostgreSQL (fsync and synchronous_commit on), the
 //! release `webhookd` binary and a receiver on 127.0.0.1, then measures
 //!   1. ingest requests/s at 64 concurrent connections with 1 KiB bodies,
-//!   2. end-to-end deliveries/s draining 20,000 queued webhooks,
+//!   0. the machine's limits: raw single-row INSERT commits/s (pgbench) and raw HTTP
+//!      requests/s from the load generator straight to the receiver,
+//!   2. end-to-end deliveries/s draining 100,000 queued webhooks,
 //!   3. ingest→receipt latency p50/p99 at a steady 200 webhooks/s,
 //!   4. the time to accept an event fanned out to 1,000 of 10,000 subscriptions,
-//!   5. the service's RSS (idle and peak).
+//!   5. fairness: healthy subscriptions' delivery rate while half of 100 subscriptions hang,
+//!      against the rate with all healthy,
+//!   6. the service's RSS (idle and peak).
 //!
 //! Run: `cargo build --release && cargo run --release --example bench`
 //! (`BENCH_SECONDS` sets the ingest phase length, default 10.)
@@ -22,7 +26,7 @@ use webhookd::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
 const CONNECTIONS: usize = 64;
-const DRAIN_COUNT: i64 = 20_000;
+const DRAIN_COUNT: i64 = 100_000;
 
 /// Receipt times by webhook-id, and a counter.
 #[derive(Default)]
@@ -30,6 +34,13 @@ struct Receipts {
     count: AtomicU64,
     at: Mutex<HashMap<String, Instant>>,
     track: std::sync::atomic::AtomicBool,
+}
+
+/// A receiver that never answers (until the service's delivery timeout).
+#[handler]
+async fn hang_forever() -> &'static str {
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    "late"
 }
 
 #[handler]
@@ -77,14 +88,19 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     let receipts = Arc::new(Receipts::default());
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let receiver_port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-    let app = Route::new().at("/*path", poem::post(receive)).data(receipts.clone());
+    let app = Route::new().at("/hang", poem::post(hang_forever)).at("/*path", poem::post(receive)).data(receipts.clone());
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
     let receiver_url = format!("http://127.0.0.1:{receiver_port}/hook");
+
+    let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS * 2).build()?;
+
+    // 0. The machine's limits, for comparison.
+    let raw_http = raw_http_rate(&client, &receiver_url, Duration::from_secs(5)).await;
+    let raw_commits = pgbench_commits(&database_url, &pool).await?;
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut service = start_service(binary, &database_url, port)?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS * 2).build()?;
     wait_healthy(&client, &base).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(service.id(), "VmRSS:");
@@ -172,6 +188,11 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     fan_out_ms.remove(0); // warm-up
     fan_out_ms.sort_by(f64::total_cmp);
 
+    // 5. Fairness: 100 subscriptions all healthy, then half of them hanging.
+    sqlx::query("UPDATE subscriptions SET is_active = false").execute(&pool).await?;
+    let all_healthy = fairness_round(&pool, &receipts, &receiver_url, None).await?;
+    let half_hanging = fairness_round(&pool, &receipts, &receiver_url, Some(&receiver_url.replace("/hook", "/hang"))).await?;
+
     let peak_rss = rss_kib(service.id(), "VmHWM:");
     stop_service(&mut service)?;
 
@@ -185,8 +206,10 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
 
     println!("| measure | result |");
     println!("|---|---|");
-    println!("| ingest, 64 connections, 1 KiB bodies | {ingest_rate:.0} webhooks/s |");
-    println!("| delivery, draining {DRAIN_COUNT} queued | {drain_rate:.0} deliveries/s |");
+    println!("| machine: raw single-row INSERT commits (pgbench, 1 KiB, 32 clients) | {raw_commits:.0}/s |");
+    println!("| machine: raw HTTP POSTs, load generator → receiver, 64 connections | {raw_http:.0}/s |");
+    println!("| ingest, 64 connections, 1 KiB bodies | {ingest_rate:.0} webhooks/s ({:.2}× raw commits) |", ingest_rate / raw_commits);
+    println!("| delivery, draining {DRAIN_COUNT} queued | {drain_rate:.0} deliveries/s ({:.2}× raw HTTP) |", drain_rate / raw_http);
     println!("| ingest→receipt latency at 200/s | p50 {:.1} ms, p99 {:.1} ms ({} samples) |", percentile(0.5), percentile(0.99), latencies.len());
     println!("| fan-out of one event to 1,000 of 10,000 subscriptions, accepted in | median {:.1} ms (of {}) |", fan_out_ms[fan_out_ms.len() / 2], fan_out_ms.len());
     println!("| database statements per webhook (ingest + delivery, warm cache, 200/s) | {statements_per_webhook:.2} |");
@@ -195,6 +218,10 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
         size_before as f64 / 1048576.0,
         size_after as f64 / 1048576.0,
         report.dropped_partitions.len()
+    );
+    println!(
+        "| fairness: healthy deliveries/s, 100 healthy subscriptions / 50 healthy + 50 hanging | {all_healthy:.0}/s / {half_hanging:.0}/s ({:.0} %) |",
+        100.0 * half_hanging / all_healthy
     );
     println!("| service RSS | idle {:.1} MiB, peak {:.1} MiB |", idle_rss as f64 / 1024.0, peak_rss as f64 / 1024.0);
     Ok(())
@@ -208,6 +235,7 @@ fn start_service(binary: &std::path::Path, database_url: &str, port: u16) -> any
         .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
         .env("WEBHOOKD_DATA_DIR", std::env::temp_dir().join("webhookd-bench"))
         .env("RUST_LOG", "warn")
+        .env("WEBHOOKD_SHUTDOWN_GRACE", "1s")
         .stdout(Stdio::null())
         .spawn()?)
 }
@@ -316,6 +344,93 @@ async fn wait_for_receipts(_receipts: &Receipts, pool: &PgPool) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Raw HTTP requests/s from the load generator straight to the receiver (no webhookd).
+async fn raw_http_rate(client: &reqwest::Client, url: &str, duration: Duration) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
+    let body = bytes::Bytes::from(payload());
+    let tasks: Vec<_> = (0..CONNECTIONS)
+        .map(|_| {
+            let (client, url, body, done) = (client.clone(), url.to_owned(), body.clone(), done.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    if let Ok(response) = client.post(&url).body(body.clone()).send().await {
+                        let _ = response.bytes().await;
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64()
+}
+
+/// Raw single-row INSERT commits/s of this PostgreSQL, measured with pgbench.
+async fn pgbench_commits(database_url: &str, pool: &PgPool) -> anyhow::Result<f64> {
+    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS bench_raw (id bigserial PRIMARY KEY, body text)").execute(pool).await?;
+    let script = std::env::temp_dir().join("webhookd-bench-insert.sql");
+    std::fs::write(&script, "INSERT INTO bench_raw (body) VALUES (repeat('x', 1024));\n")?;
+    let bin = webhookd::embedded_postgres::find_server_binaries().expect("the cluster runs, so the binaries exist");
+    // PATH may hold only links to initdb and postgres: pgbench sits beside their targets.
+    let bin = std::fs::canonicalize(bin.join("postgres"))?.parent().unwrap().to_owned();
+    let output = Command::new(bin.join("pgbench"))
+        .args(["-n", "-c", "32", "-j", "2", "-T", "5", "-f"])
+        .arg(&script)
+        .arg(database_url)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let tps = text
+        .lines()
+        .find(|line| line.starts_with("tps ="))
+        .and_then(|line| line.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok());
+    sqlx::raw_sql("DROP TABLE bench_raw").execute(pool).await?;
+    tps.ok_or_else(|| anyhow::anyhow!("pgbench failed: {}{}", text, String::from_utf8_lossy(&output.stderr)))
+}
+
+/// Queues 100 webhooks for each of 100 new subscriptions (half pointed at `hanging`, if
+/// given) and returns the healthy subscriptions' delivery rate.
+async fn fairness_round(pool: &PgPool, receipts: &Receipts, healthy: &str, hanging: Option<&str>) -> anyhow::Result<f64> {
+    let ids: Vec<uuid::Uuid> = (0..100).map(|_| uuid::Uuid::now_v7()).collect();
+    let targets: Vec<String> = (0..100)
+        .map(|n| match hanging {
+            Some(hang) if n % 2 == 1 => hang.to_owned(),
+            _ => healthy.to_owned(),
+        })
+        .collect();
+    sqlx::query("INSERT INTO subscriptions (id, target_url) SELECT * FROM unnest($1::uuid[], $2::text[])")
+        .bind(&ids)
+        .bind(&targets)
+        .execute(pool)
+        .await?;
+    let healthy_count = targets.iter().filter(|t| t.as_str() == healthy).count() as u64 * 100;
+    let before = receipts.count.load(Ordering::Relaxed);
+    sqlx::query(
+        "INSERT INTO deliveries (id, subscription_id, body, status, next_attempt_at)
+         SELECT gen_random_uuid(), s, convert_to('{}', 'UTF8'), 'queued', now()
+         FROM unnest($1::uuid[]) AS s, generate_series(1, 100)",
+    )
+    .bind(&ids)
+    .execute(pool)
+    .await?;
+    sqlx::query("SELECT pg_notify('webhookd_work', '')").execute(pool).await?;
+    let started = Instant::now();
+    while receipts.count.load(Ordering::Relaxed) - before < healthy_count {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "fairness round did not finish");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = healthy_count as f64 / started.elapsed().as_secs_f64();
+    sqlx::query("UPDATE subscriptions SET is_active = false WHERE id = ANY($1)").bind(&ids).execute(pool).await?;
+    sqlx::query("UPDATE deliveries SET next_attempt_at = 'infinity' WHERE subscription_id = ANY($1) AND status IN ('queued', 'retrying')")
+        .bind(&ids)
+        .execute(pool)
+        .await?;
+    Ok(rate)
 }
 
 /// Rows and bytes (tables and indexes) of deliveries, attempts and events.

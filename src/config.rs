@@ -67,7 +67,8 @@ pub struct RawSettings {
     /// Deliveries sent at once by this instance (0: an API-only instance that delivers nothing).
     #[arg(long, env = "WEBHOOKD_WORKER_CONCURRENCY", global = true)]
     pub worker_concurrency: Option<String>,
-    /// Most deliveries one subscription may have in flight on this instance.
+    /// Most deliveries one subscription may have in flight on this instance (a sixteenth of
+    /// it while its receiver has completed nothing for a second).
     #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", global = true)]
     pub max_in_flight_per_subscription: Option<String>,
     /// Allow targets on loopback, private and other non-public addresses.
@@ -239,11 +240,11 @@ impl Settings {
                 retry_schedule,
                 timeout,
                 lease_duration,
-                concurrency: number_or(&raw.worker_concurrency, "WEBHOOKD_WORKER_CONCURRENCY", 256, 0..=10_000)?,
+                concurrency: number_or(&raw.worker_concurrency, "WEBHOOKD_WORKER_CONCURRENCY", 512, 0..=10_000)?,
                 max_in_flight_per_subscription: number_or(
                     &raw.max_in_flight_per_subscription,
                     "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION",
-                    16,
+                    64,
                     1..=10_000,
                 )?,
                 poll_interval: duration_or(&raw.poll_interval, "WEBHOOKD_POLL_INTERVAL", "5s")?,

@@ -59,15 +59,17 @@ pub async fn claim_loop(state: ClaimLoop) {
                 continue;
             }
         };
+        // Fewer rows than asked for means the claimable work was taken just now: wait for
+        // more rather than claim again at once. Work arriving meanwhile wakes us through
+        // `wake` (its permit is kept). If due work was held back because its subscriptions
+        // are at their in-flight cap, the wait ends when a slot is given back.
+        let drained = claimed.len() < wanted;
+        let capped = limits.busy.iter().any(|(_, n)| *n >= limits.per_subscription);
         if claimed.is_empty() {
             drop(first);
-            wait_for_work(&state).await;
+            wait_for_work(&state, &in_flight, capped).await;
             continue;
         }
-        // Fewer rows than asked for means the queue was drained just now; work arriving
-        // after this claim wakes us through `wake` (its permit is kept), so skip the empty
-        // claim that would follow and go straight to waiting.
-        let drained = claimed.len() < wanted;
         let mut permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
         for delivery in claimed {
             let permit = permits.next().expect("no more rows are claimed than there are permits");
@@ -87,13 +89,22 @@ pub async fn claim_loop(state: ClaimLoop) {
             state.in_flight.spawn(task.run(delivery).instrument(span));
         }
         if drained {
-            wait_for_work(&state).await;
+            wait_for_work(&state, &in_flight, capped).await;
         }
     }
 }
 
-async fn wait_for_work(state: &ClaimLoop) {
+async fn wait_for_work(state: &ClaimLoop, in_flight: &InFlight, capped: bool) {
     let poll = state.context.settings.poll_interval;
+    if capped {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => {}
+            _ = state.wake.notified() => {}
+            _ = in_flight.released() => {}
+            _ = tokio::time::sleep(poll) => {}
+        }
+        return;
+    }
     let until_due = match deliveries::next_due_at(&state.context.pool).await {
         Ok(Some(due)) => {
             let wait = due - OffsetDateTime::now_utc();
