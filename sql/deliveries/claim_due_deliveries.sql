@@ -4,8 +4,9 @@
 -- claimers (other workers, other instances) take disjoint rows without waiting.
 --
 -- Fairness: no subscription gets more than $6 deliveries in flight on this instance.
--- $4/$5 list the subscriptions that already have some in flight and how many; those at
--- the cap are skipped, the others get at most their remaining room in this batch.
+-- $4/$5 list the subscriptions this instance knows about and how many slots they count as
+-- using; those at the cap are skipped, the others get at most their remaining room in this
+-- batch. Subscriptions not listed (no recent history here) start with room $7.
 -- Fan-out deliveries take their body from their event.
 WITH busy AS (
     SELECT * FROM unnest($4::uuid[], $5::int[]) AS b(subscription_id, in_flight)
@@ -22,7 +23,7 @@ WITH busy AS (
     FROM (
         SELECT c.id, c.next_attempt_at,
                row_number() OVER (PARTITION BY c.subscription_id ORDER BY c.next_attempt_at) AS rank,
-               $6 - coalesce(b.in_flight, 0) AS room
+               CASE WHEN b.subscription_id IS NULL THEN $7 ELSE $6 - b.in_flight END AS room
         FROM candidates AS c
         LEFT JOIN busy AS b ON b.subscription_id = c.subscription_id
     ) AS ranked

@@ -153,6 +153,8 @@ pub async fn list_for_subscription(
 #[derive(Debug, Clone, Default)]
 pub struct InFlightLimits {
     pub per_subscription: i32,
+    /// Room for a subscription not in `busy` (no recent history on this instance).
+    pub newcomer: i32,
     /// Subscriptions with deliveries in flight now, and their counts.
     pub busy: Vec<(Uuid, i32)>,
 }
@@ -173,6 +175,7 @@ pub async fn claim_due(
         .bind(limits.busy.iter().map(|(id, _)| *id).collect::<Vec<_>>())
         .bind(limits.busy.iter().map(|(_, n)| *n).collect::<Vec<_>>())
         .bind(limits.per_subscription)
+        .bind(limits.newcomer)
         .fetch_all(db)
         .await
 }

@@ -84,7 +84,7 @@ pub async fn claim_loop(state: ClaimLoop) {
                 lease_id,
                 abort: state.abort_sends.clone(),
                 outcomes: state.outcomes.clone(),
-                slot: in_flight.slot(delivery.subscription_id, permit),
+                slot: Slot::new(in_flight.start(delivery.subscription_id), permit),
             };
             state.in_flight.spawn(task.run(delivery).instrument(span));
         }
@@ -141,7 +141,7 @@ struct DeliveryTask {
 }
 
 impl DeliveryTask {
-    async fn run(self, delivery: ClaimedDelivery) {
+    async fn run(mut self, delivery: ClaimedDelivery) {
         let subscription = match self.context.subscriptions.get(delivery.subscription_id).await {
             Ok(Lookup::Found(subscription)) if subscription.deleted_at.is_none() => subscription,
             Ok(_) => return self.cancel(&delivery, "subscription_deleted").await,
@@ -171,8 +171,8 @@ impl DeliveryTask {
                 return self.release(&delivery, Some(OffsetDateTime::now_utc())).await;
             }
         };
+        self.slot.attempt_done();
         let mut finished = finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
-        finished.slot = Some(self.slot);
         tracing::info!(
             outcome = finished.attempt.outcome,
             status_code = result.status_code,
@@ -180,6 +180,7 @@ impl DeliveryTask {
             error = result.error.as_deref(),
             "attempt finished"
         );
+        finished.slot = Some(self.slot);
         if self.outcomes.send(finished).await.is_err() {
             tracing::error!("outcome recorder stopped; the lease will expire and the delivery will be retried");
         }

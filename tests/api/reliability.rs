@@ -133,7 +133,12 @@ async fn sigterm_with_hanging_receivers_releases_their_deliveries_within_the_gra
     let database = fresh_database().await;
     let pool = sqlx::PgPool::connect(&database).await.unwrap();
     let receiver = Receiver::start(vec![], Reply::Hang).await;
-    let settings = [("WEBHOOKD_SHUTDOWN_GRACE", "1s"), ("WEBHOOKD_DELIVERY_TIMEOUT", "30s")];
+    // A receiver that never answered gets 160 / 16 = 10 attempts at once: all 5 start.
+    let settings = [
+        ("WEBHOOKD_SHUTDOWN_GRACE", "1s"),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "30s"),
+        ("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "160"),
+    ];
     let mut service = Service::start(&database, &settings).await;
     let subscription = service.create_subscription(&http_client(), &receiver.url).await;
     let accepted = ingest_many(&service, subscription, 5, 5).await;
