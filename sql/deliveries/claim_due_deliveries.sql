@@ -16,7 +16,7 @@ WITH busy AS (
     WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
       AND d.subscription_id <> ALL (SELECT subscription_id FROM busy WHERE in_flight >= $6)
     ORDER BY d.next_attempt_at
-    LIMIT $1 * 4
+    LIMIT $1
     FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT ranked.id
