@@ -94,9 +94,10 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
 }
 
-impl From<sqlx::Error> for ApiError {
-    fn from(error: sqlx::Error) -> Self {
-        if is_unavailable(&error) {
+impl ApiError {
+    /// 503 when the database is unreachable, otherwise a logged, opaque 500.
+    pub(crate) fn from_database(error: &sqlx::Error) -> Self {
+        if is_unavailable(error) {
             tracing::warn!(%error, "database unavailable");
             Self::unavailable()
         } else {
@@ -106,15 +107,16 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<sqlx::Error> for ApiError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::from_database(&error)
+    }
+}
+
+/// The group commit shares one error among the requests of a batch.
 impl From<std::sync::Arc<sqlx::Error>> for ApiError {
     fn from(error: std::sync::Arc<sqlx::Error>) -> Self {
-        if is_unavailable(&error) {
-            tracing::warn!(%error, "database unavailable");
-            Self::unavailable()
-        } else {
-            tracing::error!(%error, "database error");
-            Self::internal()
-        }
+        Self::from_database(&error)
     }
 }
 

@@ -41,19 +41,11 @@ impl LoadError {
         }
     }
 
-    pub fn is_unavailable(&self) -> bool {
-        crate::error::is_unavailable(self.cause())
-    }
 }
 
 impl From<LoadError> for ApiError {
     fn from(error: LoadError) -> Self {
-        if error.is_unavailable() {
-            ApiError::unavailable()
-        } else {
-            tracing::error!(%error, "subscription lookup failed");
-            ApiError::internal()
-        }
+        ApiError::from_database(error.cause())
     }
 }
 
