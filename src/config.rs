@@ -67,8 +67,8 @@ pub struct RawSettings {
     /// Deliveries sent at once by this instance (0: an API-only instance that delivers nothing).
     #[arg(long, env = "WEBHOOKD_WORKER_CONCURRENCY", global = true)]
     pub worker_concurrency: Option<String>,
-    /// Most deliveries one subscription may have in flight on this instance (a sixteenth of
-    /// it while its receiver has completed nothing for a second).
+    /// Most attempts one subscription may have in flight on this instance while its
+    /// receiver answers (at most 4 while it has not answered for a second).
     #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", global = true)]
     pub max_in_flight_per_subscription: Option<String>,
     /// Allow targets on loopback, private and other non-public addresses.

@@ -1,10 +1,10 @@
 //! Per-subscription accounting of deliveries in flight on this instance, so that one
 //! subscription (say, a receiver that hangs until every attempt times out) cannot take every
-//! send slot. Like TCP's slow start: a subscription starts with a sixteenth of
-//! `WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION` (at least 1) attempts in flight, gets the whole
-//! cap once its receiver has answered within the last [`STALL`], and falls back to the
-//! small share when it has answered nothing for that long. Fast receivers get full
-//! throughput within milliseconds; hanging ones never hold more than the small share.
+//! send slot. Like TCP's slow start: a subscription starts with a small share (a sixteenth
+//! of `WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION`, between 1 and [`SMALL_SHARE`]) of attempts in
+//! flight, gets the whole cap once its receiver has answered within the last [`STALL`], and
+//! falls back to the small share when it has answered nothing for that long. Fast receivers
+//! get full throughput within milliseconds; hanging ones never hold more than the small share.
 //! Slots here count HTTP attempts in progress (they are given back when the response, or
 //! the timeout, comes), not outcomes waiting to be written.
 
@@ -19,6 +19,8 @@ use crate::db::deliveries::InFlightLimits;
 
 /// No completion for this long while deliveries are in flight marks a subscription stalled.
 pub const STALL: Duration = Duration::from_secs(1);
+/// Most attempts a subscription without a recent answer may have in flight.
+pub const SMALL_SHARE: i32 = 4;
 
 /// One subscription's attempts in flight, and when one last finished.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +44,7 @@ impl InFlight {
     /// The limits to pass to the next claim. A subscription without a recent answer is
     /// reported as using more than it does, so that the claim leaves it only the small share.
     pub fn limits(&self, per_subscription: i32) -> InFlightLimits {
-        let small_share = (per_subscription / 16).max(1);
+        let small_share = (per_subscription / 16).clamp(1, SMALL_SHARE);
         let now = Instant::now();
         let answered_lately = |usage: &Usage| usage.answered_at.is_some_and(|at| now.duration_since(at) < STALL);
         let mut usage = self.usage.lock().unwrap();
