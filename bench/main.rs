@@ -11,7 +11,9 @@
 //!   6. the service's RSS (idle and peak).
 //!
 //! Run: `cargo build --release && cargo run --release --example bench`
-//! (`BENCH_SECONDS` sets the ingest phase length, default 10.)
+//! (`BENCH_SECONDS` sets the ingest phase length, default 10; `BENCH_ONLY=drain,fairness`
+//! runs only the named phases of ingest, drain, latency, fanout, fairness; `BENCH_PROFILE=1`
+//! prints the statements that took the most database time in each phase.)
 
 use std::collections::HashMap;
 use std::process::{Child, Command, Stdio};
@@ -27,6 +29,10 @@ use webhookd::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 const TOKEN: &str = "bench-admin-token-0123456789";
 const CONNECTIONS: usize = 64;
 const DRAIN_COUNT: i64 = 100_000;
+/// Finished deliveries (each with one attempt) loaded for the flat-cost phase.
+const HISTORY_DELIVERIES: i64 = 5_000_000;
+/// Webhooks queued for each of the fairness phase's 100 subscriptions.
+const FAIRNESS_PER_SUBSCRIPTION: u64 = 400;
 
 /// Receipt times by webhook-id, and a counter.
 #[derive(Default)]
@@ -67,6 +73,7 @@ fn main() -> anyhow::Result<()> {
         server_settings: vec![
             ("max_connections".into(), "200".into()),
             ("shared_preload_libraries".into(), "pg_stat_statements".into()),
+            ("shared_buffers".into(), std::env::var("BENCH_SHARED_BUFFERS").unwrap_or("128MB".into())),
         ],
         port: None,
     })?;
@@ -76,6 +83,37 @@ fn main() -> anyhow::Result<()> {
     drop(cluster);
     Ok(())
 }
+
+/// Which phases to run (`BENCH_ONLY`), and whether to print statement profiles.
+struct Phases {
+    only: Option<Vec<String>>,
+    profile: bool,
+}
+
+impl Phases {
+    fn from_env() -> Self {
+        let only = std::env::var("BENCH_ONLY").ok().map(|list| list.split(',').map(|p| p.trim().to_owned()).collect());
+        Self { only, profile: std::env::var("BENCH_PROFILE").is_ok_and(|v| v == "1") }
+    }
+
+    fn wants(&self, phase: &str) -> bool {
+        self.only.as_ref().is_none_or(|only| only.iter().any(|p| p == phase))
+    }
+}
+
+/// What the load generator needs to reach the service and the receiver.
+struct Bench {
+    client: reqwest::Client,
+    pool: PgPool,
+    receipts: Arc<Receipts>,
+    base: String,
+    receiver_url: String,
+    subscription: String,
+    phases: Phases,
+}
+
+/// One table row: the measure and its result.
+type Row = (String, String);
 
 async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64) -> anyhow::Result<()> {
     webhookd::delivery::install_tls_provider();
@@ -91,12 +129,14 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     let app = Route::new().at("/hang", poem::post(hang_forever)).at("/*path", poem::post(receive)).data(receipts.clone());
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
     let receiver_url = format!("http://127.0.0.1:{receiver_port}/hook");
-
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS * 2).build()?;
+    let mut rows: Vec<Row> = Vec::new();
 
     // 0. The machine's limits, for comparison.
     let raw_http = raw_http_rate(&client, &receiver_url, Duration::from_secs(5)).await;
     let raw_commits = pgbench_commits(&database_url, &pool).await?;
+    rows.push(("machine: raw single-row INSERT commits (pgbench, 1 KiB, 32 clients)".into(), format!("{raw_commits:.0}/s")));
+    rows.push(("machine: raw HTTP POSTs, load generator → receiver, 64 connections".into(), format!("{raw_http:.0}/s")));
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -105,126 +145,297 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(service.id(), "VmRSS:");
     let subscription = create_subscription(&client, &base, &receiver_url).await?;
+    let bench = Bench { client, pool, receipts, base, receiver_url, subscription, phases: Phases::from_env() };
 
     // Warm up (first runs after boot are slower; see NOTES.md).
-    ingest_for(&client, &base, &subscription, Duration::from_secs(2)).await;
-    wait_for_receipts(&receipts, &pool).await;
+    ingest_for(&bench, Duration::from_secs(2)).await;
+    wait_for_receipts(&bench.pool).await;
 
     // 1. Ingest throughput.
-    let accepted = ingest_for(&client, &base, &subscription, Duration::from_secs(seconds)).await;
-    let ingest_rate = accepted as f64 / seconds as f64;
-    wait_for_receipts(&receipts, &pool).await;
+    let mut ingest_rate = None;
+    if bench.phases.wants("ingest") {
+        let rate = bench.profiled("ingest", ingest_rate_for(&bench, seconds)).await?;
+        rows.push(("ingest, 64 connections, 1 KiB bodies (group commit)".into(), format!("{rate:.0}/s ({:.2}× raw commits)", rate / raw_commits)));
+        ingest_rate = Some(rate);
+    }
 
-    // 2. Drain: stop the service, queue 20,000 webhooks directly, start it, time the drain.
+    // 2. Drain: stop the service, queue 100,000 webhooks directly, start it, time the drain.
+    let mut drain_rate = None;
+    if bench.phases.wants("drain") {
+        let rate = drain(&bench, binary, &database_url, port, &mut service).await?;
+        rows.push((format!("delivery, draining {DRAIN_COUNT} queued for one subscription"), format!("{rate:.0}/s ({:.2}× raw HTTP)", rate / raw_http)));
+        drain_rate = Some(rate);
+    }
+
+    // 3. Latency at a steady 200/s, counting the service's statements meanwhile.
+    if bench.phases.wants("latency") {
+        let background = bench.background_work().await?;
+        if bench.phases.profile {
+            let vacuums: Vec<(String, String)> = sqlx::query_as("SELECT relid::regclass::text, phase FROM pg_stat_progress_vacuum").fetch_all(&bench.pool).await?;
+            eprintln!("-- latency: vacuums running at its start: {vacuums:?}");
+        }
+        let (p50, p99, samples, statements) = bench.profiled("latency", latency(&bench)).await?;
+        if bench.phases.profile {
+            let after = bench.background_work().await?;
+            eprintln!("-- latency: checkpoints {} → {}, autovacuums of deliveries {} → {}", background.0, after.0, background.1, after.1);
+        }
+        rows.push(("ingest→receipt latency at 200/s".into(), format!("p50 {p50:.1} ms, p99 {p99:.1} ms ({samples} samples)")));
+        rows.push(("database statements per webhook (ingest + delivery, warm cache, 200/s)".into(), format!("{statements:.2}")));
+    }
+
+    // 4. Fan-out: 10,000 subscriptions, 1,000 of which want the event.
+    let mut fan_out = None;
+    if bench.phases.wants("fanout") || bench.phases.wants("flat") {
+        add_fan_out_subscriptions(&bench).await?;
+        let ms = fan_out_ms(&bench).await?;
+        rows.push(("fan-out of one event to 1,000 of 10,000 subscriptions, accepted in".into(), format!("median {ms:.1} ms (of 5)")));
+        fan_out = Some(ms);
+    }
+
+    // 5. Fairness: 100 subscriptions all healthy, then half of them hanging.
+    if bench.phases.wants("fairness") {
+        let all_healthy = bench.profiled("fairness, all healthy", fairness_round(&bench, false)).await?;
+        let half_hanging = bench.profiled("fairness, half hanging", fairness_round(&bench, true)).await?;
+        rows.push((
+            "fairness: healthy subscriptions' deliveries/s, 100 healthy / 50 healthy + 50 hanging".into(),
+            format!("{all_healthy:.0}/s / {half_hanging:.0}/s ({:.0} %)", 100.0 * half_hanging / all_healthy),
+        ));
+    }
+
+    // 6. Flat cost: the same measures again over 10 million rows of history.
+    if bench.phases.wants("flat") {
+        let (history_rows, history_bytes) = add_history(&bench).await?;
+        rows.push(("history loaded for the flat-cost phase".into(), format!("{history_rows} deliveries + attempts, {:.1} GiB", history_bytes as f64 / (1u64 << 30) as f64)));
+        let compare = |now: f64, before: Option<f64>| match before {
+            Some(before) => format!("{now:.0}/s ({:+.0} % vs empty)", 100.0 * (now - before) / before),
+            None => format!("{now:.0}/s"),
+        };
+        let rate = bench.profiled("ingest over history", ingest_rate_for(&bench, seconds)).await?;
+        rows.push(("flat cost: ingest over the history".into(), compare(rate, ingest_rate)));
+        let rate = drain(&bench, binary, &database_url, port, &mut service).await?;
+        rows.push(("flat cost: draining 100,000 over the history".into(), compare(rate, drain_rate)));
+        let ms = fan_out_ms(&bench).await?;
+        let before = fan_out.map(|b| format!(" ({b:.1} ms empty)")).unwrap_or_default();
+        rows.push(("flat cost: fan-out to 1,000 of 10,000 over the history".into(), format!("median {ms:.1} ms{before}")));
+    }
+
+    let peak_rss = rss_kib(service.id(), "VmHWM:");
     stop_service(&mut service)?;
-    let body = format!("{{\"data\":\"{}\"}}", "x".repeat(1010));
+
+    // 7. Storage before and after a maintenance pass run as if four days later.
+    if bench.phases.only.is_none() {
+        let (rows_before, size_before) = storage(&bench.pool).await?;
+        let later = time::OffsetDateTime::now_utc() + Duration::from_secs(4 * 24 * 3600);
+        let report = webhookd::maintenance::run_once(&bench.pool, later, Duration::from_secs(72 * 3600)).await?;
+        // What autovacuum does next: deleted rows' space becomes reusable, trailing pages go.
+        sqlx::raw_sql("VACUUM deliveries, events, subscriptions").execute(&bench.pool).await?;
+        let (rows_after, size_after) = storage(&bench.pool).await?;
+        rows.push((
+            "deliveries + attempts before / after a maintenance pass 4 days later".into(),
+            format!(
+                "{rows_before} rows, {:.1} MiB / {rows_after} rows, {:.1} MiB ({} partitions dropped)",
+                size_before as f64 / 1048576.0,
+                size_after as f64 / 1048576.0,
+                report.dropped_partitions.len()
+            ),
+        ));
+    }
+    rows.push(("service RSS".into(), format!("idle {:.1} MiB, peak {:.1} MiB", idle_rss as f64 / 1024.0, peak_rss as f64 / 1024.0)));
+
+    println!("| measure | result |");
+    println!("|---|---|");
+    for (measure, result) in rows {
+        println!("| {measure} | {result} |");
+    }
+    Ok(())
+}
+
+impl Bench {
+    /// Runs one phase; with `BENCH_PROFILE=1`, prints the statements that took the most
+    /// database time during it.
+    async fn profiled<T>(&self, phase: &str, work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
+        if !self.phases.profile {
+            return work.await;
+        }
+        sqlx::query("SELECT pg_stat_statements_reset()").execute(&self.pool).await?;
+        let result = work.await?;
+        let top: Vec<(i64, i64, f64, f64, String)> = sqlx::query_as(
+            "SELECT calls, rows, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 6",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        eprintln!("-- {phase}: top statements by database time");
+        for (calls, rows, total, mean, query) in top {
+            eprintln!("{calls:>7} calls {rows:>8} rows {total:>7.0} ms total {mean:>6.3} ms mean  {query}");
+        }
+        Ok(result)
+    }
+}
+
+impl Bench {
+    /// Checkpoints so far, and autovacuum runs on `deliveries` so far.
+    async fn background_work(&self) -> anyhow::Result<(i64, i64)> {
+        Ok(sqlx::query_as(
+            "SELECT (SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter),
+                    (SELECT autovacuum_count + autoanalyze_count FROM pg_stat_user_tables WHERE relname = 'deliveries')",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+}
+
+async fn ingest_rate_for(bench: &Bench, seconds: u64) -> anyhow::Result<f64> {
+    let accepted = ingest_for(bench, Duration::from_secs(seconds)).await;
+    wait_for_receipts(&bench.pool).await;
+    Ok(accepted as f64 / seconds as f64)
+}
+
+/// Stops the service, queues 100,000 webhooks for one subscription directly in the
+/// database, starts the service and times until the receiver has them all.
+async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port: u16, service: &mut Child) -> anyhow::Result<f64> {
+    stop_service(service)?;
     sqlx::query(
         "INSERT INTO deliveries (id, subscription_id, body, status, next_attempt_at)
          SELECT gen_random_uuid(), $1::uuid, convert_to($2, 'UTF8'), 'queued', now()
          FROM generate_series(1, $3)",
     )
-    .bind(&subscription)
-    .bind(&body)
+    .bind(&bench.subscription)
+    .bind(payload())
     .bind(DRAIN_COUNT)
-    .execute(&pool)
+    .execute(&bench.pool)
     .await?;
-    let before = receipts.count.load(Ordering::Relaxed);
-    service = start_service(binary, &database_url, port)?;
-    let started = Instant::now();
-    while receipts.count.load(Ordering::Relaxed) - before < DRAIN_COUNT as u64 {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "drain did not finish");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let drain_rate = DRAIN_COUNT as f64 / started.elapsed().as_secs_f64();
-    wait_for_receipts(&receipts, &pool).await;
+    let before = bench.receipts.count.load(Ordering::Relaxed);
+    *service = start_service(binary, database_url, port)?;
+    let timed = async {
+        let started = Instant::now();
+        while bench.receipts.count.load(Ordering::Relaxed) - before < DRAIN_COUNT as u64 {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(300), "drain did not finish");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(DRAIN_COUNT as f64 / started.elapsed().as_secs_f64())
+    };
+    let rate = bench.profiled("drain", timed).await?;
+    wait_for_receipts(&bench.pool).await;
+    wait_healthy(&bench.client, &bench.base).await?;
+    Ok(rate)
+}
 
-    // 3. Latency at a steady 200/s, counting the service's statements meanwhile.
-    receipts.track.store(true, Ordering::Relaxed);
-    sqlx::query("SELECT pg_stat_statements_reset()").execute(&pool).await?;
-    let sent = steady_ingest(&client, &base, &subscription, 200, Duration::from_secs(10)).await;
-    wait_for_receipts(&receipts, &pool).await;
+/// Ingest→receipt latency at a steady 200/s: (p50 ms, p99 ms, samples, statements per webhook).
+async fn latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize, f64)> {
+    bench.receipts.track.store(true, Ordering::Relaxed);
+    sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
+    let sent = steady_ingest(bench, 200, Duration::from_secs(10)).await;
+    wait_for_receipts(&bench.pool).await;
+    bench.receipts.track.store(false, Ordering::Relaxed);
     let statements: i64 = sqlx::query_scalar(
         "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
            AND query NOT ILIKE '%count(*)%' AND query NOT ILIKE '%pg_stat_statements%'",
     )
-    .fetch_one(&pool)
+    .fetch_one(&bench.pool)
     .await?;
-    let statements_per_webhook = statements as f64 / sent.len().max(1) as f64;
-    let arrived = receipts.at.lock().unwrap().clone();
+    let arrived = bench.receipts.at.lock().unwrap().clone();
     let mut latencies: Vec<f64> = sent
         .iter()
         .filter_map(|(id, at)| arrived.get(id).map(|got| (*got - *at).as_secs_f64() * 1000.0))
         .collect();
+    anyhow::ensure!(!latencies.is_empty(), "no webhook of the latency phase arrived");
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    Ok((percentile(0.5), percentile(0.99), latencies.len(), statements as f64 / sent.len().max(1) as f64))
+}
 
-    // 4. Fan-out: 10,000 subscriptions, 1,000 of which want the event.
+/// 10,000 subscriptions, one in ten of which wants `bench.*` events.
+async fn add_fan_out_subscriptions(bench: &Bench) -> anyhow::Result<()> {
     sqlx::query(
         "INSERT INTO subscriptions (id, target_url, event_types)
          SELECT gen_random_uuid(), $1,
                 CASE WHEN n % 10 = 0 THEN ARRAY['bench.*'] ELSE ARRAY['other' || n || '.created'] END
          FROM generate_series(1, 10000) AS n",
     )
-    .bind(&receiver_url)
-    .execute(&pool)
+    .bind(&bench.receiver_url)
+    .execute(&bench.pool)
     .await?;
-    sqlx::query("UPDATE subscriptions SET is_active = false WHERE id = $1::uuid").bind(&subscription).execute(&pool).await?;
-    let mut fan_out_ms = Vec::new();
+    Ok(())
+}
+
+/// Median time to accept one event fanned out to 1,000 subscriptions (of 5, after a warm-up).
+async fn fan_out_ms(bench: &Bench) -> anyhow::Result<f64> {
+    // The ingest subscription takes every event: pause it meanwhile (through the API, so
+    // the service's cache follows).
+    set_active(bench, false).await?;
+    let mut times = Vec::new();
     for _ in 0..6 {
         let started = Instant::now();
-        let response = client
-            .post(format!("{base}/events"))
+        let response = bench
+            .client
+            .post(format!("{}/events", bench.base))
             .bearer_auth(TOKEN)
             .body(format!("{{\"event_type\": \"bench.fanout\", \"payload\": {}}}", payload()))
             .send()
             .await?;
         anyhow::ensure!(response.status() == 202, "fan-out answered {}", response.status());
         let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-        fan_out_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
         anyhow::ensure!(body["deliveries"].as_array().map(Vec::len) == Some(1000), "fan-out reached the wrong subscriptions");
-        wait_for_receipts(&receipts, &pool).await;
+        wait_for_receipts(&bench.pool).await;
     }
-    fan_out_ms.remove(0); // warm-up
-    fan_out_ms.sort_by(f64::total_cmp);
+    times.remove(0); // warm-up
+    times.sort_by(f64::total_cmp);
+    set_active(bench, true).await?;
+    Ok(times[times.len() / 2])
+}
 
-    // 5. Fairness: 100 subscriptions all healthy, then half of them hanging.
-    sqlx::query("UPDATE subscriptions SET is_active = false").execute(&pool).await?;
-    let all_healthy = fairness_round(&pool, &receipts, &receiver_url, None).await?;
-    let half_hanging = fairness_round(&pool, &receipts, &receiver_url, Some(&receiver_url.replace("/hook", "/hang"))).await?;
-
-    let peak_rss = rss_kib(service.id(), "VmHWM:");
-    stop_service(&mut service)?;
-
-    // 5. Storage before and after a maintenance pass run as if four days later.
-    let (rows_before, size_before) = storage(&pool).await?;
-    let later = time::OffsetDateTime::now_utc() + Duration::from_secs(4 * 24 * 3600);
-    let report = webhookd::maintenance::run_once(&pool, later, Duration::from_secs(72 * 3600)).await?;
-    // What autovacuum does next: deleted rows' space becomes reusable, trailing pages go.
-    sqlx::raw_sql("VACUUM deliveries, events, subscriptions").execute(&pool).await?;
-    let (rows_after, size_after) = storage(&pool).await?;
-
-    println!("| measure | result |");
-    println!("|---|---|");
-    println!("| machine: raw single-row INSERT commits (pgbench, 1 KiB, 32 clients) | {raw_commits:.0}/s |");
-    println!("| machine: raw HTTP POSTs, load generator → receiver, 64 connections | {raw_http:.0}/s |");
-    println!("| ingest, 64 connections, 1 KiB bodies | {ingest_rate:.0} webhooks/s ({:.2}× raw commits) |", ingest_rate / raw_commits);
-    println!("| delivery, draining {DRAIN_COUNT} queued | {drain_rate:.0} deliveries/s ({:.2}× raw HTTP) |", drain_rate / raw_http);
-    println!("| ingest→receipt latency at 200/s | p50 {:.1} ms, p99 {:.1} ms ({} samples) |", percentile(0.5), percentile(0.99), latencies.len());
-    println!("| fan-out of one event to 1,000 of 10,000 subscriptions, accepted in | median {:.1} ms (of {}) |", fan_out_ms[fan_out_ms.len() / 2], fan_out_ms.len());
-    println!("| database statements per webhook (ingest + delivery, warm cache, 200/s) | {statements_per_webhook:.2} |");
-    println!(
-        "| deliveries + attempts before / after a maintenance pass 4 days later | {rows_before} rows, {:.1} MiB / {rows_after} rows, {:.1} MiB ({} partitions dropped) |",
-        size_before as f64 / 1048576.0,
-        size_after as f64 / 1048576.0,
-        report.dropped_partitions.len()
-    );
-    println!(
-        "| fairness: healthy deliveries/s, 100 healthy subscriptions / 50 healthy + 50 hanging | {all_healthy:.0}/s / {half_hanging:.0}/s ({:.0} %) |",
-        100.0 * half_hanging / all_healthy
-    );
-    println!("| service RSS | idle {:.1} MiB, peak {:.1} MiB |", idle_rss as f64 / 1024.0, peak_rss as f64 / 1024.0);
+async fn set_active(bench: &Bench, active: bool) -> anyhow::Result<()> {
+    let response = bench
+        .client
+        .patch(format!("{}/subscriptions/{}", bench.base, bench.subscription))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "is_active": active }).to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 200, "PATCH subscription answered {}", response.status());
     Ok(())
+}
+
+/// Loads 10 million rows of history, as 72 hours of steady traffic would leave them:
+/// 5 million finished deliveries spread over the 10,000 subscriptions and the last three
+/// days, each with one attempt. Bodies are 256 bytes (the size matters for disk, not for
+/// the indexes the hot paths use). Returns (rows, bytes) afterwards, after the VACUUM
+/// ANALYZE that autovacuum would run.
+async fn add_history(bench: &Bench) -> anyhow::Result<(i64, i64)> {
+    let now = time::OffsetDateTime::now_utc();
+    webhookd::db::partitions::ensure_partitions(&bench.pool, now - Duration::from_secs(2 * 24 * 3600)).await?;
+    let subscriptions: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM subscriptions").fetch_all(&bench.pool).await?;
+    const CHUNK: i64 = 250_000;
+    for chunk in 0..(HISTORY_DELIVERIES / CHUNK) {
+        sqlx::query(
+            "WITH history AS (
+                 SELECT gen_random_uuid() AS id, $1::uuid[] AS subs, n,
+                        now() - make_interval(secs => (n % 255000)::float8) AS at
+                 FROM generate_series($2::bigint, $3::bigint) AS n
+             ), deliveries AS (
+                 INSERT INTO deliveries (id, subscription_id, body, status, attempt_count, created_at, completed_at)
+                 SELECT id, subs[1 + n % array_length(subs, 1)], convert_to(repeat('h', 256), 'UTF8'),
+                        'succeeded', 1, at, at + interval '2 ms'
+                 FROM history
+                 RETURNING id, subscription_id, created_at
+             )
+             INSERT INTO attempts (delivery_id, subscription_id, attempt_number, outcome, status_code,
+                                   duration_ms, response_excerpt, target_url, created_at)
+             SELECT id, subscription_id, 1, 'success', 200, 2, 'ok', $4, created_at FROM deliveries",
+        )
+        .bind(&subscriptions)
+        .bind(chunk * CHUNK)
+        .bind((chunk + 1) * CHUNK - 1)
+        .bind(&bench.receiver_url)
+        .execute(&bench.pool)
+        .await?;
+    }
+    sqlx::raw_sql("VACUUM ANALYZE deliveries, attempts").execute(&bench.pool).await?;
+    storage(&bench.pool).await
 }
 
 fn start_service(binary: &std::path::Path, database_url: &str, port: u16) -> anyhow::Result<Child> {
@@ -235,6 +446,7 @@ fn start_service(binary: &std::path::Path, database_url: &str, port: u16) -> any
         .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
         .env("WEBHOOKD_DATA_DIR", std::env::temp_dir().join("webhookd-bench"))
         .env("RUST_LOG", "warn")
+
         .env("WEBHOOKD_SHUTDOWN_GRACE", "1s")
         .stdout(Stdio::null())
         .spawn()?)
@@ -279,10 +491,11 @@ fn payload() -> String {
 }
 
 /// 64 connections POSTing as fast as they can for `duration`; returns how many got 202.
-async fn ingest_for(client: &reqwest::Client, base: &str, subscription: &str, duration: Duration) -> u64 {
+async fn ingest_for(bench: &Bench, duration: Duration) -> u64 {
     let accepted = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
-    let url = format!("{base}/ingest/{subscription}");
+    let url = format!("{}/ingest/{}", bench.base, bench.subscription);
+    let client = &bench.client;
     let body = bytes::Bytes::from(payload());
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
@@ -307,8 +520,9 @@ async fn ingest_for(client: &reqwest::Client, base: &str, subscription: &str, du
 }
 
 /// Sends `rate` webhooks a second for `duration`; returns (delivery id, send time) pairs.
-async fn steady_ingest(client: &reqwest::Client, base: &str, subscription: &str, rate: u64, duration: Duration) -> Vec<(String, Instant)> {
-    let url = format!("{base}/ingest/{subscription}");
+async fn steady_ingest(bench: &Bench, rate: u64, duration: Duration) -> Vec<(String, Instant)> {
+    let url = format!("{}/ingest/{}", bench.base, bench.subscription);
+    let client = &bench.client;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let deadline = Instant::now() + duration;
@@ -333,7 +547,7 @@ async fn steady_ingest(client: &reqwest::Client, base: &str, subscription: &str,
 }
 
 /// Waits until nothing is left to deliver.
-async fn wait_for_receipts(_receipts: &Receipts, pool: &PgPool) {
+async fn wait_for_receipts(pool: &PgPool) {
     for _ in 0..6000 {
         let pending: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status NOT IN ('succeeded', 'failed')")
             .fetch_one(pool)
@@ -395,27 +609,27 @@ async fn pgbench_commits(database_url: &str, pool: &PgPool) -> anyhow::Result<f6
 
 /// Queues 100 webhooks for each of 100 new subscriptions (half pointed at `hanging`, if
 /// given) and returns the healthy subscriptions' delivery rate.
-async fn fairness_round(pool: &PgPool, receipts: &Receipts, healthy: &str, hanging: Option<&str>) -> anyhow::Result<f64> {
+async fn fairness_round(bench: &Bench, with_hanging: bool) -> anyhow::Result<f64> {
+    let (pool, receipts, healthy) = (&bench.pool, &bench.receipts, &bench.receiver_url);
+    let hanging = bench.receiver_url.replace("/hook", "/hang");
     let ids: Vec<uuid::Uuid> = (0..100).map(|_| uuid::Uuid::now_v7()).collect();
     let targets: Vec<String> = (0..100)
-        .map(|n| match hanging {
-            Some(hang) if n % 2 == 1 => hang.to_owned(),
-            _ => healthy.to_owned(),
-        })
+        .map(|n| if with_hanging && n % 2 == 1 { hanging.clone() } else { healthy.clone() })
         .collect();
     sqlx::query("INSERT INTO subscriptions (id, target_url) SELECT * FROM unnest($1::uuid[], $2::text[])")
         .bind(&ids)
         .bind(&targets)
         .execute(pool)
         .await?;
-    let healthy_count = targets.iter().filter(|t| t.as_str() == healthy).count() as u64 * 100;
+    let healthy_count = targets.iter().filter(|t| *t == healthy).count() as u64 * FAIRNESS_PER_SUBSCRIPTION;
     let before = receipts.count.load(Ordering::Relaxed);
     sqlx::query(
         "INSERT INTO deliveries (id, subscription_id, body, status, next_attempt_at)
          SELECT gen_random_uuid(), s, convert_to('{}', 'UTF8'), 'queued', now()
-         FROM unnest($1::uuid[]) AS s, generate_series(1, 100)",
+         FROM unnest($1::uuid[]) AS s, generate_series(1, $2)",
     )
     .bind(&ids)
+    .bind(FAIRNESS_PER_SUBSCRIPTION as i64)
     .execute(pool)
     .await?;
     sqlx::query("SELECT pg_notify('webhookd_work', '')").execute(pool).await?;
@@ -425,8 +639,10 @@ async fn fairness_round(pool: &PgPool, receipts: &Receipts, healthy: &str, hangi
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let rate = healthy_count as f64 / started.elapsed().as_secs_f64();
-    sqlx::query("UPDATE subscriptions SET is_active = false WHERE id = ANY($1)").bind(&ids).execute(pool).await?;
-    sqlx::query("UPDATE deliveries SET next_attempt_at = 'infinity' WHERE subscription_id = ANY($1) AND status IN ('queued', 'retrying')")
+    // Retire the round's subscriptions and what the hanging ones left, so that later
+    // phases (and the storage figure) start from finished work only.
+    sqlx::query("UPDATE subscriptions SET deleted_at = now(), is_active = false WHERE id = ANY($1)").bind(&ids).execute(pool).await?;
+    sqlx::query("DELETE FROM deliveries WHERE subscription_id = ANY($1) AND status NOT IN ('succeeded', 'failed')")
         .bind(&ids)
         .execute(pool)
         .await?;

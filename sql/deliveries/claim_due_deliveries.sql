@@ -3,21 +3,32 @@
 -- attempt_count counts the attempt about to be made. SKIP LOCKED lets concurrent
 -- claimers (other workers, other instances) take disjoint rows without waiting.
 --
--- Fairness: no subscription gets more than $6 deliveries in flight on this instance.
--- $4/$5 list the subscriptions this instance knows about and how many slots they count as
--- using; those at the cap are skipped, the others get at most their remaining room in this
--- batch. Subscriptions not listed (no recent history here) start with room $7.
+-- Fairness: no subscription gets more than $6 deliveries claimed and unfinished on this
+-- instance (see src/delivery/in_flight.rs). $4/$5 list the subscriptions this instance
+-- knows about and how many they count as having; those at the limit are skipped, the others
+-- get at most their remaining room in this batch. Subscriptions not listed (no recent
+-- history here) start with room $7.
 -- Fan-out deliveries take their body from their event.
-WITH busy AS (
+--
+-- The claim commits without waiting for its WAL flush (synchronous_commit off for this
+-- transaction only): claims run one after another, and a flush each would cap the drain
+-- rate. Losing a claim in a database crash only puts the row back in the queue as it was
+-- (it may then be delivered twice, which at-least-once allows; its attempt is still
+-- logged). Ingested webhooks and recorded outcomes are always flushed before they count.
+WITH relaxed AS (
+    SELECT set_config('synchronous_commit', 'off', true)
+), busy AS (
     SELECT * FROM unnest($4::uuid[], $5::int[]) AS b(subscription_id, in_flight)
 ), candidates AS (
+    -- Read without locking: rows that the room rule leaves out are never locked (a row
+    -- lock is a heap write and a WAL record), which matters when one subscription's
+    -- backlog fills the look-ahead but it has room for only a few more.
     SELECT d.id, d.subscription_id, d.next_attempt_at
     FROM deliveries AS d
     WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
       AND d.subscription_id <> ALL (SELECT subscription_id FROM busy WHERE in_flight >= $6)
     ORDER BY d.next_attempt_at
     LIMIT $1
-    FOR UPDATE SKIP LOCKED
 ), due AS (
     SELECT ranked.id
     FROM (
@@ -28,16 +39,22 @@ WITH busy AS (
         LEFT JOIN busy AS b ON b.subscription_id = c.subscription_id
     ) AS ranked
     WHERE ranked.rank <= ranked.room
-    ORDER BY ranked.next_attempt_at
-    LIMIT $1
+), locked AS (
+    -- Lock what was chosen; rows another claimer took meanwhile are skipped (and, once
+    -- it committed, no longer match the conditions, which are checked again here).
+    SELECT d.id
+    FROM deliveries AS d
+    WHERE d.id IN (SELECT id FROM due)
+      AND d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
+    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries AS d
     SET status = 'delivering',
         attempt_count = d.attempt_count + 1,
         lease_id = $3,
         next_attempt_at = now() + make_interval(secs => $2)
-    FROM due
-    WHERE d.id = due.id
+    FROM locked, relaxed
+    WHERE d.id = locked.id
     RETURNING d.id, d.subscription_id, d.event_type, d.event_id, d.body, d.attempt_count,
               d.round_start_attempt
 )

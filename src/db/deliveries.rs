@@ -149,7 +149,8 @@ pub async fn list_for_subscription(
         .await
 }
 
-/// How many deliveries each subscription may have in flight, and how many it has.
+/// How many deliveries each subscription may have claimed and unfinished on this instance,
+/// and how many it counts as having.
 #[derive(Debug, Clone, Default)]
 pub struct InFlightLimits {
     pub per_subscription: i32,
@@ -157,6 +158,13 @@ pub struct InFlightLimits {
     pub newcomer: i32,
     /// Subscriptions with deliveries in flight now, and their counts.
     pub busy: Vec<(Uuid, i32)>,
+}
+
+impl InFlightLimits {
+    /// Whether some subscription has no room left (its due deliveries wait for room).
+    pub fn any_at_limit(&self) -> bool {
+        self.busy.iter().any(|(_, n)| *n >= self.per_subscription)
+    }
 }
 
 /// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`,

@@ -1,10 +1,12 @@
 //! The claim loop and the per-delivery task.
 
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
+use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -40,7 +42,7 @@ pub struct ClaimLoop {
 pub async fn claim_loop(state: ClaimLoop) {
     let settings = &state.context.settings;
     let capacity = Arc::new(Semaphore::new(settings.concurrency));
-    let in_flight = InFlight::default();
+    let in_flight = InFlight::new(settings.max_in_flight_per_subscription);
     loop {
         let first = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -49,7 +51,7 @@ pub async fn claim_loop(state: ClaimLoop) {
         let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
         let lease_id = Uuid::new_v4();
         let lease_seconds = settings.lease_duration.as_secs_f64();
-        let limits = in_flight.limits(settings.max_in_flight_per_subscription as i32);
+        let limits = in_flight.limits();
         let claimed = match deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id, &limits).await {
             Ok(claimed) => claimed,
             Err(error) => {
@@ -61,46 +63,51 @@ pub async fn claim_loop(state: ClaimLoop) {
         };
         // Fewer rows than asked for means the claimable work was taken just now: wait for
         // more rather than claim again at once. Work arriving meanwhile wakes us through
-        // `wake` (its permit is kept). If due work was held back because its subscriptions
-        // are at their in-flight cap, the wait ends when a slot is given back.
+        // `wake` (its permit is kept).
         let drained = claimed.len() < wanted;
-        let capped = limits.busy.iter().any(|(_, n)| *n >= limits.per_subscription);
         if claimed.is_empty() {
             drop(first);
-            wait_for_work(&state, &in_flight, capped).await;
-            continue;
+        } else {
+            let permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
+            for (delivery, permit) in claimed.into_iter().zip(permits) {
+                let span = tracing::info_span!(
+                    "delivery",
+                    delivery.id = %delivery.id,
+                    subscription.id = %delivery.subscription_id,
+                    attempt = delivery.attempt_count
+                );
+                let task = DeliveryTask {
+                    context: state.context.clone(),
+                    lease_id,
+                    abort: state.abort_sends.clone(),
+                    outcomes: state.outcomes.clone(),
+                    slot: Slot::new(in_flight.start(delivery.subscription_id), permit),
+                };
+                state.in_flight.spawn(task.run(delivery).instrument(span));
+            }
         }
-        let mut permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
-        for delivery in claimed {
-            let permit = permits.next().expect("no more rows are claimed than there are permits");
-            let span = tracing::info_span!(
-                "delivery",
-                delivery.id = %delivery.id,
-                subscription.id = %delivery.subscription_id,
-                attempt = delivery.attempt_count
-            );
-            let task = DeliveryTask {
-                context: state.context.clone(),
-                lease_id,
-                abort: state.abort_sends.clone(),
-                outcomes: state.outcomes.clone(),
-                slot: Slot::new(in_flight.start(delivery.subscription_id), permit),
-            };
-            state.in_flight.spawn(task.run(delivery).instrument(span));
-        }
-        if drained {
-            wait_for_work(&state, &in_flight, capped).await;
+        // A subscription at its limit is not worth claiming for again until one of its
+        // attempts is over: the claim would only scan past its backlog. Listen for freed
+        // room before looking at the limits, so that no release falls between the two.
+        let mut room_freed = std::pin::pin!(in_flight.room_freed());
+        room_freed.as_mut().enable();
+        let at_limit = in_flight.limits().any_at_limit();
+        if drained || at_limit {
+            wait_for_work(&state, at_limit.then_some(room_freed)).await;
         }
     }
 }
 
-async fn wait_for_work(state: &ClaimLoop, in_flight: &InFlight, capped: bool) {
+/// Waits until claiming is worth it again: new work arrived (`wake`), the next delivery
+/// is due, room was freed for a subscription at its limit (`room_freed`, when some are), or
+/// the poll interval passed.
+async fn wait_for_work(state: &ClaimLoop, room_freed: Option<Pin<&mut Notified<'_>>>) {
     let poll = state.context.settings.poll_interval;
-    if capped {
+    if let Some(room_freed) = room_freed {
         tokio::select! {
             _ = state.shutdown.cancelled() => {}
             _ = state.wake.notified() => {}
-            _ = in_flight.released() => {}
+            _ = room_freed => {}
             _ = tokio::time::sleep(poll) => {}
         }
         return;
@@ -156,14 +163,11 @@ impl DeliveryTask {
         }
         let body = Bytes::from(delivery.body.clone());
         let secrets = subscription.live_secrets(OffsetDateTime::now_utc());
-        let send = dispatch::send(
-            &self.context.client,
-            &subscription.target_url,
-            &delivery,
-            body,
-            &secrets,
-            self.context.allow_private_targets,
-        );
+        let send = async {
+            // Deliveries claimed in reserve wait here for their turn at the receiver.
+            self.slot.ready_to_send().await;
+            dispatch::send(&self.context.client, &subscription.target_url, &delivery, body, &secrets, self.context.allow_private_targets).await
+        };
         let result = tokio::select! {
             result = send => result,
             _ = self.abort.cancelled() => {
