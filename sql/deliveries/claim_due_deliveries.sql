@@ -42,9 +42,12 @@ WITH relaxed AS (
 ), locked AS (
     -- Lock what was chosen; rows another claimer took meanwhile are skipped (and, once
     -- it committed, no longer match the conditions, which are checked again here).
+    -- `= ANY(ARRAY(...))` makes both this and the UPDATE primary-key lookups whatever the
+    -- table's statistics say (a semi-join planned while the table looked empty could scan it
+    -- once per chosen row).
     SELECT d.id
     FROM deliveries AS d
-    WHERE d.id IN (SELECT id FROM due)
+    WHERE d.id = ANY (ARRAY(SELECT id FROM due))
       AND d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
@@ -53,8 +56,8 @@ WITH relaxed AS (
         attempt_count = d.attempt_count + 1,
         lease_id = $3,
         next_attempt_at = now() + make_interval(secs => $2)
-    FROM locked, relaxed
-    WHERE d.id = locked.id
+    FROM relaxed
+    WHERE d.id = ANY (ARRAY(SELECT id FROM locked))
     RETURNING d.id, d.subscription_id, d.event_type, d.event_id, d.body, d.attempt_count,
               d.round_start_attempt
 )

@@ -1,7 +1,7 @@
 -- Replaces a live subscription's fields; locks its row; returns the new row, or nothing.
 UPDATE subscriptions
-SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $6,
+SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $6, rate_limit = $7,
     updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
-       previous_secret_key, previous_secret_expires_at
+       previous_secret_key, previous_secret_expires_at, rate_limit

@@ -23,6 +23,8 @@ const MAX_EVENT_TYPES: usize = 100;
 const MAX_NAME_CHARS: usize = 200;
 /// Accepted secret lengths, in bytes.
 const SECRET_LEN: std::ops::RangeInclusive<usize> = 8..=256;
+/// Accepted rate limits, in requests per second.
+const RATE_LIMIT: std::ops::RangeInclusive<i32> = 1..=100_000;
 
 /// A subscription as clients see it. The secret is never returned, only whether there is one.
 #[derive(Debug, Object)]
@@ -37,6 +39,8 @@ pub struct Subscription {
     pub is_active: bool,
     /// Whether a secret_key is set (it is never shown).
     pub has_secret: bool,
+    /// Most requests a second to the receiver from each webhookd instance; null: no limit.
+    pub rate_limit: Option<i32>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -50,6 +54,7 @@ impl From<&SubscriptionRow> for Subscription {
             event_types: row.event_types.clone(),
             is_active: row.is_active,
             has_secret: row.secret_key.is_some(),
+            rate_limit: row.rate_limit,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -69,6 +74,8 @@ pub struct CreateSubscription {
     pub name: Option<String>,
     /// Defaults to true.
     pub is_active: Option<bool>,
+    /// Most requests a second to the receiver from each instance (1 to 100000); absent: no limit.
+    pub rate_limit: Option<i32>,
 }
 
 impl poem_openapi::types::Example for CreateSubscription {
@@ -79,6 +86,7 @@ impl poem_openapi::types::Example for CreateSubscription {
             event_types: Some(vec!["order.*".into()]),
             name: Some("Orders to ACME".into()),
             is_active: Some(true),
+            rate_limit: None,
         }
     }
 }
@@ -93,9 +101,11 @@ pub struct ReplaceSubscription {
     pub event_types: Option<Vec<String>>,
     pub name: Option<String>,
     pub is_active: Option<bool>,
+    pub rate_limit: Option<i32>,
 }
 
-/// A partial update (PATCH): only the fields present change; `null` clears `name` or `secret_key`.
+/// A partial update (PATCH): only the fields present change; `null` clears `name`,
+/// `secret_key` or `rate_limit`.
 #[derive(Debug, Object)]
 #[oai(deny_unknown_fields)]
 pub struct PatchSubscription {
@@ -104,6 +114,7 @@ pub struct PatchSubscription {
     pub event_types: Option<Vec<String>>,
     pub name: MaybeUndefined<String>,
     pub is_active: Option<bool>,
+    pub rate_limit: MaybeUndefined<i32>,
 }
 
 /// One page of subscriptions.
@@ -159,6 +170,7 @@ impl SubscriptionsApi {
             secret_key: body.secret_key,
             event_types: body.event_types.unwrap_or_default(),
             is_active: body.is_active.unwrap_or(true),
+            rate_limit: body.rate_limit,
         };
         self.validate(&fields).await?;
         let row = store::insert(&self.context.pool, Uuid::now_v7(), &fields).await?;
@@ -213,6 +225,7 @@ impl SubscriptionsApi {
             event_types: patch.event_types.unwrap_or(current.event_types),
             name: merge_nullable(patch.name, current.name),
             is_active: patch.is_active.unwrap_or(current.is_active),
+            rate_limit: merge_nullable(patch.rate_limit, current.rate_limit),
         })
         .await
     }
@@ -227,6 +240,7 @@ impl SubscriptionsApi {
             event_types: replacement.event_types.unwrap_or_default(),
             name: replacement.name,
             is_active: replacement.is_active.unwrap_or(true),
+            rate_limit: replacement.rate_limit,
         })
         .await
     }
@@ -310,6 +324,9 @@ impl SubscriptionsApi {
                 return Err(invalid("invalid_name", format!("name must be at most {MAX_NAME_CHARS} characters")));
             }
         }
+        if fields.rate_limit.is_some_and(|rate| !RATE_LIMIT.contains(&rate)) {
+            return Err(invalid("invalid_rate_limit", format!("rate_limit must be {} to {} requests a second", RATE_LIMIT.start(), RATE_LIMIT.end())));
+        }
         if fields.event_types.len() > MAX_EVENT_TYPES {
             return Err(invalid("invalid_event_types", format!("at most {MAX_EVENT_TYPES} event types are allowed")));
         }
@@ -321,7 +338,7 @@ impl SubscriptionsApi {
 }
 
 /// Applies a nullable field of a partial update: absent keeps, null clears, a value sets.
-fn merge_nullable(update: MaybeUndefined<String>, current: Option<String>) -> Option<String> {
+fn merge_nullable<T>(update: MaybeUndefined<T>, current: Option<T>) -> Option<T> {
     match update {
         MaybeUndefined::Undefined => current,
         MaybeUndefined::Null => None,

@@ -20,6 +20,9 @@ pub struct SubscriptionRow {
     /// The secret before the last rotation, valid until `previous_secret_expires_at`.
     pub previous_secret_key: Option<String>,
     pub previous_secret_expires_at: Option<OffsetDateTime>,
+    /// Most requests a second to the receiver from one instance (None: no limit).
+    #[serde(default)]
+    pub rate_limit: Option<i32>,
 }
 
 impl SubscriptionRow {
@@ -42,6 +45,7 @@ pub struct SubscriptionFields {
     pub secret_key: Option<String>,
     pub event_types: Vec<String>,
     pub is_active: bool,
+    pub rate_limit: Option<i32>,
 }
 
 /// Inserts a new subscription.
@@ -53,6 +57,7 @@ pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, fields: &SubscriptionFiel
         .bind(&fields.secret_key)
         .bind(&fields.event_types)
         .bind(fields.is_active)
+        .bind(fields.rate_limit)
         .fetch_one(db)
         .await
 }
@@ -87,6 +92,7 @@ pub async fn update(
         .bind(&fields.secret_key)
         .bind(&fields.event_types)
         .bind(fields.is_active)
+        .bind(fields.rate_limit)
         .fetch_optional(db)
         .await
 }

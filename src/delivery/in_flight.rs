@@ -17,6 +17,10 @@
 //! for that long. Fast receivers get full throughput within milliseconds; hanging ones never
 //! hold more than the small share.
 //!
+//! A subscription with a `rate_limit` is paced: its requests start at least 1/rate s apart
+//! (per instance), and it has at most a second's worth claimed, so a paced row never waits
+//! long in memory.
+//!
 //! A reserved row waits at most one delivery timeout for a send permit (the cap's worth
 //! ahead of it all finish within a timeout), then at most one timeout to be sent: within the
 //! claim's lease of twice the timeout plus 30 s.
@@ -36,12 +40,17 @@ pub const STALL: Duration = Duration::from_secs(1);
 /// Most attempts a subscription without a recent answer may have claimed.
 pub const SMALL_SHARE: i32 = 4;
 
-/// One subscription's claimed deliveries, its send permits, and when an attempt last finished.
+/// One subscription's claimed deliveries, its send permits, when an attempt last finished,
+/// and its pacing if it has a rate limit.
 #[derive(Debug)]
 struct Usage {
     claimed: i32,
     answered_at: Option<Instant>,
     sending: Arc<Semaphore>,
+    /// The subscription's `rate_limit` (requests a second), as its last delivery saw it.
+    rate_limit: Option<i32>,
+    /// When the next request may start under the rate limit.
+    next_send: Instant,
 }
 
 #[derive(Clone)]
@@ -76,19 +85,19 @@ impl InFlight {
         let mut usage = self.usage.lock().unwrap();
         // Forget idle subscriptions once their history is too old to matter.
         usage.retain(|_, u| u.claimed > 0 || answered_lately(u));
-        let busy = usage
-            .iter()
-            .map(|(id, u)| {
-                let counted = if !answered_lately(u) {
-                    u.claimed + allowance - small_share
-                } else if u.claimed > self.cap {
-                    allowance
-                } else {
-                    u.claimed
-                };
-                (*id, counted)
-            })
-            .collect();
+        let room = |u: &Usage| {
+            if !answered_lately(u) {
+                small_share - u.claimed
+            } else if let Some(rate) = u.rate_limit {
+                // No more claimed than a second's worth: a paced row never waits long.
+                rate.min(allowance) - u.claimed
+            } else if u.claimed > self.cap {
+                0
+            } else {
+                allowance - u.claimed
+            }
+        };
+        let busy = usage.iter().map(|(id, u)| (*id, allowance - room(u).max(0))).collect();
         InFlightLimits { per_subscription: allowance, newcomer: small_share, busy }
     }
 
@@ -100,9 +109,11 @@ impl InFlight {
             claimed: 0,
             answered_at: None,
             sending: Arc::new(Semaphore::new(self.cap as usize)),
+            rate_limit: None,
+            next_send: Instant::now(),
         });
         entry.claimed += 1;
-        InFlightGuard { owner: self.clone(), subscription, sending: entry.sending.clone(), permit: None }
+        InFlightGuard { owner: self.clone(), subscription, sending: entry.sending.clone(), permit: None, answered: false }
     }
 }
 
@@ -113,15 +124,34 @@ pub struct InFlightGuard {
     subscription: Uuid,
     sending: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
+    /// Whether the receiver answered this attempt (any HTTP status). A timeout or a refused
+    /// connection is no answer: it must not lift a hanging subscription out of its small share.
+    answered: bool,
 }
 
 impl InFlightGuard {
-    /// Waits for one of the subscription's send permits, held until the guard is dropped.
-    pub async fn ready_to_send(&mut self) {
+    /// Waits for one of the subscription's send permits (held until the guard is dropped),
+    /// then, if it has a rate limit, for its turn: requests start at least 1/rate s apart.
+    pub async fn ready_to_send(&mut self, rate_limit: Option<i32>) {
         if self.permit.is_none() {
             let permit = self.sending.clone().acquire_owned().await.expect("the semaphore is never closed");
             self.permit = Some(permit);
         }
+        if let Some(turn) = self.take_turn(rate_limit) {
+            tokio::time::sleep_until(turn.into()).await;
+        }
+    }
+
+    /// Records the subscription's rate limit and, if it has one, reserves the next start
+    /// time (one request per interval, no burst beyond one).
+    fn take_turn(&self, rate_limit: Option<i32>) -> Option<Instant> {
+        let mut usage = self.owner.usage.lock().unwrap();
+        let entry = usage.get_mut(&self.subscription)?;
+        entry.rate_limit = rate_limit;
+        let rate = rate_limit.filter(|rate| *rate > 0)?;
+        let turn = entry.next_send.max(Instant::now());
+        entry.next_send = turn + Duration::from_secs_f64(1.0 / rate as f64);
+        Some(turn)
     }
 }
 
@@ -131,7 +161,9 @@ impl Drop for InFlightGuard {
         let mut usage = self.owner.usage.lock().unwrap();
         let Some(entry) = usage.get_mut(&self.subscription) else { return };
         entry.claimed -= 1;
-        entry.answered_at = Some(Instant::now());
+        if self.answered {
+            entry.answered_at = Some(Instant::now());
+        }
         // Room for another claim: the reserve is used up (or the subscription just
         // answered, which lifts a small share to the whole allowance).
         let has_room = entry.claimed <= self.owner.cap;
@@ -156,16 +188,20 @@ impl Slot {
         Self { attempt: Some(attempt), _permit: permit }
     }
 
-    /// Waits until the subscription's receiver may take one more concurrent request.
-    pub async fn ready_to_send(&mut self) {
+    /// Waits until the subscription's receiver may take one more request (its concurrency
+    /// cap and its rate limit, if any).
+    pub async fn ready_to_send(&mut self, rate_limit: Option<i32>) {
         if let Some(attempt) = self.attempt.as_mut() {
-            attempt.ready_to_send().await;
+            attempt.ready_to_send(rate_limit).await;
         }
     }
 
-    /// The attempt is over: give the subscription's share back now.
-    pub fn attempt_done(&mut self) {
-        self.attempt = None;
+    /// The attempt is over (`answered`: the receiver sent an HTTP response): give the
+    /// subscription's share back now.
+    pub fn attempt_done(&mut self, answered: bool) {
+        if let Some(mut attempt) = self.attempt.take() {
+            attempt.answered = answered;
+        }
     }
 }
 
@@ -183,6 +219,20 @@ mod tests {
         limits.busy.iter().find(|(s, _)| *s == id).unwrap().1
     }
 
+    /// The receiver answered this attempt.
+    fn answer(mut attempt: InFlightGuard) {
+        attempt.answered = true;
+    }
+
+    #[test]
+    fn a_timeout_is_no_answer() {
+        let in_flight = InFlight::new(32);
+        let a = Uuid::now_v7();
+        let _waiting = in_flight.start(a);
+        drop(in_flight.start(a)); // timed out
+        assert_eq!(counted(&in_flight.limits(), a), 1 + 64 - 2, "still only the small share");
+    }
+
     #[test]
     fn a_subscription_starts_small_and_gets_the_whole_allowance_once_it_answers() {
         let in_flight = InFlight::new(32);
@@ -196,7 +246,7 @@ mod tests {
         let limits = in_flight.limits();
         assert_eq!(counted(&limits, a), 2 + 64 - 2, "no answer yet: only the small share");
 
-        drop(first); // a's receiver answered
+        answer(first);
         let limits = in_flight.limits();
         assert_eq!(counted(&limits, a), 1, "answering: the whole allowance");
         assert_eq!(counted(&limits, b), 1 + 64 - 2);
@@ -210,11 +260,11 @@ mod tests {
         let in_flight = InFlight::new(4);
         let a = Uuid::now_v7();
         let mut claimed: Vec<_> = (0..8).map(|_| in_flight.start(a)).collect();
-        claimed.pop(); // an answer: a is answering, 7 claimed, 3 of them in reserve
+        answer(claimed.pop().unwrap()); // a is answering, 7 claimed, 3 of them in reserve
         assert_eq!(counted(&in_flight.limits(), a), 8, "reserve left: reported full");
         claimed.truncate(5);
         assert_eq!(counted(&in_flight.limits(), a), 8, "one still in reserve");
-        claimed.pop();
+        answer(claimed.pop().unwrap());
         assert_eq!(counted(&in_flight.limits(), a), 4, "reserve used up: room for another cap's worth");
     }
 
@@ -223,11 +273,22 @@ mod tests {
         let in_flight = InFlight::new(2);
         let a = Uuid::now_v7();
         let mut guards: Vec<_> = (0..3).map(|_| in_flight.start(a)).collect();
-        guards[0].ready_to_send().await;
-        guards[1].ready_to_send().await;
-        let third = tokio::time::timeout(Duration::from_millis(20), guards[2].ready_to_send()).await;
+        guards[0].ready_to_send(None).await;
+        guards[1].ready_to_send(None).await;
+        let third = tokio::time::timeout(Duration::from_millis(20), guards[2].ready_to_send(None)).await;
         assert!(third.is_err(), "a third concurrent send waits");
         guards.remove(0);
-        tokio::time::timeout(Duration::from_secs(5), guards[1].ready_to_send()).await.expect("a finished send lets the next one go");
+        tokio::time::timeout(Duration::from_secs(5), guards[1].ready_to_send(None)).await.expect("a finished send lets the next one go");
+    }
+
+    #[test]
+    fn a_rate_limit_spaces_the_starts_and_bounds_what_is_claimed() {
+        let in_flight = InFlight::new(64);
+        let a = Uuid::now_v7();
+        let mut claimed: Vec<_> = (0..3).map(|_| in_flight.start(a)).collect();
+        let turns: Vec<Instant> = claimed.iter().map(|g| g.take_turn(Some(10)).unwrap()).collect();
+        assert!(turns[1] - turns[0] >= Duration::from_millis(100) && turns[2] - turns[1] >= Duration::from_millis(100));
+        answer(claimed.pop().unwrap());
+        assert_eq!(counted(&in_flight.limits(), a), 128 - (10 - 2), "room for a second's worth, less what is claimed");
     }
 }

@@ -165,7 +165,7 @@ impl DeliveryTask {
         let secrets = subscription.live_secrets(OffsetDateTime::now_utc());
         let send = async {
             // Deliveries claimed in reserve wait here for their turn at the receiver.
-            self.slot.ready_to_send().await;
+            self.slot.ready_to_send(subscription.rate_limit).await;
             dispatch::send(&self.context.client, &subscription.target_url, &delivery, body, &secrets, self.context.allow_private_targets).await
         };
         let result = tokio::select! {
@@ -175,7 +175,7 @@ impl DeliveryTask {
                 return self.release(&delivery, Some(OffsetDateTime::now_utc())).await;
             }
         };
-        self.slot.attempt_done();
+        self.slot.attempt_done(result.status_code.is_some());
         let mut finished = finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
         tracing::info!(
             outcome = finished.attempt.outcome,
@@ -275,7 +275,7 @@ mod tests {
         SubscriptionRow {
             id: Uuid::now_v7(), name: None, target_url: "http://example.com/".into(), secret_key: None,
             event_types: vec![], is_active: true, created_at: now, updated_at: now, deleted_at: None,
-            previous_secret_key: None, previous_secret_expires_at: None,
+            previous_secret_key: None, previous_secret_expires_at: None, rate_limit: None,
         }
     }
 

@@ -178,3 +178,31 @@ async fn hanging_receivers_cannot_take_every_send_slot() {
         assert_eq!(in_flight, 2, "each hanging subscription holds exactly its small share of 2 slots");
     }
 }
+
+#[tokio::test]
+async fn a_rate_limited_subscription_is_paced_and_the_limit_can_be_lifted() {
+    let app = spawn_app_with(|_| {}).await;
+    let receiver = Receiver::answering(200).await;
+    let paced = app.create_subscription(&receiver.url, json!({ "rate_limit": 5 })).await;
+    assert_eq!(app.get(&format!("/subscriptions/{paced}")).await.body["rate_limit"], 5);
+
+    let bodies: Vec<String> = (0..11).map(|n| format!("{{\"n\":{n}}}")).collect();
+    let ids = futures_util::future::join_all(bodies.iter().map(|body| app.ingest(paced, body))).await;
+    for id in ids {
+        app.wait_until_finished(id, Duration::from_secs(20)).await;
+    }
+    let mut arrivals: Vec<_> = receiver.received().iter().map(|r| r.at).collect();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 11);
+    // 5 a second: 11 requests need at least 10 intervals of 200 ms.
+    let span = *arrivals.last().unwrap() - arrivals[0];
+    assert!(span >= Duration::from_millis(1800), "11 requests at 5/s arrived within {span:?}");
+    for (i, first) in arrivals.iter().enumerate() {
+        let within_a_second = arrivals[i..].iter().take_while(|at| **at - *first < Duration::from_secs(1)).count();
+        assert!(within_a_second <= 6, "{within_a_second} requests arrived within one second");
+    }
+
+    let lifted = app.call("PATCH", &format!("/subscriptions/{paced}"), Some(json!({ "rate_limit": null }))).await;
+    assert_eq!(lifted.status, 200);
+    assert_eq!(lifted.body["rate_limit"], serde_json::Value::Null);
+}
