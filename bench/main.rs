@@ -607,8 +607,9 @@ async fn pgbench_commits(database_url: &str, pool: &PgPool) -> anyhow::Result<f6
     tps.ok_or_else(|| anyhow::anyhow!("pgbench failed: {}{}", text, String::from_utf8_lossy(&output.stderr)))
 }
 
-/// Queues 100 webhooks for each of 100 new subscriptions (half pointed at `hanging`, if
-/// given) and returns the healthy subscriptions' delivery rate.
+/// Queues `FAIRNESS_PER_SUBSCRIPTION` webhooks for each of 100 new subscriptions (half
+/// pointed at a receiver that hangs, if `with_hanging`), interleaved as if they had arrived
+/// together, and returns the healthy subscriptions' delivery rate.
 async fn fairness_round(bench: &Bench, with_hanging: bool) -> anyhow::Result<f64> {
     let (pool, receipts, healthy) = (&bench.pool, &bench.receipts, &bench.receiver_url);
     let hanging = bench.receiver_url.replace("/hook", "/hang");
@@ -626,7 +627,8 @@ async fn fairness_round(bench: &Bench, with_hanging: bool) -> anyhow::Result<f64
     sqlx::query(
         "INSERT INTO deliveries (id, subscription_id, body, status, next_attempt_at)
          SELECT gen_random_uuid(), s, convert_to('{}', 'UTF8'), 'queued', now()
-         FROM unnest($1::uuid[]) AS s, generate_series(1, $2)",
+         FROM generate_series(1, $2) AS n, unnest($1::uuid[]) AS s
+         ORDER BY n",
     )
     .bind(&ids)
     .bind(FAIRNESS_PER_SUBSCRIPTION as i64)

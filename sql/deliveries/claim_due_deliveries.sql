@@ -5,8 +5,9 @@
 --
 -- Fairness: no subscription gets more than $6 deliveries claimed and unfinished on this
 -- instance (see src/delivery/in_flight.rs). $4/$5 list the subscriptions this instance
--- knows about and how many they count as having; those at the limit are skipped, the others
--- get at most their remaining room in this batch. Subscriptions not listed (no recent
+-- knows about and how many they count as having; those at the limit ($8, listed apart so
+-- that skipping them is an array test, not a subquery per row) are skipped, the others get
+-- at most their remaining room in this batch. Subscriptions not listed (no recent
 -- history here) start with room $7.
 -- Fan-out deliveries take their body from their event.
 --
@@ -26,7 +27,7 @@ WITH relaxed AS (
     SELECT d.id, d.subscription_id, d.next_attempt_at
     FROM deliveries AS d
     WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
-      AND d.subscription_id <> ALL (SELECT subscription_id FROM busy WHERE in_flight >= $6)
+      AND d.subscription_id <> ALL ($8::uuid[])
     ORDER BY d.next_attempt_at
     LIMIT $1
 ), due AS (

@@ -184,6 +184,7 @@ pub async fn claim_due(
         .bind(limits.busy.iter().map(|(_, n)| *n).collect::<Vec<_>>())
         .bind(limits.per_subscription)
         .bind(limits.newcomer)
+        .bind(limits.busy.iter().filter(|(_, n)| *n >= limits.per_subscription).map(|(id, _)| *id).collect::<Vec<_>>())
         .fetch_all(db)
         .await
 }

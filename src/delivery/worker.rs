@@ -25,6 +25,9 @@ use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
 const CLAIM_BATCH: usize = 256;
+/// Longest wait while subscriptions are at their limit: other subscriptions' work may be
+/// due behind their backlog, and freed room is normally signalled long before this.
+const CAPPED_RECHECK: Duration = Duration::from_millis(100);
 /// Wait after a failed claim (database down) before trying again.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
@@ -108,7 +111,7 @@ async fn wait_for_work(state: &ClaimLoop, room_freed: Option<Pin<&mut Notified<'
             _ = state.shutdown.cancelled() => {}
             _ = state.wake.notified() => {}
             _ = room_freed => {}
-            _ = tokio::time::sleep(poll) => {}
+            _ = tokio::time::sleep(poll.min(CAPPED_RECHECK)) => {}
         }
         return;
     }
