@@ -500,20 +500,29 @@ fn payload() -> String {
 
 /// 64 connections POSTing as fast as they can for `duration`; returns how many got 202.
 async fn ingest_for(bench: &Bench, duration: Duration) -> u64 {
-    let accepted = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + duration;
     let url = format!("{}/ingest/{}", bench.base, bench.subscription);
-    let client = &bench.client;
+    post_for(&bench.client, &url, Some(TOKEN), duration).await
+}
+
+/// The load generator: `CONNECTIONS` connections POSTing 1 KiB bodies as fast as they can
+/// for `duration`; returns how many got a 2xx answer.
+async fn post_for(client: &reqwest::Client, url: &str, token: Option<&str>, duration: Duration) -> u64 {
+    let succeeded = Arc::new(AtomicU64::new(0));
+    let deadline = Instant::now() + duration;
     let body = bytes::Bytes::from(payload());
     let tasks: Vec<_> = (0..CONNECTIONS)
         .map(|_| {
-            let (client, url, body, accepted) = (client.clone(), url.clone(), body.clone(), accepted.clone());
+            let (client, url, body, succeeded) = (client.clone(), url.to_owned(), body.clone(), succeeded.clone());
+            let token = token.map(str::to_owned);
             tokio::spawn(async move {
                 while Instant::now() < deadline {
-                    let response = client.post(&url).bearer_auth(TOKEN).header("content-type", "application/json").body(body.clone()).send().await;
-                    if let Ok(response) = response {
-                        if response.status() == 202 {
-                            accepted.fetch_add(1, Ordering::Relaxed);
+                    let mut request = client.post(&url).header("content-type", "application/json").body(body.clone());
+                    if let Some(token) = &token {
+                        request = request.bearer_auth(token);
+                    }
+                    if let Ok(response) = request.send().await {
+                        if response.status().is_success() {
+                            succeeded.fetch_add(1, Ordering::Relaxed);
                         }
                         let _ = response.bytes().await;
                     }
@@ -524,7 +533,7 @@ async fn ingest_for(bench: &Bench, duration: Duration) -> u64 {
     for task in tasks {
         let _ = task.await;
     }
-    accepted.load(Ordering::Relaxed)
+    succeeded.load(Ordering::Relaxed)
 }
 
 /// Sends `rate` webhooks a second for `duration`; returns (delivery id, send time) pairs.
@@ -570,26 +579,7 @@ async fn wait_for_receipts(pool: &PgPool) {
 
 /// Raw HTTP requests/s from the load generator straight to the receiver (no webhookd).
 async fn raw_http_rate(client: &reqwest::Client, url: &str, duration: Duration) -> f64 {
-    let done = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + duration;
-    let body = bytes::Bytes::from(payload());
-    let tasks: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let (client, url, body, done) = (client.clone(), url.to_owned(), body.clone(), done.clone());
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    if let Ok(response) = client.post(&url).body(body.clone()).send().await {
-                        let _ = response.bytes().await;
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
-    done.load(Ordering::Relaxed) as f64 / duration.as_secs_f64()
+    post_for(client, url, None, duration).await as f64 / duration.as_secs_f64()
 }
 
 /// Raw single-row INSERT commits/s of this PostgreSQL, measured with pgbench.

@@ -161,9 +161,13 @@ pub struct InFlightLimits {
 }
 
 impl InFlightLimits {
-    /// Whether some subscription has no room left (its due deliveries wait for room).
+    /// The subscriptions with no room left (their due deliveries wait for room).
+    pub fn at_limit(&self) -> impl Iterator<Item = Uuid> + '_ {
+        self.busy.iter().filter(|(_, n)| *n >= self.per_subscription).map(|(id, _)| *id)
+    }
+
     pub fn any_at_limit(&self) -> bool {
-        self.busy.iter().any(|(_, n)| *n >= self.per_subscription)
+        self.at_limit().next().is_some()
     }
 }
 
@@ -184,7 +188,7 @@ pub async fn claim_due(
         .bind(limits.busy.iter().map(|(_, n)| *n).collect::<Vec<_>>())
         .bind(limits.per_subscription)
         .bind(limits.newcomer)
-        .bind(limits.busy.iter().filter(|(_, n)| *n >= limits.per_subscription).map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(limits.at_limit().collect::<Vec<_>>())
         .fetch_all(db)
         .await
 }
