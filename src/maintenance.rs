@@ -72,6 +72,7 @@ pub async fn run_once(pool: &PgPool, now: OffsetDateTime, retention: Duration) -
 async fn run_locked(pool: &PgPool, connection: &mut PgConnection, now: OffsetDateTime, retention: Duration) -> anyhow::Result<Report> {
     let cutoff = now - retention;
     let mut report = Report { created_partitions: partitions::ensure_partitions(pool, now).await?, ..Report::default() };
+    sqlx::raw_sql(include_str!("../sql/maintenance/set_partition_lock_timeout.sql")).execute(&mut *connection).await?;
     for table in partitions::list_tables(&mut *connection).await? {
         let day_ends = (table.day + time::Duration::days(1)).midnight().assume_utc();
         if day_ends <= cutoff {
@@ -79,6 +80,7 @@ async fn run_locked(pool: &PgPool, connection: &mut PgConnection, now: OffsetDat
             report.dropped_partitions.push(table.name);
         }
     }
+    sqlx::raw_sql(include_str!("../sql/maintenance/set_lock_timeout.sql")).execute(&mut *connection).await?;
     report.deleted_deliveries = batches(&mut *connection, include_str!("../sql/maintenance/delete_finished_deliveries.sql"), cutoff).await?;
     report.expired_parked_deliveries =
         batches(&mut *connection, include_str!("../sql/maintenance/expire_parked_deliveries.sql"), cutoff).await?;
@@ -91,11 +93,13 @@ async fn run_locked(pool: &PgPool, connection: &mut PgConnection, now: OffsetDat
     Ok(report)
 }
 
-/// Runs a `($1 cutoff, $2 batch size)` statement until it affects fewer rows than a batch.
+/// Runs a `($1 cutoff, $2 batch size)` statement, which returns how many rows it removed or
+/// changed, until it reports fewer than a batch.
 async fn batches(connection: &mut PgConnection, sql: &'static str, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
     let mut total = 0;
     for _ in 0..MAX_BATCHES {
-        let affected = sqlx::query(sql).bind(cutoff).bind(BATCH).execute(&mut *connection).await?.rows_affected();
+        let affected: i64 = sqlx::query_scalar(sql).bind(cutoff).bind(BATCH).fetch_one(&mut *connection).await?;
+        let affected = affected as u64;
         total += affected;
         if affected < BATCH as u64 {
             break;

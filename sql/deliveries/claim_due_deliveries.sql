@@ -9,7 +9,15 @@
 -- that skipping them is an array test, not a subquery per row) are skipped, the others get
 -- at most their remaining room in this batch. Subscriptions not listed (no recent
 -- history here) start with room $7.
--- Fan-out deliveries take their body from their event.
+-- Bodies come from delivery_bodies; fan-out deliveries take theirs from their event.
+--
+-- Scan position: $9 is where the previous claim found the earliest due row, less a margin
+-- (NULL: from the start). The claim index keeps an entry for every row claimed or
+-- finished since the last vacuum, and all of them sit before the queue's head; starting
+-- there steps over none of them. The claim loop rescans from the start every second, so a
+-- row committed late with an older due time waits at most that long (see worker.rs).
+-- Each returned row also carries where the head was (scan_head) and how many due rows the
+-- claim looked at (considered).
 --
 -- The claim commits without waiting for its WAL flush (synchronous_commit off for this
 -- transaction only): claims run one after another, and a flush each would cap the drain
@@ -20,13 +28,21 @@ WITH relaxed AS (
     SELECT set_config('synchronous_commit', 'off', true)
 ), busy AS (
     SELECT * FROM unnest($4::uuid[], $5::int[]) AS b(subscription_id, in_flight)
+), head AS (
+    SELECT d.next_attempt_at AS at
+    FROM deliveries AS d
+    WHERE d.status IN ('queued', 'retrying', 'delivering')
+      AND d.next_attempt_at >= COALESCE($9::timestamptz, '-infinity') AND d.next_attempt_at <= now()
+    ORDER BY d.next_attempt_at
+    LIMIT 1
 ), candidates AS (
     -- Read without locking: rows that the room rule leaves out are never locked (a row
     -- lock is a heap write and a WAL record), which matters when one subscription's
     -- backlog fills the look-ahead but it has room for only a few more.
     SELECT d.id, d.subscription_id, d.next_attempt_at
     FROM deliveries AS d
-    WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
+    WHERE d.status IN ('queued', 'retrying', 'delivering')
+      AND d.next_attempt_at >= (SELECT at FROM head) AND d.next_attempt_at <= now()
       AND d.subscription_id <> ALL ($8::uuid[])
     ORDER BY d.next_attempt_at
     LIMIT $1
@@ -59,10 +75,14 @@ WITH relaxed AS (
         next_attempt_at = now() + make_interval(secs => $2)
     FROM relaxed
     WHERE d.id = ANY (ARRAY(SELECT id FROM locked))
-    RETURNING d.id, d.subscription_id, d.event_type, d.event_id, d.body, d.attempt_count,
+    RETURNING d.id, d.subscription_id, d.event_type, d.event_id, d.attempt_count,
               d.round_start_attempt
 )
-SELECT c.id, c.subscription_id, c.event_type, COALESCE(c.body, e.payload) AS body,
-       c.attempt_count, c.round_start_attempt
+-- A body is always stored, one way or the other; should one ever be missing, an empty body
+-- is sent rather than the claim failing for every delivery behind it.
+SELECT c.id, c.subscription_id, c.event_type, COALESCE(b.body, e.payload, ''::bytea) AS body,
+       c.attempt_count, c.round_start_attempt,
+       (SELECT at FROM head) AS scan_head, (SELECT count(*) FROM candidates) AS considered
 FROM claimed AS c
+LEFT JOIN delivery_bodies AS b ON b.delivery_id = c.id
 LEFT JOIN events AS e ON e.id = c.event_id

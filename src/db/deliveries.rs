@@ -1,6 +1,6 @@
 //! Statements on `deliveries`, the queue.
 
-use sqlx::{PgExecutor, Row};
+use sqlx::{FromRow, PgExecutor, Row};
 
 use crate::db::attempts::AttemptRow;
 use time::OffsetDateTime;
@@ -165,22 +165,32 @@ impl InFlightLimits {
     pub fn at_limit(&self) -> impl Iterator<Item = Uuid> + '_ {
         self.busy.iter().filter(|(_, n)| *n >= self.per_subscription).map(|(id, _)| *id)
     }
+}
 
-    pub fn any_at_limit(&self) -> bool {
-        self.at_limit().next().is_some()
-    }
+/// What one claim took, and what it saw of the queue.
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub deliveries: Vec<ClaimedDelivery>,
+    /// When the earliest due delivery at or after the scan position was due (known only
+    /// when something was claimed).
+    pub head: Option<OffsetDateTime>,
+    /// How many due deliveries of subscriptions with room the claim looked at: fewer than
+    /// asked for means it saw all of them.
+    pub considered: usize,
 }
 
 /// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`,
-/// respecting the per-subscription limit.
+/// respecting the per-subscription limits, looking no earlier than `scan_from` (`None`:
+/// from the start of the queue).
 pub async fn claim_due(
     db: impl PgExecutor<'_>,
     limit: i64,
     lease_seconds: f64,
     lease_id: Uuid,
     limits: &InFlightLimits,
-) -> sqlx::Result<Vec<ClaimedDelivery>> {
-    sqlx::query_as(include_str!("../../sql/deliveries/claim_due_deliveries.sql"))
+    scan_from: Option<OffsetDateTime>,
+) -> sqlx::Result<Claim> {
+    let rows = sqlx::query(include_str!("../../sql/deliveries/claim_due_deliveries.sql"))
         .bind(limit)
         .bind(lease_seconds)
         .bind(lease_id)
@@ -189,8 +199,14 @@ pub async fn claim_due(
         .bind(limits.per_subscription)
         .bind(limits.newcomer)
         .bind(limits.at_limit().collect::<Vec<_>>())
+        .bind(scan_from)
         .fetch_all(db)
-        .await
+        .await?;
+    let Some(first) = rows.first() else { return Ok(Claim::default()) };
+    let head = first.try_get("scan_head")?;
+    let considered = first.try_get::<i64, _>("considered")? as usize;
+    let deliveries = rows.iter().map(ClaimedDelivery::from_row).collect::<sqlx::Result<_>>()?;
+    Ok(Claim { deliveries, head, considered })
 }
 
 /// When the earliest unfinished delivery is due, if any.

@@ -53,6 +53,12 @@ struct Usage {
     next_send: Instant,
 }
 
+impl Usage {
+    fn answered_lately(&self, now: Instant) -> bool {
+        self.answered_at.is_some_and(|at| now.duration_since(at) < STALL)
+    }
+}
+
 #[derive(Clone)]
 pub struct InFlight {
     /// Most concurrent requests to one subscription's receiver.
@@ -78,27 +84,45 @@ impl InFlight {
     /// reported full; one without a recent answer is reported as using more than it does,
     /// so that the claim leaves it only the small share.
     pub fn limits(&self) -> InFlightLimits {
-        let allowance = 2 * self.cap;
-        let small_share = (self.cap / 16).clamp(1, SMALL_SHARE);
+        let allowance = self.allowance();
         let now = Instant::now();
-        let answered_lately = |usage: &Usage| usage.answered_at.is_some_and(|at| now.duration_since(at) < STALL);
         let mut usage = self.usage.lock().unwrap();
         // Forget idle subscriptions once their history is too old to matter.
-        usage.retain(|_, u| u.claimed > 0 || answered_lately(u));
-        let room = |u: &Usage| {
-            if !answered_lately(u) {
-                small_share - u.claimed
-            } else if let Some(rate) = u.rate_limit {
-                // No more claimed than a second's worth: a paced row never waits long.
-                rate.min(allowance) - u.claimed
-            } else if u.claimed > self.cap {
-                0
-            } else {
-                allowance - u.claimed
-            }
-        };
-        let busy = usage.iter().map(|(id, u)| (*id, allowance - room(u).max(0))).collect();
-        InFlightLimits { per_subscription: allowance, newcomer: small_share, busy }
+        usage.retain(|_, u| u.claimed > 0 || u.answered_lately(now));
+        let busy = usage.iter().map(|(id, u)| (*id, allowance - self.room(u, now).max(0))).collect();
+        InFlightLimits { per_subscription: allowance, newcomer: self.small_share(), busy }
+    }
+
+    /// Whether any of `subscriptions` may be claimed for now.
+    pub fn any_has_room(&self, subscriptions: impl IntoIterator<Item = Uuid>) -> bool {
+        let now = Instant::now();
+        let usage = self.usage.lock().unwrap();
+        // A subscription without usage here claims as a newcomer, which always has room.
+        subscriptions.into_iter().any(|id| usage.get(&id).is_none_or(|u| self.room(u, now) > 0))
+    }
+
+    /// How many more deliveries a subscription may have claimed (the room rule).
+    fn room(&self, u: &Usage, now: Instant) -> i32 {
+        if !u.answered_lately(now) {
+            self.small_share() - u.claimed
+        } else if let Some(rate) = u.rate_limit {
+            // No more claimed than a second's worth: a paced row never waits long.
+            rate.min(self.allowance()) - u.claimed
+        } else if u.claimed > self.cap {
+            0
+        } else {
+            self.allowance() - u.claimed
+        }
+    }
+
+    /// Most deliveries a subscription may have claimed: its cap sending, a cap in reserve.
+    fn allowance(&self) -> i32 {
+        2 * self.cap
+    }
+
+    /// What a subscription without a recent answer may have claimed.
+    fn small_share(&self) -> i32 {
+        (self.cap / 16).clamp(1, SMALL_SHARE)
     }
 
     /// Counts one claimed delivery of `subscription` until the returned guard is dropped
@@ -164,9 +188,10 @@ impl Drop for InFlightGuard {
         if self.answered {
             entry.answered_at = Some(Instant::now());
         }
-        // Room for another claim: the reserve is used up (or the subscription just
-        // answered, which lifts a small share to the whole allowance).
-        let has_room = entry.claimed <= self.owner.cap;
+        // Room for another claim: the reserve is used up, the subscription just answered
+        // (which lifts a small share to the whole allowance), or a paced one is below its
+        // second's worth.
+        let has_room = self.owner.room(entry, Instant::now()) > 0;
         drop(usage);
         if has_room {
             self.owner.topped_up.notify_waiters();
@@ -279,6 +304,30 @@ mod tests {
         assert!(third.is_err(), "a third concurrent send waits");
         guards.remove(0);
         tokio::time::timeout(Duration::from_secs(5), guards[1].ready_to_send(None)).await.expect("a finished send lets the next one go");
+    }
+
+    #[tokio::test]
+    async fn room_is_signalled_when_a_paced_subscription_drops_below_its_seconds_worth() {
+        let in_flight = InFlight::new(4);
+        let a = Uuid::now_v7();
+        let mut claimed: Vec<_> = (0..8).map(|_| in_flight.start(a)).collect();
+        claimed[0].take_turn(Some(6)); // paced at 6/s, more than the cap of 4
+        answer(claimed.pop().unwrap());
+        claimed.pop();
+        assert!(!in_flight.any_has_room([a]), "six claimed: a second's worth");
+
+        let mut room_freed = std::pin::pin!(in_flight.room_freed());
+        room_freed.as_mut().enable();
+        claimed.pop(); // five claimed, still more than the cap
+        assert!(in_flight.any_has_room([a]));
+        tokio::time::timeout(Duration::from_secs(1), room_freed).await.expect("the claim loop is told");
+    }
+
+    #[test]
+    fn a_subscription_without_usage_has_a_newcomers_room() {
+        let in_flight = InFlight::new(4);
+        assert!(in_flight.any_has_room([Uuid::now_v7()]));
+        assert!(!in_flight.any_has_room([]), "nothing held back, nothing to claim for");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod dispatch;
 mod in_flight;
 mod listener;
 mod recorder;
+mod scan_position;
 pub mod ssrf;
 mod worker;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use time::OffsetDateTime;
 use tokio::sync::futures::Notified;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use super::dispatch::{self, AttemptResult};
 use super::in_flight::{InFlight, Slot};
+use super::scan_position::ScanPosition;
 use super::recorder::Finished;
 use super::DeliveryContext;
 use crate::db::attempts::AttemptRow;
@@ -25,8 +26,10 @@ use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
 const CLAIM_BATCH: usize = 256;
-/// Longest wait while subscriptions are at their limit: other subscriptions' work may be
-/// due behind their backlog, and freed room is normally signalled long before this.
+/// Longest wait while due work is held back by subscriptions at their limit. A claim skips
+/// such a subscription's rows one by one, so the loop does not claim again for every
+/// finished attempt elsewhere; this bounds how long work that lies behind their backlog
+/// (other subscriptions' rows past the claim's look-ahead, retries coming due) may wait.
 const CAPPED_RECHECK: Duration = Duration::from_millis(100);
 /// Wait after a failed claim (database down) before trying again.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
@@ -46,6 +49,7 @@ pub async fn claim_loop(state: ClaimLoop) {
     let settings = &state.context.settings;
     let capacity = Arc::new(Semaphore::new(settings.concurrency));
     let in_flight = InFlight::new(settings.max_in_flight_per_subscription);
+    let mut position = ScanPosition::new();
     loop {
         let first = tokio::select! {
             _ = state.shutdown.cancelled() => return,
@@ -55,8 +59,9 @@ pub async fn claim_loop(state: ClaimLoop) {
         let lease_id = Uuid::new_v4();
         let lease_seconds = settings.lease_duration.as_secs_f64();
         let limits = in_flight.limits();
-        let claimed = match deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id, &limits).await {
-            Ok(claimed) => claimed,
+        let claim = deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id, &limits, position.next_start()).await;
+        let claim = match claim {
+            Ok(claim) => claim,
             Err(error) => {
                 tracing::warn!(%error, "cannot claim deliveries; retrying");
                 drop(first);
@@ -64,49 +69,68 @@ pub async fn claim_loop(state: ClaimLoop) {
                 continue;
             }
         };
-        // Fewer rows than asked for means the claimable work was taken just now: wait for
-        // more rather than claim again at once. Work arriving meanwhile wakes us through
-        // `wake` (its permit is kept).
-        let drained = claimed.len() < wanted;
-        if claimed.is_empty() {
-            drop(first);
-        } else {
-            let permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
-            for (delivery, permit) in claimed.into_iter().zip(permits) {
-                let span = tracing::info_span!(
-                    "delivery",
-                    delivery.id = %delivery.id,
-                    subscription.id = %delivery.subscription_id,
-                    attempt = delivery.attempt_count
-                );
-                let task = DeliveryTask {
-                    context: state.context.clone(),
-                    lease_id,
-                    abort: state.abort_sends.clone(),
-                    outcomes: state.outcomes.clone(),
-                    slot: Slot::new(in_flight.start(delivery.subscription_id), permit),
-                };
-                state.in_flight.spawn(task.run(delivery).instrument(span));
-            }
+        position.found_head(claim.head);
+        // A full batch: more may be due. Claim again as soon as there is capacity.
+        if claim.deliveries.len() == wanted {
+            spawn_deliveries(&state, &in_flight, claim.deliveries, first, &capacity, lease_id);
+            continue;
         }
-        // A subscription at its limit is not worth claiming for again until one of its
-        // attempts is over: the claim would only scan past its backlog. Listen for freed
-        // room before looking at the limits, so that no release falls between the two.
+        // Fewer than asked for: every due row the claim could take is taken. What is left
+        // belongs to subscriptions that were at their limit (skipped) or reached it in this
+        // claim (their rows past their room were left, and they all had some claimed).
+        let mut held_back: Vec<Uuid> = limits.at_limit().collect();
+        if claim.considered > claim.deliveries.len() {
+            held_back.extend(claim.deliveries.iter().map(|d| d.subscription_id));
+        }
+        spawn_deliveries(&state, &in_flight, claim.deliveries, first, &capacity, lease_id);
+        // Listen for freed room before looking at the limits, so that no attempt finishing
+        // in between goes unnoticed: one that finished already shows in `any_has_room`.
         let mut room_freed = std::pin::pin!(in_flight.room_freed());
         room_freed.as_mut().enable();
-        let at_limit = in_flight.limits().any_at_limit();
-        if drained || at_limit {
-            wait_for_work(&state, at_limit.then_some(room_freed)).await;
+        if in_flight.any_has_room(held_back.iter().copied()) {
+            continue;
         }
+        let held_back = (!held_back.is_empty()).then_some(room_freed);
+        wait_for_work(&state, held_back, &mut position).await;
+    }
+}
+
+/// Starts one task per claimed delivery, each holding one of the instance's send permits
+/// (`first`, then as many more as there are claimed rows).
+fn spawn_deliveries(
+    state: &ClaimLoop,
+    in_flight: &InFlight,
+    claimed: Vec<ClaimedDelivery>,
+    first: OwnedSemaphorePermit,
+    capacity: &Arc<Semaphore>,
+    lease_id: Uuid,
+) {
+    let permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
+    for (delivery, permit) in claimed.into_iter().zip(permits) {
+        let span = tracing::info_span!(
+            "delivery",
+            delivery.id = %delivery.id,
+            subscription.id = %delivery.subscription_id,
+            attempt = delivery.attempt_count
+        );
+        let task = DeliveryTask {
+            context: state.context.clone(),
+            lease_id,
+            abort: state.abort_sends.clone(),
+            outcomes: state.outcomes.clone(),
+            slot: Slot::new(in_flight.start(delivery.subscription_id), permit),
+        };
+        state.in_flight.spawn(task.run(delivery).instrument(span));
     }
 }
 
 /// Waits until claiming is worth it again: new work arrived (`wake`), the next delivery
-/// is due, room was freed for a subscription at its limit (`room_freed`, when some are), or
-/// the poll interval passed.
-async fn wait_for_work(state: &ClaimLoop, room_freed: Option<Pin<&mut Notified<'_>>>) {
+/// is due, room was freed for a subscription whose due work was held back (`room_freed`,
+/// when some was), or the poll interval passed.
+async fn wait_for_work(state: &ClaimLoop, room_freed: Option<Pin<&mut Notified<'_>>>, position: &mut ScanPosition) {
     let poll = state.context.settings.poll_interval;
     if let Some(room_freed) = room_freed {
+        // Their due rows would make the next-due time "now": wait for room instead.
         tokio::select! {
             _ = state.shutdown.cancelled() => {}
             _ = state.wake.notified() => {}
@@ -124,6 +148,8 @@ async fn wait_for_work(state: &ClaimLoop, room_freed: Option<Pin<&mut Notified<'
         Err(_) => CLAIM_RETRY,
     };
     if until_due.is_zero() {
+        // Due now, yet the last claim did not take it: it may lie behind the scan position.
+        position.restart();
         return;
     }
     tokio::select! {

@@ -129,8 +129,9 @@ async fn an_expired_lease_is_claimed_again_and_delivered() {
     // A worker claimed this delivery (attempt 1) and died: its lease ran out a second ago.
     let id = uuid::Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO deliveries (id, subscription_id, body, status, attempt_count, lease_id, next_attempt_at)
-         VALUES ($1, $2, '{}', 'delivering', 1, gen_random_uuid(), now() - interval '1 second')",
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
+         INSERT INTO deliveries (id, subscription_id, status, attempt_count, lease_id, next_attempt_at)
+         VALUES ($1, $2, 'delivering', 1, gen_random_uuid(), now() - interval '1 second')",
     )
     .bind(id)
     .bind(subscription)
@@ -147,14 +148,46 @@ async fn an_expired_lease_is_claimed_again_and_delivered() {
 }
 
 #[tokio::test]
+async fn a_webhook_committed_late_with_an_earlier_due_time_is_still_delivered() {
+    // No poll to fall back on: the claim loop must find the row by itself.
+    let app = spawn_app_with(|raw| raw.poll_interval = Some("1h".into())).await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    // Deliveries flowing: claims now start where the queue's head was.
+    for _ in 0..3 {
+        let id = app.ingest(subscription, "{}").await;
+        app.wait_until_finished(id, LIMIT).await;
+    }
+    // A row whose transaction began an hour ago commits only now, behind that position.
+    let late = uuid::Uuid::now_v7();
+    sqlx::query(
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{\"late\":true}'))
+         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at)
+         VALUES ($1, $2, 'queued', now() - interval '1 hour')",
+    )
+    .bind(late)
+    .bind(subscription)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let next = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(next, LIMIT).await;
+
+    let delivery = app.wait_until_finished(late, Duration::from_secs(5)).await;
+    assert_eq!(delivery["status"], "succeeded");
+    assert!(receiver.received().iter().any(|r| r.body == br#"{"late":true}"#), "sent with its stored body");
+}
+
+#[tokio::test]
 async fn a_live_lease_is_not_taken_over() {
     let app = spawn_app().await;
     let receiver = Receiver::answering(200).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = uuid::Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO deliveries (id, subscription_id, body, status, attempt_count, lease_id, next_attempt_at)
-         VALUES ($1, $2, '{}', 'delivering', 1, gen_random_uuid(), now() + interval '1 hour')",
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
+         INSERT INTO deliveries (id, subscription_id, status, attempt_count, lease_id, next_attempt_at)
+         VALUES ($1, $2, 'delivering', 1, gen_random_uuid(), now() + interval '1 hour')",
     )
     .bind(id)
     .bind(subscription)

@@ -11,7 +11,7 @@ async fn ingest_answers_202_with_a_queued_delivery_only_once_stored() {
     assert_eq!(answer.body["status"], "queued");
     let id: uuid::Uuid = answer.body["delivery_id"].as_str().unwrap().parse().unwrap();
     let stored: (Vec<u8>, Option<String>) =
-        sqlx::query_as("SELECT body, event_type FROM deliveries WHERE id = $1").bind(id).fetch_one(&app.pool).await.unwrap();
+        sqlx::query_as("SELECT b.body, d.event_type FROM deliveries AS d JOIN delivery_bodies AS b ON b.delivery_id = d.id WHERE d.id = $1").bind(id).fetch_one(&app.pool).await.unwrap();
     assert_eq!(stored, (br#"{"a":1}"#.to_vec(), Some("order.created".to_owned())));
 }
 
