@@ -140,7 +140,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let mut service = start_service(binary, &database_url, port)?;
+    let mut service = start_service(binary, &database_url, port, Role::Full)?;
     wait_healthy(&client, &base).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(service.id(), "VmRSS:");
@@ -151,11 +151,14 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     ingest_for(&bench, Duration::from_secs(2)).await;
     wait_for_receipts(&bench.pool).await;
 
-    // 1. Ingest throughput.
-    let mut ingest_rate = None;
+    // 1. Ingest throughput: accepting only, then while delivering the same stream.
+    let (mut accept_rate, mut ingest_rate) = (None, None);
     if bench.phases.wants("ingest") {
+        let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds).await?;
+        accept_rate = Some(rate);
+        rows.push(("ingest, 64 connections, 1 KiB bodies, API-only instance (group commit)".into(), format!("{rate:.0}/s ({:.2}× raw commits)", rate / raw_commits)));
         let rate = bench.profiled("ingest", ingest_rate_for(&bench, seconds)).await?;
-        rows.push(("ingest, 64 connections, 1 KiB bodies (group commit)".into(), format!("{rate:.0}/s ({:.2}× raw commits)", rate / raw_commits)));
+        rows.push(("ingest as above, the instance also delivering the stream".into(), format!("{rate:.0}/s ({:.2}× raw commits)", rate / raw_commits)));
         ingest_rate = Some(rate);
     }
 
@@ -210,8 +213,10 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
             Some(before) => format!("{now:.0}/s ({:+.0} % vs empty)", 100.0 * (now - before) / before),
             None => format!("{now:.0}/s"),
         };
+        let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds).await?;
+        rows.push(("flat cost: ingest over the history, API-only instance".into(), compare(rate, accept_rate)));
         let rate = bench.profiled("ingest over history", ingest_rate_for(&bench, seconds)).await?;
-        rows.push(("flat cost: ingest over the history".into(), compare(rate, ingest_rate)));
+        rows.push(("flat cost: ingest over the history, also delivering".into(), compare(rate, ingest_rate)));
         let rate = drain(&bench, binary, &database_url, port, &mut service).await?;
         rows.push(("flat cost: draining 100,000 over the history".into(), compare(rate, drain_rate)));
         let ms = fan_out_ms(&bench).await?;
@@ -299,6 +304,20 @@ async fn ingest_rate_for(bench: &Bench, seconds: u64) -> anyhow::Result<f64> {
     Ok(accepted as f64 / seconds as f64)
 }
 
+/// Ingest rate of an API-only instance (nothing is delivered meanwhile); afterwards the
+/// usual instance is back and has delivered what was accepted.
+async fn accept_only(bench: &Bench, binary: &std::path::Path, database_url: &str, port: u16, service: &mut Child, seconds: u64) -> anyhow::Result<f64> {
+    stop_service(service)?;
+    *service = start_service(binary, database_url, port, Role::ApiOnly)?;
+    wait_healthy(&bench.client, &bench.base).await?;
+    let accepted = bench.profiled("ingest, API only", async { Ok(ingest_for(bench, Duration::from_secs(seconds)).await) }).await?;
+    stop_service(service)?;
+    *service = start_service(binary, database_url, port, Role::Full)?;
+    wait_healthy(&bench.client, &bench.base).await?;
+    wait_for_receipts(&bench.pool).await;
+    Ok(accepted as f64 / seconds as f64)
+}
+
 /// Stops the service, queues 100,000 webhooks for one subscription directly in the
 /// database, starts the service and times until the receiver has them all.
 async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port: u16, service: &mut Child) -> anyhow::Result<f64> {
@@ -320,7 +339,7 @@ async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port
     .execute(&bench.pool)
     .await?;
     let before = bench.receipts.count.load(Ordering::Relaxed);
-    *service = start_service(binary, database_url, port)?;
+    *service = start_service(binary, database_url, port, Role::Full)?;
     let timed = async {
         let started = Instant::now();
         while bench.receipts.count.load(Ordering::Relaxed) - before < DRAIN_COUNT as u64 {
@@ -463,15 +482,25 @@ async fn add_history(bench: &Bench) -> anyhow::Result<(i64, i64)> {
     storage(&bench.pool).await
 }
 
-fn start_service(binary: &std::path::Path, database_url: &str, port: u16) -> anyhow::Result<Child> {
+/// How the service under test runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Role {
+    /// The default: accepts and delivers.
+    Full,
+    /// `WEBHOOKD_WORKER_CONCURRENCY=0`: accepts only.
+    ApiOnly,
+}
+
+fn start_service(binary: &std::path::Path, database_url: &str, port: u16, role: Role) -> anyhow::Result<Child> {
+    let concurrency = if role == Role::ApiOnly { "0" } else { "512" };
     Ok(Command::new(binary)
+        .env("WEBHOOKD_WORKER_CONCURRENCY", concurrency)
         .env("DATABASE_URL", database_url)
         .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
         .env("WEBHOOKD_ADMIN_TOKEN", TOKEN)
         .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
         .env("WEBHOOKD_DATA_DIR", std::env::temp_dir().join("webhookd-bench"))
         .env("RUST_LOG", "warn")
-
         .env("WEBHOOKD_SHUTDOWN_GRACE", "1s")
         .stdout(Stdio::null())
         .spawn()?)
