@@ -128,12 +128,13 @@ impl IngestApi {
 
         let wanted = wants_event(&subscription.event_types, event_type.as_deref());
         let status = if wanted { AcceptedStatus::Queued } else { AcceptedStatus::Filtered };
-        let store = Store { subscription_id: subscription.id, event_type: event_type.as_deref(), bytes: &bytes, status };
+        let length = bytes.len();
+        let store = Store { subscription_id: subscription.id, event_type: event_type.as_deref(), body: bytes, status };
         let accepted = match idempotency_key {
             None => store.insert_grouped(&self.context.group_commit).await?,
             Some(key) => {
                 let scope = format!("ingest:{}", subscription.id);
-                let hash = request_hash(event_type.as_deref(), &bytes);
+                let hash = request_hash(event_type.as_deref(), &store.body);
                 match idempotency::reserve(&self.context.pool, &scope, &key, &hash).await? {
                     Reservation::Replay(first) => first,
                     Reservation::Fresh(mut tx) => {
@@ -151,7 +152,7 @@ impl IngestApi {
             delivery.id = %accepted.delivery_id,
             subscription.id = %subscription.id,
             event_type,
-            bytes = bytes.len(),
+            bytes = length,
             status = ?accepted.status,
             "webhook accepted"
         );
@@ -163,7 +164,7 @@ impl IngestApi {
 struct Store<'a> {
     subscription_id: Uuid,
     event_type: Option<&'a str>,
-    bytes: &'a [u8],
+    body: Vec<u8>,
     status: AcceptedStatus,
 }
 
@@ -178,20 +179,21 @@ impl Store<'_> {
     /// Inserts within the caller's transaction (the idempotent path).
     async fn insert(&self, db: impl sqlx::PgExecutor<'_>) -> Result<Accepted, ApiError> {
         let delivery_id = Uuid::now_v7();
-        deliveries::insert(db, delivery_id, self.subscription_id, self.event_type, self.bytes, self.status_text()).await?;
+        deliveries::insert(db, delivery_id, self.subscription_id, self.event_type, &self.body, self.status_text()).await?;
         Ok(Accepted { delivery_id, status: self.status })
     }
 
     /// Inserts through the group commit, sharing a commit with concurrent requests.
-    async fn insert_grouped(&self, group_commit: &GroupCommit) -> Result<Accepted, ApiError> {
+    async fn insert_grouped(self, group_commit: &GroupCommit) -> Result<Accepted, ApiError> {
         let delivery_id = Uuid::now_v7();
+        let status = self.status_text();
         group_commit
             .insert(NewDelivery {
                 id: delivery_id,
                 subscription_id: self.subscription_id,
                 event_type: self.event_type.map(str::to_owned),
-                body: self.bytes.to_vec(),
-                status: self.status_text(),
+                body: self.body,
+                status,
             })
             .await?;
         Ok(Accepted { delivery_id, status: self.status })

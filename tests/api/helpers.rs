@@ -394,57 +394,81 @@ impl Drop for RedisServer {
     }
 }
 
-/// The real `webhookd` binary, running against `database_url`, its logs captured.
+/// The real `webhookd` binary with a clean environment (only `PATH`, and `RUST_LOG=info`)
+/// and no stdin.
+pub fn webhookd_command() -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhookd"));
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null());
+    command
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The real `webhookd` binary as a running process, its logs captured.
 pub struct Service {
     child: std::process::Child,
     pub base: String,
     logs: Arc<Mutex<String>>,
+    /// Copies stderr into `logs` until it closes.
+    log_reader: std::thread::JoinHandle<()>,
 }
 
 impl Service {
     /// Starts the binary (private targets allowed, the test admin token) and waits until
     /// `/health` answers 200.
     pub async fn start(database_url: &str, settings: &[(&str, &str)]) -> Self {
-        use std::io::BufRead;
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = free_port();
         let data_dir = std::env::temp_dir().join("webhookd-tests").join(format!("{}-svc-{port}", std::process::id()));
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_webhookd"));
+        let mut command = webhookd_command();
         command
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info")
             .env("DATABASE_URL", database_url)
             .env("WEBHOOKD_DATA_DIR", data_dir)
-            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
             .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
-            .env("WEBHOOKD_RETRY_JITTER", "0")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped());
+            .env("WEBHOOKD_RETRY_JITTER", "0");
         for (name, value) in settings {
             command.env(name, value);
         }
+        Self::spawn(command, port, Duration::from_secs(30)).await
+    }
+
+    /// Runs `command` listening on 127.0.0.1:`port`, and waits up to `limit` until
+    /// `/health` answers 200.
+    pub async fn spawn(mut command: std::process::Command, port: u16, limit: Duration) -> Self {
+        use std::io::BufRead;
+        command
+            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
         let mut child = command.spawn().unwrap();
         let logs = Arc::new(Mutex::new(String::new()));
         let stderr = child.stderr.take().unwrap();
         let sink = logs.clone();
-        std::thread::spawn(move || {
+        let log_reader = std::thread::spawn(move || {
             for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 let mut logs = sink.lock().unwrap();
                 logs.push_str(&line);
                 logs.push('\n');
             }
         });
-        let service = Self { child, base: format!("http://127.0.0.1:{port}"), logs };
-        service.wait_healthy(Duration::from_secs(30)).await;
+        let mut service = Self { child, base: format!("http://127.0.0.1:{port}"), logs, log_reader };
+        service.wait_healthy(limit).await;
         service
     }
 
-    async fn wait_healthy(&self, limit: Duration) {
+    async fn wait_healthy(&mut self, limit: Duration) {
         let client = http_client();
         let deadline = Instant::now() + limit;
         loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("webhookd exited early ({status}); logs:\n{}", self.logs());
+            }
             if let Ok(response) = client.get(format!("{}/health", self.base)).send().await {
                 if response.status() == 200 {
                     return;
@@ -483,6 +507,12 @@ impl Service {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the last lines reach `logs` (a child process still holding stderr
+                // open, like an orphaned cluster, must not hang the test).
+                let read_until = Instant::now() + Duration::from_secs(2);
+                while !self.log_reader.is_finished() && Instant::now() < read_until {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
                 return status.code();
             }
             assert!(Instant::now() < deadline, "no exit within {limit:?} of SIGTERM; logs:\n{}", self.logs());

@@ -2,26 +2,11 @@
 //! database (run as the unprivileged `postgres` user when we are root), `migrate`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{cluster, fresh_database, ADMIN_TOKEN};
-
-fn webhookd() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_webhookd"));
-    command
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("RUST_LOG", "info")
-        .stdin(Stdio::null());
-    command
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+use crate::helpers::{cluster, free_port, fresh_database, webhookd_command as webhookd, Service, ADMIN_TOKEN};
 
 /// A directory for one test, traversable by the postgres user.
 fn scratch_dir(name: &str) -> PathBuf {
@@ -29,37 +14,6 @@ fn scratch_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-async fn wait_for_health(base: &str, child: &mut Child, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    let client = crate::helpers::http_client();
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("webhookd exited early: {status}");
-        }
-        if let Ok(response) = client.get(format!("{base}/health")).send().await {
-            if response.status() == 200 {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "webhookd not healthy within {limit:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Sends SIGTERM and waits for the exit, which must come within `limit`.
-fn terminate(mut child: Child, limit: Duration) -> Output {
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("webhookd did not exit within {limit:?} of SIGTERM");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
 }
 
 #[test]
@@ -83,41 +37,25 @@ fn a_bad_setting_exits_with_a_message_naming_the_variable() {
 #[tokio::test]
 async fn with_database_url_it_serves_and_exits_zero_on_sigterm() {
     let database_url = fresh_database().await;
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = webhookd()
+    let mut command = webhookd();
+    command
         .env("DATABASE_URL", &database_url)
-        .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
         .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("WEBHOOKD_DATA_DIR", scratch_dir("external"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_health(&base, &mut child, Duration::from_secs(20)).await;
-    let output = terminate(child, Duration::from_secs(15));
-    assert!(output.status.success(), "exit status {:?}", output.status);
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert!(!log.contains(ADMIN_TOKEN), "the configured token is never logged");
+        .env("WEBHOOKD_DATA_DIR", scratch_dir("external"));
+    let mut service = Service::spawn(command, free_port(), Duration::from_secs(20)).await;
+    assert_eq!(service.terminate(Duration::from_secs(15)).await, Some(0), "exit status");
+    assert!(!service.logs().contains(ADMIN_TOKEN), "the configured token is never logged");
 }
 
 #[tokio::test]
 async fn without_database_url_it_runs_its_own_cluster_and_reuses_it() {
     let data_dir = scratch_dir("embedded");
-    let start = |port: u16| {
-        webhookd()
-            .env("WEBHOOKD_DATA_DIR", &data_dir)
-            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
+    let start = || {
+        let mut command = webhookd();
+        command.env("WEBHOOKD_DATA_DIR", &data_dir).env("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true");
+        Service::spawn(command, free_port(), Duration::from_secs(60))
     };
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(port);
-    wait_for_health(&base, &mut child, Duration::from_secs(60)).await;
+    let mut service = start().await;
 
     let token = std::fs::read_to_string(data_dir.join("admin_token")).unwrap().trim().to_owned();
     assert!(token.len() >= 32);
@@ -129,7 +67,7 @@ async fn without_database_url_it_runs_its_own_cluster_and_reuses_it() {
     }
     let client = crate::helpers::http_client();
     let created = client
-        .post(format!("{base}/subscriptions"))
+        .post(format!("{}/subscriptions", service.base))
         .bearer_auth(&token)
         .header("content-type", "application/json")
         .body(json!({"target_url": "http://127.0.0.1:9/x", "name": "kept"}).to_string())
@@ -138,45 +76,32 @@ async fn without_database_url_it_runs_its_own_cluster_and_reuses_it() {
         .unwrap();
     assert_eq!(created.status(), 201);
 
-    let output = terminate(child, Duration::from_secs(30));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let log = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(log.matches(&token).count(), 1, "the generated token is printed exactly once");
+    assert_eq!(service.terminate(Duration::from_secs(30)).await, Some(0), "{}", service.logs());
+    assert_eq!(service.logs().matches(&token).count(), 1, "the generated token is printed exactly once");
     assert!(!cluster_dir.join("postmaster.pid").exists(), "the cluster was stopped on exit");
 
     // Second start: same cluster (the subscription is still there), same token, not printed again.
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut child = start(port);
-    wait_for_health(&base, &mut child, Duration::from_secs(60)).await;
-    let listed = client.get(format!("{base}/subscriptions")).bearer_auth(&token).send().await.unwrap();
+    let mut service = start().await;
+    let listed = client.get(format!("{}/subscriptions", service.base)).bearer_auth(&token).send().await.unwrap();
     let listed: serde_json::Value = serde_json::from_slice(&listed.bytes().await.unwrap()).unwrap();
     assert_eq!(listed["items"][0]["name"], "kept");
-    let output = terminate(child, Duration::from_secs(30));
-    assert!(output.status.success());
-    assert!(!String::from_utf8_lossy(&output.stderr).contains(&token));
+    assert_eq!(service.terminate(Duration::from_secs(30)).await, Some(0));
+    assert!(!service.logs().contains(&token));
     let _ = std::fs::remove_dir_all(&data_dir);
 }
 
 #[tokio::test]
 async fn a_killed_webhookd_does_not_leave_its_cluster_running() {
     let data_dir = scratch_dir("killed");
-    let port = free_port();
-    let mut child = webhookd()
-        .env("WEBHOOKD_DATA_DIR", &data_dir)
-        .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_health(&format!("http://127.0.0.1:{port}"), &mut child, Duration::from_secs(60)).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut command = webhookd();
+    command.env("WEBHOOKD_DATA_DIR", &data_dir);
+    let mut service = Service::spawn(command, free_port(), Duration::from_secs(60)).await;
+    service.kill().await;
     let pid_file = data_dir.join("postgres/postmaster.pid");
     let deadline = Instant::now() + Duration::from_secs(20);
     while pid_file.exists() {
         assert!(Instant::now() < deadline, "the cluster outlived webhookd");
-        std::thread::sleep(Duration::from_millis(50));
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = std::fs::remove_dir_all(&data_dir);
 }
