@@ -57,15 +57,18 @@ WITH relaxed AS (
     ) AS ranked
     WHERE ranked.rank <= ranked.room
 ), locked AS (
-    -- Lock what was chosen; rows another claimer took meanwhile are skipped (and, once
-    -- it committed, no longer match the conditions, which are checked again here).
-    -- `= ANY(ARRAY(...))` makes both this and the UPDATE primary-key lookups whatever the
-    -- table's statistics say (a semi-join planned while the table looked empty could scan it
-    -- once per chosen row).
+    -- Lock what was chosen; rows another claimer holds are skipped, and a row another
+    -- claimer took or finished meanwhile no longer passes the check, made again on the
+    -- row's latest version once it is locked: a claimed row's lease ends in the future, a
+    -- finished one has no due time (migration 7).
+    -- Both this and the UPDATE must be primary-key lookups whatever the statistics say:
+    -- `= ANY(ARRAY(...))` rules out a semi-join planned as a scan per chosen row, and the
+    -- check deliberately leaves `status` out, which keeps deliveries_due_idx out of the
+    -- plan (the planner sizes that index by the last ANALYZE, usually of an empty queue,
+    -- and would scan the whole backlog through it; see migration 7).
     SELECT d.id
     FROM deliveries AS d
-    WHERE d.id = ANY (ARRAY(SELECT id FROM due))
-      AND d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at <= now()
+    WHERE d.id = ANY (ARRAY(SELECT id FROM due)) AND d.next_attempt_at <= now()
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries AS d
