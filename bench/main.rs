@@ -7,7 +7,8 @@
 //!   3. ingest→receipt latency p50/p99 at a steady 200 webhooks/s,
 //!   4. the time to accept an event fanned out to 1,000 of 10,000 subscriptions,
 //!   5. fairness: healthy subscriptions' delivery rate while half of 100 subscriptions hang,
-//!      against the rate with all healthy,
+//!      against the rate with all healthy (backlogs interleaved, then with the hanging
+//!      subscriptions' backlogs queued first),
 //!   6. the service's RSS (idle and peak).
 //!
 //! Run: `cargo build --release && cargo run --release --example bench`
@@ -15,7 +16,7 @@
 //! runs only the named phases of ingest, drain, latency, fanout, fairness; `BENCH_PROFILE=1`
 //! prints the statements that took the most database time in each phase.)
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -197,11 +198,16 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
 
     // 5. Fairness: 100 subscriptions all healthy, then half of them hanging.
     if bench.phases.wants("fairness") {
-        let all_healthy = bench.profiled("fairness, all healthy", fairness_round(&bench, false)).await?;
-        let half_hanging = bench.profiled("fairness, half hanging", fairness_round(&bench, true)).await?;
+        let all_healthy = bench.profiled("fairness, all healthy", fairness_round(&bench, false, Backlog::Interleaved)).await?;
+        let half_hanging = bench.profiled("fairness, half hanging", fairness_round(&bench, true, Backlog::Interleaved)).await?;
         rows.push((
             "fairness: healthy subscriptions' deliveries/s, 100 healthy / 50 healthy + 50 hanging".into(),
             format!("{all_healthy:.0}/s / {half_hanging:.0}/s ({:.0} %)", 100.0 * half_hanging / all_healthy),
+        ));
+        let hanging_first = bench.profiled("fairness, hanging backlogs first", fairness_round(&bench, true, Backlog::HangingFirst)).await?;
+        rows.push((
+            "fairness as above, the hanging subscriptions' backlogs queued before the healthy ones".into(),
+            format!("{hanging_first:.0}/s ({:.0} %)", 100.0 * hanging_first / all_healthy),
         ));
     }
 
@@ -271,7 +277,11 @@ impl Bench {
             return work.await;
         }
         sqlx::query("SELECT pg_stat_statements_reset()").execute(&self.pool).await?;
-        let result = work.await?;
+        let background = Arc::new(Mutex::new(BTreeMap::new()));
+        let sampler = tokio::spawn(sample_background_work(self.pool.clone(), background.clone()));
+        let result = work.await;
+        sampler.abort();
+        let result = result?;
         let top: Vec<(i64, i64, f64, f64, String)> = sqlx::query_as(
             "SELECT calls, rows, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
              FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 6",
@@ -282,7 +292,35 @@ impl Bench {
         for (calls, rows, total, mean, query) in top {
             eprintln!("{calls:>7} calls {rows:>8} rows {total:>7.0} ms total {mean:>6.3} ms mean  {query}");
         }
+        let samples = background.lock().unwrap();
+        for (activity, seen) in samples.iter() {
+            eprintln!("   busy in {seen} of the 100 ms samples: {activity}");
+        }
         Ok(result)
+    }
+}
+
+/// Every 100 ms, what PostgreSQL's autovacuum workers and checkpointer are busy with,
+/// counted by activity into `seen` ("samples": how many samples were taken). Runs until
+/// aborted.
+async fn sample_background_work(pool: PgPool, seen: Arc<Mutex<BTreeMap<String, u32>>>) {
+    loop {
+        let busy: Vec<(String,)> = sqlx::query_as(
+            "SELECT backend_type || ': ' || coalesce(nullif(query, ''), wait_event, 'working')
+             FROM pg_stat_activity
+             WHERE backend_type IN ('autovacuum worker', 'checkpointer') AND (backend_type <> 'checkpointer' OR wait_event IS DISTINCT FROM 'CheckpointerMain')",
+        )
+        .fetch_all(&pool)
+        .await
+        .unwrap_or_default();
+        {
+            let mut seen = seen.lock().unwrap();
+            *seen.entry("samples".to_owned()).or_insert(0) += 1;
+            for (activity,) in busy {
+                *seen.entry(activity).or_insert(0) += 1;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -654,7 +692,18 @@ async fn pgbench_commits(database_url: &str, pool: &PgPool) -> anyhow::Result<f6
 /// Queues `FAIRNESS_PER_SUBSCRIPTION` webhooks for each of 100 new subscriptions (half
 /// pointed at a receiver that hangs, if `with_hanging`), interleaved as if they had arrived
 /// together, and returns the healthy subscriptions' delivery rate.
-async fn fairness_round(bench: &Bench, with_hanging: bool) -> anyhow::Result<f64> {
+/// How a fairness round's backlog is laid out in due order.
+#[derive(Clone, Copy, PartialEq)]
+enum Backlog {
+    /// Round n holds one webhook per subscription, a millisecond after round n-1, as if
+    /// they had all arrived together.
+    Interleaved,
+    /// Each subscription's webhooks in one block, the hanging subscriptions' blocks first:
+    /// every claim has to step over their due rows to reach the healthy ones.
+    HangingFirst,
+}
+
+async fn fairness_round(bench: &Bench, with_hanging: bool, backlog: Backlog) -> anyhow::Result<f64> {
     let (pool, receipts, healthy) = (&bench.pool, &bench.receipts, &bench.receiver_url);
     let hanging = bench.receiver_url.replace("/hook", "/hang");
     let ids: Vec<uuid::Uuid> = (0..100).map(|_| uuid::Uuid::now_v7()).collect();
@@ -668,17 +717,23 @@ async fn fairness_round(bench: &Bench, with_hanging: bool) -> anyhow::Result<f64
         .await?;
     let healthy_count = targets.iter().filter(|t| *t == healthy).count() as u64 * FAIRNESS_PER_SUBSCRIPTION;
     let before = receipts.count.load(Ordering::Relaxed);
-    // Interleaved: round n holds one webhook per subscription, a millisecond after round n-1.
-    sqlx::query(
+    // Each row's place in due order, a millisecond apart; subscription k (1-based, hanging
+    // when even) and its webhook n.
+    let place = match backlog {
+        Backlog::Interleaved => "(n - 1) * 100 + k",
+        Backlog::HangingFirst => "(CASE WHEN k % 2 = 0 THEN k / 2 - 1 ELSE 50 + k / 2 END) * $2 + n",
+    };
+    // The layout is one of two fixed fragments, never input.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "WITH backlog AS (
-             SELECT gen_random_uuid() AS id, s, now() - make_interval(secs => ($2 - n) * 0.001) AS due
-             FROM generate_series(1, $2) AS n, unnest($1::uuid[]) AS s
+             SELECT gen_random_uuid() AS id, s, now() - make_interval(secs => (100 * $2 - ({place})) * 0.001) AS due
+             FROM generate_series(1, $2) AS n, unnest($1::uuid[]) WITH ORDINALITY AS u(s, k)
          ), bodies AS (
-             INSERT INTO delivery_bodies (delivery_id, body) SELECT id, convert_to('{}', 'UTF8') FROM backlog
+             INSERT INTO delivery_bodies (delivery_id, body) SELECT id, convert_to('{{}}', 'UTF8') FROM backlog
          )
          INSERT INTO deliveries (id, subscription_id, status, next_attempt_at, created_at)
          SELECT id, s, 'queued', due, due FROM backlog ORDER BY due",
-    )
+    )))
     .bind(&ids)
     .bind(FAIRNESS_PER_SUBSCRIPTION as i64)
     .execute(pool)
