@@ -28,8 +28,8 @@ use crate::subscription_cache::Lookup;
 const CLAIM_BATCH: usize = 256;
 /// Longest wait while due work is held back by subscriptions at their limit. A claim skips
 /// such a subscription's rows one by one, so the loop does not claim again for every
-/// finished attempt elsewhere; this bounds how long work that lies behind their backlog
-/// (other subscriptions' rows past the claim's look-ahead, retries coming due) may wait.
+/// finished attempt elsewhere; this bounds how long work that becomes due meanwhile
+/// (retries, rows committed late) may wait, since their due rows hide the next due time.
 const CAPPED_RECHECK: Duration = Duration::from_millis(100);
 /// Wait after a failed claim (database down) before trying again.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
@@ -70,14 +70,19 @@ pub async fn claim_loop(state: ClaimLoop) {
             }
         };
         position.found_head(claim.head);
-        // A full batch: more may be due. Claim again as soon as there is capacity.
-        if claim.deliveries.len() == wanted {
+        // A full batch: more may be due. A full look-ahead (the claim read as many due rows
+        // as it asked for, and the room rule left some): due rows of other subscriptions
+        // may lie beyond it. The subscriptions that filled it have reached their limit,
+        // so the next claim skips their rows and reads further. Either way, claim again as
+        // soon as there is capacity; every such claim takes at least one row.
+        if claim.deliveries.len() == wanted || claim.considered == wanted {
             spawn_deliveries(&state, &in_flight, claim.deliveries, first, &capacity, lease_id);
             continue;
         }
-        // Fewer than asked for: every due row the claim could take is taken. What is left
-        // belongs to subscriptions that were at their limit (skipped) or reached it in this
-        // claim (their rows past their room were left, and they all had some claimed).
+        // Fewer than asked for, from fewer due rows than asked for: every due row the claim
+        // could take is taken. What is left belongs to subscriptions that were at their
+        // limit (skipped) or reached it in this claim (their rows past their room were
+        // left, and they all had some claimed).
         let mut held_back: Vec<Uuid> = limits.at_limit().collect();
         if claim.considered > claim.deliveries.len() {
             held_back.extend(claim.deliveries.iter().map(|d| d.subscription_id));

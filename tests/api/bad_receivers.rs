@@ -206,3 +206,45 @@ async fn a_rate_limited_subscription_is_paced_and_the_limit_can_be_lifted() {
     assert_eq!(lifted.status, 200);
     assert_eq!(lifted.body["rate_limit"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn hanging_receivers_backlogs_queued_first_do_not_hold_back_the_webhooks_behind_them() {
+    let app = spawn_app_with(|raw| {
+        raw.worker_concurrency = Some("200".into());
+        // Receivers that never answered get 32 / 16 = 2 slots each.
+        raw.max_in_flight_per_subscription = Some("32".into());
+        raw.delivery_timeout = Some("5s".into());
+        raw.poll_interval = Some("1h".into());
+    })
+    .await;
+    let hanging = Receiver::start(vec![], crate::helpers::Reply::Hang).await;
+    let healthy = Receiver::answering(200).await;
+    let mut stuck = Vec::new();
+    for _ in 0..50 {
+        stuck.push(app.create_subscription(&hanging.url, json!({})).await);
+    }
+    // Each hanging subscription's backlog in one block, longer than a claim looks ahead
+    // (at most 200 rows here), all due before the healthy subscription's one webhook.
+    sqlx::query(
+        "WITH backlog AS (
+             SELECT gen_random_uuid() AS id, s, now() - interval '1 minute' + (k * 300 + n) * interval '1 ms' AS due
+             FROM unnest($1::uuid[]) WITH ORDINALITY AS u(s, k), generate_series(1, 300) AS n
+         ), bodies AS (
+             INSERT INTO delivery_bodies (delivery_id, body) SELECT id, '{}' FROM backlog
+         )
+         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at, created_at)
+         SELECT id, s, 'queued', due, due FROM backlog",
+    )
+    .bind(&stuck)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let healthy_subscription = app.create_subscription(&healthy.url, json!({})).await;
+    let started = std::time::Instant::now();
+    let id = app.ingest(healthy_subscription, "{}").await;
+    app.wait_until_finished(id, Duration::from_secs(10)).await;
+    // Each claim reaches one more hanging subscription's block and stops at its room; the
+    // next one must follow at once, not after the 100 ms recheck (50 × 100 ms = 5 s).
+    let waited = started.elapsed();
+    assert!(waited < Duration::from_millis(2500), "the healthy webhook waited {waited:?} behind the hanging backlogs");
+}
