@@ -277,11 +277,16 @@ impl Bench {
             return work.await;
         }
         sqlx::query("SELECT pg_stat_statements_reset()").execute(&self.pool).await?;
-        let background = Arc::new(Mutex::new(BTreeMap::new()));
-        let sampler = tokio::spawn(sample_background_work(self.pool.clone(), background.clone()));
-        let result = work.await;
-        sampler.abort();
-        let result = result?;
+        // Sample background work while the phase runs, in this task: the phase's future
+        // is polled here as before, and sampling stops when it ends.
+        let (mut background, mut samples) = (BTreeMap::new(), 0);
+        let mut work = std::pin::pin!(work);
+        let result = loop {
+            tokio::select! {
+                result = &mut work => break result?,
+                () = sample_background_work(&self.pool, &mut background) => samples += 1,
+            }
+        };
         let top: Vec<(i64, i64, f64, f64, String)> = sqlx::query_as(
             "SELECT calls, rows, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
              FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 6",
@@ -292,36 +297,28 @@ impl Bench {
         for (calls, rows, total, mean, query) in top {
             eprintln!("{calls:>7} calls {rows:>8} rows {total:>7.0} ms total {mean:>6.3} ms mean  {query}");
         }
-        let samples = background.lock().unwrap();
-        for (activity, seen) in samples.iter() {
-            eprintln!("   busy in {seen} of the 100 ms samples: {activity}");
+        for (activity, seen) in background {
+            eprintln!("   busy in {seen} of {samples} samples, 100 ms apart: {activity}");
         }
         Ok(result)
     }
 }
 
-/// Every 100 ms, what PostgreSQL's autovacuum workers and checkpointer are busy with,
-/// counted by activity into `seen` ("samples": how many samples were taken). Runs until
-/// aborted.
-async fn sample_background_work(pool: PgPool, seen: Arc<Mutex<BTreeMap<String, u32>>>) {
-    loop {
-        let busy: Vec<(String,)> = sqlx::query_as(
-            "SELECT backend_type || ': ' || coalesce(nullif(query, ''), wait_event, 'working')
-             FROM pg_stat_activity
-             WHERE backend_type IN ('autovacuum worker', 'checkpointer') AND (backend_type <> 'checkpointer' OR wait_event IS DISTINCT FROM 'CheckpointerMain')",
-        )
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_default();
-        {
-            let mut seen = seen.lock().unwrap();
-            *seen.entry("samples".to_owned()).or_insert(0) += 1;
-            for (activity,) in busy {
-                *seen.entry(activity).or_insert(0) += 1;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+/// One sample of what PostgreSQL's autovacuum workers and checkpointer are busy with,
+/// counted by activity into `seen`; then waits 100 ms before the next.
+async fn sample_background_work(pool: &PgPool, seen: &mut BTreeMap<String, u32>) {
+    let busy: Vec<(String,)> = sqlx::query_as(
+        "SELECT backend_type || ': ' || coalesce(nullif(query, ''), wait_event, 'working')
+         FROM pg_stat_activity
+         WHERE backend_type IN ('autovacuum worker', 'checkpointer') AND (backend_type <> 'checkpointer' OR wait_event IS DISTINCT FROM 'CheckpointerMain')",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    for (activity,) in busy {
+        *seen.entry(activity).or_insert(0) += 1;
     }
+    tokio::time::sleep(Duration::from_millis(100)).await;
 }
 
 impl Bench {

@@ -74,8 +74,9 @@ pub async fn claim_loop(state: ClaimLoop) {
         // as it asked for, and the room rule left some): due rows of other subscriptions
         // may lie beyond it. The subscriptions that filled it have reached their limit,
         // so the next claim skips their rows and reads further. Either way, claim again as
-        // soon as there is capacity; every such claim takes at least one row.
-        if claim.deliveries.len() == wanted || claim.considered == wanted {
+        // soon as there is capacity; every such claim takes at least one row. (A full
+        // batch is a full look-ahead too: the claimed rows are among those it read.)
+        if claim.considered == wanted {
             spawn_deliveries(&state, &in_flight, claim.deliveries, first, &capacity, lease_id);
             continue;
         }

@@ -180,11 +180,11 @@ async fn a_webhook_committed_late_with_an_earlier_due_time_is_still_delivered() 
 
 #[tokio::test]
 async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_is_empty() {
-    use sqlx::{Connection, Executor};
+    use sqlx::Executor;
     let database_url = crate::helpers::fresh_database().await;
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     webhookd::db::partitions::ensure_partitions(&pool, time::OffsetDateTime::now_utc()).await.unwrap();
-    let mut db = sqlx::PgConnection::connect(&database_url).await.unwrap();
+    let mut db = pool.acquire().await.unwrap();
     let subscription = uuid::Uuid::now_v7();
     // History, then statistics taken while the queue was empty, as autovacuum usually leaves
     // them: the planner believes the queue's index holds about one row. Autovacuum would
@@ -195,7 +195,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
          SELECT gen_random_uuid(), $1, 'succeeded', now() FROM generate_series(1, 10000)",
     )
     .bind(subscription)
-    .execute(&mut db)
+    .execute(&mut *db)
     .await
     .unwrap();
     db.execute("ANALYZE deliveries; ALTER TABLE deliveries SET (autovacuum_enabled = false)").await.unwrap();
@@ -211,7 +211,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
          SELECT id, $1, 'queued', due, due FROM backlog",
     )
     .bind(subscription)
-    .execute(&mut db)
+    .execute(&mut *db)
     .await
     .unwrap();
 
@@ -227,10 +227,10 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     .await
     .unwrap();
     let lease = uuid::Uuid::new_v4();
-    let claim_plan = explain_analyze(&mut db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', 128, 64, '{{}}', NULL)")).await;
+    let claim_plan = explain_analyze(&mut *db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', 128, 64, '{{}}', NULL)")).await;
     let claimed: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deliveries WHERE lease_id = $1")
         .bind(lease)
-        .fetch_all(&mut db)
+        .fetch_all(&mut *db)
         .await
         .unwrap();
     assert_eq!(claimed.len(), 64);
@@ -251,10 +251,10 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         array("'http://127.0.0.1/'", "text"),
         array("now()", "timestamptz"),
     ];
-    let record_plan = explain_analyze(&mut db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {})", outcomes.join(", "))).await;
+    let record_plan = explain_analyze(&mut *db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {})", outcomes.join(", "))).await;
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 'succeeded'")
         .bind(&claimed)
-        .fetch_one(&mut db)
+        .fetch_one(&mut *db)
         .await
         .unwrap();
     assert_eq!(recorded, 64, "every outcome recorded");
