@@ -32,6 +32,13 @@ pub enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Exit 0 if the running service's /health answers 200, 1 otherwise (for container
+    /// health checks: needs no curl).
+    Healthcheck {
+        /// URL to probe instead of http://<WEBHOOKD_LISTEN>/health.
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Settings exactly as given; [`Settings::from_raw`] validates them.
@@ -107,6 +114,19 @@ pub struct RawSettings {
     /// How long the previous secret stays valid after a rotation.
     #[arg(long, env = "WEBHOOKD_SECRET_ROTATION_OVERLAP", global = true)]
     pub secret_rotation_overlap: Option<String>,
+    /// Time a client has to send a request's headers (also closes idle keep-alive connections).
+    #[arg(long, env = "WEBHOOKD_HTTP_HEADER_TIMEOUT", global = true)]
+    pub http_header_timeout: Option<String>,
+    /// Time a client has to send a request's body once its headers arrived.
+    #[arg(long, env = "WEBHOOKD_HTTP_BODY_TIMEOUT", global = true)]
+    pub http_body_timeout: Option<String>,
+    /// Most client connections served at once (default 4096, fewer if the open-files limit is low).
+    #[arg(long, env = "WEBHOOKD_MAX_CONNECTIONS", global = true)]
+    pub max_connections: Option<String>,
+    /// Without WEBHOOKD_ADMIN_TOKEN: `generate` one into the data directory, or
+    /// `require-or-volume` (the container image): generate only onto a mounted volume.
+    #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN_POLICY", global = true)]
+    pub admin_token_policy: Option<String>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "WEBHOOKD_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
@@ -131,6 +151,16 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// What to do when no admin token is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminTokenPolicy {
+    /// Generate one and keep it in the data directory (the default for `cargo run`).
+    Generate,
+    /// Generate one only if the data directory is a mounted volume, where it survives a
+    /// restart; otherwise refuse to start (a container would mint a new token every time).
+    RequireOrVolume,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogFormat {
     Pretty,
@@ -144,6 +174,8 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub admin_token: Option<Secret>,
+    pub admin_token_policy: AdminTokenPolicy,
+    pub http: HttpSettings,
     pub delivery: DeliverySettings,
     pub max_payload_bytes: usize,
     pub allow_private_targets: bool,
@@ -158,6 +190,15 @@ pub struct Settings {
     pub redis_url: Option<Secret>,
     pub redis_timeout: Duration,
     pub log_format: LogFormat,
+}
+
+/// Limits of the HTTP server (see `http_server.rs`).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpSettings {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    /// `None`: derived from the open-files limit at start.
+    pub max_connections: Option<usize>,
 }
 
 /// What the delivery engine needs to know.
@@ -236,6 +277,24 @@ impl Settings {
             data_dir: PathBuf::from(raw.data_dir.as_deref().unwrap_or("./data")),
             listen,
             admin_token,
+            admin_token_policy: match raw.admin_token_policy.as_deref().unwrap_or("generate") {
+                "generate" => AdminTokenPolicy::Generate,
+                "require-or-volume" => AdminTokenPolicy::RequireOrVolume,
+                other => {
+                    return Err(invalid(
+                        "WEBHOOKD_ADMIN_TOKEN_POLICY",
+                        format!("`{other}` is not `generate` or `require-or-volume`"),
+                    ));
+                }
+            },
+            http: HttpSettings {
+                header_timeout: duration_or(&raw.http_header_timeout, "WEBHOOKD_HTTP_HEADER_TIMEOUT", "10s")?,
+                body_timeout: duration_or(&raw.http_body_timeout, "WEBHOOKD_HTTP_BODY_TIMEOUT", "30s")?,
+                max_connections: match &raw.max_connections {
+                    None => None,
+                    Some(_) => Some(number_or(&raw.max_connections, "WEBHOOKD_MAX_CONNECTIONS", 0, 1..=1_000_000)?),
+                },
+            },
             delivery: DeliverySettings {
                 retry_schedule,
                 timeout,
@@ -274,8 +333,8 @@ impl Settings {
             )? as u64,
             redis_url: match raw.redis_url.as_deref() {
                 None | Some("") => None,
-                Some(url) if url.starts_with("redis://") => Some(Secret::new(url)),
-                Some(_) => return Err(invalid("REDIS_URL", "expected a redis:// URL (TLS is not supported)")),
+                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(Secret::new(url)),
+                Some(_) => return Err(invalid("REDIS_URL", "expected a redis:// URL, or rediss:// for TLS")),
             },
             redis_timeout: duration_or(&raw.redis_timeout, "WEBHOOKD_REDIS_TIMEOUT", "100ms")?,
             log_format: match raw.log_format.as_deref().unwrap_or("pretty") {

@@ -35,6 +35,9 @@ pub enum ApiError {
     /// No such resource.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// The request body did not arrive in time (`WEBHOOKD_HTTP_BODY_TIMEOUT`).
+    #[oai(status = 408)]
+    RequestTimeout(Json<ErrorBody>),
     /// The resource is not in a state that allows this.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
@@ -68,6 +71,9 @@ impl ApiError {
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(body("not_found", message))
+    }
+    pub fn request_timeout(message: impl Into<String>) -> Self {
+        Self::RequestTimeout(body("request_timeout", message))
     }
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::Conflict(body(code, message))

@@ -7,6 +7,8 @@
 //! - [`embedded_postgres`]: the default database the binary runs itself.
 //! - [`maintenance`]: retention and partition upkeep.
 //! - [`subscription_cache`], [`redis_cache`]: subscriptions read without the database.
+//! - [`http_server`]: the HTTP server and its limits; [`metrics`]: what Prometheus scrapes.
+//! - [`healthcheck`]: the `webhookd healthcheck` probe for container health checks.
 
 pub mod api;
 pub mod config;
@@ -15,7 +17,10 @@ pub mod delivery;
 pub mod domain;
 pub mod embedded_postgres;
 pub mod error;
+pub mod healthcheck;
+pub mod http_server;
 pub mod maintenance;
+pub mod metrics;
 pub mod redis_cache;
 pub mod startup;
 pub mod subscription_cache;

@@ -7,10 +7,10 @@ use anyhow::Context;
 use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use webhookd::config::{Cli, Command, Secret, Settings};
+use webhookd::config::{Cli, Command, LogFormat, Secret, Settings};
 use webhookd::embedded_postgres::{self, ClusterOptions, EmbeddedPostgres};
 use webhookd::startup::{resolve_admin_token, Application};
-use webhookd::{db, telemetry};
+use webhookd::{db, healthcheck, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,12 +21,21 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let command = cli.command.unwrap_or(Command::Serve);
+    if let Command::Healthcheck { url } = command {
+        return healthcheck::run(url.as_deref(), settings.listen);
+    }
     telemetry::init(settings.log_format);
-    match run(cli.command.unwrap_or(Command::Serve), settings) {
+    let log_format = settings.log_format;
+    match run(command, settings) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!("{error:#}");
-            eprintln!("webhookd: {error:#}");
+            // One line: as a JSON log record where logs are collected, plain otherwise.
+            let line = telemetry::describe_error(&error);
+            match log_format {
+                LogFormat::Json => tracing::error!("{line}"),
+                LogFormat::Pretty => eprintln!("webhookd: {line}"),
+            }
             ExitCode::FAILURE
         }
     }
@@ -73,6 +82,7 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
                 Ok(())
             }
             Command::Serve => serve(settings, pool).await,
+            Command::Healthcheck { .. } => unreachable!("handled before start-up"),
         }
     });
     drop(runtime);
@@ -84,11 +94,23 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<()> {
-    let admin_token = resolve_admin_token(settings.admin_token.as_ref(), &settings.data_dir)?;
+    refuse_untrusted_database(&pool).await?;
+    let admin_token = resolve_admin_token(settings.admin_token.as_ref(), &settings.data_dir, settings.admin_token_policy)?;
     let application = Application::build(settings, pool, admin_token).await?;
     let shutdown = CancellationToken::new();
     tokio::spawn(cancel_on_signal(shutdown.clone()));
     application.run_until_stopped(shutdown).await
+}
+
+/// The service starts while the database is down (and answers 503 until it is back), but
+/// not when the database's certificate is untrusted: that never mends itself.
+async fn refuse_untrusted_database(pool: &sqlx::PgPool) -> anyhow::Result<()> {
+    match pool.acquire().await {
+        Err(error) if telemetry::is_untrusted_certificate(&error.to_string()) => {
+            Err(anyhow::Error::new(error).context("cannot connect to PostgreSQL"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.

@@ -2,8 +2,10 @@
 //! (`REDIS_URL`). It only ever saves database reads: every failure or slow answer falls
 //! back to PostgreSQL, and an outage is logged once, not per request.
 //!
-//! Entries hold the whole subscription row, secrets included: use a private Redis on a
-//! private network, with a password (`redis://:password@host:6379`); TLS is not built in.
+//! Entries hold the whole subscription row, secrets included: use a private Redis with a
+//! password, over TLS (`rediss://:password@host:6380`) unless the network is private.
+//! `rediss://` verifies the server against the system's CA certificates, or the bundle
+//! named by `SSL_CERT_FILE`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;

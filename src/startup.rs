@@ -8,19 +8,19 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
-use poem::Server;
+use anyhow::{bail, Context};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext, GroupCommit};
-use crate::config::{Secret, Settings};
+use crate::config::{AdminTokenPolicy, Secret, Settings};
 use crate::db;
 use crate::delivery::{self, DeliveryContext, Engine, Waker};
+use crate::http_server::{self, ServerLimits};
 use crate::maintenance;
+use crate::metrics::Metrics;
 use crate::redis_cache::RedisCache;
 use crate::subscription_cache::SubscriptionCache;
 
@@ -29,13 +29,13 @@ const MAINTENANCE_RETRY: Duration = Duration::from_secs(10);
 
 /// A built service, bound to its port, not yet running.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: tokio::net::TcpListener,
     port: u16,
     context: ApiContext,
     admin_token: Secret,
     /// LISTEN established before serving, so no change notification can be missed between
     /// the first cached read and the listener starting (`None` if the database was down).
-    listener: Option<PgListener>,
+    changes: Option<PgListener>,
 }
 
 impl Application {
@@ -50,15 +50,10 @@ impl Application {
         if let Err(error) = db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc()).await {
             tracing::error!(%error, "cannot create attempt partitions yet; retrying in the background");
         }
-        let acceptor = TcpListener::bind(settings.listen)
-            .into_acceptor()
-            .await
+        delivery::install_tls_provider();
+        let listener = http_server::bind(settings.listen)
             .with_context(|| format!("cannot listen on {} (WEBHOOKD_LISTEN)", settings.listen))?;
-        let port = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().map(|a| a.port()))
-            .context("listener has no address")?;
+        let port = listener.local_addr().context("listener has no address")?.port();
         let shared = match &settings.redis_url {
             Some(url) => Some(Arc::new(
                 RedisCache::new(url.expose(), settings.redis_timeout, settings.subscription_cache_ttl)
@@ -72,13 +67,14 @@ impl Application {
             settings.subscription_cache_ttl,
             shared,
         );
-        let listener = match tokio::time::timeout(Duration::from_secs(5), delivery::subscribe(&pool)).await {
-            Ok(Ok(listener)) => Some(listener),
+        let changes = match tokio::time::timeout(Duration::from_secs(5), delivery::subscribe(&pool)).await {
+            Ok(Ok(changes)) => Some(changes),
             _ => None,
         };
         let group_commit = GroupCommit::start(pool.clone());
-        let context = ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new(), group_commit };
-        Ok(Self { acceptor, port, context, admin_token, listener })
+        let metrics = Metrics::new();
+        let context = ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new(), group_commit, metrics };
+        Ok(Self { listener, port, context, admin_token, changes })
     }
 
     pub fn port(&self) -> u16 {
@@ -98,8 +94,9 @@ impl Application {
                 subscriptions: self.context.subscriptions.clone(),
                 settings: settings.delivery.clone(),
                 allow_private_targets: settings.allow_private_targets,
+                metrics: self.context.metrics.clone(),
             },
-            self.listener,
+            self.changes,
             &self.context.waker,
             shutdown.clone(),
         );
@@ -111,20 +108,30 @@ impl Application {
         ));
         tracing::info!(port = self.port, "webhookd listening");
 
+        let limits = ServerLimits {
+            header_timeout: settings.http.header_timeout,
+            body_timeout: settings.http.body_timeout,
+            max_connections: settings.http.max_connections.unwrap_or_else(|| default_max_connections(&settings)),
+        };
+        let metrics = self.context.metrics.clone();
         let routes = api::routes(self.context, self.admin_token);
-        let server = Server::new_with_acceptor(self.acceptor).run_with_graceful_shutdown(
-            routes,
-            shutdown.clone().cancelled_owned(),
-            Some(Duration::from_secs(5)),
-        );
+        let server = http_server::serve(self.listener, routes, limits, metrics, shutdown.clone());
         let engine_stopped = async {
             shutdown.cancelled().await;
             engine.stop(settings.shutdown_grace).await;
         };
-        let (served, ()) = tokio::join!(server, engine_stopped);
+        tokio::join!(server, engine_stopped);
         let _ = upkeep.await;
-        served.context("HTTP server failed")
+        Ok(())
     }
+}
+
+/// The connection cap that leaves file descriptors for outbound deliveries, the database
+/// pool and the process's own files.
+fn default_max_connections(settings: &Settings) -> usize {
+    let open_files = http_server::raise_open_files_limit();
+    let reserved = settings.delivery.concurrency + settings.db_pool_size as usize + 64;
+    http_server::default_max_connections(open_files, reserved)
 }
 
 /// Runs a maintenance pass every `interval` (the first soon after start-up); only one
@@ -158,8 +165,8 @@ async fn maintain(pool: PgPool, retention: Duration, interval: Duration, shutdow
 }
 
 /// The admin token: `WEBHOOKD_ADMIN_TOKEN` if set; otherwise the one kept in the data
-/// directory, generated (and printed once) on first start.
-pub fn resolve_admin_token(configured: Option<&Secret>, data_dir: &Path) -> anyhow::Result<Secret> {
+/// directory, generated (and printed once) on first start if `policy` allows it here.
+pub fn resolve_admin_token(configured: Option<&Secret>, data_dir: &Path, policy: AdminTokenPolicy) -> anyhow::Result<Secret> {
     if let Some(token) = configured {
         return Ok(token.clone());
     }
@@ -170,6 +177,13 @@ pub fn resolve_admin_token(configured: Option<&Secret>, data_dir: &Path) -> anyh
             tracing::info!(path = %path.display(), "using the admin token kept in the data directory");
             return Ok(Secret::new(existing));
         }
+    }
+    if policy == AdminTokenPolicy::RequireOrVolume && !is_mount_point(data_dir) {
+        bail!(
+            "set WEBHOOKD_ADMIN_TOKEN (e.g. `openssl rand -hex 24`): without it a token would be generated into {}, \
+             which is not a mounted volume, so every restart would mint a new one",
+            data_dir.display()
+        );
     }
     fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let token = format!("whk_{}", crate::embedded_postgres::random_hex(24));
@@ -183,4 +197,16 @@ pub fn resolve_admin_token(configured: Option<&Secret>, data_dir: &Path) -> anyh
     // Printed this once so the operator can copy it; it is in the file from now on.
     tracing::warn!(path = %path.display(), "generated an admin token (shown only now): {token}");
     Ok(Secret::new(token))
+}
+
+/// Whether `directory` is the root of a mounted file system (a volume), judged the way
+/// `mountpoint(1)` does: it lies on another device than its parent.
+fn is_mount_point(directory: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(directory) = directory.canonicalize() else { return false };
+    let Some(parent) = directory.parent() else { return true };
+    match (fs::metadata(&directory), fs::metadata(parent)) {
+        (Ok(inner), Ok(outer)) => inner.dev() != outer.dev(),
+        _ => false,
+    }
 }

@@ -16,8 +16,8 @@
 -- finished since the last vacuum, and all of them sit before the queue's head; starting
 -- there steps over none of them. The claim loop rescans from the start every second, so a
 -- row committed late with an older due time waits at most that long (see worker.rs).
--- Each returned row also carries where the head was (scan_head) and how many due rows the
--- claim looked at (considered).
+-- Each returned row also carries when it became due (due_at, for the lag metric), where the
+-- head was (scan_head) and how many due rows the claim looked at (considered).
 --
 -- The claim commits without waiting for its WAL flush (synchronous_commit off for this
 -- transaction only): claims run one after another, and a flush each would cap the drain
@@ -84,8 +84,9 @@ WITH relaxed AS (
 -- A body is always stored, one way or the other; should one ever be missing, an empty body
 -- is sent rather than the claim failing for every delivery behind it.
 SELECT c.id, c.subscription_id, c.event_type, COALESCE(b.body, e.payload, ''::bytea) AS body,
-       c.attempt_count, c.round_start_attempt,
+       c.attempt_count, c.round_start_attempt, k.next_attempt_at AS due_at,
        (SELECT at FROM head) AS scan_head, (SELECT count(*) FROM candidates) AS considered
 FROM claimed AS c
+JOIN candidates AS k ON k.id = c.id
 LEFT JOIN delivery_bodies AS b ON b.delivery_id = c.id
 LEFT JOIN events AS e ON e.id = c.event_id

@@ -55,7 +55,10 @@ pub async fn read_limited(request_length: Option<u64>, body: Body, limit: usize)
     reader
         .read_to_end(&mut bytes)
         .await
-        .map_err(|e| ApiError::bad_request("invalid_body", format!("could not read the request body: {e}")))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::TimedOut => ApiError::request_timeout(e.to_string()),
+            _ => ApiError::bad_request("invalid_body", format!("could not read the request body: {e}")),
+        })?;
     if bytes.len() > limit {
         return Err(ApiError::payload_too_large(limit));
     }

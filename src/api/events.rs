@@ -123,6 +123,7 @@ impl EventsApi {
         };
         if !published.deliveries.is_empty() {
             self.context.waker.wake();
+            self.context.metrics.webhooks_ingested(published.deliveries.len() as u64);
         }
         tracing::info!(event.id = %published.event_id, event_type, deliveries = published.deliveries.len(), "event published");
         Ok(PublishResponse::Accepted(Json(published)))

@@ -147,6 +147,7 @@ impl IngestApi {
         };
         if matches!(accepted.status, AcceptedStatus::Queued) {
             self.context.waker.wake();
+            self.context.metrics.webhooks_ingested(1);
         }
         tracing::info!(
             delivery.id = %accepted.delivery_id,

@@ -9,6 +9,7 @@ mod group_commit;
 mod health;
 mod idempotency;
 mod ingest;
+mod metrics;
 mod tools;
 mod subscriptions;
 
@@ -21,10 +22,12 @@ use sqlx::PgPool;
 
 use crate::config::{Secret, Settings};
 use crate::delivery::Waker;
+use crate::metrics::Metrics;
 use crate::error::{standard_error_response, ApiError};
 use crate::subscription_cache::SubscriptionCache;
 
 pub use auth::AdminToken;
+use metrics::RouteTemplates;
 pub use group_commit::GroupCommit;
 
 /// What every handler may use.
@@ -35,6 +38,7 @@ pub struct ApiContext {
     pub subscriptions: SubscriptionCache,
     pub waker: Waker,
     pub group_commit: GroupCommit,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The OpenAPI service over every resource.
@@ -46,6 +50,7 @@ pub fn openapi_service(context: &ApiContext) -> OpenApiService<impl poem_openapi
         events::EventsApi::new(context.clone()),
         tools::ToolsApi,
         health::HealthApi::new(context.clone()),
+        metrics::MetricsApi::new(context.clone()),
     );
     OpenApiService::new(apis, "webhookd", env!("CARGO_PKG_VERSION"))
         .description(
@@ -58,10 +63,12 @@ pub fn openapi_service(context: &ApiContext) -> OpenApiService<impl poem_openapi
 }
 
 /// All routes: the API, its explorer and document, trailing slashes accepted.
-pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint {
+pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint<Output = poem::Response> {
     let service = openapi_service(&context);
     let explorer = service.swagger_ui();
     let document = service.spec_endpoint();
+    let templates = Arc::new(RouteTemplates::from_openapi(&service.spec(), &["/docs", "/openapi.json"]));
+    let counters = context.metrics.clone();
     Route::new()
         .nest("/docs", explorer)
         .at("/openapi.json", document)
@@ -70,6 +77,7 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint {
         .before(refuse_long_uris)
         .data(AdminToken(admin_token))
         .catch_all_error(standard_error_response)
+        .around(move |next, request| metrics::count_request(next, request, counters.clone(), templates.clone()))
 }
 
 /// Longest accepted request URI, in bytes.

@@ -32,6 +32,8 @@ pub struct ClaimedDelivery {
     pub attempt_count: i32,
     /// Attempts made before the current round (a manual retry starts a new round).
     pub round_start_attempt: i32,
+    /// When it became due (or its previous lease expired): the start of its wait.
+    pub due_at: OffsetDateTime,
 }
 
 impl ClaimedDelivery {
@@ -285,4 +287,17 @@ pub async fn cancel_for_subscription(db: impl PgExecutor<'_>, subscription_id: U
 
 async fn execute_for_subscription(db: impl PgExecutor<'_>, sql: &'static str, subscription_id: Uuid) -> sqlx::Result<u64> {
     Ok(sqlx::query(sql).bind(subscription_id).execute(db).await?.rows_affected())
+}
+
+/// The queue as the metrics endpoint reports it.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct QueueDepth {
+    pub queued: i64,
+    pub retrying: i64,
+    pub delivering: i64,
+    pub oldest_due_age_seconds: f64,
+}
+
+pub async fn queue_depth(db: impl PgExecutor<'_>) -> sqlx::Result<QueueDepth> {
+    sqlx::query_as(include_str!("../../sql/deliveries/queue_depth.sql")).fetch_one(db).await
 }

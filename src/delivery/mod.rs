@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::DeliverySettings;
+use crate::metrics::Metrics;
 use crate::subscription_cache::SubscriptionCache;
 
 pub use dispatch::{build_client, install_tls_provider};
@@ -68,6 +69,7 @@ pub struct DeliveryContext {
     pub subscriptions: SubscriptionCache,
     pub settings: DeliverySettings,
     pub allow_private_targets: bool,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The running engine's tasks.

@@ -22,6 +22,7 @@ use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
 use crate::db::subscriptions::SubscriptionRow;
 use crate::domain::retry::{NextStep, RetrySchedule};
+use crate::metrics::AttemptOutcome;
 use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
@@ -219,10 +220,21 @@ impl DeliveryTask {
             error = result.error.as_deref(),
             "attempt finished"
         );
+        self.count_attempt(&delivery, &result, &finished);
         finished.slot = Some(self.slot);
         if self.outcomes.send(finished).await.is_err() {
             tracing::error!("outcome recorder stopped; the lease will expire and the delivery will be retried");
         }
+    }
+
+    fn count_attempt(&self, delivery: &ClaimedDelivery, result: &AttemptResult, finished: &Finished) {
+        let outcome = match finished.attempt.outcome.as_str() {
+            "success" => AttemptOutcome::success,
+            "failed_attempt" => AttemptOutcome::failed_attempt,
+            _ => AttemptOutcome::failure,
+        };
+        let lag = (result.started_at - delivery.due_at).max(time::Duration::ZERO);
+        self.context.metrics.attempt_finished(outcome, result.duration, lag.unsigned_abs());
     }
 
     /// Gives the delivery back unattempted, due at `due_at` (`None`: parked).
@@ -302,6 +314,7 @@ mod tests {
             body: b"{}".to_vec(),
             attempt_count: attempt,
             round_start_attempt: 0,
+            due_at: OffsetDateTime::now_utc(),
         }
     }
 

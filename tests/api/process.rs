@@ -152,3 +152,47 @@ async fn maintenance_now_runs_one_pass_as_if_at_that_time_and_says_what_it_did()
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
 }
+
+#[tokio::test]
+async fn healthcheck_exits_zero_while_the_service_answers_and_one_otherwise() {
+    let database_url = fresh_database().await;
+    let port = free_port();
+    let mut command = webhookd();
+    command
+        .env("DATABASE_URL", &database_url)
+        .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("WEBHOOKD_DATA_DIR", scratch_dir("healthcheck"));
+    let mut service = Service::spawn(command, port, Duration::from_secs(20)).await;
+    let probe = |args: Vec<String>| {
+        tokio::task::spawn_blocking(move || {
+            webhookd().arg("healthcheck").args(args).env("WEBHOOKD_LISTEN", format!("0.0.0.0:{port}")).output().unwrap()
+        })
+    };
+    let healthy = probe(vec![]).await.unwrap();
+    assert_eq!(healthy.status.code(), Some(0), "{}", String::from_utf8_lossy(&healthy.stderr));
+    let elsewhere = probe(vec!["--url".into(), format!("http://127.0.0.1:{}/health", free_port())]).await.unwrap();
+    assert_eq!(elsewhere.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&elsewhere.stderr).contains("healthcheck"));
+    assert_eq!(service.terminate(Duration::from_secs(15)).await, Some(0));
+    let stopped = probe(vec![]).await.unwrap();
+    assert_eq!(stopped.status.code(), Some(1), "a stopped service is unhealthy");
+}
+
+#[tokio::test]
+async fn the_container_policy_refuses_to_mint_a_token_that_a_restart_would_lose() {
+    let database_url = fresh_database().await;
+    let output = tokio::task::spawn_blocking(move || {
+        webhookd()
+            .env("DATABASE_URL", &database_url)
+            .env("WEBHOOKD_DATA_DIR", scratch_dir("no-volume"))
+            .env("WEBHOOKD_ADMIN_TOKEN_POLICY", "require-or-volume")
+            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("set WEBHOOKD_ADMIN_TOKEN"), "{stderr}");
+}

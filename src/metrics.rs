@@ -1,0 +1,230 @@
+//! Prometheus metrics: what an operator graphs and alerts on. One [`Metrics`] per process,
+//! shared by the API, the HTTP server and the delivery engine, rendered by `GET /metrics`.
+//!
+//! Labels are bounded by construction: outcomes, queue statuses, HTTP route templates (never
+//! a raw path) and status classes. Subscription ids never become labels.
+//!
+//! The queue gauges come from one indexed count over the unfinished deliveries, run when a
+//! scrape finds the last one older than [`QUEUE_REFRESH`]: a process nobody scrapes runs
+//! none, and many scrapers cost one query per interval.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use sqlx::PgPool;
+use tokio::sync::Mutex;
+
+use crate::db;
+
+/// The queue gauges are read from the database at most this often per process.
+pub const QUEUE_REFRESH: Duration = Duration::from_secs(5);
+
+/// How one delivery attempt ended, as counted.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum AttemptOutcome {
+    /// The receiver answered 2xx.
+    success,
+    /// Failed; a retry is scheduled.
+    failed_attempt,
+    /// Failed, and the delivery gave up.
+    failure,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: AttemptOutcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    method: String,
+    route: &'static str,
+    status: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+}
+
+/// The statuses of unfinished deliveries, as reported by `webhookd_queue_depth`.
+const QUEUE_STATUSES: [&str; 3] = ["queued", "retrying", "delivering"];
+
+/// Every metric of the process.
+pub struct Metrics {
+    registry: Registry,
+    ingested: Counter,
+    attempts: Family<OutcomeLabels, Counter>,
+    attempt_duration: Histogram,
+    delivery_lag: Histogram,
+    queue_depth: Family<StatusLabels, Gauge>,
+    queue_oldest_due_age: Gauge<f64, AtomicU64>,
+    http_requests: Family<RequestLabels, Counter>,
+    http_duration: Family<RouteLabels, Histogram>,
+    http_connections: Gauge,
+    http_max_connections: Gauge,
+    db_pool_connections: Gauge,
+    db_pool_idle: Gauge,
+    db_pool_max: Gauge,
+    /// When the queue gauges were last read; also serialises the refresh.
+    queue_read_at: Mutex<Option<Instant>>,
+}
+
+/// Buckets for HTTP attempts and requests: 1 ms to about 33 s.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.001, 2.0, 16)
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::with_prefix("webhookd");
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info.get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION") }).set(1);
+        registry.register("build_info", "Build of this process (always 1)", build_info);
+
+        let metrics = Self {
+            ingested: Counter::default(),
+            attempts: Family::default(),
+            attempt_duration: Histogram::new(latency_buckets()),
+            // Lag is milliseconds when healthy and minutes when workers fall behind.
+            delivery_lag: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.001, 4.0, 12)),
+            queue_depth: Family::default(),
+            queue_oldest_due_age: Gauge::default(),
+            http_requests: Family::default(),
+            http_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
+            http_connections: Gauge::default(),
+            http_max_connections: Gauge::default(),
+            db_pool_connections: Gauge::default(),
+            db_pool_idle: Gauge::default(),
+            db_pool_max: Gauge::default(),
+            queue_read_at: Mutex::new(None),
+            registry,
+        };
+        metrics.register_all()
+    }
+
+    fn register_all(mut self) -> Arc<Self> {
+        let r = &mut self.registry;
+        r.register("ingested", "Webhooks accepted for delivery (ingest and event fan-out)", self.ingested.clone());
+        r.register("delivery_attempts", "HTTP delivery attempts by outcome", self.attempts.clone());
+        r.register(
+            "delivery_attempt_duration_seconds",
+            "Duration of one HTTP delivery attempt",
+            self.attempt_duration.clone(),
+        );
+        r.register(
+            "delivery_lag_seconds",
+            "Time from when a delivery was due to the start of its attempt",
+            self.delivery_lag.clone(),
+        );
+        r.register("queue_depth", "Unfinished deliveries by status (read every few seconds)", self.queue_depth.clone());
+        r.register(
+            "queue_oldest_due_age_seconds",
+            "Age of the oldest due delivery not yet being attempted (0 when none)",
+            self.queue_oldest_due_age.clone(),
+        );
+        r.register("http_requests", "HTTP requests by route template and status class", self.http_requests.clone());
+        r.register("http_request_duration_seconds", "HTTP request duration by route template", self.http_duration.clone());
+        r.register("http_connections", "Open client connections", self.http_connections.clone());
+        r.register("http_max_connections", "Most client connections served at once", self.http_max_connections.clone());
+        r.register("db_pool_connections", "Open PostgreSQL connections in the pool", self.db_pool_connections.clone());
+        r.register("db_pool_idle_connections", "Idle PostgreSQL connections in the pool", self.db_pool_idle.clone());
+        r.register("db_pool_max_connections", "Size limit of the PostgreSQL pool", self.db_pool_max.clone());
+        for status in QUEUE_STATUSES {
+            self.queue_depth.get_or_create(&StatusLabels { status }).set(0);
+        }
+        Arc::new(self)
+    }
+
+    pub fn webhooks_ingested(&self, count: u64) {
+        self.ingested.inc_by(count);
+    }
+
+    /// One finished HTTP attempt: how it ended, how long it took, and how late it started.
+    pub fn attempt_finished(&self, outcome: AttemptOutcome, duration: Duration, lag: Duration) {
+        self.attempts.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.attempt_duration.observe(duration.as_secs_f64());
+        self.delivery_lag.observe(lag.as_secs_f64());
+    }
+
+    /// One answered HTTP request. `route` is a template, never a raw path.
+    pub fn http_request(&self, method: &str, route: &'static str, status: u16, duration: Duration) {
+        let method = method.to_owned();
+        let labels = RequestLabels { method: method.clone(), route, status: status_class(status) };
+        self.http_requests.get_or_create(&labels).inc();
+        self.http_duration.get_or_create(&RouteLabels { method, route }).observe(duration.as_secs_f64());
+    }
+
+    pub fn connection_opened(&self) {
+        self.http_connections.inc();
+    }
+
+    pub fn connection_closed(&self) {
+        self.http_connections.dec();
+    }
+
+    pub fn set_max_connections(&self, max: usize) {
+        self.http_max_connections.set(max as i64);
+    }
+
+    /// Renders every metric in the Prometheus text format 0.0.4, reading the pool's state now and the queue's when the last
+    /// reading is older than [`QUEUE_REFRESH`]. A failed queue reading keeps the last values.
+    pub async fn render(&self, pool: &PgPool) -> String {
+        self.db_pool_connections.set(i64::from(pool.size()));
+        self.db_pool_idle.set(pool.num_idle() as i64);
+        self.db_pool_max.set(i64::from(pool.options().get_max_connections()));
+        self.refresh_queue(pool).await;
+        let mut text = String::with_capacity(8 * 1024);
+        if prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry).is_err() {
+            let _ = writeln!(text, "# encoding failed");
+        }
+        text
+    }
+
+    async fn refresh_queue(&self, pool: &PgPool) {
+        let mut read_at = self.queue_read_at.lock().await;
+        if read_at.is_some_and(|at| at.elapsed() < QUEUE_REFRESH) {
+            return;
+        }
+        match db::deliveries::queue_depth(pool).await {
+            Ok(depth) => {
+                for (status, count) in [("queued", depth.queued), ("retrying", depth.retrying), ("delivering", depth.delivering)] {
+                    self.queue_depth.get_or_create(&StatusLabels { status }).set(count);
+                }
+                self.queue_oldest_due_age.set(depth.oldest_due_age_seconds);
+                *read_at = Some(Instant::now());
+            }
+            Err(error) => tracing::warn!(%error, "cannot read the queue depth for metrics"),
+        }
+    }
+}
+
+fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
