@@ -267,3 +267,93 @@ async fn sslmode_require_and_rediss_deliver_end_to_end_over_tls_only() {
     assert!(redis.keys().contains(&format!("webhookd:subscription:{subscription}")), "{}", service.logs());
     assert!(!service.logs().contains("Redis unavailable"), "{}", service.logs());
 }
+
+/// An HTTPS receiver on 127.0.0.1 with the test CA's certificate: answers 200 to any
+/// request and counts them.
+async fn https_receiver() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    webhookd::delivery::install_tls_provider();
+    let certificates = certificates();
+    let chain = CertificateDer::pem_file_iter(&certificates.server_cert).unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_file(&certificates.server_key).unwrap();
+    let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = received.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let (acceptor, counter) = (acceptor.clone(), counter.clone());
+            tokio::spawn(async move {
+                let Ok(mut stream) = acceptor.accept(stream).await else { return };
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Headers, then as many body bytes as Content-Length says.
+                while let Ok(n) = stream.read(&mut buffer).await {
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse::<usize>().ok())
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok").await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (url, received)
+}
+
+#[tokio::test]
+async fn https_receivers_are_verified_against_ssl_cert_file() {
+    let (url, received) = https_receiver().await;
+    let trusting = Service::start(&crate::helpers::fresh_database().await, &[
+        ("SSL_CERT_FILE", certificates().ca.to_str().unwrap()),
+    ])
+    .await;
+    let untrusting = Service::start(&crate::helpers::fresh_database().await, &[("WEBHOOKD_RETRY_SCHEDULE", "")]).await;
+    let client = http_client();
+    let mut ids = Vec::new();
+    for service in [&trusting, &untrusting] {
+        let subscription = service.create_subscription(&client, &url).await;
+        let (status, id) = service.ingest(&client, subscription, "{}".into()).await;
+        assert_eq!(status, 202);
+        ids.push(id.unwrap());
+    }
+    let finished = |service: &Service, id: uuid::Uuid| {
+        let (client, url) = (client.clone(), format!("{}/deliveries/{id}", service.base));
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let response = client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+                let delivery: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+                if delivery["status"] == "succeeded" || delivery["status"] == "failed" {
+                    return delivery;
+                }
+                assert!(std::time::Instant::now() < deadline, "{delivery}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(finished(&trusting, ids[0]).await["status"], "succeeded");
+    let refused = finished(&untrusting, ids[1]).await;
+    assert_eq!(refused["status"], "failed", "{refused}");
+    assert!(refused["last_error"].as_str().unwrap_or_default().contains("certificate"), "{refused}");
+    assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1, "only the trusting instance delivered");
+}
