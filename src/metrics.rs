@@ -51,13 +51,13 @@ struct StatusLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
-    method: String,
+    method: &'static str,
     route: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    method: String,
+    method: &'static str,
     route: &'static str,
     status: &'static str,
 }
@@ -169,8 +169,8 @@ impl Metrics {
 
     /// One answered HTTP request. `route` is a template, never a raw path.
     pub fn http_request(&self, method: &str, route: &'static str, status: u16, duration: Duration) {
-        let method = method.to_owned();
-        let labels = RequestLabels { method: method.clone(), route, status: status_class(status) };
+        let method = known_method(method);
+        let labels = RequestLabels { method, route, status: status_class(status) };
         self.http_requests.get_or_create(&labels).inc();
         self.http_duration.get_or_create(&RouteLabels { method, route }).observe(duration.as_secs_f64());
     }
@@ -217,6 +217,13 @@ impl Metrics {
             Err(error) => tracing::warn!(%error, "cannot read the queue depth for metrics"),
         }
     }
+}
+
+/// The method as a label: anything but the standard methods counts as `other`, so a client
+/// inventing methods cannot grow the label set.
+fn known_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("other")
 }
 
 fn status_class(status: u16) -> &'static str {
