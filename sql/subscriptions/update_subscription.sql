@@ -1,6 +1,10 @@
 -- Replaces a live subscription's fields; locks its row; returns the new row, or nothing.
+-- $8: the client set secret_key (to a value or null). That revokes every earlier secret at
+-- once, including one still in a rotation overlap: only rotate-secret keeps an overlap.
 UPDATE subscriptions
 SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $6, rate_limit = $7,
+    previous_secret_key = CASE WHEN $8 THEN NULL ELSE previous_secret_key END,
+    previous_secret_expires_at = CASE WHEN $8 THEN NULL ELSE previous_secret_expires_at END,
     updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,

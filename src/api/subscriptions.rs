@@ -219,7 +219,8 @@ impl SubscriptionsApi {
     #[oai(path = "/subscriptions/:id", method = "patch")]
     async fn patch(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<PatchSubscription>) -> Result<Json<Subscription>, ApiError> {
         let patch = body.0;
-        self.modify(id.0, |current| SubscriptionFields {
+        let sets_secret = !patch.secret_key.is_undefined();
+        self.modify(id.0, sets_secret, |current| SubscriptionFields {
             target_url: patch.target_url.unwrap_or(current.target_url),
             secret_key: merge_nullable(patch.secret_key, current.secret_key),
             event_types: patch.event_types.unwrap_or(current.event_types),
@@ -234,7 +235,8 @@ impl SubscriptionsApi {
     #[oai(path = "/subscriptions/:id", method = "put")]
     async fn put(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<ReplaceSubscription>) -> Result<Json<Subscription>, ApiError> {
         let replacement = body.0;
-        self.modify(id.0, |current| SubscriptionFields {
+        let sets_secret = !replacement.secret_key.is_undefined();
+        self.modify(id.0, sets_secret, |current| SubscriptionFields {
             target_url: replacement.target_url,
             secret_key: merge_nullable(replacement.secret_key, current.secret_key),
             event_types: replacement.event_types.unwrap_or_default(),
@@ -281,9 +283,12 @@ impl SubscriptionsApi {
 impl SubscriptionsApi {
     /// Read-modify-write of one subscription under its row lock, pausing or resuming its
     /// waiting deliveries when `is_active` changes.
+    /// Applies `change` to the locked row. `sets_secret`: the client gave `secret_key` (a
+    /// value or null), which revokes every earlier secret, rotation overlap included.
     async fn modify(
         &self,
         id: Uuid,
+        sets_secret: bool,
         change: impl FnOnce(SubscriptionRow) -> SubscriptionFields,
     ) -> Result<Json<Subscription>, ApiError> {
         let mut tx = self.context.pool.begin().await?;
@@ -291,7 +296,7 @@ impl SubscriptionsApi {
         let was_active = current.is_active;
         let fields = change(current);
         self.validate(&fields).await?;
-        let row = store::update(&mut *tx, id, &fields).await?.ok_or_else(no_subscription)?;
+        let row = store::update(&mut *tx, id, &fields, sets_secret).await?.ok_or_else(no_subscription)?;
         match (was_active, row.is_active) {
             (true, false) => drop(deliveries::park_for_subscription(&mut *tx, id).await?),
             (false, true) => drop(deliveries::resume_for_subscription(&mut *tx, id).await?),

@@ -80,10 +80,13 @@ pub async fn list(db: impl PgExecutor<'_>, cursor: Option<Uuid>, limit: i64) -> 
 }
 
 /// Replaces a live subscription's fields; `None` if there is no live subscription `id`.
+/// Replaces a subscription's fields; `revoke_previous_secrets` (the client set the secret)
+/// also ends any rotation overlap.
 pub async fn update(
     db: impl PgExecutor<'_>,
     id: Uuid,
     fields: &SubscriptionFields,
+    revoke_previous_secrets: bool,
 ) -> sqlx::Result<Option<SubscriptionRow>> {
     sqlx::query_as(include_str!("../../sql/subscriptions/update_subscription.sql"))
         .bind(id)
@@ -93,6 +96,7 @@ pub async fn update(
         .bind(&fields.event_types)
         .bind(fields.is_active)
         .bind(fields.rate_limit)
+        .bind(revoke_previous_secrets)
         .fetch_optional(db)
         .await
 }

@@ -291,3 +291,40 @@ async fn the_official_standard_webhooks_library_accepts_our_signatures() {
     official_library_verifies(&new, &request).expect("new secret verifies");
     official_library_verifies(&old, &request).expect("old secret verifies during the overlap");
 }
+
+#[tokio::test]
+async fn setting_a_secret_revokes_every_earlier_one_at_once_even_during_a_rotation_overlap() {
+    let app = spawn_app().await;
+    let receiver = Receiver::answering(200).await;
+    let first = "the-first-secret-value";
+    let subscription = app.create_subscription(&receiver.url, json!({"secret_key": first})).await;
+    let rotated = app.call("POST", &format!("/subscriptions/{subscription}/rotate-secret"), None).await;
+    let second = rotated.body["secret_key"].as_str().unwrap().to_owned();
+
+    // PATCH with a new secret: neither the rotated one nor the one before it counts any more.
+    let third = "the-third-secret-value";
+    let patched = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"secret_key": third}))).await;
+    assert_eq!(patched.status, 200, "{:?}", patched.body);
+    let body = b"{\"after\":\"patch\"}";
+    for revoked in [first, second.as_str()] {
+        assert_eq!(post_signed(&app, subscription, body, Some(&github_header(revoked, body))).await.status, 401, "{revoked}");
+    }
+    assert_eq!(post_signed(&app, subscription, body, Some(&github_header(third, body))).await.status, 202);
+    let id = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(id, LIMIT).await;
+    let request = receiver.received().into_iter().last().unwrap();
+    let signatures = request.headers["webhook-signature"].to_str().unwrap().to_owned();
+    assert_eq!(signatures.split(' ').count(), 1, "exactly one signature: {signatures}");
+
+    // PUT with a null secret after another rotation: no secret at all, no signature at all.
+    app.call("POST", &format!("/subscriptions/{subscription}/rotate-secret"), None).await;
+    let replaced = app
+        .call("PUT", &format!("/subscriptions/{subscription}"), Some(json!({"target_url": receiver.url, "secret_key": null})))
+        .await;
+    assert_eq!(replaced.status, 200, "{:?}", replaced.body);
+    assert_eq!(post_signed(&app, subscription, body, Some(&github_header(third, body))).await.status, 401);
+    let id = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(id, LIMIT).await;
+    let request = receiver.received().into_iter().last().unwrap();
+    assert!(request.headers.get("webhook-signature").is_none(), "no secret, no signature");
+}
