@@ -75,6 +75,16 @@ mod tests {
     }
 
     #[test]
+    fn every_ipv4_spelling_that_resolvers_accept_is_read_as_the_address_it_means() {
+        for spelling in ["127.1", "0177.0.0.1", "017700000001", "0x7f.0.0.1", "2130706433", "0x7f000001", "127.0.1"] {
+            let url = TargetUrl::parse(&format!("http://{spelling}/hook")).unwrap();
+            assert_eq!(url.ip_literal(), Some("127.0.0.1".parse().unwrap()), "{spelling}");
+        }
+        let url = TargetUrl::parse("http://[::ffff:7f00:1]/hook").unwrap();
+        assert_eq!(url.ip_literal(), Some("::ffff:127.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
     fn ip_literals_are_recognised() {
         let url = TargetUrl::parse("http://[::1]:8080/x").unwrap();
         assert_eq!(url.ip_literal(), Some("::1".parse().unwrap()));

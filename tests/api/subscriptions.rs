@@ -113,7 +113,13 @@ async fn invalid_subscriptions_are_refused_with_a_clear_400() {
 #[tokio::test]
 async fn private_targets_are_refused_unless_allowed_naming_the_variable() {
     let app = spawn_app_with(|raw| raw.allow_private_targets = Some("false".into())).await;
-    for target in ["http://127.0.0.1:8080/x", "http://10.0.0.8/x", "http://169.254.169.254/latest", "http://[::1]/x", "http://localhost:9/x"] {
+    for target in [
+        "http://127.0.0.1:8080/x", "http://10.0.0.8/x", "http://169.254.169.254/latest", "http://[::1]/x", "http://localhost:9/x",
+        // Other spellings of loopback and of private addresses, as resolvers read them.
+        "http://127.1/x", "http://0177.0.0.1/x", "http://017700000001/x", "http://0x7f.1/x",
+        "http://[2002:7f00:1::]/x", "http://[64:ff9b::a9fe:a9fe]/latest", "http://[::ffff:10.0.0.8]/x",
+        "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/x", "http://198.18.0.1/x", "http://[ff02::1]/x",
+    ] {
         let answer = app.call("POST", "/subscriptions", Some(json!({"target_url": target}))).await;
         assert_eq!(answer.status, 400, "{target}");
         assert_eq!(answer.body["error"], "target_not_allowed", "{target}");
