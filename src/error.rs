@@ -52,6 +52,9 @@ pub enum ApiError {
     Unavailable(Json<ErrorBody>),
 }
 
+const UNAUTHORIZED_MESSAGE: &str = "missing or invalid credentials: send `Authorization: Bearer <admin token>`, \
+     or to ingest, a signature made with the subscription's secret (Standard Webhooks headers, or X-Hub-Signature-256)";
+
 fn body(code: &str, message: impl Into<String>) -> Json<ErrorBody> {
     Json(ErrorBody { error: code.to_owned(), message: message.into() })
 }
@@ -60,14 +63,10 @@ impl ApiError {
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
         Self::BadRequest(body(code, message))
     }
+    /// The one answer to every unauthenticated request, so that it tells a stranger nothing
+    /// (not even whether an ingest's subscription exists).
     pub fn unauthorized() -> Self {
-        Self::Unauthorized(body("unauthorized", "missing or invalid credentials: send `Authorization: Bearer <admin token>`"))
-    }
-    pub fn invalid_signature() -> Self {
-        Self::Unauthorized(body(
-            "invalid_signature",
-            "missing or wrong X-Hub-Signature-256: send sha256=<hex HMAC-SHA256 of the exact body, keyed with the subscription's secret>",
-        ))
+        Self::Unauthorized(body("unauthorized", UNAUTHORIZED_MESSAGE))
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::NotFound(body("not_found", message))
@@ -148,7 +147,7 @@ pub async fn standard_error_response(error: poem::Error) -> Response {
         tracing::error!(%error, "unhandled server error");
         "an unexpected error occurred; it has been logged".to_owned()
     } else if status == StatusCode::UNAUTHORIZED {
-        "missing or invalid credentials: send `Authorization: Bearer <admin token>`".to_owned()
+        UNAUTHORIZED_MESSAGE.to_owned()
     } else if status == StatusCode::NOT_FOUND {
         "no such route".to_owned()
     } else if code == "invalid_id" {

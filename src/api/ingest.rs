@@ -16,7 +16,8 @@ use super::idempotency::{self, IdempotencyKey, Reservation};
 use super::{ApiContext, ApiTags, GroupCommit};
 use crate::db::deliveries::{self, NewDelivery};
 use crate::domain::event_type::{validate_event_type, wants_event};
-use crate::domain::signing::verify_hub_signature;
+use crate::db::subscriptions::SubscriptionRow;
+use crate::domain::signing::{verify_hub_signature, verify_standard_webhooks_signature};
 use crate::error::ApiError;
 use crate::subscription_cache::Lookup;
 
@@ -45,20 +46,34 @@ enum IngestResponse {
     Accepted(Json<Accepted>),
 }
 
-/// GitHub's scheme: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the exact body, keyed
-/// with the subscription's secret>`. Accepted for subscriptions that have a secret.
+/// Standard Webhooks (recommended): `webhook-signature: v1,<base64 HMAC-SHA256 of
+/// "{webhook-id}.{webhook-timestamp}.{body}">`, keyed with the base64-decoded part of a
+/// `whsec_` secret (else the secret's bytes), with the `webhook-id` and `webhook-timestamp`
+/// headers. The timestamp must be within 5 minutes of now, and a `webhook-id` already
+/// accepted for the subscription answers the first `delivery_id` again, creating nothing.
+#[derive(SecurityScheme)]
+#[oai(ty = "api_key", key_name = "webhook-signature", key_in = "header")]
+pub struct StandardSignature(ApiKey);
+
+/// GitHub's scheme (kept for existing producers): `X-Hub-Signature-256: sha256=<hex
+/// HMAC-SHA256 of the exact body, keyed with the subscription's secret>`. It has no
+/// timestamp, so a captured request can be replayed: prefer Standard Webhooks.
 #[derive(SecurityScheme)]
 #[oai(ty = "api_key", key_name = "X-Hub-Signature-256", key_in = "header")]
 pub struct HubSignature(ApiKey);
 
-/// Ingest takes the admin token, or a body signature for subscriptions with a secret.
+/// Ingest takes the admin token, or a signature with the subscription's secret.
 #[derive(SecurityScheme)]
 pub enum IngestAuth {
     Admin(AdminAuth),
+    Standard(StandardSignature),
     Signature(HubSignature),
     #[oai(fallback)]
     Anonymous,
 }
+
+/// How far a Standard Webhooks timestamp may be from now, either way.
+const TIMESTAMP_TOLERANCE: time::Duration = time::Duration::minutes(5);
 
 pub struct IngestApi {
     context: ApiContext,
@@ -76,15 +91,20 @@ impl IngestApi {
     ///
     /// The body must be JSON and is delivered byte for byte. 202 is sent only after the
     /// webhook is committed to the database: an accepted webhook is never lost. Send the
-    /// admin token, or, for a subscription with a secret, `X-Hub-Signature-256` over the
-    /// exact body. An event type the subscription does not want is recorded as `filtered`.
+    /// admin token, or, for a subscription with a secret, a Standard Webhooks signature
+    /// (`webhook-id`, `webhook-timestamp`, `webhook-signature`; recommended) or
+    /// `X-Hub-Signature-256` over the exact body. Every unauthenticated request gets the
+    /// same 401, whether or not the subscription exists. An event type the subscription
+    /// does not want is recorded as `filtered`.
     #[oai(path = "/ingest/:subscription_id", method = "post")]
     #[allow(clippy::too_many_arguments)]
     async fn ingest(
         &self,
         auth: IngestAuth,
         request: &Request,
-        subscription_id: Path<Uuid>,
+        /// The subscription's id (a UUID; read as text so that a malformed id gets the same
+        /// 401 as any other when the request is not authenticated).
+        subscription_id: Path<String>,
         /// The event type (takes precedence over the `event_type` query parameter).
         #[oai(name = "X-Webhook-Event")]
         event_header: Header<Option<String>>,
@@ -93,34 +113,67 @@ impl IngestApi {
         /// Makes retries of this request safe for 24 hours (per subscription).
         #[oai(name = "Idempotency-Key")]
         idempotency_key: Header<Option<String>>,
+        /// Standard Webhooks: the message id, signed; a repeat is answered with the first
+        /// `delivery_id` and creates nothing (it doubles as the idempotency key).
+        #[oai(name = "webhook-id")]
+        webhook_id: Header<Option<String>>,
+        /// Standard Webhooks: Unix seconds, signed; refused when more than 5 minutes off.
+        #[oai(name = "webhook-timestamp")]
+        webhook_timestamp: Header<Option<String>>,
         body: RawJsonBody,
     ) -> Result<IngestResponse, ApiError> {
+        // Nothing is read, from the database or the body, for a request with no credential.
+        let credential = match auth {
+            IngestAuth::Admin(_) => Credential::Admin,
+            IngestAuth::Standard(signature) => {
+                let (Some(id), Some(timestamp)) = (webhook_id.0.clone(), webhook_timestamp.0) else {
+                    return Err(ApiError::unauthorized());
+                };
+                if !timestamp_is_fresh(&timestamp, OffsetDateTime::now_utc()) {
+                    return Err(ApiError::unauthorized());
+                }
+                Credential::Standard { id, timestamp, signature: signature.0.key }
+            }
+            IngestAuth::Signature(signature) => Credential::Hub(signature.0.key),
+            IngestAuth::Anonymous => return Err(ApiError::unauthorized()),
+        };
         let event_type = event_header.0.or(event_type.0).filter(|e| !e.is_empty());
         if let Some(name) = &event_type {
             validate_event_type(name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
         }
         let idempotency_key = IdempotencyKey::parse(idempotency_key.0)?;
-        let is_admin = matches!(auth, IngestAuth::Admin(_));
-        let subscription = match self.context.subscriptions.get(subscription_id.0).await? {
+        let subscription_id = match Uuid::parse_str(&subscription_id.0) {
+            Ok(id) => id,
+            Err(_) if matches!(credential, Credential::Admin) => {
+                return Err(ApiError::bad_request("invalid_id", "the id in the path is not a valid UUID"));
+            }
+            Err(_) => return Err(ApiError::unauthorized()),
+        };
+        let subscription = match self.context.subscriptions.get(subscription_id).await? {
             Lookup::Found(subscription) if subscription.deleted_at.is_none() => subscription,
             // Without the admin token, do not reveal which ids exist.
-            _ if !is_admin => return Err(ApiError::unauthorized()),
+            _ if !matches!(credential, Credential::Admin) => return Err(ApiError::unauthorized()),
             _ => return Err(ApiError::not_found("no subscription with this id")),
         };
         let length = request.header("content-length").and_then(|v| v.parse().ok());
         let bytes = read_limited(length, body.0, self.context.settings.max_payload_bytes).await?;
-        match &auth {
-            IngestAuth::Admin(_) => {}
-            IngestAuth::Signature(_) if subscription.secret_key.is_none() => return Err(ApiError::unauthorized()),
-            IngestAuth::Signature(header) => {
-                let secrets = subscription.live_secrets(OffsetDateTime::now_utc());
-                if !secrets.iter().any(|secret| verify_hub_signature(secret, &bytes, &header.0.key)) {
-                    return Err(ApiError::invalid_signature());
-                }
-            }
-            IngestAuth::Anonymous if subscription.secret_key.is_some() => return Err(ApiError::invalid_signature()),
-            IngestAuth::Anonymous => return Err(ApiError::unauthorized()),
+        if !credential.authenticates(&subscription, &bytes) {
+            return Err(ApiError::unauthorized());
         }
+        // A Standard Webhooks message id is the producer's idempotency key, and a replayed
+        // delivery (whose webhook-id is its own delivery id) is recognised as such.
+        let idempotency_key = match (&credential, idempotency_key) {
+            (_, Some(key)) => Some(key),
+            (Credential::Standard { id, .. }, None) => {
+                if let Some(earlier) = self.replayed_delivery(subscription.id, id).await? {
+                    return Ok(IngestResponse::Accepted(Json(earlier)));
+                }
+                IdempotencyKey::parse(Some(id.clone())).map_err(|_| {
+                    ApiError::bad_request("invalid_webhook_id", "webhook-id must be 1 to 255 visible ASCII characters")
+                })?
+            }
+            (_, None) => None,
+        };
         if !subscription.is_active {
             return Err(ApiError::conflict("subscription_inactive", "the subscription is inactive; activate it to accept webhooks"));
         }
@@ -161,6 +214,48 @@ impl IngestApi {
     }
 }
 
+impl IngestApi {
+    /// The delivery whose id a Standard Webhooks `webhook-id` names, when it belongs to
+    /// this subscription: a delivery sent by webhookd and posted back to ingest.
+    async fn replayed_delivery(&self, subscription_id: Uuid, webhook_id: &str) -> Result<Option<Accepted>, ApiError> {
+        let Ok(id) = Uuid::parse_str(webhook_id) else { return Ok(None) };
+        let found = deliveries::select(&self.context.pool, id).await?;
+        Ok(found.filter(|d| d.subscription_id == subscription_id).map(|d| Accepted {
+            delivery_id: d.id,
+            status: if d.status == "filtered" { AcceptedStatus::Filtered } else { AcceptedStatus::Queued },
+        }))
+    }
+}
+
+/// What an ingest request proved about its sender.
+enum Credential {
+    Admin,
+    Standard { id: String, timestamp: String, signature: String },
+    Hub(String),
+}
+
+impl Credential {
+    /// Checked in constant time against the current secret and, during a rotation
+    /// overlap, the previous one. A subscription without a secret accepts no signature.
+    fn authenticates(&self, subscription: &SubscriptionRow, body: &[u8]) -> bool {
+        let secrets = subscription.live_secrets(OffsetDateTime::now_utc());
+        match self {
+            Credential::Admin => true,
+            Credential::Standard { id, timestamp, signature } => secrets
+                .iter()
+                .any(|secret| verify_standard_webhooks_signature(secret, id, timestamp, body, signature)),
+            Credential::Hub(signature) => secrets.iter().any(|secret| verify_hub_signature(secret, body, signature)),
+        }
+    }
+}
+
+/// Whether a `webhook-timestamp` (Unix seconds) is within the tolerance of `now`.
+fn timestamp_is_fresh(timestamp: &str, now: OffsetDateTime) -> bool {
+    let Ok(seconds) = timestamp.trim().parse::<i64>() else { return false };
+    let Ok(at) = OffsetDateTime::from_unix_timestamp(seconds) else { return false };
+    (at - now).abs() <= TIMESTAMP_TOLERANCE
+}
+
 /// One webhook to record.
 struct Store<'a> {
     subscription_id: Uuid,
@@ -198,6 +293,23 @@ impl Store<'_> {
             })
             .await?;
         Ok(Accepted { delivery_id, status: self.status })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_more_than_five_minutes_off_are_stale() {
+        let now = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        assert!(timestamp_is_fresh("1800000000", now));
+        assert!(timestamp_is_fresh("1799999700", now));
+        assert!(timestamp_is_fresh("1800000300", now));
+        assert!(!timestamp_is_fresh("1799999699", now));
+        assert!(!timestamp_is_fresh("1800000301", now));
+        assert!(!timestamp_is_fresh("soon", now));
+        assert!(!timestamp_is_fresh("99999999999999999", now));
     }
 }
 

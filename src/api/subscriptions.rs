@@ -41,6 +41,8 @@ pub struct Subscription {
     pub has_secret: bool,
     /// Most requests a second to the receiver from each webhookd instance; null: no limit.
     pub rate_limit: Option<i32>,
+    /// Deliveries also carry GitHub's `X-Hub-Signature-256` (see `CreateSubscription`).
+    pub github_signature: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -55,6 +57,7 @@ impl From<&SubscriptionRow> for Subscription {
             is_active: row.is_active,
             has_secret: row.secret_key.is_some(),
             rate_limit: row.rate_limit,
+            github_signature: row.github_signature,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }
@@ -76,6 +79,13 @@ pub struct CreateSubscription {
     pub is_active: Option<bool>,
     /// Most requests a second to the receiver from each instance (1 to 100000); absent: no limit.
     pub rate_limit: Option<i32>,
+    /// Also sign deliveries with GitHub's `X-Hub-Signature-256` (default false), for
+    /// receivers that only know that scheme. Off by default because that header has no
+    /// timestamp and is exactly what `POST /ingest` accepts: whoever sees a delivery (the
+    /// receiver, or anyone on the path of an http:// target) could post it to ingest again.
+    /// Turn it on only for subscriptions whose producers do not sign ingest with
+    /// `X-Hub-Signature-256`. Standard Webhooks headers are on every signed delivery.
+    pub github_signature: Option<bool>,
 }
 
 impl poem_openapi::types::Example for CreateSubscription {
@@ -87,6 +97,7 @@ impl poem_openapi::types::Example for CreateSubscription {
             name: Some("Orders to ACME".into()),
             is_active: Some(true),
             rate_limit: None,
+            github_signature: None,
         }
     }
 }
@@ -102,6 +113,8 @@ pub struct ReplaceSubscription {
     pub name: Option<String>,
     pub is_active: Option<bool>,
     pub rate_limit: Option<i32>,
+    /// Defaults to false.
+    pub github_signature: Option<bool>,
 }
 
 /// A partial update (PATCH): only the fields present change; `null` clears `name`,
@@ -115,6 +128,7 @@ pub struct PatchSubscription {
     pub name: MaybeUndefined<String>,
     pub is_active: Option<bool>,
     pub rate_limit: MaybeUndefined<i32>,
+    pub github_signature: Option<bool>,
 }
 
 /// One page of subscriptions.
@@ -171,6 +185,7 @@ impl SubscriptionsApi {
             event_types: body.event_types.unwrap_or_default(),
             is_active: body.is_active.unwrap_or(true),
             rate_limit: body.rate_limit,
+            github_signature: body.github_signature.unwrap_or(false),
         };
         self.validate(&fields).await?;
         let row = store::insert(&self.context.pool, Uuid::now_v7(), &fields).await?;
@@ -227,6 +242,7 @@ impl SubscriptionsApi {
             name: merge_nullable(patch.name, current.name),
             is_active: patch.is_active.unwrap_or(current.is_active),
             rate_limit: merge_nullable(patch.rate_limit, current.rate_limit),
+            github_signature: patch.github_signature.unwrap_or(current.github_signature),
         })
         .await
     }
@@ -243,6 +259,7 @@ impl SubscriptionsApi {
             name: replacement.name,
             is_active: replacement.is_active.unwrap_or(true),
             rate_limit: replacement.rate_limit,
+            github_signature: replacement.github_signature.unwrap_or(false),
         })
         .await
     }

@@ -23,6 +23,9 @@ pub struct SubscriptionRow {
     /// Most requests a second to the receiver from one instance (None: no limit).
     #[serde(default)]
     pub rate_limit: Option<i32>,
+    /// Deliveries also carry `X-Hub-Signature-256` (opt-in: it can be replayed into ingest).
+    #[serde(default)]
+    pub github_signature: bool,
 }
 
 impl SubscriptionRow {
@@ -46,6 +49,7 @@ pub struct SubscriptionFields {
     pub event_types: Vec<String>,
     pub is_active: bool,
     pub rate_limit: Option<i32>,
+    pub github_signature: bool,
 }
 
 /// Inserts a new subscription.
@@ -58,6 +62,7 @@ pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, fields: &SubscriptionFiel
         .bind(&fields.event_types)
         .bind(fields.is_active)
         .bind(fields.rate_limit)
+        .bind(fields.github_signature)
         .fetch_one(db)
         .await
 }
@@ -97,6 +102,7 @@ pub async fn update(
         .bind(fields.is_active)
         .bind(fields.rate_limit)
         .bind(revoke_previous_secrets)
+        .bind(fields.github_signature)
         .fetch_optional(db)
         .await
 }

@@ -62,14 +62,13 @@ impl AttemptResult {
     }
 }
 
-/// POSTs the delivery's exact body to `target`, signed with each of `secrets` (the
-/// current secret first, then a previous one still within its rotation overlap).
+/// POSTs the delivery's exact body to `target`, signed as `signing` says.
 pub async fn send(
     client: &reqwest::Client,
     target: &str,
     delivery: &ClaimedDelivery,
     body: Bytes,
-    secrets: &[&str],
+    signing: &Signing<'_>,
     allow_private_targets: bool,
 ) -> AttemptResult {
     let started_at = OffsetDateTime::now_utc();
@@ -92,7 +91,7 @@ pub async fn send(
     }
     let request = client
         .post(target)
-        .headers(delivery_headers(delivery, started_at, &body, secrets))
+        .headers(delivery_headers(delivery, started_at, &body, signing))
         .body(body);
     let response = match request.send().await {
         Ok(response) => response,
@@ -113,7 +112,16 @@ pub async fn send(
     finish(Some(status.as_u16()), error, excerpt, retry_after, false)
 }
 
-fn delivery_headers(delivery: &ClaimedDelivery, sent_at: OffsetDateTime, body: &[u8], secrets: &[&str]) -> HeaderMap {
+/// How to sign a delivery.
+pub struct Signing<'a> {
+    /// The current secret first, then a previous one still within its rotation overlap.
+    pub secrets: Vec<&'a str>,
+    /// The subscription opted in to `X-Hub-Signature-256` as well.
+    pub github_signature: bool,
+}
+
+fn delivery_headers(delivery: &ClaimedDelivery, sent_at: OffsetDateTime, body: &[u8], signing: &Signing<'_>) -> HeaderMap {
+    let secrets = &signing.secrets;
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let id = delivery.id.to_string();
@@ -125,8 +133,10 @@ fn delivery_headers(delivery: &ClaimedDelivery, sent_at: OffsetDateTime, body: &
             secrets.iter().map(|secret| signing::standard_webhooks_signature(secret, &id, timestamp, body)).collect();
         let joined = HeaderValue::from_str(&signatures.join(" ")).expect("base64 is a valid header value");
         headers.insert("webhook-signature", joined);
-        let hub = HeaderValue::from_str(&signing::hub_signature(current, body)).expect("hex is a valid header value");
-        headers.insert("x-hub-signature-256", hub);
+        if signing.github_signature {
+            let hub = HeaderValue::from_str(&signing::hub_signature(current, body)).expect("hex is a valid header value");
+            headers.insert("x-hub-signature-256", hub);
+        }
     }
     headers.insert("x-webhook-attempt", HeaderValue::from(delivery.attempt_count));
     if let Some(event) = delivery.event_type.as_deref().and_then(|e| HeaderValue::from_str(e).ok()) {

@@ -198,11 +198,14 @@ impl DeliveryTask {
             return self.release(&delivery, None).await;
         }
         let body = Bytes::from(delivery.body.clone());
-        let secrets = subscription.live_secrets(OffsetDateTime::now_utc());
+        let signing = dispatch::Signing {
+            secrets: subscription.live_secrets(OffsetDateTime::now_utc()),
+            github_signature: subscription.github_signature,
+        };
         let send = async {
             // Deliveries claimed in reserve wait here for their turn at the receiver.
             self.slot.ready_to_send(subscription.rate_limit).await;
-            dispatch::send(&self.context.client, &subscription.target_url, &delivery, body, &secrets, self.context.allow_private_targets).await
+            dispatch::send(&self.context.client, &subscription.target_url, &delivery, body, &signing, self.context.allow_private_targets).await
         };
         let result = tokio::select! {
             result = send => result,
@@ -323,7 +326,7 @@ mod tests {
         SubscriptionRow {
             id: Uuid::now_v7(), name: None, target_url: "http://example.com/".into(), secret_key: None,
             event_types: vec![], is_active: true, created_at: now, updated_at: now, deleted_at: None,
-            previous_secret_key: None, previous_secret_expires_at: None, rate_limit: None,
+            previous_secret_key: None, previous_secret_expires_at: None, rate_limit: None, github_signature: false,
         }
     }
 

@@ -5,7 +5,8 @@
 //! secret (as the official libraries expect) or else the secret's UTF-8 bytes; plus GitHub's
 //! `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>` keyed with the secret's bytes.
 //!
-//! Inbound (producers prove who they are): the GitHub scheme over the exact request body.
+//! Inbound (producers prove who they are): Standard Webhooks over `{id}.{timestamp}.{body}`
+//! (recommended: the timestamp bounds replays), or the GitHub scheme over the exact body.
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -40,6 +41,18 @@ pub fn standard_webhooks_signature(secret: &str, message_id: &str, timestamp: i6
     let timestamp = timestamp.to_string();
     let digest = hmac(&key, &[message_id.as_bytes(), b".", timestamp.as_bytes(), b".", body]);
     format!("v1,{}", BASE64.encode(digest))
+}
+
+/// Checks a `webhook-signature` header (space-separated `v1,<base64>` entries; other
+/// versions are ignored) against `{id}.{timestamp}.{body}` in constant time.
+pub fn verify_standard_webhooks_signature(secret: &str, message_id: &str, timestamp: &str, body: &[u8], header: &str) -> bool {
+    let key = standard_webhooks_key(secret);
+    let expected = hmac(&key, &[message_id.as_bytes(), b".", timestamp.as_bytes(), b".", body]);
+    header
+        .split_whitespace()
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|encoded| BASE64.decode(encoded).ok())
+        .any(|given| given.len() == expected.len() && bool::from(given.as_slice().ct_eq(&expected)))
 }
 
 /// The `X-Hub-Signature-256` value for `body`: `sha256=<lower-case hex>`.
@@ -79,6 +92,19 @@ pub fn generate_secret() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn standard_webhooks_signatures_verify_among_several_and_reject_tampering() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let good = standard_webhooks_signature(secret, "msg_1", 1_700_000_000, b"{}");
+        let header = format!("v1,bm90LXRoaXMtb25l v1a,ignored {good}");
+        assert!(verify_standard_webhooks_signature(secret, "msg_1", "1700000000", b"{}", &header));
+        assert!(!verify_standard_webhooks_signature(secret, "msg_2", "1700000000", b"{}", &header), "another id");
+        assert!(!verify_standard_webhooks_signature(secret, "msg_1", "1700000001", b"{}", &header), "another time");
+        assert!(!verify_standard_webhooks_signature(secret, "msg_1", "1700000000", b"{ }", &header), "another body");
+        assert!(!verify_standard_webhooks_signature("whsec_b3RoZXI=", "msg_1", "1700000000", b"{}", &header));
+        assert!(!verify_standard_webhooks_signature(secret, "msg_1", "1700000000", b"{}", "v1,!!!"));
+    }
 
     #[test]
     fn standard_webhooks_reference_vector_matches() {

@@ -66,7 +66,7 @@ async fn a_correct_body_signature_stands_in_for_the_admin_token() {
     ] {
         let answer = post_signed(&app, subscription, body, signature.as_deref()).await;
         assert_eq!(answer.status, 401, "{label}");
-        assert_eq!(answer.body["error"], "invalid_signature", "{label}");
+        assert_eq!(answer.body["error"], "unauthorized", "{label}");
     }
     assert_eq!(count_deliveries(&app).await, 2, "refused requests create nothing");
     // The admin token is accepted as well.
@@ -111,8 +111,9 @@ async fn deliveries_carry_signatures_receivers_can_verify() {
     let app = spawn_app().await;
     let receiver = Receiver::answering(200).await;
     let whsec = format!("whsec_{}", BASE64.encode(b"0123456789abcdef0123456789abcdef"));
-    for secret in [whsec.as_str(), "plain-text-secret"] {
-        let subscription = app.create_subscription(&receiver.url, json!({"secret_key": secret})).await;
+    for (secret, github) in [(whsec.as_str(), false), ("plain-text-secret", true)] {
+        let subscription =
+            app.create_subscription(&receiver.url, json!({"secret_key": secret, "github_signature": github})).await;
         let body = b"{ \"amount\": 10.50 }".to_vec();
         let id = app.ingest_bytes(subscription, body.clone(), None).await.body["delivery_id"].as_str().unwrap().to_owned();
         app.wait_until_finished(id.parse().unwrap(), LIMIT).await;
@@ -122,7 +123,11 @@ async fn deliveries_carry_signatures_receivers_can_verify() {
         assert_eq!(header("webhook-id"), id);
         let expected = standard_signature(secret, &id, &header("webhook-timestamp"), &body);
         assert_eq!(header("webhook-signature"), expected, "secret {secret}");
-        assert_eq!(header("x-hub-signature-256"), github_header(secret, &body));
+        if github {
+            assert_eq!(header("x-hub-signature-256"), github_header(secret, &body));
+        } else {
+            assert!(request.headers.get("x-hub-signature-256").is_none(), "GitHub's header only when opted in");
+        }
     }
     // A subscription without a secret gets no signature headers.
     let unsigned = app.create_subscription(&receiver.url, json!({})).await;
@@ -327,4 +332,125 @@ async fn setting_a_secret_revokes_every_earlier_one_at_once_even_during_a_rotati
     app.wait_until_finished(id, LIMIT).await;
     let request = receiver.received().into_iter().last().unwrap();
     assert!(request.headers.get("webhook-signature").is_none(), "no secret, no signature");
+}
+
+/// POSTs to ingest with Standard Webhooks headers (no admin token).
+async fn post_standard(app: &TestApp, subscription: &str, id: &str, timestamp: i64, body: &[u8], signature: &str) -> crate::helpers::Answer {
+    let request = app
+        .http
+        .post(app.url(&format!("/ingest/{subscription}")))
+        .header("webhook-id", id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(body.to_vec());
+    read_answer(request.send().await.unwrap()).await
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+}
+
+#[tokio::test]
+async fn standard_webhooks_signed_ingest_is_accepted_once_per_message_id_and_only_when_fresh() {
+    let app = spawn_app().await;
+    let secret = format!("whsec_{}", BASE64.encode(b"producer-secret-of-32-bytes-long"));
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({"secret_key": secret})).await.to_string();
+    let body = br#"{"order":42}"#;
+    let sign = |id: &str, at: i64| standard_signature(&secret, id, &at.to_string(), body);
+
+    let first = post_standard(&app, &subscription, "msg_1", now(), body, &sign("msg_1", now())).await;
+    assert_eq!(first.status, 202, "{:?}", first.body);
+    // The same message again (a producer's retry, or a replay): the first answer, nothing new.
+    let again = post_standard(&app, &subscription, "msg_1", now(), body, &sign("msg_1", now())).await;
+    assert_eq!(again.status, 202);
+    assert_eq!(again.body["delivery_id"], first.body["delivery_id"]);
+    assert_eq!(count_deliveries(&app).await, 1);
+    // Several signatures in the header: one valid is enough.
+    let several = format!("v1,AAAA {}", sign("msg_2", now()));
+    assert_eq!(post_standard(&app, &subscription, "msg_2", now(), body, &several).await.status, 202);
+
+    let stale = now() - 301;
+    let refused = [
+        post_standard(&app, &subscription, "msg_3", stale, body, &sign("msg_3", stale)).await,
+        post_standard(&app, &subscription, "msg_4", now() + 301, body, &sign("msg_4", now() + 301)).await,
+        post_standard(&app, &subscription, "msg_5", now(), body, &sign("msg_6", now())).await,
+        post_standard(&app, &subscription, "msg_7", now(), b"{}", &sign("msg_7", now())).await,
+    ];
+    for answer in refused {
+        assert_eq!(answer.status, 401, "{:?}", answer.body);
+    }
+    assert_eq!(count_deliveries(&app).await, 2, "refused requests create nothing");
+}
+
+#[tokio::test]
+async fn a_delivery_posted_back_to_ingest_creates_nothing() {
+    let app = spawn_app().await;
+    let receiver = Receiver::answering(200).await;
+    let secret = format!("whsec_{}", BASE64.encode(b"a-secret-the-receiver-also-has!!"));
+    let subscription = app.create_subscription(&receiver.url, json!({"secret_key": secret})).await;
+    let id = app.ingest(subscription, r#"{"pay":100}"#).await;
+    app.wait_until_finished(id, LIMIT).await;
+    let delivered = receiver.received().into_iter().last().unwrap();
+    assert!(delivered.headers.get("x-hub-signature-256").is_none(), "no replayable GitHub header by default");
+
+    // The receiver (or anyone who saw the request) posts it back with all its headers.
+    let mut replay = app.http.post(app.url(&format!("/ingest/{subscription}"))).body(delivered.body.clone());
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "x-webhook-event"] {
+        if let Some(value) = delivered.headers.get(name) {
+            replay = replay.header(name, value.to_str().unwrap());
+        }
+    }
+    let answer = read_answer(replay.send().await.unwrap()).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    assert_eq!(answer.body["delivery_id"], id.to_string(), "answers with the delivery it already is");
+    assert_eq!(count_deliveries(&app).await, 1, "and creates nothing");
+}
+
+#[tokio::test]
+async fn strangers_get_the_same_401_whatever_the_id_and_without_a_read_per_request() {
+    let app = spawn_app().await;
+    let with_secret = app.create_subscription("http://127.0.0.1:9/x", json!({"secret_key": "a-secret-value"})).await;
+    let without_secret = app.create_subscription("http://127.0.0.1:9/x", json!({})).await;
+    let unknown = uuid::Uuid::now_v7();
+    let body = b"{}";
+    let wrong_hub = github_header("not-the-secret", body);
+    let wrong_standard = standard_signature("not-the-secret", "m", &now().to_string(), body);
+    let answers = [
+        post_signed(&app, unknown, body, None).await,
+        post_signed(&app, with_secret, body, None).await,
+        post_signed(&app, without_secret, body, None).await,
+        post_signed(&app, unknown, body, Some(&wrong_hub)).await,
+        post_signed(&app, with_secret, body, Some(&wrong_hub)).await,
+        post_signed(&app, without_secret, body, Some(&github_header("anything", body))).await,
+        post_standard(&app, &unknown.to_string(), "m", now(), body, &wrong_standard).await,
+        post_standard(&app, &with_secret.to_string(), "m", now(), body, &wrong_standard).await,
+        post_standard(&app, "not-a-uuid", "m", now(), body, &wrong_standard).await,
+        read_answer(app.http.post(app.url("/ingest/not-a-uuid")).body("{}").send().await.unwrap()).await,
+    ];
+    for answer in &answers {
+        assert_eq!((answer.status, &answer.body), (answers[0].status, &answers[0].body));
+    }
+    assert_eq!(answers[0].status, 401);
+
+    // Made-up ids are remembered as absent: probing costs no database read per request.
+    let before = crate::helpers::subscription_reads(&app.pool).await;
+    for _ in 0..20 {
+        assert_eq!(post_signed(&app, unknown, body, Some(&wrong_hub)).await.status, 401);
+    }
+    assert_eq!(crate::helpers::subscription_reads(&app.pool).await, before, "no read for an id known to be absent");
+}
+
+#[tokio::test]
+async fn an_anonymous_ingest_is_refused_before_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({"secret_key": "a-secret-value"})).await;
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://")).await.unwrap();
+    // Announces a megabyte and sends none of it: only an answer that does not wait for the
+    // body can come back (the body timeout is 30 s).
+    let head = format!("POST /ingest/{subscription} HTTP/1.1\r\nHost: x\r\nContent-Length: 1048576\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 12];
+    tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer)).await.expect("answered at once").unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 401");
 }
