@@ -77,6 +77,10 @@ impl ApiError {
     pub fn conflict(code: &str, message: impl Into<String>) -> Self {
         Self::Conflict(body(code, message))
     }
+    /// An API request body over its limit (`setting` names what sets the limit).
+    pub fn body_too_large(limit: usize, setting: &str) -> Self {
+        Self::PayloadTooLarge(body("payload_too_large", format!("the body is larger than the {limit}-byte limit ({setting})")))
+    }
     pub fn payload_too_large(limit: usize) -> Self {
         Self::PayloadTooLarge(body(
             "payload_too_large",

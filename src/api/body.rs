@@ -3,7 +3,8 @@
 
 use std::marker::PhantomData;
 
-use poem::{Body, Request, RequestBody};
+use poem::error::ReadBodyError;
+use poem::{Body, IntoResponse, Request, RequestBody};
 use poem_openapi::registry::{MetaMediaType, MetaRequest, Registry};
 use poem_openapi::types::Type;
 use poem_openapi::{ApiExtractor, ApiExtractorType, ExtractParamOptions};
@@ -70,4 +71,40 @@ pub fn validate_json(bytes: &[u8]) -> Result<(), ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map(|_| ())
         .map_err(|e| ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")))
+}
+
+/// Largest body of an API request other than a webhook (subscriptions, tools, retries):
+/// far above any valid one.
+pub const MAX_API_BODY: usize = 64 * 1024;
+
+/// Reads the body of every request except ingest's (which streams its own through
+/// [`read_limited`]) into memory, refusing it with 413 as soon as it passes its limit:
+/// `WEBHOOKD_MAX_PAYLOAD` plus room for the envelope for `POST /events`, [`MAX_API_BODY`]
+/// for the rest. Nothing is allocated from a declared `Content-Length`.
+pub async fn limit_api_body(mut request: Request, max_payload: usize) -> poem::Result<Request> {
+    let path = request.uri().path().trim_end_matches('/');
+    if path.starts_with("/ingest/") {
+        return Ok(request);
+    }
+    let (limit, setting) = if path == "/events" {
+        (max_payload + MAX_API_BODY, "WEBHOOKD_MAX_PAYLOAD for the payload, plus 64 KiB")
+    } else {
+        (MAX_API_BODY, "64 KiB for API requests")
+    };
+    let refuse = |error: ApiError| poem::Error::from_response(error.into_response());
+    let declared: Option<u64> = request.header("content-length").and_then(|v| v.parse().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return Err(refuse(ApiError::body_too_large(limit, setting)));
+    }
+    match request.take_body().into_bytes_limit(limit).await {
+        Ok(bytes) => {
+            request.set_body(bytes);
+            Ok(request)
+        }
+        Err(ReadBodyError::PayloadTooLarge) => Err(refuse(ApiError::body_too_large(limit, setting))),
+        Err(ReadBodyError::Io(error)) if error.kind() == std::io::ErrorKind::TimedOut => {
+            Err(refuse(ApiError::request_timeout(error.to_string())))
+        }
+        Err(error) => Err(refuse(ApiError::bad_request("invalid_body", format!("could not read the request body: {error}")))),
+    }
 }

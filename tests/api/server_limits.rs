@@ -156,3 +156,32 @@ async fn a_burst_of_1024_concurrent_ingests_all_get_202_and_are_all_delivered() 
     bodies.dedup();
     assert_eq!(bodies.len(), 1024, "each webhook reached the receiver");
 }
+
+#[tokio::test]
+async fn oversized_api_bodies_are_refused_with_413_while_being_read() {
+    let app = spawn_app_with(|s| s.max_payload = Some("1KiB".into())).await;
+    let post = |path: &str| app.http.post(app.url(path)).bearer_auth(crate::helpers::ADMIN_TOKEN).header("content-type", "application/json");
+
+    // 20 MiB declared up front: refused on its Content-Length, not parsed as a bad name.
+    let huge = format!(r#"{{"target_url":"http://127.0.0.1:9/x","name":"{}"}}"#, "n".repeat(20 * 1024 * 1024));
+    let answer = crate::helpers::read_answer(post("/subscriptions").body(huge).send().await.unwrap()).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (413, Some("payload_too_large")), "{:?}", answer.body);
+
+    // The same without a Content-Length (chunked): refused once 64 KiB have arrived.
+    let chunks = (0..64).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 16 * 1024])));
+    let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
+    let answer = crate::helpers::read_answer(post("/subscriptions").body(streamed).send().await.unwrap()).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (413, Some("payload_too_large")), "{:?}", answer.body);
+    let answer = crate::helpers::read_answer(post("/tools/signature-generator").body(vec![b' '; 100 * 1024]).send().await.unwrap()).await;
+    assert_eq!(answer.status, 413);
+
+    // Event payloads are held to WEBHOOKD_MAX_PAYLOAD (1 KiB here).
+    let too_big = serde_json::json!({"event_type": "order.created", "payload": {"blob": "x".repeat(2048)}});
+    let answer = crate::helpers::read_answer(post("/events").body(too_big.to_string()).send().await.unwrap()).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (413, Some("payload_too_large")), "{:?}", answer.body);
+    let fits = serde_json::json!({"event_type": "order.created", "payload": {"blob": "x".repeat(512)}});
+    let answer = crate::helpers::read_answer(post("/events").body(fits.to_string()).send().await.unwrap()).await;
+    assert_eq!(answer.status, 202, "{:?}", answer.body);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions").fetch_one(&app.pool).await.unwrap();
+    assert_eq!(stored, 0);
+}
