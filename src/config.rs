@@ -1,12 +1,12 @@
 //! Settings: read once from environment variables (each also a CLI flag) and validated
 //! before anything starts. Every error names the variable so an operator can fix it.
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::retry::RetrySchedule;
 
@@ -127,27 +127,28 @@ pub struct RawSettings {
     /// `require-or-volume` (the container image): generate only onto a mounted volume.
     #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN_POLICY", global = true)]
     pub admin_token_policy: Option<String>,
+    /// Key that encrypts subscription secrets at rest: 32 random bytes in base64.
+    #[arg(long, env = "WEBHOOKD_ENCRYPTION_KEY", global = true, hide_env_values = true)]
+    pub encryption_key: Option<String>,
+    /// The key before WEBHOOKD_ENCRYPTION_KEY, while secrets are re-encrypted after a key rotation.
+    #[arg(long, env = "WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", global = true, hide_env_values = true)]
+    pub previous_encryption_key: Option<String>,
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "WEBHOOKD_LOG_FORMAT", global = true)]
     pub log_format: Option<String>,
 }
 
-/// A secret that never shows up in logs or debug output.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A secret setting (token, URL with a password, key) that never shows up in logs or
+/// debug output.
+#[derive(Clone, Debug)]
+pub struct Secret(SecretString);
 
 impl Secret {
     pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
+        Self(SecretString::from(value.into()))
     }
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
+        self.0.expose_secret()
     }
 }
 
@@ -189,6 +190,9 @@ pub struct Settings {
     pub subscription_cache_capacity: u64,
     pub redis_url: Option<Secret>,
     pub redis_timeout: Duration,
+    /// Base64 keys for secrets at rest (checked to be 32 bytes each).
+    pub encryption_key: Option<Secret>,
+    pub previous_encryption_key: Option<Secret>,
     pub log_format: LogFormat,
 }
 
@@ -337,12 +341,24 @@ impl Settings {
                 Some(_) => return Err(invalid("REDIS_URL", "expected a redis:// URL, or rediss:// for TLS")),
             },
             redis_timeout: duration_or(&raw.redis_timeout, "WEBHOOKD_REDIS_TIMEOUT", "100ms")?,
+            encryption_key: encryption_key(&raw.encryption_key, "WEBHOOKD_ENCRYPTION_KEY")?,
+            previous_encryption_key: encryption_key(&raw.previous_encryption_key, "WEBHOOKD_PREVIOUS_ENCRYPTION_KEY")?,
             log_format: match raw.log_format.as_deref().unwrap_or("pretty") {
                 "pretty" => LogFormat::Pretty,
                 "json" => LogFormat::Json,
                 other => return Err(invalid("WEBHOOKD_LOG_FORMAT", format!("`{other}` is not `pretty` or `json`"))),
             },
         })
+    }
+}
+
+fn encryption_key(value: &Option<String>, variable: &'static str) -> Result<Option<Secret>, ConfigError> {
+    match value.as_deref() {
+        None | Some("") => Ok(None),
+        Some(text) => {
+            crate::secrets::Keyring::new(text, None).map_err(|reason| invalid(variable, reason))?;
+            Ok(Some(Secret::new(text)))
+        }
     }
 }
 
@@ -436,6 +452,6 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        assert_eq!(format!("{:?}", Secret::new("hunter2")), "Secret(***)");
+        assert!(!format!("{:?}", Secret::new("hunter2")).contains("hunter2"));
     }
 }

@@ -9,6 +9,7 @@
 //! - [`subscription_cache`], [`redis_cache`]: subscriptions read without the database.
 //! - [`http_server`]: the HTTP server and its limits; [`metrics`]: what Prometheus scrapes.
 //! - [`healthcheck`]: the `webhookd healthcheck` probe for container health checks.
+//! - [`secrets`]: secrets never printed, encrypted at rest, sealed in Redis.
 
 pub mod api;
 pub mod config;
@@ -22,6 +23,7 @@ pub mod http_server;
 pub mod maintenance;
 pub mod metrics;
 pub mod redis_cache;
+pub mod secrets;
 pub mod startup;
 pub mod subscription_cache;
 pub mod telemetry;

@@ -2,10 +2,11 @@
 //! (`REDIS_URL`). It only ever saves database reads: every failure or slow answer falls
 //! back to PostgreSQL, and an outage is logged once, not per request.
 //!
-//! Entries hold the whole subscription row, secrets included: use a private Redis with a
-//! password, over TLS (`rediss://:password@host:6380`) unless the network is private.
-//! `rediss://` verifies the server against the system's CA certificates, or the bundle
-//! named by `SSL_CERT_FILE`.
+//! Entries hold the whole subscription row, secrets included, sealed ([`CacheSeal`]): Redis
+//! sees only ciphertext, and an entry modified, forged or moved in Redis does not open and
+//! is ignored (the subscription is read from PostgreSQL). Still use a Redis with a password,
+//! over TLS (`rediss://`) unless the network is private: `rediss://` verifies the server
+//! against the system's CA certificates, or the bundle named by `SSL_CERT_FILE`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
@@ -17,12 +18,14 @@ use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use crate::db::subscriptions::SubscriptionRow;
+use crate::secrets::CacheSeal;
 
 /// After a failure, Redis is skipped this long so an outage costs no time per request.
 const BACKOFF: Duration = Duration::from_secs(2);
 
 pub struct RedisCache {
     client: redis::Client,
+    seal: CacheSeal,
     connection: OnceCell<ConnectionManager>,
     timeout: Duration,
     ttl: Duration,
@@ -36,9 +39,10 @@ fn key(id: Uuid) -> String {
 
 impl RedisCache {
     /// Checks the URL; connects lazily on first use.
-    pub fn new(url: &str, timeout: Duration, ttl: Duration) -> redis::RedisResult<Self> {
+    pub fn new(url: &str, timeout: Duration, ttl: Duration, seal: CacheSeal) -> redis::RedisResult<Self> {
         Ok(Self {
             client: redis::Client::open(url)?,
+            seal,
             connection: OnceCell::new(),
             timeout,
             ttl,
@@ -47,17 +51,25 @@ impl RedisCache {
         })
     }
 
-    /// The cached subscription, or `None` on a miss, an error or a timeout.
+    /// The cached subscription, or `None` on a miss, an error, a timeout, or an entry that
+    /// does not open (modified or forged: logged, and read from PostgreSQL instead).
     pub async fn get(&self, id: Uuid) -> Option<SubscriptionRow> {
-        let text: String = self.call(|mut c| async move { c.get::<_, Option<String>>(key(id)).await }).await.flatten()?;
-        serde_json::from_str(&text).ok()
+        let name = key(id);
+        let lookup = name.clone();
+        let sealed: Vec<u8> = self.call(|mut c| async move { c.get::<_, Option<Vec<u8>>>(lookup).await }).await.flatten()?;
+        let Some(text) = self.seal.open(&name, &sealed) else {
+            tracing::warn!(subscription.id = %id, "ignored a shared cache entry that does not authenticate");
+            return None;
+        };
+        serde_json::from_slice(&text).ok().filter(|row: &SubscriptionRow| row.id == id)
     }
 
-    /// Stores a subscription loaded from PostgreSQL.
+    /// Stores a subscription loaded from PostgreSQL (secrets as stored), sealed.
     pub async fn put(&self, row: &SubscriptionRow) {
-        let Ok(text) = serde_json::to_string(row) else { return };
-        let (key, ttl) = (key(row.id), self.ttl.as_secs().max(1));
-        let _: Option<()> = self.call(|mut c| async move { c.set_ex(key, text, ttl).await }).await;
+        let Ok(text) = serde_json::to_vec(row) else { return };
+        let (name, ttl) = (key(row.id), self.ttl.as_secs().max(1));
+        let sealed = self.seal.seal(&name, &text);
+        let _: Option<()> = self.call(|mut c| async move { c.set_ex(name, sealed, ttl).await }).await;
     }
 
     /// Removes a subscription after a write.

@@ -21,6 +21,7 @@ use crate::delivery::{self, DeliveryContext, Engine, Waker};
 use crate::http_server::{self, ServerLimits};
 use crate::maintenance;
 use crate::metrics::Metrics;
+use crate::secrets::{self, CacheSeal, Keyring, SecretValue};
 use crate::redis_cache::RedisCache;
 use crate::subscription_cache::SubscriptionCache;
 
@@ -54,11 +55,24 @@ impl Application {
         let listener = http_server::bind(settings.listen)
             .with_context(|| format!("cannot listen on {} (WEBHOOKD_LISTEN)", settings.listen))?;
         let port = listener.local_addr().context("listener has no address")?.port();
+        let keyring = match &settings.encryption_key {
+            Some(key) => {
+                let previous = settings.previous_encryption_key.as_ref().map(Secret::expose);
+                Some(Arc::new(Keyring::new(key.expose(), previous).map_err(anyhow::Error::msg)?))
+            }
+            None => None,
+        };
+        prepare_secrets_at_rest(&pool, keyring.as_deref()).await?;
         let shared = match &settings.redis_url {
-            Some(url) => Some(Arc::new(
-                RedisCache::new(url.expose(), settings.redis_timeout, settings.subscription_cache_ttl)
-                    .context("invalid REDIS_URL")?,
-            )),
+            Some(url) => {
+                // Every instance sharing the cache shares the encryption key, or else the admin token.
+                let material = settings.encryption_key.as_ref().unwrap_or(&admin_token).expose().as_bytes();
+                let seal = CacheSeal::derive(material);
+                Some(Arc::new(
+                    RedisCache::new(url.expose(), settings.redis_timeout, settings.subscription_cache_ttl, seal)
+                        .context("invalid REDIS_URL")?,
+                ))
+            }
             None => None,
         };
         let subscriptions = SubscriptionCache::new(
@@ -66,6 +80,7 @@ impl Application {
             settings.subscription_cache_capacity,
             settings.subscription_cache_ttl,
             shared,
+            keyring.clone(),
         );
         let changes = match tokio::time::timeout(Duration::from_secs(5), delivery::subscribe(&pool)).await {
             Ok(Ok(changes)) => Some(changes),
@@ -73,7 +88,8 @@ impl Application {
         };
         let group_commit = GroupCommit::start(pool.clone());
         let metrics = Metrics::new();
-        let context = ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new(), group_commit, metrics };
+        let context =
+            ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new(), group_commit, metrics, keyring };
         Ok(Self { listener, port, context, admin_token, changes })
     }
 
@@ -124,6 +140,44 @@ impl Application {
         let _ = upkeep.await;
         Ok(())
     }
+}
+
+/// Checks the stored secrets against the encryption settings before anything signs with
+/// them: a sealed secret with no key, or with a key we do not have, refuses the start (it
+/// would sign with garbage). With a key, secrets still in plaintext or sealed with the
+/// previous key are encrypted with the current one. Skipped, with a warning, while the
+/// database is unreachable (the service starts and answers 503 until it is back).
+async fn prepare_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> anyhow::Result<()> {
+    let stored = match db::subscriptions::list_stored_secrets(pool).await {
+        Ok(stored) => stored,
+        Err(error) => {
+            tracing::warn!(%error, "cannot check the stored secrets against WEBHOOKD_ENCRYPTION_KEY yet");
+            return Ok(());
+        }
+    };
+    let mut resealed = 0;
+    for row in &stored {
+        let kept = [&row.secret_key, &row.previous_secret_key].map(|v| v.as_ref().map(SecretValue::expose));
+        let mut plain = [None, None];
+        for (slot, value) in plain.iter_mut().zip(kept) {
+            *slot = value
+                .map(|v| secrets::reveal(v, keyring))
+                .transpose()
+                .map_err(|error| anyhow::anyhow!("{error}: start with the key that encrypted the stored secrets (docs/deployment.md: encryption at rest)"))?;
+        }
+        let Some(keyring) = keyring else { continue };
+        if !kept.into_iter().flatten().any(|v| keyring.needs_sealing(v)) {
+            continue;
+        }
+        let sealed = plain.map(|p| p.map(|p| keyring.seal(&p)));
+        if db::subscriptions::reseal_secrets(pool, row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {
+            resealed += 1;
+        }
+    }
+    if resealed > 0 {
+        tracing::info!(subscriptions = resealed, key = keyring.map(Keyring::key_id), "encrypted stored secrets with the current key");
+    }
+    Ok(())
 }
 
 /// The connection cap that leaves file descriptors for outbound deliveries, the database

@@ -23,6 +23,7 @@ use sqlx::PgPool;
 use crate::config::{Secret, Settings};
 use crate::delivery::Waker;
 use crate::metrics::Metrics;
+use crate::secrets::Keyring;
 use crate::error::{standard_error_response, ApiError};
 use crate::subscription_cache::SubscriptionCache;
 
@@ -39,6 +40,18 @@ pub struct ApiContext {
     pub waker: Waker,
     pub group_commit: GroupCommit,
     pub metrics: Arc<Metrics>,
+    /// Encrypts secrets at rest when `WEBHOOKD_ENCRYPTION_KEY` is set.
+    pub keyring: Option<Arc<Keyring>>,
+}
+
+impl ApiContext {
+    /// A secret as it is to be stored: encrypted when a key is configured.
+    pub fn seal(&self, secret: &str) -> String {
+        match &self.keyring {
+            Some(keyring) => keyring.seal(secret),
+            None => secret.to_owned(),
+        }
+    }
 }
 
 /// The OpenAPI service over every resource.

@@ -14,6 +14,7 @@ use crate::db::deliveries;
 use crate::delivery::ssrf;
 use crate::domain::event_type::validate_event_pattern;
 use crate::domain::signing::generate_secret;
+use crate::secrets::SecretValue;
 use crate::domain::target_url::TargetUrl;
 use crate::error::ApiError;
 
@@ -65,7 +66,7 @@ impl From<&SubscriptionRow> for Subscription {
 }
 
 /// A new subscription.
-#[derive(Debug, Object)]
+#[derive(Object)]
 #[oai(deny_unknown_fields, example)]
 pub struct CreateSubscription {
     /// Absolute http(s) URL webhooks are POSTed to.
@@ -104,7 +105,7 @@ impl poem_openapi::types::Example for CreateSubscription {
 
 /// A full replacement (PUT). An absent `secret_key` keeps the current secret (it cannot be
 /// read back, so a read-modify-write client would otherwise erase it); `null` removes it.
-#[derive(Debug, Object)]
+#[derive(Object)]
 #[oai(deny_unknown_fields)]
 pub struct ReplaceSubscription {
     pub target_url: String,
@@ -119,7 +120,7 @@ pub struct ReplaceSubscription {
 
 /// A partial update (PATCH): only the fields present change; `null` clears `name`,
 /// `secret_key` or `rate_limit`.
-#[derive(Debug, Object)]
+#[derive(Object)]
 #[oai(deny_unknown_fields)]
 pub struct PatchSubscription {
     pub target_url: Option<String>,
@@ -147,7 +148,7 @@ enum Created {
 }
 
 /// A new secret, shown this once.
-#[derive(Debug, Object)]
+#[derive(Object)]
 pub struct RotatedSecret {
     /// The new `whsec_` secret: store it now, it is never shown again.
     pub secret_key: String,
@@ -187,7 +188,8 @@ impl SubscriptionsApi {
             rate_limit: body.rate_limit,
             github_signature: body.github_signature.unwrap_or(false),
         };
-        self.validate(&fields).await?;
+        self.validate(&fields, true).await?;
+        let fields = self.seal_secret(fields);
         let row = store::insert(&self.context.pool, Uuid::now_v7(), &fields).await?;
         tracing::info!(subscription.id = %row.id, "subscription created");
         Ok(Created::Created(Json((&row).into())))
@@ -237,7 +239,7 @@ impl SubscriptionsApi {
         let sets_secret = !patch.secret_key.is_undefined();
         self.modify(id.0, sets_secret, |current| SubscriptionFields {
             target_url: patch.target_url.unwrap_or(current.target_url),
-            secret_key: merge_nullable(patch.secret_key, current.secret_key),
+            secret_key: merge_nullable(patch.secret_key, stored(current.secret_key)),
             event_types: patch.event_types.unwrap_or(current.event_types),
             name: merge_nullable(patch.name, current.name),
             is_active: patch.is_active.unwrap_or(current.is_active),
@@ -254,7 +256,7 @@ impl SubscriptionsApi {
         let sets_secret = !replacement.secret_key.is_undefined();
         self.modify(id.0, sets_secret, |current| SubscriptionFields {
             target_url: replacement.target_url,
-            secret_key: merge_nullable(replacement.secret_key, current.secret_key),
+            secret_key: merge_nullable(replacement.secret_key, stored(current.secret_key)),
             event_types: replacement.event_types.unwrap_or_default(),
             name: replacement.name,
             is_active: replacement.is_active.unwrap_or(true),
@@ -273,7 +275,8 @@ impl SubscriptionsApi {
         let secret = generate_secret();
         let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
         let mut tx = self.context.pool.begin().await?;
-        let row = store::rotate_secret(&mut *tx, id.0, &secret, overlap).await?.ok_or_else(no_subscription)?;
+        let sealed = self.context.seal(&secret);
+        let row = store::rotate_secret(&mut *tx, id.0, &sealed, overlap).await?.ok_or_else(no_subscription)?;
         store::notify_changed(&mut *tx, id.0).await?;
         tx.commit().await?;
         self.context.subscriptions.invalidate(id.0).await;
@@ -312,7 +315,8 @@ impl SubscriptionsApi {
         let current = store::select_for_update(&mut *tx, id).await?.ok_or_else(no_subscription)?;
         let was_active = current.is_active;
         let fields = change(current);
-        self.validate(&fields).await?;
+        self.validate(&fields, sets_secret).await?;
+        let fields = if sets_secret { self.seal_secret(fields) } else { fields };
         let row = store::update(&mut *tx, id, &fields, sets_secret).await?.ok_or_else(no_subscription)?;
         match (was_active, row.is_active) {
             (true, false) => drop(deliveries::park_for_subscription(&mut *tx, id).await?),
@@ -329,14 +333,21 @@ impl SubscriptionsApi {
         Ok(Json((&row).into()))
     }
 
+    /// A client-given secret as it is to be stored.
+    fn seal_secret(&self, mut fields: SubscriptionFields) -> SubscriptionFields {
+        fields.secret_key = fields.secret_key.map(|secret| self.context.seal(&secret));
+        fields
+    }
+
     /// Checks every field; the target must not reach a private address unless allowed.
-    async fn validate(&self, fields: &SubscriptionFields) -> Result<(), ApiError> {
+    /// `new_secret`: `secret_key` holds a secret the client just gave (not the stored one).
+    async fn validate(&self, fields: &SubscriptionFields, new_secret: bool) -> Result<(), ApiError> {
         let invalid = |code: &str, message: String| ApiError::bad_request(code, message);
         let target = TargetUrl::parse(&fields.target_url).map_err(|m| invalid("invalid_target_url", m))?;
         if !self.context.settings.allow_private_targets {
             ssrf::check_target(&target).await.map_err(|m| invalid("target_not_allowed", m))?;
         }
-        if let Some(secret) = &fields.secret_key {
+        if let Some(secret) = fields.secret_key.as_ref().filter(|_| new_secret) {
             if !SECRET_LEN.contains(&secret.len()) {
                 return Err(invalid("invalid_secret_key", format!("secret_key must be {} to {} bytes long", SECRET_LEN.start(), SECRET_LEN.end())));
             }
@@ -360,6 +371,11 @@ impl SubscriptionsApi {
 }
 
 /// Applies a nullable field of a partial update: absent keeps, null clears, a value sets.
+/// A secret as stored, to be written back unchanged.
+fn stored(secret: Option<SecretValue>) -> Option<String> {
+    secret.map(|s| s.expose().to_owned())
+}
+
 fn merge_nullable<T>(update: MaybeUndefined<T>, current: Option<T>) -> Option<T> {
     match update {
         MaybeUndefined::Undefined => current,

@@ -9,7 +9,7 @@ use crate::domain::signing::hub_signature;
 use crate::error::ApiError;
 
 /// What to sign.
-#[derive(Debug, Object)]
+#[derive(Object)]
 #[oai(deny_unknown_fields)]
 pub struct SignatureRequest {
     /// A JSON string is signed as its text, exactly; any other JSON value is signed in its

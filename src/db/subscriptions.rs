@@ -1,24 +1,27 @@
 //! Statements on `subscriptions`.
 
 use sqlx::PgExecutor;
+
+use crate::secrets::SecretValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A stored subscription, secret included: never serialise this type to clients (serde
-/// is for the shared Redis cache only).
+/// is for the sealed entries of the shared Redis cache only). The secrets are as stored
+/// (encrypted when at-rest encryption is on) until the subscription cache reveals them.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionRow {
     pub id: Uuid,
     pub name: Option<String>,
     pub target_url: String,
-    pub secret_key: Option<String>,
+    pub secret_key: Option<SecretValue>,
     pub event_types: Vec<String>,
     pub is_active: bool,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
     pub deleted_at: Option<OffsetDateTime>,
     /// The secret before the last rotation, valid until `previous_secret_expires_at`.
-    pub previous_secret_key: Option<String>,
+    pub previous_secret_key: Option<SecretValue>,
     pub previous_secret_expires_at: Option<OffsetDateTime>,
     /// Most requests a second to the receiver from one instance (None: no limit).
     #[serde(default)]
@@ -34,14 +37,40 @@ impl SubscriptionRow {
     pub fn live_secrets(&self, now: OffsetDateTime) -> Vec<&str> {
         let previous = self
             .previous_secret_key
-            .as_deref()
+            .as_ref()
             .filter(|_| self.previous_secret_expires_at.is_some_and(|until| until > now));
-        self.secret_key.as_deref().into_iter().chain(previous).collect()
+        self.secret_key.iter().chain(previous).map(SecretValue::expose).collect()
     }
 }
 
-/// The writable fields of a subscription.
-#[derive(Debug, Clone)]
+/// One subscription's secrets as stored.
+#[derive(Debug, sqlx::FromRow)]
+pub struct StoredSecrets {
+    pub id: Uuid,
+    pub secret_key: Option<SecretValue>,
+    pub previous_secret_key: Option<SecretValue>,
+}
+
+pub async fn list_stored_secrets(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<StoredSecrets>> {
+    sqlx::query_as(include_str!("../../sql/subscriptions/list_stored_secrets.sql")).fetch_all(db).await
+}
+
+/// Replaces `before` with `after` (both as stored); false if the row changed meanwhile.
+pub async fn reseal_secrets(db: impl PgExecutor<'_>, before: &StoredSecrets, after: [Option<&str>; 2]) -> sqlx::Result<bool> {
+    let row = sqlx::query(include_str!("../../sql/subscriptions/reseal_secrets.sql"))
+        .bind(before.id)
+        .bind(after[0])
+        .bind(after[1])
+        .bind(before.secret_key.as_ref().map(SecretValue::expose))
+        .bind(before.previous_secret_key.as_ref().map(SecretValue::expose))
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The writable fields of a subscription; `secret_key` as it is to be stored (sealed when
+/// at-rest encryption is on).
+#[derive(Clone)]
 pub struct SubscriptionFields {
     pub name: Option<String>,
     pub target_url: String,

@@ -60,12 +60,15 @@ async fn a_change_made_on_one_instance_reaches_another_within_a_second() {
     }
 }
 
-/// The subscription as cached in Redis, if it is.
+/// The subscription as cached in Redis, if it is, opened with the key every instance
+/// derives from what they share (here the admin token: no encryption key is set).
 async fn redis_entry(url: &str, subscription: uuid::Uuid) -> Option<serde_json::Value> {
     let client = redis::Client::open(url).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let text: Option<String> = redis::cmd("GET").arg(format!("webhookd:subscription:{subscription}")).query_async(&mut connection).await.unwrap();
-    text.map(|t| serde_json::from_str(&t).unwrap())
+    let name = format!("webhookd:subscription:{subscription}");
+    let sealed: Option<Vec<u8>> = redis::cmd("GET").arg(&name).query_async(&mut connection).await.unwrap();
+    let seal = webhookd::secrets::CacheSeal::derive(crate::helpers::ADMIN_TOKEN.as_bytes());
+    sealed.map(|bytes| serde_json::from_slice(&seal.open(&name, &bytes).expect("an entry webhookd sealed")).unwrap())
 }
 
 #[tokio::test]

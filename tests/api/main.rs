@@ -14,6 +14,7 @@ mod process;
 mod reliability;
 mod retention;
 mod routing;
+mod secrets;
 mod server_limits;
 mod subscriptions;
 mod tls;

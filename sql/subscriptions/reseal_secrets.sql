@@ -1,0 +1,7 @@
+-- Writes one subscription's secrets again, encrypted with the current key, only if they are
+-- still what was read ($4, $5): a rotation or another instance starting at the same moment
+-- wins, and its value is looked at on the next start. Returns whether the row changed.
+UPDATE subscriptions
+SET secret_key = $2, previous_secret_key = $3
+WHERE id = $1 AND secret_key IS NOT DISTINCT FROM $4 AND previous_secret_key IS NOT DISTINCT FROM $5
+RETURNING id

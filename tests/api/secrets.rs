@@ -1,0 +1,234 @@
+//! Secrets at rest and in the shared cache, against the real binary: encrypted in
+//! PostgreSQL (a dump shows none), refused without the right key, re-encrypted after a key
+//! rotation; sealed in Redis, where a rewritten entry is not trusted; never in the logs.
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+use crate::helpers::{fresh_database, free_port, http_client, webhookd_command, Receiver, RedisServer, Service, ADMIN_TOKEN};
+
+const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const OTHER_KEY: &str = "HxYdHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
+const SECRET: &str = "whsec_c2VjcmV0LW9mLWEtc3Vic2NyaXB0aW9uLTI0Ynl0";
+
+fn standard_signature(secret: &str, id: &str, timestamp: &str, body: &[u8]) -> String {
+    let key = BASE64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(&[id.as_bytes(), b".", timestamp.as_bytes(), b".", body].concat());
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
+/// Waits until `receiver` has `count` requests.
+async fn received(receiver: &Receiver, count: usize, service: &Service) -> Vec<crate::helpers::Received> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while receiver.received().len() < count {
+        assert!(Instant::now() < deadline, "not delivered; logs:\n{}", service.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    receiver.received()
+}
+
+/// Asserts the last request `receiver` got is signed with `secret`.
+fn signed_with(request: &crate::helpers::Received, secret: &str) {
+    let header = |name: &str| request.headers[name].to_str().unwrap().to_owned();
+    let expected = standard_signature(secret, &header("webhook-id"), &header("webhook-timestamp"), &request.body);
+    assert!(header("webhook-signature").split(' ').any(|s| s == expected), "signed with the subscription's secret");
+}
+
+async fn create(service: &Service, target: &str, body: Value) -> String {
+    let mut fields = json!({ "target_url": target });
+    fields.as_object_mut().unwrap().extend(body.as_object().unwrap().clone());
+    let response = http_client()
+        .post(format!("{}/subscriptions", service.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(fields.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    body["id"].as_str().unwrap().to_owned()
+}
+
+async fn stored_secrets(database_url: &str) -> Vec<String> {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let rows: Vec<(Option<String>, Option<String>)> =
+        sqlx::query_as("SELECT secret_key, previous_secret_key FROM subscriptions").fetch_all(&pool).await.unwrap();
+    rows.into_iter().flat_map(|(a, b)| [a, b]).flatten().collect()
+}
+
+/// Starts the binary and expects it to refuse: exit 1 and its one line.
+async fn refused_start(database_url: &str, environment: &[(&str, &str)]) -> String {
+    let mut command = webhookd_command();
+    command
+        .env("DATABASE_URL", database_url)
+        .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{}", free_port()));
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    stderr
+}
+
+#[tokio::test]
+async fn secrets_are_encrypted_at_rest_and_a_start_without_the_right_key_is_refused() {
+    let database_url = fresh_database().await;
+    let receiver = Receiver::answering(200).await;
+
+    // A secret stored before encryption was turned on…
+    let plain = Service::start(&database_url, &[]).await;
+    let early = create(&plain, &receiver.url, json!({"secret_key": SECRET})).await;
+    drop(plain);
+    assert_eq!(stored_secrets(&database_url).await, [SECRET]);
+
+    // …is encrypted when the service starts with a key; new and rotated ones are stored encrypted.
+    let mut service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await;
+    let later = create(&service, &receiver.url, json!({"secret_key": "another-secret-value"})).await;
+    let client = http_client();
+    let rotated = client
+        .post(format!("{}/subscriptions/{later}/rotate-secret", service.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let rotated: Value = serde_json::from_slice(&rotated.bytes().await.unwrap()).unwrap();
+    let new_secret = rotated["secret_key"].as_str().unwrap().to_owned();
+    let stored = stored_secrets(&database_url).await;
+    assert_eq!(stored.len(), 3);
+    assert!(stored.iter().all(|s| s.starts_with("enc:v1:")), "{stored:?}");
+    let dump = std::process::Command::new("/usr/lib/postgresql/15/bin/pg_dump").arg(&database_url).output().unwrap();
+    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    for secret in [SECRET, "another-secret-value", new_secret.as_str()] {
+        assert!(!dump.contains(secret), "a dump shows no secret");
+    }
+
+    // Deliveries are still signed with the plaintext secret, and signed ingest still verifies.
+    let (status, _) = service.ingest(&client, early.parse().unwrap(), r#"{"n":1}"#.into()).await;
+    assert_eq!(status, 202);
+    signed_with(received(&receiver, 1, &service).await.last().unwrap(), SECRET);
+    let body = br#"{"n":2}"#;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let signed = client
+        .post(format!("{}/ingest/{early}", service.base))
+        .header("webhook-id", "msg-1")
+        .header("webhook-timestamp", &now)
+        .header("webhook-signature", standard_signature(SECRET, "msg-1", &now, body))
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 202);
+    assert_eq!(service.terminate(Duration::from_secs(15)).await, Some(0));
+
+    // Without the key, or with another one, the service refuses to start: it would sign with garbage.
+    let without = refused_start(&database_url, &[]).await;
+    assert!(without.contains("WEBHOOKD_ENCRYPTION_KEY"), "{without}");
+    let wrong = refused_start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY)]).await;
+    assert!(wrong.contains("WEBHOOKD_ENCRYPTION_KEY"), "{wrong}");
+
+    // Key rotation: the new key, with the old one as the previous key, re-encrypts everything…
+    let rotating =
+        Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY), ("WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", KEY)]).await;
+    drop(rotating);
+    let before: Vec<String> = stored.iter().map(|s| s.split(':').nth(2).unwrap().to_owned()).collect();
+    let after: Vec<String> = stored_secrets(&database_url).await.iter().map(|s| s.split(':').nth(2).unwrap().to_owned()).collect();
+    assert!(after.iter().all(|id| !before.contains(id)), "all under the new key: {before:?} → {after:?}");
+    // …after which the new key alone is enough.
+    let service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY)]).await;
+    let (status, _) = service.ingest(&client, early.parse().unwrap(), r#"{"n":3}"#.into()).await;
+    assert_eq!(status, 202);
+    let requests = received(&receiver, 3, &service).await;
+    signed_with(requests.last().unwrap(), SECRET);
+}
+
+#[tokio::test]
+async fn a_malformed_encryption_key_exits_2_naming_the_variable() {
+    let output = webhookd_command().env("WEBHOOKD_ENCRYPTION_KEY", "c2hvcnQ=").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("WEBHOOKD_ENCRYPTION_KEY"));
+}
+
+#[tokio::test]
+async fn redis_holds_no_readable_secret_and_a_rewritten_entry_does_not_redirect_deliveries() {
+    let redis = RedisServer::start();
+    let database_url = fresh_database().await;
+    let service = Service::start(&database_url, &[("REDIS_URL", &redis.url), ("WEBHOOKD_SUBSCRIPTION_CACHE_TTL", "1s")]).await;
+    let (real, attacker) = (Receiver::answering(200).await, Receiver::answering(200).await);
+    let client = http_client();
+    let subscription = create(&service, &real.url, json!({"secret_key": SECRET})).await;
+    let (status, _) = service.ingest(&client, subscription.parse().unwrap(), "{}".into()).await;
+    assert_eq!(status, 202);
+    received(&real, 1, &service).await;
+
+    let key = format!("webhookd:subscription:{subscription}");
+    let redis_cli = |args: &[&str]| {
+        let port = redis.url.rsplit(':').next().unwrap().to_owned();
+        let output = std::process::Command::new("redis-cli").args(["-p", &port]).args(args).output().unwrap();
+        assert!(output.status.success());
+        output.stdout
+    };
+    let entry = redis_cli(&["--no-raw", "GET", &key]);
+    assert!(entry.len() > 40, "the subscription is cached in Redis: {}", String::from_utf8_lossy(&entry));
+    let entry = String::from_utf8_lossy(&entry);
+    for readable in [SECRET, "secret_key", "target_url", real.url.as_str()] {
+        assert!(!entry.contains(readable), "Redis shows {readable}");
+    }
+
+    // Someone with access to Redis points the entry at their own server.
+    let forged = json!({
+        "id": subscription, "name": null, "target_url": attacker.url, "secret_key": "forged-secret-value",
+        "event_types": [], "is_active": true, "created_at": "2026-12-01T00:00:00Z", "updated_at": "2026-12-01T00:00:00Z",
+        "deleted_at": null, "previous_secret_key": null, "previous_secret_expires_at": null,
+    });
+    redis_cli(&["SET", &key, &forged.to_string()]);
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the in-process copy expires
+    let (status, _) = service.ingest(&client, subscription.parse().unwrap(), "{}".into()).await;
+    assert_eq!(status, 202);
+    let requests = received(&real, 2, &service).await;
+    signed_with(requests.last().unwrap(), SECRET);
+    assert!(attacker.received().is_empty(), "the forged entry was not trusted");
+}
+
+#[tokio::test]
+async fn no_secret_or_admin_token_appears_in_the_logs_even_at_trace() {
+    let database_url = fresh_database().await;
+    let service = Service::start(&database_url, &[("RUST_LOG", "trace"), ("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await;
+    let receiver = Receiver::answering(200).await;
+    let client = http_client();
+    let subscription = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    let (status, _) = service.ingest(&client, subscription.parse().unwrap(), r#"{"logged":"body"}"#.into()).await;
+    assert_eq!(status, 202);
+    received(&receiver, 1, &service).await;
+    let rotated = client
+        .post(format!("{}/subscriptions/{subscription}/rotate-secret", service.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let rotated: Value = serde_json::from_slice(&rotated.bytes().await.unwrap()).unwrap();
+    let new_secret = rotated["secret_key"].as_str().unwrap().to_owned();
+    let patched = client
+        .patch(format!("{}/subscriptions/{subscription}", service.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"secret_key": "a-patched-secret-value"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let logs = service.logs();
+    assert!(logs.lines().count() > 50, "trace logging is on");
+    for secret in [SECRET, new_secret.as_str(), "a-patched-secret-value", ADMIN_TOKEN, KEY] {
+        assert!(!logs.contains(secret), "a secret in the logs");
+    }
+}
