@@ -58,31 +58,16 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = runtime.block_on(async {
-        if let Some(cluster) = &cluster {
-            embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await?;
-        }
-        let pool = db::connect_lazy(database_url.expose(), settings.db_pool_size).context("invalid DATABASE_URL")?;
-        match command {
-            Command::Migrate => {
-                db::migrate(&pool).await.context("cannot apply migrations")?;
-                tracing::info!("migrations applied");
-                Ok(())
-            }
-            Command::Maintenance { now } => {
-                let now = match now {
-                    None => time::OffsetDateTime::now_utc(),
-                    Some(text) => time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
-                        .with_context(|| format!("--now `{text}` is not an RFC 3339 time like 2026-12-01T00:00:00Z"))?,
-                };
-                if settings.auto_migrate {
-                    db::migrate(&pool).await.context("cannot apply migrations")?;
+        let result = execute(command, settings, &database_url, cluster.as_ref()).await;
+        // The pool only says it timed out; one direct connection says why (refused, TLS, password).
+        match result {
+            Err(error) if error.chain().any(|c| matches!(c.downcast_ref(), Some(sqlx::Error::PoolTimedOut))) => {
+                match db::connect_once(database_url.expose()).await {
+                    Err(cause) => Err(anyhow::Error::new(cause).context("cannot connect to PostgreSQL")),
+                    Ok(()) => Err(error),
                 }
-                let report = webhookd::maintenance::run_once(&pool, now, settings.retention).await?;
-                print!("{report}");
-                Ok(())
             }
-            Command::Serve => serve(settings, pool).await,
-            Command::Healthcheck { .. } => unreachable!("handled before start-up"),
+            other => other,
         }
     });
     drop(runtime);
@@ -91,6 +76,36 @@ fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         tracing::info!("embedded PostgreSQL stopped");
     }
     result
+}
+
+/// Runs `command` against the database at `database_url`.
+async fn execute(command: Command, settings: Settings, database_url: &Secret, cluster: Option<&EmbeddedPostgres>) -> anyhow::Result<()> {
+    if let Some(cluster) = cluster {
+        embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await?;
+    }
+    let pool = db::connect_lazy(database_url.expose(), settings.db_pool_size).context("invalid DATABASE_URL")?;
+    match command {
+        Command::Migrate => {
+            db::migrate(&pool).await.context("cannot apply migrations")?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Command::Maintenance { now } => {
+            let now = match now {
+                None => time::OffsetDateTime::now_utc(),
+                Some(text) => time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("--now `{text}` is not an RFC 3339 time like 2026-12-01T00:00:00Z"))?,
+            };
+            if settings.auto_migrate {
+                db::migrate(&pool).await.context("cannot apply migrations")?;
+            }
+            let report = webhookd::maintenance::run_once(&pool, now, settings.retention).await?;
+            print!("{report}");
+            Ok(())
+        }
+        Command::Serve => serve(settings, pool).await,
+        Command::Healthcheck { .. } => unreachable!("handled before start-up"),
+    }
 }
 
 async fn serve(settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<()> {

@@ -26,6 +26,18 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         .connect_lazy_with(options))
 }
 
+/// Opens one connection outside the pool and closes it: the pool reports a failed connect
+/// only as a timeout, this says what went wrong.
+pub async fn connect_once(url: &str) -> Result<(), sqlx::Error> {
+    use sqlx::Connection;
+    let options: PgConnectOptions = url.parse()?;
+    let connect = sqlx::PgConnection::connect_with(&options);
+    match tokio::time::timeout(Duration::from_secs(10), connect).await {
+        Ok(connection) => connection?.close().await,
+        Err(_) => Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 10 s"))),
+    }
+}
+
 /// Applies the migrations in `migrations/` (embedded at build time). Concurrent callers
 /// are serialised by sqlx's advisory lock.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -196,3 +196,13 @@ async fn the_container_policy_refuses_to_mint_a_token_that_a_restart_would_lose(
     assert_eq!(output.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("set WEBHOOKD_ADMIN_TOKEN"), "{stderr}");
 }
+
+#[test]
+fn migrate_against_an_unreachable_database_says_why_in_one_line() {
+    let url = format!("postgres://webhookd:secret@127.0.0.1:{}/webhookd", free_port());
+    let output = webhookd().arg("migrate").env("DATABASE_URL", url).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("cannot connect to PostgreSQL") && stderr.contains("refused"), "the cause, not a pool timeout: {stderr}");
+}
