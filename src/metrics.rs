@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -23,25 +23,14 @@ use sqlx::PgPool;
 use tokio::sync::Mutex;
 
 use crate::db;
+use crate::domain::lifecycle::{AttemptOutcome, DeliveryStatus};
 
 /// The queue gauges are read from the database at most this often per process.
 pub const QUEUE_REFRESH: Duration = Duration::from_secs(5);
 
-/// How one delivery attempt ended, as counted.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
-#[allow(non_camel_case_types)]
-pub enum AttemptOutcome {
-    /// The receiver answered 2xx.
-    success,
-    /// Failed; a retry is scheduled.
-    failed_attempt,
-    /// Failed, and the delivery gave up.
-    failure,
-}
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
-    outcome: AttemptOutcome,
+    outcome: &'static str,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -68,7 +57,7 @@ struct BuildLabels {
 }
 
 /// The statuses of unfinished deliveries, as reported by `webhookd_queue_depth`.
-const QUEUE_STATUSES: [&str; 3] = ["queued", "retrying", "delivering"];
+const QUEUE_STATUSES: [DeliveryStatus; 3] = [DeliveryStatus::Queued, DeliveryStatus::Retrying, DeliveryStatus::Delivering];
 
 /// Every metric of the process.
 pub struct Metrics {
@@ -151,7 +140,7 @@ impl Metrics {
         r.register("db_pool_idle_connections", "Idle PostgreSQL connections in the pool", self.db_pool_idle.clone());
         r.register("db_pool_max_connections", "Size limit of the PostgreSQL pool", self.db_pool_max.clone());
         for status in QUEUE_STATUSES {
-            self.queue_depth.get_or_create(&StatusLabels { status }).set(0);
+            self.queue_depth.get_or_create(&StatusLabels { status: status.as_str() }).set(0);
         }
         Arc::new(self)
     }
@@ -162,7 +151,7 @@ impl Metrics {
 
     /// One finished HTTP attempt: how it ended, how long it took, and how late it started.
     pub fn attempt_finished(&self, outcome: AttemptOutcome, duration: Duration, lag: Duration) {
-        self.attempts.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).inc();
         self.attempt_duration.observe(duration.as_secs_f64());
         self.delivery_lag.observe(lag.as_secs_f64());
     }
@@ -208,8 +197,8 @@ impl Metrics {
         }
         match db::deliveries::queue_depth(pool).await {
             Ok(depth) => {
-                for (status, count) in [("queued", depth.queued), ("retrying", depth.retrying), ("delivering", depth.delivering)] {
-                    self.queue_depth.get_or_create(&StatusLabels { status }).set(count);
+                for (status, count) in QUEUE_STATUSES.into_iter().zip([depth.queued, depth.retrying, depth.delivering]) {
+                    self.queue_depth.get_or_create(&StatusLabels { status: status.as_str() }).set(count);
                 }
                 self.queue_oldest_due_age.set(depth.oldest_due_age_seconds);
                 *read_at = Some(Instant::now());

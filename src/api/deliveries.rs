@@ -3,7 +3,7 @@
 
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -12,72 +12,8 @@ use super::{page_limit, ApiContext, ApiTags};
 use crate::db::attempts::{self, AttemptRow};
 use crate::db::deliveries::{self, DeliveryRow};
 use crate::db::subscriptions;
+use crate::domain::lifecycle::{AttemptOutcome, DeliveryStatus};
 use crate::error::ApiError;
-
-/// Where a delivery stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum DeliveryStatus {
-    /// Waiting for its first attempt.
-    Queued,
-    /// An attempt is being made now.
-    Delivering,
-    /// An attempt failed; the next one is due at `next_attempt_at`.
-    Retrying,
-    /// The receiver answered 2xx.
-    Succeeded,
-    /// Every attempt failed, or the subscription was deleted.
-    Failed,
-    /// The subscription does not want this event type: never attempted.
-    Filtered,
-}
-
-impl DeliveryStatus {
-    fn parse(text: &str) -> Option<Self> {
-        Some(match text {
-            "queued" => Self::Queued,
-            "delivering" => Self::Delivering,
-            "retrying" => Self::Retrying,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "filtered" => Self::Filtered,
-            _ => return None,
-        })
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Queued => "queued",
-            Self::Delivering => "delivering",
-            Self::Retrying => "retrying",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Filtered => "filtered",
-        }
-    }
-}
-
-/// How one attempt ended.
-#[derive(Debug, Clone, Copy, Enum)]
-#[oai(rename_all = "snake_case")]
-pub enum AttemptOutcome {
-    /// The receiver answered 2xx.
-    Success,
-    /// It failed and another attempt follows.
-    FailedAttempt,
-    /// It failed and was the last attempt: the delivery gave up.
-    Failure,
-}
-
-impl AttemptOutcome {
-    fn parse(text: &str) -> Self {
-        match text {
-            "success" => Self::Success,
-            "failed_attempt" => Self::FailedAttempt,
-            _ => Self::Failure,
-        }
-    }
-}
 
 /// One HTTP attempt.
 #[derive(Debug, Object)]
@@ -99,7 +35,7 @@ impl From<AttemptRow> for Attempt {
     fn from(row: AttemptRow) -> Self {
         Self {
             attempt_number: row.attempt_number,
-            outcome: AttemptOutcome::parse(&row.outcome),
+            outcome: row.outcome,
             status_code: row.status_code,
             error: row.error,
             duration_ms: row.duration_ms,
@@ -146,9 +82,9 @@ pub struct Delivery {
 
 impl From<DeliveryRow> for Delivery {
     fn from(row: DeliveryRow) -> Self {
-        let status = DeliveryStatus::parse(&row.status).unwrap_or(DeliveryStatus::Failed);
-        let waiting = matches!(status, DeliveryStatus::Queued | DeliveryStatus::Retrying);
-        let next_attempt_at = row.next_attempt_at.filter(|at| waiting && at.year() < 9999);
+        let status = row.status;
+        // A parked delivery's 'infinity' due time already reads as null (see the SQL).
+        let next_attempt_at = row.next_attempt_at.filter(|_| status.is_waiting());
         Self {
             id: row.id,
             subscription_id: row.subscription_id,
@@ -237,7 +173,7 @@ impl DeliveriesApi {
                 None => Err(ApiError::not_found("no delivery with this id")),
                 Some(row) => Err(ApiError::conflict(
                     "delivery_not_finished",
-                    format!("only a succeeded or failed delivery can be retried; this one is {}", row.status),
+                    format!("only a succeeded or failed delivery can be retried; this one is {}", row.status.as_str()),
                 )),
             };
         }

@@ -17,6 +17,7 @@ use super::{ApiContext, ApiTags, GroupCommit};
 use crate::db::deliveries::{self, NewDelivery};
 use crate::domain::event_type::{validate_event_type, wants_event};
 use crate::db::subscriptions::SubscriptionRow;
+use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::signing::{verify_hub_signature, verify_standard_webhooks_signature};
 use crate::error::ApiError;
 use crate::subscription_cache::Lookup;
@@ -222,7 +223,7 @@ impl IngestApi {
         let found = deliveries::select(&self.context.pool, id).await?;
         Ok(found.filter(|d| d.subscription_id == subscription_id).map(|d| Accepted {
             delivery_id: d.id,
-            status: if d.status == "filtered" { AcceptedStatus::Filtered } else { AcceptedStatus::Queued },
+            status: if d.status == DeliveryStatus::Filtered { AcceptedStatus::Filtered } else { AcceptedStatus::Queued },
         }))
     }
 }
@@ -267,8 +268,8 @@ struct Store<'a> {
 impl Store<'_> {
     fn status_text(&self) -> &'static str {
         match self.status {
-            AcceptedStatus::Queued => "queued",
-            AcceptedStatus::Filtered => "filtered",
+            AcceptedStatus::Queued => DeliveryStatus::Queued.as_str(),
+            AcceptedStatus::Filtered => DeliveryStatus::Filtered.as_str(),
         }
     }
 

@@ -4,13 +4,15 @@ use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::domain::lifecycle::AttemptOutcome;
+
 /// One attempt as logged (written by `deliveries::record_attempts`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRow {
     pub delivery_id: Uuid,
     pub subscription_id: Uuid,
     pub attempt_number: i32,
-    pub outcome: String,
+    pub outcome: AttemptOutcome,
     pub status_code: Option<i32>,
     pub error: Option<String>,
     pub duration_ms: i32,

@@ -3,6 +3,7 @@
 use sqlx::{FromRow, PgExecutor, Row};
 
 use crate::db::attempts::AttemptRow;
+use crate::domain::lifecycle::DeliveryStatus;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -13,7 +14,7 @@ pub struct DeliveryRow {
     pub subscription_id: Uuid,
     pub event_type: Option<String>,
     pub event_id: Option<Uuid>,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempt_count: i32,
     pub next_attempt_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
@@ -48,7 +49,7 @@ impl ClaimedDelivery {
 pub struct OutcomeUpdate {
     pub id: Uuid,
     pub lease_id: Uuid,
-    pub status: &'static str,
+    pub status: DeliveryStatus,
     pub next_attempt_at: Option<OffsetDateTime>,
     pub last_error: Option<String>,
 }
@@ -227,12 +228,12 @@ pub async fn record_attempts(db: impl PgExecutor<'_>, outcomes: &[OutcomeUpdate]
     sqlx::query_scalar(include_str!("../../sql/deliveries/record_attempts.sql"))
         .bind(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
         .bind(outcomes.iter().map(|o| o.lease_id).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.status).collect::<Vec<_>>())
+        .bind(outcomes.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
         .bind(outcomes.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
         .bind(outcome_column(|o| o.last_error.clone()))
         .bind(attempts.iter().map(|a| a.subscription_id).collect::<Vec<_>>())
         .bind(attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.outcome.clone()).collect::<Vec<_>>())
+        .bind(attempts.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>())
         .bind(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>())
         .bind(attempt_text(|a| a.error.clone()))
         .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())

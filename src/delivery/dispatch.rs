@@ -8,9 +8,10 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::redirect::Policy;
 use time::OffsetDateTime;
 
-use super::ssrf::{PublicOnlyResolver, BLOCKED_ADDRESS};
+use super::ssrf::{BlockedAddress, PublicOnlyResolver, BLOCKED_ADDRESS};
 use crate::db::deliveries::ClaimedDelivery;
 use crate::domain::address::is_public;
+use crate::domain::lifecycle::SendOutcome;
 use crate::domain::retry::parse_retry_after;
 use crate::domain::signing;
 use crate::domain::target_url::TargetUrl;
@@ -48,17 +49,19 @@ pub fn install_tls_provider() {
 pub struct AttemptResult {
     pub started_at: OffsetDateTime,
     pub duration: Duration,
-    pub status_code: Option<u16>,
+    pub outcome: SendOutcome,
+    /// Why it failed, for the attempt log (also set when a 2xx body could not be read).
     pub error: Option<String>,
     pub response_excerpt: Option<String>,
-    pub retry_after: Option<Duration>,
-    /// The guard refused the address: retrying cannot help.
-    pub blocked: bool,
 }
 
 impl AttemptResult {
-    pub fn succeeded(&self) -> bool {
-        self.status_code.is_some_and(|code| (200..300).contains(&code))
+    /// The receiver's HTTP status, when it answered.
+    pub fn status_code(&self) -> Option<u16> {
+        match self.outcome {
+            SendOutcome::Answered { status, .. } => Some(status),
+            _ => None,
+        }
     }
 }
 
@@ -73,20 +76,18 @@ pub async fn send(
 ) -> AttemptResult {
     let started_at = OffsetDateTime::now_utc();
     let clock = Instant::now();
-    let finish = |status_code, error: Option<String>, response_excerpt, retry_after, blocked| AttemptResult {
+    let finish = |outcome, error: Option<String>, response_excerpt| AttemptResult {
         started_at,
         duration: clock.elapsed(),
-        status_code,
+        outcome,
         error,
         response_excerpt,
-        retry_after,
-        blocked,
     };
     // An IP written in the URL is never resolved, so the resolver cannot judge it: do it here.
     if !allow_private_targets {
         let literal = TargetUrl::parse(target).ok().and_then(|t| t.ip_literal());
         if literal.is_some_and(|ip| !is_public(ip)) {
-            return finish(None, Some(BLOCKED_ADDRESS.to_owned()), None, None, true);
+            return finish(SendOutcome::Blocked, Some(BLOCKED_ADDRESS.to_owned()), None);
         }
     }
     let request = client
@@ -96,9 +97,15 @@ pub async fn send(
     let response = match request.send().await {
         Ok(response) => response,
         Err(error) => {
-            let blocked = is_blocked(&error);
-            let text = if blocked { BLOCKED_ADDRESS.to_owned() } else { describe(&error) };
-            return finish(None, Some(text), None, None, blocked);
+            let outcome = if is_blocked(&error) {
+                SendOutcome::Blocked
+            } else if error.is_timeout() {
+                SendOutcome::TimedOut
+            } else {
+                SendOutcome::Failed
+            };
+            let text = if outcome == SendOutcome::Blocked { BLOCKED_ADDRESS.to_owned() } else { describe(&error) };
+            return finish(outcome, Some(text), None);
         }
     };
     let status = response.status();
@@ -109,7 +116,7 @@ pub async fn send(
     } else {
         Some(format!("receiver answered HTTP {}", status.as_u16()))
     };
-    finish(Some(status.as_u16()), error, excerpt, retry_after, false)
+    finish(SendOutcome::Answered { status: status.as_u16(), retry_after }, error, excerpt)
 }
 
 /// How to sign a delivery.
@@ -175,7 +182,7 @@ fn text_excerpt(bytes: &[u8]) -> Option<String> {
 fn is_blocked(error: &reqwest::Error) -> bool {
     let mut source = error.source();
     while let Some(cause) = source {
-        if cause.to_string() == BLOCKED_ADDRESS {
+        if cause.downcast_ref::<BlockedAddress>().is_some() {
             return true;
         }
         source = cause.source();

@@ -13,6 +13,11 @@ use crate::domain::target_url::TargetUrl;
 /// Error text of an attempt refused by the guard.
 pub const BLOCKED_ADDRESS: &str = "blocked_address";
 
+/// The resolver's refusal, recognised by type when the connection fails.
+#[derive(Debug, thiserror::Error)]
+#[error("blocked_address")]
+pub struct BlockedAddress;
+
 /// Refuses a target that is, or resolves to, a non-public address. A name that does not
 /// resolve now is accepted: it is checked again when each attempt connects.
 pub async fn check_target(target: &TargetUrl) -> Result<(), String> {
@@ -49,7 +54,7 @@ impl Resolve for PublicOnlyResolver {
             let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let public: Vec<SocketAddr> = resolved.into_iter().filter(|a| is_public(a.ip())).collect();
             if public.is_empty() {
-                return Err(BLOCKED_ADDRESS.into());
+                return Err(Box::new(BlockedAddress) as Box<dyn std::error::Error + Send + Sync>);
             }
             let addresses: Addrs = Box::new(public.into_iter());
             Ok(addresses)

@@ -21,8 +21,8 @@ use super::DeliveryContext;
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
 use crate::db::subscriptions::SubscriptionRow;
-use crate::domain::retry::{NextStep, RetrySchedule};
-use crate::metrics::AttemptOutcome;
+use crate::domain::lifecycle;
+use crate::domain::retry::RetrySchedule;
 use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
@@ -214,11 +214,11 @@ impl DeliveryTask {
                 return self.release(&delivery, Some(OffsetDateTime::now_utc())).await;
             }
         };
-        self.slot.attempt_done(result.status_code.is_some());
+        self.slot.attempt_done(result.outcome.answered());
         let mut finished = finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
         tracing::info!(
-            outcome = finished.attempt.outcome,
-            status_code = result.status_code,
+            outcome = finished.attempt.outcome.as_str(),
+            status_code = result.status_code(),
             duration_ms = finished.attempt.duration_ms,
             error = result.error.as_deref(),
             "attempt finished"
@@ -231,13 +231,8 @@ impl DeliveryTask {
     }
 
     fn count_attempt(&self, delivery: &ClaimedDelivery, result: &AttemptResult, finished: &Finished) {
-        let outcome = match finished.attempt.outcome.as_str() {
-            "success" => AttemptOutcome::success,
-            "failed_attempt" => AttemptOutcome::failed_attempt,
-            _ => AttemptOutcome::failure,
-        };
         let lag = (result.started_at - delivery.due_at).max(time::Duration::ZERO);
-        self.context.metrics.attempt_finished(outcome, result.duration, lag.unsigned_abs());
+        self.context.metrics.attempt_finished(finished.attempt.outcome, result.duration, lag.unsigned_abs());
     }
 
     /// Gives the delivery back unattempted, due at `due_at` (`None`: parked).
@@ -254,7 +249,7 @@ impl DeliveryTask {
     }
 }
 
-/// Decides what an attempt's result means for its delivery, and builds its log row.
+/// What an attempt's result means for its delivery (see `domain::lifecycle`), and its log row.
 fn finish(
     delivery: &ClaimedDelivery,
     subscription: &SubscriptionRow,
@@ -263,33 +258,23 @@ fn finish(
     schedule: &RetrySchedule,
     random: f64,
 ) -> Finished {
-    let attempt_number = delivery.attempt_count;
     let finished_at = result.started_at + result.duration;
-    let (status, outcome, next_attempt_at) = if result.succeeded() {
-        ("succeeded", "success", None)
-    } else if result.blocked {
-        ("failed", "failure", None)
-    } else {
-        match schedule.after_failure(delivery.attempt_in_round(), result.retry_after, random) {
-            NextStep::RetryIn(wait) => ("retrying", "failed_attempt", Some(finished_at + wait)),
-            NextStep::GiveUp => ("failed", "failure", None),
-        }
-    };
+    let next = lifecycle::after_attempt(&result.outcome, delivery.attempt_in_round(), schedule, random);
     Finished {
         slot: None,
         update: OutcomeUpdate {
             id: delivery.id,
             lease_id,
-            status,
-            next_attempt_at,
+            status: next.status,
+            next_attempt_at: next.retry_in.map(|wait| finished_at + wait),
             last_error: result.error.clone(),
         },
         attempt: AttemptRow {
             delivery_id: delivery.id,
             subscription_id: delivery.subscription_id,
-            attempt_number,
-            outcome: outcome.to_owned(),
-            status_code: result.status_code.map(i32::from),
+            attempt_number: delivery.attempt_count,
+            outcome: next.outcome,
+            status_code: result.status_code().map(i32::from),
             error: result.error.clone(),
             duration_ms: result.duration.as_millis().min(i32::MAX as u128) as i32,
             response_excerpt: result.response_excerpt.clone(),
@@ -308,6 +293,9 @@ fn random_unit() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::lifecycle::AttemptOutcome::*;
+    use crate::domain::lifecycle::DeliveryStatus::*;
+    use crate::domain::lifecycle::SendOutcome;
 
     fn delivery(attempt: i32) -> ClaimedDelivery {
         ClaimedDelivery {
@@ -330,31 +318,32 @@ mod tests {
         }
     }
 
-    fn result(status_code: Option<u16>, blocked: bool) -> AttemptResult {
-        AttemptResult {
-            started_at: OffsetDateTime::now_utc(), duration: Duration::from_millis(5), status_code,
-            error: None, response_excerpt: None, retry_after: None, blocked,
-        }
+    fn result(outcome: SendOutcome) -> AttemptResult {
+        AttemptResult { started_at: OffsetDateTime::now_utc(), duration: Duration::from_millis(5), outcome, error: None, response_excerpt: None }
+    }
+
+    fn answered(status: u16) -> SendOutcome {
+        SendOutcome::Answered { status, retry_after: None }
     }
 
     #[test]
     fn a_2xx_answer_succeeds_the_delivery() {
         let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
-        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(Some(204), false), &schedule, 0.0);
-        assert_eq!((done.update.status, done.attempt.outcome.as_str()), ("succeeded", "success"));
+        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(answered(204)), &schedule, 0.0);
+        assert_eq!((done.update.status, done.attempt.outcome), (Succeeded, Success));
         assert_eq!(done.update.next_attempt_at, None);
     }
 
     #[test]
     fn a_failure_retries_until_the_schedule_runs_out() {
         let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
-        let first = finish(&delivery(1), &subscription(), Uuid::nil(), &result(Some(500), false), &schedule, 0.0);
-        assert_eq!((first.update.status, first.attempt.outcome.as_str()), ("retrying", "failed_attempt"));
-        let r = result(Some(500), false);
+        let first = finish(&delivery(1), &subscription(), Uuid::nil(), &result(answered(500)), &schedule, 0.0);
+        assert_eq!((first.update.status, first.attempt.outcome), (Retrying, FailedAttempt));
+        let r = result(answered(500));
         let wait = first.update.next_attempt_at.unwrap() - (first.attempt.created_at + Duration::from_millis(5));
         assert_eq!(wait, time::Duration::seconds(1));
         let last = finish(&delivery(2), &subscription(), Uuid::nil(), &r, &schedule, 0.0);
-        assert_eq!((last.update.status, last.attempt.outcome.as_str()), ("failed", "failure"));
+        assert_eq!((last.update.status, last.attempt.outcome), (Failed, Failure));
     }
 
     #[test]
@@ -362,15 +351,15 @@ mod tests {
         let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
         let mut retried = delivery(3);
         retried.round_start_attempt = 2;
-        let done = finish(&retried, &subscription(), Uuid::nil(), &result(Some(500), false), &schedule, 0.0);
-        assert_eq!(done.update.status, "retrying");
+        let done = finish(&retried, &subscription(), Uuid::nil(), &result(answered(500)), &schedule, 0.0);
+        assert_eq!(done.update.status, Retrying);
         assert_eq!(done.attempt.attempt_number, 3, "attempt numbers continue");
     }
 
     #[test]
     fn a_blocked_address_fails_at_once() {
         let schedule = RetrySchedule::parse("1s,1s", 0.0).unwrap();
-        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(None, true), &schedule, 0.0);
-        assert_eq!((done.update.status, done.attempt.outcome.as_str()), ("failed", "failure"));
+        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(SendOutcome::Blocked), &schedule, 0.0);
+        assert_eq!((done.update.status, done.attempt.outcome), (Failed, Failure));
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod address;
 pub mod event_type;
+pub mod lifecycle;
 pub mod retry;
 pub mod signing;
 pub mod target_url;
