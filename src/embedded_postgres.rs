@@ -5,7 +5,6 @@
 //! PostgreSQL refuses to run as root. When webhookd runs as root it hands the cluster's
 //! directory to the unprivileged `postgres` user and runs the server binaries as that user.
 
-use std::ffi::CString;
 use std::fs;
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
@@ -163,7 +162,7 @@ fn versioned_dirs(root: &str, suffix: &str) -> Vec<PathBuf> {
             (major, e.path().join(suffix))
         })
         .collect();
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.sort_by_key(|dir| std::cmp::Reverse(dir.0));
     dirs.into_iter().map(|(_, dir)| dir).collect()
 }
 
@@ -177,7 +176,7 @@ fn unprivileged_user() -> anyhow::Result<Option<RunAs>> {
     if unsafe { libc::geteuid() } != 0 {
         return Ok(None);
     }
-    let name = CString::new("postgres").expect("no NUL in a literal");
+    let name = c"postgres";
     // getpwnam is not thread-safe; this runs during start-up, before other threads look up users.
     let entry = unsafe { libc::getpwnam(name.as_ptr()) };
     if entry.is_null() {
@@ -286,13 +285,12 @@ fn spawn_server(
 fn drop_privileges(command: &mut Command, run_as: Option<RunAs>, die_with_parent: bool) {
     unsafe {
         command.pre_exec(move || {
-            if let Some(user) = run_as {
-                if libc::setgroups(0, std::ptr::null()) != 0
+            if let Some(user) = run_as
+                && (libc::setgroups(0, std::ptr::null()) != 0
                     || libc::setgid(user.gid) != 0
-                    || libc::setuid(user.uid) != 0
-                {
-                    return Err(io::Error::last_os_error());
-                }
+                    || libc::setuid(user.uid) != 0)
+            {
+                return Err(io::Error::last_os_error());
             }
             // After setuid: changing credentials clears the parent-death signal.
             if die_with_parent && libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) != 0 {
@@ -314,6 +312,7 @@ fn write_private(path: &Path, contents: &str) -> io::Result<()> {
 }
 
 /// Random bytes from the OS, hex-encoded.
+#[expect(clippy::expect_used, reason = "without the OS random source no password can be made")]
 pub fn random_hex(bytes: usize) -> String {
     let mut buffer = vec![0u8; bytes];
     getrandom::fill(&mut buffer).expect("the OS random source works");

@@ -162,7 +162,7 @@ pub async fn standard_error_response(error: poem::Error) -> Response {
     let mut response = Json(ErrorBody { error: code.to_owned(), message }).into_response();
     response.set_status(status);
     if status == StatusCode::UNAUTHORIZED {
-        response.headers_mut().insert("www-authenticate", "Bearer".parse().expect("valid header"));
+        response.headers_mut().insert("www-authenticate", poem::http::HeaderValue::from_static("Bearer"));
     }
     response
 }

@@ -84,7 +84,10 @@ pub async fn serve<E>(
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
-            permit = room.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = room.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break, // never closed
+            },
         };
         let (stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -221,7 +224,7 @@ pub fn raise_open_files_limit() -> u64 {
             }
         }
     }
-    limit.rlim_cur as u64
+    limit.rlim_cur
 }
 
 /// The connection cap when none is configured: [`DEFAULT_MAX_CONNECTIONS`], or fewer when

@@ -131,9 +131,17 @@ async fn refuse_untrusted_database(pool: &sqlx::PgPool) -> anyhow::Result<()> {
 /// Cancels `shutdown` on SIGTERM or Ctrl-C.
 async fn cancel_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut terminate = signal(SignalKind::terminate()).expect("can install a SIGTERM handler");
+    let terminated = async {
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => drop(terminate.recv().await),
+            Err(error) => {
+                tracing::error!(%error, "cannot handle SIGTERM; only Ctrl-C stops the service gracefully");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
     tokio::select! {
-        _ = terminate.recv() => {}
+        _ = terminated => {}
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutdown requested");

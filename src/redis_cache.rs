@@ -9,7 +9,7 @@
 //! against the system's CA certificates, or the bundle named by `SSL_CERT_FILE`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -83,7 +83,7 @@ impl RedisCache {
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        if self.skip_until.lock().unwrap().is_some_and(|until| Instant::now() < until) {
+        if self.skip_until.lock().unwrap_or_else(PoisonError::into_inner).is_some_and(|until| Instant::now() < until) {
             return None;
         }
         let attempt = async {
@@ -106,7 +106,7 @@ impl RedisCache {
                 if !self.down.swap(true, Ordering::Relaxed) {
                     tracing::warn!(%error, "Redis unavailable; reading subscriptions from PostgreSQL until it is back");
                 }
-                *self.skip_until.lock().unwrap() = Some(Instant::now() + BACKOFF);
+                *self.skip_until.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + BACKOFF);
                 None
             }
         }

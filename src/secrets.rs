@@ -128,6 +128,7 @@ impl Keyring {
     }
 
     /// Encrypts `plaintext` with the current key.
+    #[expect(clippy::expect_used, reason = "XChaCha20-Poly1305 encrypts any length that fits in memory")]
     pub fn seal(&self, plaintext: &str) -> String {
         let nonce = random_nonce();
         let payload = Payload { msg: plaintext.as_bytes(), aad: AT_REST_CONTEXT };
@@ -179,6 +180,7 @@ fn split_sealed(stored: &str) -> Option<(&str, &str)> {
     stored.strip_prefix(SEALED_PREFIX)?.split_once(':')
 }
 
+#[expect(clippy::expect_used, reason = "without the OS random source nothing can be sealed safely")]
 fn random_nonce() -> [u8; NONCE_BYTES] {
     let mut nonce = [0u8; NONCE_BYTES];
     getrandom::fill(&mut nonce).expect("the operating system provides random bytes");
@@ -194,6 +196,7 @@ impl CacheSeal {
     /// A key derived from `shared` (the encryption key's bytes when set, else the admin
     /// token): every instance that shares it derives the same key, and the derivation keeps
     /// this key apart from any other use of `shared`.
+    #[expect(clippy::expect_used, reason = "HMAC takes keys of any length")]
     pub fn derive(shared: &[u8]) -> Self {
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(shared).expect("HMAC accepts keys of any length");
         mac.update(b"webhookd redis cache entries v1");
@@ -202,6 +205,7 @@ impl CacheSeal {
     }
 
     /// Seals `plaintext` for the Redis key `name` (an entry moved to another key does not open).
+    #[expect(clippy::expect_used, reason = "XChaCha20-Poly1305 encrypts any length that fits in memory")]
     pub fn seal(&self, name: &str, plaintext: &[u8]) -> Vec<u8> {
         let nonce = random_nonce();
         let payload = Payload { msg: plaintext, aad: name.as_bytes() };

@@ -47,7 +47,7 @@ async fn batch_loop(pool: PgPool, mut receiver: mpsc::Receiver<(NewDelivery, Rep
     let writers = Arc::new(Semaphore::new(WRITERS));
     loop {
         // Wait for a free writer first, so that requests pile up meanwhile.
-        let writer = writers.clone().acquire_owned().await.expect("never closed");
+        let Ok(writer) = writers.clone().acquire_owned().await else { return }; // never closed
         let mut batch = Vec::with_capacity(MAX_BATCH);
         if receiver.recv_many(&mut batch, MAX_BATCH).await == 0 {
             return; // every handle dropped: shutting down

@@ -70,7 +70,10 @@ pub async fn commit<T: Serialize>(
     key: &IdempotencyKey,
     response: &T,
 ) -> Result<(), ApiError> {
-    let response = serde_json::to_string(response).expect("responses serialise");
+    let response = serde_json::to_string(response).map_err(|error| {
+        tracing::error!(%error, "cannot serialise a response for its idempotency key");
+        ApiError::internal()
+    })?;
     idempotency::store_response(&mut tx, scope, &key.0, &response).await?;
     tx.commit().await?;
     Ok(())

@@ -297,6 +297,15 @@ impl Store<'_> {
     }
 }
 
+/// What makes two ingest requests "the same" for idempotency: event type and exact body.
+fn request_hash(event_type: Option<&str>, body: &[u8]) -> Vec<u8> {
+    let mut hasher = Sha256::new();
+    hasher.update(event_type.unwrap_or("").as_bytes());
+    hasher.update([0]);
+    hasher.update(body);
+    hasher.finalize().to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,13 +321,4 @@ mod tests {
         assert!(!timestamp_is_fresh("soon", now));
         assert!(!timestamp_is_fresh("99999999999999999", now));
     }
-}
-
-/// What makes two ingest requests "the same" for idempotency: event type and exact body.
-fn request_hash(event_type: Option<&str>, body: &[u8]) -> Vec<u8> {
-    let mut hasher = Sha256::new();
-    hasher.update(event_type.unwrap_or("").as_bytes());
-    hasher.update([0]);
-    hasher.update(body);
-    hasher.finalize().to_vec()
 }

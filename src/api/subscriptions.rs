@@ -347,15 +347,15 @@ impl SubscriptionsApi {
         if !self.context.settings.allow_private_targets {
             ssrf::check_target(&target).await.map_err(|m| invalid("target_not_allowed", m))?;
         }
-        if let Some(secret) = fields.secret_key.as_ref().filter(|_| new_secret) {
-            if !SECRET_LEN.contains(&secret.len()) {
-                return Err(invalid("invalid_secret_key", format!("secret_key must be {} to {} bytes long", SECRET_LEN.start(), SECRET_LEN.end())));
-            }
+        if let Some(secret) = fields.secret_key.as_ref().filter(|_| new_secret)
+            && !SECRET_LEN.contains(&secret.len())
+        {
+            return Err(invalid("invalid_secret_key", format!("secret_key must be {} to {} bytes long", SECRET_LEN.start(), SECRET_LEN.end())));
         }
-        if let Some(name) = &fields.name {
-            if name.chars().count() > MAX_NAME_CHARS {
-                return Err(invalid("invalid_name", format!("name must be at most {MAX_NAME_CHARS} characters")));
-            }
+        if let Some(name) = &fields.name
+            && name.chars().count() > MAX_NAME_CHARS
+        {
+            return Err(invalid("invalid_name", format!("name must be at most {MAX_NAME_CHARS} characters")));
         }
         if fields.rate_limit.is_some_and(|rate| !RATE_LIMIT.contains(&rate)) {
             return Err(invalid("invalid_rate_limit", format!("rate_limit must be {} to {} requests a second", RATE_LIMIT.start(), RATE_LIMIT.end())));

@@ -26,7 +26,7 @@
 //! claim's lease of twice the timeout plus 30 s.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::futures::Notified;
@@ -86,7 +86,7 @@ impl InFlight {
     pub fn limits(&self) -> InFlightLimits {
         let allowance = self.allowance();
         let now = Instant::now();
-        let mut usage = self.usage.lock().unwrap();
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
         // Forget idle subscriptions once their history is too old to matter.
         usage.retain(|_, u| u.claimed > 0 || u.answered_lately(now));
         let busy = usage.iter().map(|(id, u)| (*id, allowance - self.room(u, now).max(0))).collect();
@@ -96,7 +96,7 @@ impl InFlight {
     /// Whether any of `subscriptions` may be claimed for now.
     pub fn any_has_room(&self, subscriptions: impl IntoIterator<Item = Uuid>) -> bool {
         let now = Instant::now();
-        let usage = self.usage.lock().unwrap();
+        let usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
         // A subscription without usage here claims as a newcomer, which always has room.
         subscriptions.into_iter().any(|id| usage.get(&id).is_none_or(|u| self.room(u, now) > 0))
     }
@@ -128,7 +128,7 @@ impl InFlight {
     /// Counts one claimed delivery of `subscription` until the returned guard is dropped
     /// (when its attempt is over).
     pub fn start(&self, subscription: Uuid) -> InFlightGuard {
-        let mut usage = self.usage.lock().unwrap();
+        let mut usage = self.usage.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = usage.entry(subscription).or_insert_with(|| Usage {
             claimed: 0,
             answered_at: None,
@@ -158,8 +158,8 @@ impl InFlightGuard {
     /// then, if it has a rate limit, for its turn: requests start at least 1/rate s apart.
     pub async fn ready_to_send(&mut self, rate_limit: Option<i32>) {
         if self.permit.is_none() {
-            let permit = self.sending.clone().acquire_owned().await.expect("the semaphore is never closed");
-            self.permit = Some(permit);
+            // The semaphore is never closed: a permit always comes.
+            self.permit = self.sending.clone().acquire_owned().await.ok();
         }
         if let Some(turn) = self.take_turn(rate_limit) {
             tokio::time::sleep_until(turn.into()).await;
@@ -169,7 +169,7 @@ impl InFlightGuard {
     /// Records the subscription's rate limit and, if it has one, reserves the next start
     /// time (one request per interval, no burst beyond one).
     fn take_turn(&self, rate_limit: Option<i32>) -> Option<Instant> {
-        let mut usage = self.owner.usage.lock().unwrap();
+        let mut usage = self.owner.usage.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = usage.get_mut(&self.subscription)?;
         entry.rate_limit = rate_limit;
         let rate = rate_limit.filter(|rate| *rate > 0)?;
@@ -182,7 +182,7 @@ impl InFlightGuard {
 impl Drop for InFlightGuard {
     fn drop(&mut self) {
         self.permit = None;
-        let mut usage = self.owner.usage.lock().unwrap();
+        let mut usage = self.owner.usage.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(entry) = usage.get_mut(&self.subscription) else { return };
         entry.claimed -= 1;
         if self.answered {

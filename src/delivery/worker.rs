@@ -54,7 +54,10 @@ pub async fn claim_loop(state: ClaimLoop) {
     loop {
         let first = tokio::select! {
             _ = state.shutdown.cancelled() => return,
-            permit = capacity.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+            permit = capacity.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return, // never closed
+            },
         };
         let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
         let lease_id = Uuid::new_v4();

@@ -227,7 +227,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     .await
     .unwrap();
     let lease = uuid::Uuid::new_v4();
-    let claim_plan = explain_analyze(&mut *db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', 128, 64, '{{}}', NULL)")).await;
+    let claim_plan = explain_analyze(&mut db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', 128, 64, '{{}}', NULL)")).await;
     let claimed: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deliveries WHERE lease_id = $1")
         .bind(lease)
         .fetch_all(&mut *db)
@@ -251,7 +251,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         array("'http://127.0.0.1/'", "text"),
         array("now()", "timestamptz"),
     ];
-    let record_plan = explain_analyze(&mut *db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {})", outcomes.join(", "))).await;
+    let record_plan = explain_analyze(&mut db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {})", outcomes.join(", "))).await;
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 'succeeded'")
         .bind(&claimed)
         .fetch_one(&mut *db)

@@ -129,10 +129,10 @@ async fn random_and_malformed_requests_never_get_a_5xx() {
             _ => request.bearer_auth(ADMIN_TOKEN),
         };
         for header in ["content-type", "x-webhook-event", "idempotency-key", "x-hub-signature-256", "content-encoding"] {
-            if rng.chance(25) {
-                if let Ok(value) = reqwest::header::HeaderValue::from_str(&random_string(&mut rng)) {
-                    request = request.header(header, value);
-                }
+            if rng.chance(25)
+                && let Ok(value) = reqwest::header::HeaderValue::from_str(&random_string(&mut rng))
+            {
+                request = request.header(header, value);
             }
         }
         let body = random_body(&mut rng, target);

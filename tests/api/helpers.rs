@@ -87,10 +87,10 @@ fn remove_stale_clusters(root: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(root) else { return };
     for entry in entries.flatten() {
         let pid: Option<i32> = entry.file_name().to_str().and_then(|n| n.parse().ok());
-        if let Some(pid) = pid {
-            if unsafe { libc::kill(pid, 0) } != 0 {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+        if let Some(pid) = pid
+            && unsafe { libc::kill(pid, 0) } != 0
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -469,10 +469,10 @@ impl Service {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("webhookd exited early ({status}); logs:\n{}", self.logs());
             }
-            if let Ok(response) = client.get(format!("{}/health", self.base)).send().await {
-                if response.status() == 200 {
-                    return;
-                }
+            if let Ok(response) = client.get(format!("{}/health", self.base)).send().await
+                && response.status() == 200
+            {
+                return;
             }
             assert!(Instant::now() < deadline, "webhookd not healthy in {limit:?}; logs:\n{}", self.logs());
             tokio::time::sleep(Duration::from_millis(25)).await;

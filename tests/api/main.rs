@@ -1,5 +1,6 @@
 //! Integration tests: the real service against a real PostgreSQL and real HTTP receivers.
 //! One test binary (faster builds); each module covers one part of the service.
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly: the panic and its message are the report")]
 
 mod auth;
 mod bad_receivers;

@@ -34,8 +34,7 @@ async fn ingest_many(service: &Service, subscription: Uuid, count: usize, parall
     for worker in workers {
         worker.await.unwrap();
     }
-    let accepted = accepted.lock().unwrap().clone();
-    accepted
+    accepted.lock().unwrap().clone()
 }
 
 /// Receipts per webhook-id: (count, first receipt time).
@@ -256,7 +255,7 @@ async fn a_database_restart_is_survived_with_503s_meanwhile_and_nothing_accepted
     let answers = ingesting.await.unwrap();
 
     assert!(api.is_running() && worker.is_running(), "neither instance exited");
-    let accepted: Vec<Uuid> = answers.iter().filter_map(|(status, id, _)| (*status == 202).then(|| id.unwrap())).collect();
+    let accepted: Vec<Uuid> = answers.iter().filter(|(status, _, _)| *status == 202).map(|(_, id, _)| id.unwrap()).collect();
     let refused = answers.iter().filter(|(status, _, _)| *status == 503).count();
     assert!(refused > 0, "ingest answered 503 while the database was down");
     assert!(answers.iter().all(|(status, _, _)| [202, 503].contains(status)), "only 202 or 503");
