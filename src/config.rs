@@ -1,11 +1,14 @@
-//! Settings: read once from environment variables (each also a CLI flag) and validated
-//! before anything starts. Every error names the variable so an operator can fix it.
+//! Settings: read once from environment variables (each also a command-line flag), parsed
+//! into typed values by clap and checked before anything starts. Each setting is declared
+//! once, with its variable, its default (shown by `webhookd --help`) and its parser; a bad
+//! value exits with status 2 and a message naming the variable.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::retry::RetrySchedule;
@@ -17,7 +20,7 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub raw: RawSettings,
+    pub settings: Settings,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,101 +44,157 @@ pub enum Command {
     },
 }
 
-/// Settings exactly as given; [`Settings::from_raw`] validates them.
-#[derive(Debug, Clone, Args, Default)]
-pub struct RawSettings {
-    /// PostgreSQL URL. Unset: run an embedded cluster under the data directory.
-    #[arg(long, env = "DATABASE_URL", global = true, hide_env_values = true)]
-    pub database_url: Option<String>,
+/// Every setting of one webhookd process.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
     /// Directory for the embedded cluster and the generated admin token.
-    #[arg(long, env = "WEBHOOKD_DATA_DIR", global = true)]
-    pub data_dir: Option<String>,
+    #[arg(long, env = "WEBHOOKD_DATA_DIR", default_value = "./data", global = true)]
+    pub data_dir: PathBuf,
+    /// Bearer token for the API (16+ characters). Unset: generated on first start and kept
+    /// in the data directory.
+    #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN", value_parser = parse_admin_token, hide_env_values = true, global = true)]
+    pub admin_token: Option<Secret>,
+    /// Without an admin token: `generate` one, or `require-or-volume` (the container image):
+    /// generate only onto a mounted volume, else refuse to start.
+    #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN_POLICY", value_enum, default_value_t = AdminTokenPolicy::Generate, global = true)]
+    pub admin_token_policy: AdminTokenPolicy,
+    /// How long the previous secret stays valid after a rotation.
+    #[arg(long, env = "WEBHOOKD_SECRET_ROTATION_OVERLAP", default_value = "24h", value_parser = positive_duration, global = true)]
+    pub secret_rotation_overlap: Duration,
+    /// Log format.
+    #[arg(long, env = "WEBHOOKD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub http: HttpSettings,
+    #[command(flatten)]
+    pub delivery: DeliverySettings,
+    #[command(flatten)]
+    pub cache: CacheSettings,
+    #[command(flatten)]
+    pub retention: RetentionSettings,
+}
+
+/// The database.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Database")]
+pub struct DatabaseSettings {
+    /// PostgreSQL URL (`sslmode`, `sslrootcert` as in libpq). Unset: run an embedded cluster
+    /// under the data directory.
+    #[arg(id = "database_url", long = "database-url", env = "DATABASE_URL", value_parser = parse_database_url, hide_env_values = true, global = true)]
+    pub url: Option<Secret>,
+    /// Connections in the PostgreSQL pool.
+    #[arg(long = "db-pool-size", env = "WEBHOOKD_DB_POOL_SIZE", default_value_t = 16,
+          value_parser = clap::value_parser!(u32).range(2..=1000), global = true)]
+    pub pool_size: u32,
+    /// Apply migrations when `serve` starts.
+    #[arg(long, env = "WEBHOOKD_AUTO_MIGRATE", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set, global = true)]
+    pub auto_migrate: bool,
+    /// Key that encrypts subscription secrets at rest: 32 random bytes in base64.
+    #[arg(long, env = "WEBHOOKD_ENCRYPTION_KEY", value_parser = parse_encryption_key, hide_env_values = true, global = true)]
+    pub encryption_key: Option<Secret>,
+    /// The key before WEBHOOKD_ENCRYPTION_KEY, while secrets are re-encrypted after a key rotation.
+    #[arg(long, env = "WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", value_parser = parse_encryption_key, hide_env_values = true, global = true)]
+    pub previous_encryption_key: Option<Secret>,
+}
+
+/// The HTTP server (see `http_server.rs`).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
+pub struct HttpSettings {
     /// Address the HTTP API listens on.
-    #[arg(long, env = "WEBHOOKD_LISTEN", global = true)]
-    pub listen: Option<String>,
-    /// Bearer token for the API. Unset: generated on first start and kept in the data directory.
-    #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN", global = true, hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// Waits between attempts, e.g. `10s,30s,1m,5m,15m` (6 attempts in all).
-    #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", global = true)]
-    pub retry_schedule: Option<String>,
+    #[arg(long, env = "WEBHOOKD_LISTEN", default_value = "127.0.0.1:8000", global = true)]
+    pub listen: SocketAddr,
+    /// Time a client has to send a request's headers (also closes idle keep-alive connections).
+    #[arg(long = "http-header-timeout", env = "WEBHOOKD_HTTP_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration, global = true)]
+    pub header_timeout: Duration,
+    /// Time a client has to send a request's body once its headers arrived.
+    #[arg(long = "http-body-timeout", env = "WEBHOOKD_HTTP_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration, global = true)]
+    pub body_timeout: Duration,
+    /// Most client connections served at once [default: 4096, fewer if the open-files limit is low].
+    #[arg(long, env = "WEBHOOKD_MAX_CONNECTIONS", value_parser = clap::value_parser!(u32).range(1..=1_000_000), global = true)]
+    pub max_connections: Option<u32>,
+    /// Largest accepted webhook body (bytes, or with a unit: 512KiB, 1MiB; at most 64MiB).
+    #[arg(long = "max-payload", env = "WEBHOOKD_MAX_PAYLOAD", default_value = "1MiB", value_parser = parse_payload_size, global = true)]
+    pub max_payload: usize,
+}
+
+/// The delivery engine.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Delivery")]
+pub struct DeliverySettings {
+    /// Waits between attempts: `n` intervals allow `n + 1` attempts (empty: a single attempt).
+    /// Carries `retry_jitter` once the settings are checked.
+    #[arg(long, env = "WEBHOOKD_RETRY_SCHEDULE", default_value = "10s,30s,1m,5m,15m", value_parser = parse_retry_schedule, global = true)]
+    pub retry_schedule: RetrySchedule,
     /// Random extra wait added to each retry, as a fraction of it (0 turns jitter off).
-    #[arg(long, env = "WEBHOOKD_RETRY_JITTER", global = true)]
-    pub retry_jitter: Option<String>,
+    #[arg(long, env = "WEBHOOKD_RETRY_JITTER", default_value_t = 0.1, value_parser = parse_fraction, global = true)]
+    pub retry_jitter: f64,
     /// Time limit for one delivery attempt (connect, send, and read the response).
-    #[arg(long, env = "WEBHOOKD_DELIVERY_TIMEOUT", global = true)]
-    pub delivery_timeout: Option<String>,
-    /// How long a claimed delivery stays leased before another worker may take it over.
-    #[arg(long, env = "WEBHOOKD_LEASE_DURATION", global = true)]
-    pub lease_duration: Option<String>,
-    /// Largest accepted webhook body, in bytes (suffixes KiB and MiB allowed).
-    #[arg(long, env = "WEBHOOKD_MAX_PAYLOAD", global = true)]
-    pub max_payload: Option<String>,
+    #[arg(long = "delivery-timeout", env = "WEBHOOKD_DELIVERY_TIMEOUT", default_value = "10s", value_parser = positive_duration, global = true)]
+    pub timeout: Duration,
+    /// How long a claimed delivery stays leased before another worker may take it over;
+    /// must exceed the delivery timeout [default: 2 × timeout + 30s].
+    #[arg(long = "lease-duration", env = "WEBHOOKD_LEASE_DURATION", value_parser = humantime::parse_duration, global = true)]
+    pub lease: Option<Duration>,
     /// Deliveries sent at once by this instance (0: an API-only instance that delivers nothing).
-    #[arg(long, env = "WEBHOOKD_WORKER_CONCURRENCY", global = true)]
-    pub worker_concurrency: Option<String>,
+    #[arg(long = "worker-concurrency", env = "WEBHOOKD_WORKER_CONCURRENCY", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(0..=10_000), global = true)]
+    pub concurrency: u32,
     /// Most attempts one subscription may have in flight on this instance while its
     /// receiver answers (at most 4 while it has not answered for a second).
-    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", global = true)]
-    pub max_in_flight_per_subscription: Option<String>,
-    /// Allow targets on loopback, private and other non-public addresses.
-    #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS", global = true)]
-    pub allow_private_targets: Option<String>,
-    /// Apply migrations when `serve` starts.
-    #[arg(long, env = "WEBHOOKD_AUTO_MIGRATE", global = true)]
-    pub auto_migrate: Option<String>,
-    /// Connections in the PostgreSQL pool.
-    #[arg(long, env = "WEBHOOKD_DB_POOL_SIZE", global = true)]
-    pub db_pool_size: Option<String>,
-    /// Time given to in-flight deliveries on shutdown before they are released.
-    #[arg(long, env = "WEBHOOKD_SHUTDOWN_GRACE", global = true)]
-    pub shutdown_grace: Option<String>,
+    #[arg(long, env = "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
+    pub max_in_flight_per_subscription: u32,
     /// Longest a worker sleeps without a wake-up before looking for due work.
-    #[arg(long, env = "WEBHOOKD_POLL_INTERVAL", global = true)]
-    pub poll_interval: Option<String>,
-    /// Time-to-live of cached subscriptions.
-    #[arg(long, env = "WEBHOOKD_SUBSCRIPTION_CACHE_TTL", global = true)]
-    pub subscription_cache_ttl: Option<String>,
-    /// How long attempt logs and finished deliveries are kept.
-    #[arg(long, env = "WEBHOOKD_RETENTION", global = true)]
-    pub retention: Option<String>,
-    /// How often the background maintenance pass runs (on one instance at a time).
-    #[arg(long, env = "WEBHOOKD_MAINTENANCE_INTERVAL", global = true)]
-    pub maintenance_interval: Option<String>,
+    #[arg(long, env = "WEBHOOKD_POLL_INTERVAL", default_value = "5s", value_parser = positive_duration, global = true)]
+    pub poll_interval: Duration,
+    /// Time given to in-flight deliveries on shutdown before they are released.
+    #[arg(long, env = "WEBHOOKD_SHUTDOWN_GRACE", default_value = "30s", value_parser = positive_duration, global = true)]
+    pub shutdown_grace: Duration,
+    /// Allow targets on loopback, private and other non-public addresses.
+    #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS", default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set, global = true)]
+    pub allow_private_targets: bool,
+}
+
+impl DeliverySettings {
+    /// The lease: as configured, or long enough that a live attempt always finishes (or
+    /// times out) first.
+    pub fn lease_duration(&self) -> Duration {
+        self.lease.unwrap_or(self.timeout * 2 + Duration::from_secs(30))
+    }
+}
+
+/// The subscription cache.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Cache")]
+pub struct CacheSettings {
+    /// Time-to-live of cached subscriptions, in memory and in Redis.
+    #[arg(long = "subscription-cache-ttl", env = "WEBHOOKD_SUBSCRIPTION_CACHE_TTL", default_value = "60s", value_parser = positive_duration, global = true)]
+    pub ttl: Duration,
     /// Most subscriptions kept in the in-process cache.
-    #[arg(long, env = "WEBHOOKD_SUBSCRIPTION_CACHE_CAPACITY", global = true)]
-    pub subscription_cache_capacity: Option<String>,
-    /// Optional Redis shared by instances as a second cache level.
-    #[arg(long, env = "REDIS_URL", global = true, hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// Longest wait for Redis before falling back to PostgreSQL.
-    #[arg(long, env = "WEBHOOKD_REDIS_TIMEOUT", global = true)]
-    pub redis_timeout: Option<String>,
-    /// How long the previous secret stays valid after a rotation.
-    #[arg(long, env = "WEBHOOKD_SECRET_ROTATION_OVERLAP", global = true)]
-    pub secret_rotation_overlap: Option<String>,
-    /// Time a client has to send a request's headers (also closes idle keep-alive connections).
-    #[arg(long, env = "WEBHOOKD_HTTP_HEADER_TIMEOUT", global = true)]
-    pub http_header_timeout: Option<String>,
-    /// Time a client has to send a request's body once its headers arrived.
-    #[arg(long, env = "WEBHOOKD_HTTP_BODY_TIMEOUT", global = true)]
-    pub http_body_timeout: Option<String>,
-    /// Most client connections served at once (default 4096, fewer if the open-files limit is low).
-    #[arg(long, env = "WEBHOOKD_MAX_CONNECTIONS", global = true)]
-    pub max_connections: Option<String>,
-    /// Without WEBHOOKD_ADMIN_TOKEN: `generate` one into the data directory, or
-    /// `require-or-volume` (the container image): generate only onto a mounted volume.
-    #[arg(long, env = "WEBHOOKD_ADMIN_TOKEN_POLICY", global = true)]
-    pub admin_token_policy: Option<String>,
-    /// Key that encrypts subscription secrets at rest: 32 random bytes in base64.
-    #[arg(long, env = "WEBHOOKD_ENCRYPTION_KEY", global = true, hide_env_values = true)]
-    pub encryption_key: Option<String>,
-    /// The key before WEBHOOKD_ENCRYPTION_KEY, while secrets are re-encrypted after a key rotation.
-    #[arg(long, env = "WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", global = true, hide_env_values = true)]
-    pub previous_encryption_key: Option<String>,
-    /// Log format: `pretty` or `json`.
-    #[arg(long, env = "WEBHOOKD_LOG_FORMAT", global = true)]
-    pub log_format: Option<String>,
+    #[arg(long = "subscription-cache-capacity", env = "WEBHOOKD_SUBSCRIPTION_CACHE_CAPACITY", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=10_000_000), global = true)]
+    pub capacity: u64,
+    /// Optional Redis shared by instances as a second cache level (`rediss://` for TLS).
+    #[arg(long, env = "REDIS_URL", value_parser = parse_redis_url, hide_env_values = true, global = true)]
+    pub redis_url: Option<Secret>,
+    /// Longest wait for Redis before reading PostgreSQL instead.
+    #[arg(long, env = "WEBHOOKD_REDIS_TIMEOUT", default_value = "100ms", value_parser = positive_duration, global = true)]
+    pub redis_timeout: Duration,
+}
+
+/// Retention and upkeep.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Retention")]
+pub struct RetentionSettings {
+    /// How long attempt logs and finished deliveries are kept.
+    #[arg(long = "retention", env = "WEBHOOKD_RETENTION", default_value = "72h", value_parser = positive_duration, global = true)]
+    pub period: Duration,
+    /// How often the background maintenance pass runs (on one instance at a time).
+    #[arg(long, env = "WEBHOOKD_MAINTENANCE_INTERVAL", default_value = "5m", value_parser = positive_duration, global = true)]
+    pub maintenance_interval: Duration,
 }
 
 /// A secret setting (token, URL with a password, key) that never shows up in logs or
@@ -153,7 +212,7 @@ impl Secret {
 }
 
 /// What to do when no admin token is configured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum AdminTokenPolicy {
     /// Generate one and keep it in the data directory (the default for `cargo run`).
     Generate,
@@ -162,258 +221,139 @@ pub enum AdminTokenPolicy {
     RequireOrVolume,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
     Json,
-}
-
-/// Validated settings of one webhookd process.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub database_url: Option<Secret>,
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub admin_token: Option<Secret>,
-    pub admin_token_policy: AdminTokenPolicy,
-    pub http: HttpSettings,
-    pub delivery: DeliverySettings,
-    pub max_payload_bytes: usize,
-    pub allow_private_targets: bool,
-    pub auto_migrate: bool,
-    pub db_pool_size: u32,
-    pub shutdown_grace: Duration,
-    pub subscription_cache_ttl: Duration,
-    pub secret_rotation_overlap: Duration,
-    pub retention: Duration,
-    pub maintenance_interval: Duration,
-    pub subscription_cache_capacity: u64,
-    pub redis_url: Option<Secret>,
-    pub redis_timeout: Duration,
-    /// Base64 keys for secrets at rest (checked to be 32 bytes each).
-    pub encryption_key: Option<Secret>,
-    pub previous_encryption_key: Option<Secret>,
-    pub log_format: LogFormat,
-}
-
-/// Limits of the HTTP server (see `http_server.rs`).
-#[derive(Debug, Clone, Copy)]
-pub struct HttpSettings {
-    pub header_timeout: Duration,
-    pub body_timeout: Duration,
-    /// `None`: derived from the open-files limit at start.
-    pub max_connections: Option<usize>,
-}
-
-/// What the delivery engine needs to know.
-#[derive(Debug, Clone)]
-pub struct DeliverySettings {
-    pub retry_schedule: RetrySchedule,
-    pub timeout: Duration,
-    pub lease_duration: Duration,
-    pub concurrency: usize,
-    pub max_in_flight_per_subscription: usize,
-    pub poll_interval: Duration,
 }
 
 /// A setting that failed validation.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {variable}: {reason}")]
 pub struct ConfigError {
-    pub variable: &'static str,
+    pub variable: String,
     pub reason: String,
 }
 
-fn invalid(variable: &'static str, reason: impl Into<String>) -> ConfigError {
-    ConfigError { variable, reason: reason.into() }
-}
-
 impl Settings {
-    /// Validates every setting, applying defaults for the unset ones.
-    pub fn from_raw(raw: &RawSettings) -> Result<Self, ConfigError> {
-        let timeout = duration_or(&raw.delivery_timeout, "WEBHOOKD_DELIVERY_TIMEOUT", "10s")?;
-        let lease_duration = match &raw.lease_duration {
-            Some(_) => duration_or(&raw.lease_duration, "WEBHOOKD_LEASE_DURATION", "0s")?,
-            // Long enough that a live attempt always finishes (or times out) first.
-            None => timeout * 2 + Duration::from_secs(30),
-        };
-        if lease_duration <= timeout {
-            return Err(invalid(
-                "WEBHOOKD_LEASE_DURATION",
-                "must be longer than WEBHOOKD_DELIVERY_TIMEOUT, or a live attempt could be delivered twice",
-            ));
-        }
-        let jitter = match raw.retry_jitter.as_deref() {
-            None => 0.1,
-            Some(text) => text
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|j| (0.0..=1.0).contains(j))
-                .ok_or_else(|| invalid("WEBHOOKD_RETRY_JITTER", "expected a fraction between 0 and 1"))?,
-        };
-        let schedule_text = raw.retry_schedule.as_deref().unwrap_or("10s,30s,1m,5m,15m");
-        let retry_schedule = RetrySchedule::parse(schedule_text, jitter)
-            .map_err(|reason| invalid("WEBHOOKD_RETRY_SCHEDULE", reason))?;
-
-        let listen = raw.listen.as_deref().unwrap_or("127.0.0.1:8000");
-        let listen = listen.parse().map_err(|_| {
-            invalid("WEBHOOKD_LISTEN", format!("`{listen}` is not an address like 127.0.0.1:8000"))
+    /// Reads the command line and the environment: the subcommand and the checked settings.
+    /// `--help` and `--version` print and exit here.
+    pub fn parse_command_line() -> Result<(Option<Command>, Settings), ConfigError> {
+        let matches = Cli::command().try_get_matches().map_err(|error| {
+            use clap::error::ErrorKind::{DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion};
+            if matches!(error.kind(), DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand) {
+                error.exit();
+            }
+            from_clap(error)
         })?;
-
-        let admin_token = match raw.admin_token.as_deref() {
-            None => None,
-            Some(token) if token.len() < 16 => {
-                return Err(invalid("WEBHOOKD_ADMIN_TOKEN", "must be at least 16 characters"));
-            }
-            Some(token) => Some(Secret::new(token)),
-        };
-        let database_url = match raw.database_url.as_deref() {
-            None | Some("") => None,
-            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-                Some(Secret::new(url))
-            }
-            Some(_) => return Err(invalid("DATABASE_URL", "expected a postgres:// URL")),
-        };
-
-        Ok(Settings {
-            database_url,
-            data_dir: PathBuf::from(raw.data_dir.as_deref().unwrap_or("./data")),
-            listen,
-            admin_token,
-            admin_token_policy: match raw.admin_token_policy.as_deref().unwrap_or("generate") {
-                "generate" => AdminTokenPolicy::Generate,
-                "require-or-volume" => AdminTokenPolicy::RequireOrVolume,
-                other => {
-                    return Err(invalid(
-                        "WEBHOOKD_ADMIN_TOKEN_POLICY",
-                        format!("`{other}` is not `generate` or `require-or-volume`"),
-                    ));
-                }
-            },
-            http: HttpSettings {
-                header_timeout: duration_or(&raw.http_header_timeout, "WEBHOOKD_HTTP_HEADER_TIMEOUT", "10s")?,
-                body_timeout: duration_or(&raw.http_body_timeout, "WEBHOOKD_HTTP_BODY_TIMEOUT", "30s")?,
-                max_connections: match &raw.max_connections {
-                    None => None,
-                    Some(_) => Some(number_or(&raw.max_connections, "WEBHOOKD_MAX_CONNECTIONS", 0, 1..=1_000_000)?),
-                },
-            },
-            delivery: DeliverySettings {
-                retry_schedule,
-                timeout,
-                lease_duration,
-                concurrency: number_or(&raw.worker_concurrency, "WEBHOOKD_WORKER_CONCURRENCY", 512, 0..=10_000)?,
-                max_in_flight_per_subscription: number_or(
-                    &raw.max_in_flight_per_subscription,
-                    "WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION",
-                    64,
-                    1..=10_000,
-                )?,
-                poll_interval: duration_or(&raw.poll_interval, "WEBHOOKD_POLL_INTERVAL", "5s")?,
-            },
-            max_payload_bytes: byte_size_or(&raw.max_payload, "WEBHOOKD_MAX_PAYLOAD", 1024 * 1024)?,
-            allow_private_targets: bool_or(&raw.allow_private_targets, "WEBHOOKD_ALLOW_PRIVATE_TARGETS", false)?,
-            auto_migrate: bool_or(&raw.auto_migrate, "WEBHOOKD_AUTO_MIGRATE", true)?,
-            db_pool_size: number_or(&raw.db_pool_size, "WEBHOOKD_DB_POOL_SIZE", 16, 2..=1000)? as u32,
-            shutdown_grace: duration_or(&raw.shutdown_grace, "WEBHOOKD_SHUTDOWN_GRACE", "30s")?,
-            subscription_cache_ttl: duration_or(
-                &raw.subscription_cache_ttl,
-                "WEBHOOKD_SUBSCRIPTION_CACHE_TTL",
-                "60s",
-            )?,
-            secret_rotation_overlap: duration_or(
-                &raw.secret_rotation_overlap,
-                "WEBHOOKD_SECRET_ROTATION_OVERLAP",
-                "24h",
-            )?,
-            retention: duration_or(&raw.retention, "WEBHOOKD_RETENTION", "72h")?,
-            maintenance_interval: duration_or(&raw.maintenance_interval, "WEBHOOKD_MAINTENANCE_INTERVAL", "5m")?,
-            subscription_cache_capacity: number_or(
-                &raw.subscription_cache_capacity,
-                "WEBHOOKD_SUBSCRIPTION_CACHE_CAPACITY",
-                100_000,
-                1..=10_000_000,
-            )? as u64,
-            redis_url: match raw.redis_url.as_deref() {
-                None | Some("") => None,
-                Some(url) if url.starts_with("redis://") || url.starts_with("rediss://") => Some(Secret::new(url)),
-                Some(_) => return Err(invalid("REDIS_URL", "expected a redis:// URL, or rediss:// for TLS")),
-            },
-            redis_timeout: duration_or(&raw.redis_timeout, "WEBHOOKD_REDIS_TIMEOUT", "100ms")?,
-            encryption_key: encryption_key(&raw.encryption_key, "WEBHOOKD_ENCRYPTION_KEY")?,
-            previous_encryption_key: encryption_key(&raw.previous_encryption_key, "WEBHOOKD_PREVIOUS_ENCRYPTION_KEY")?,
-            log_format: match raw.log_format.as_deref().unwrap_or("pretty") {
-                "pretty" => LogFormat::Pretty,
-                "json" => LogFormat::Json,
-                other => return Err(invalid("WEBHOOKD_LOG_FORMAT", format!("`{other}` is not `pretty` or `json`"))),
-            },
-        })
+        let cli = Cli::from_arg_matches(&matches).map_err(from_clap)?;
+        cli.settings.checked().map(|settings| (cli.command, settings))
     }
-}
 
-fn encryption_key(value: &Option<String>, variable: &'static str) -> Result<Option<Secret>, ConfigError> {
-    match value.as_deref() {
-        None | Some("") => Ok(None),
-        Some(text) => {
-            crate::secrets::Keyring::new(text, None).map_err(|reason| invalid(variable, reason))?;
-            Ok(Some(Secret::new(text)))
+    /// Settings from `variables` (name, value) alone, as if set in the environment, with
+    /// every other setting at its default: the environment itself is not read (tests). A
+    /// later value of the same variable wins.
+    pub fn from_variables(variables: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let command = Cli::command().mut_args(|arg| arg.env(None::<&str>)).args_override_self(true);
+        let mut args = vec!["webhookd".to_owned()];
+        for (name, value) in variables {
+            let flag = flag_for(name).ok_or_else(|| ConfigError { variable: (*name).to_owned(), reason: "no such setting".into() })?;
+            args.push(format!("--{flag}={value}"));
         }
+        let matches = command.try_get_matches_from(args).map_err(from_clap)?;
+        Cli::from_arg_matches(&matches).map_err(from_clap)?.settings.checked()
+    }
+
+    /// The checks that involve more than one setting, and the jitter put into the schedule.
+    fn checked(mut self) -> Result<Self, ConfigError> {
+        self.delivery.retry_schedule = self.delivery.retry_schedule.with_jitter(self.delivery.retry_jitter);
+        if self.delivery.lease_duration() <= self.delivery.timeout {
+            return Err(ConfigError {
+                variable: "WEBHOOKD_LEASE_DURATION".into(),
+                reason: "must be longer than WEBHOOKD_DELIVERY_TIMEOUT, or a live attempt could be delivered twice".into(),
+            });
+        }
+        Ok(self)
     }
 }
 
-fn duration_or(value: &Option<String>, variable: &'static str, default: &str) -> Result<Duration, ConfigError> {
-    let text = value.as_deref().unwrap_or(default).trim();
-    let duration = humantime::parse_duration(text)
-        .map_err(|e| invalid(variable, format!("`{text}` is not a duration like 10s or 5m ({e})")))?;
-    if duration.is_zero() && variable != "WEBHOOKD_LEASE_DURATION" {
-        return Err(invalid(variable, "must be greater than zero"));
+/// The command-line flag of the setting read from environment variable `variable`.
+pub fn flag_for(variable: &str) -> Option<String> {
+    Cli::command()
+        .get_arguments()
+        .find(|arg| arg.get_env().is_some_and(|env| env == variable))
+        .and_then(|arg| arg.get_long().map(str::to_owned))
+}
+
+/// clap's error, with the environment variable of the offending setting named first.
+fn from_clap(error: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue};
+    let flag = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(text)) => text.split_whitespace().next().unwrap_or_default().trim_start_matches('-').to_owned(),
+        _ => String::new(),
+    };
+    let variable = Cli::command()
+        .get_arguments()
+        .find(|arg| arg.get_long() == Some(flag.as_str()))
+        .and_then(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "command line".to_owned());
+    let reason = error.render().to_string();
+    let reason = reason.trim().trim_start_matches("error: ").lines().next().unwrap_or_default().to_owned();
+    ConfigError { variable, reason }
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = humantime::parse_duration(text.trim()).map_err(|e| format!("`{text}` is not a duration like 10s or 5m ({e})"))?;
+    if duration.is_zero() {
+        return Err("must be greater than zero".into());
     }
     Ok(duration)
 }
 
-fn number_or(
-    value: &Option<String>,
-    variable: &'static str,
-    default: usize,
-    range: std::ops::RangeInclusive<usize>,
-) -> Result<usize, ConfigError> {
-    let Some(text) = value.as_deref() else { return Ok(default) };
+fn parse_fraction(text: &str) -> Result<f64, String> {
     text.trim()
-        .parse::<usize>()
+        .parse::<f64>()
         .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| invalid(variable, format!("`{text}` is not a whole number in {range:?}")))
+        .filter(|fraction| (0.0..=1.0).contains(fraction))
+        .ok_or_else(|| "expected a fraction between 0 and 1".to_owned())
 }
 
-fn bool_or(value: &Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match value.as_deref().map(|v| v.trim().to_ascii_lowercase()) {
-        None => Ok(default),
-        Some(v) if ["true", "1", "yes", "on"].contains(&v.as_str()) => Ok(true),
-        Some(v) if ["false", "0", "no", "off"].contains(&v.as_str()) => Ok(false),
-        Some(v) => Err(invalid(variable, format!("`{v}` is not true or false"))),
+fn parse_retry_schedule(text: &str) -> Result<RetrySchedule, String> {
+    RetrySchedule::parse(text, 0.0)
+}
+
+fn parse_payload_size(text: &str) -> Result<usize, String> {
+    let size: bytesize::ByteSize = text.trim().parse().map_err(|_| format!("`{text}` is not a size like 1048576, 512KiB or 1MiB"))?;
+    usize::try_from(size.as_u64())
+        .ok()
+        .filter(|bytes| (1..=64 * 1024 * 1024).contains(bytes))
+        .ok_or_else(|| format!("`{text}` must be between 1 byte and 64 MiB"))
+}
+
+fn parse_admin_token(text: &str) -> Result<Secret, String> {
+    if text.len() < 16 {
+        return Err("must be at least 16 characters".into());
     }
+    Ok(Secret::new(text))
 }
 
-fn byte_size_or(value: &Option<String>, variable: &'static str, default: usize) -> Result<usize, ConfigError> {
-    let Some(text) = value.as_deref() else { return Ok(default) };
-    let text = text.trim();
-    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, ""),
-    };
-    let multiplier = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "kib" | "kb" | "k" => 1024,
-        "mib" | "mb" | "m" => 1024 * 1024,
-        _ => return Err(invalid(variable, format!("`{text}` is not a size like 1048576, 512KiB or 1MiB"))),
-    };
-    digits
-        .parse::<usize>()
-        .ok()
-        .map(|n| n * multiplier)
-        .filter(|n| (1..=64 * 1024 * 1024).contains(n))
-        .ok_or_else(|| invalid(variable, format!("`{text}` must be between 1 byte and 64 MiB")))
+fn parse_database_url(text: &str) -> Result<Secret, String> {
+    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+        return Err("expected a postgres:// URL".into());
+    }
+    Ok(Secret::new(text))
+}
+
+fn parse_redis_url(text: &str) -> Result<Secret, String> {
+    if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+        return Err("expected a redis:// URL, or rediss:// for TLS".into());
+    }
+    Ok(Secret::new(text))
+}
+
+fn parse_encryption_key(text: &str) -> Result<Secret, String> {
+    crate::secrets::Keyring::new(text, None)?;
+    Ok(Secret::new(text))
 }
 
 #[cfg(test)]
@@ -422,32 +362,51 @@ mod tests {
 
     #[test]
     fn defaults_follow_the_documented_values() {
-        let settings = Settings::from_raw(&RawSettings::default()).unwrap();
-        assert_eq!(settings.listen.to_string(), "127.0.0.1:8000");
-        assert_eq!(settings.max_payload_bytes, 1024 * 1024);
+        let settings = Settings::from_variables(&[]).unwrap();
+        assert_eq!(settings.http.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(settings.http.max_payload, 1024 * 1024);
         assert_eq!(settings.delivery.timeout, Duration::from_secs(10));
         assert_eq!(settings.delivery.retry_schedule.max_attempts(), 6);
-        assert!(!settings.allow_private_targets);
-        assert!(settings.delivery.lease_duration > settings.delivery.timeout);
+        assert!(!settings.delivery.allow_private_targets);
+        assert!(settings.delivery.lease_duration() > settings.delivery.timeout);
+        assert!(settings.database.url.is_none() && settings.admin_token.is_none());
     }
 
     #[test]
     fn errors_name_the_variable() {
-        let raw = RawSettings { retry_schedule: Some("soon".into()), ..Default::default() };
-        let error = Settings::from_raw(&raw).unwrap_err();
-        assert!(error.to_string().contains("WEBHOOKD_RETRY_SCHEDULE"), "{error}");
-
-        let raw = RawSettings { max_payload: Some("lots".into()), ..Default::default() };
-        assert_eq!(Settings::from_raw(&raw).unwrap_err().variable, "WEBHOOKD_MAX_PAYLOAD");
-
-        let raw = RawSettings { allow_private_targets: Some("maybe".into()), ..Default::default() };
-        assert_eq!(Settings::from_raw(&raw).unwrap_err().variable, "WEBHOOKD_ALLOW_PRIVATE_TARGETS");
+        for (variable, value) in [
+            ("WEBHOOKD_RETRY_SCHEDULE", "soon"),
+            ("WEBHOOKD_MAX_PAYLOAD", "lots"),
+            ("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "maybe"),
+            ("WEBHOOKD_WORKER_CONCURRENCY", "-1"),
+            ("WEBHOOKD_LISTEN", "everywhere"),
+            ("DATABASE_URL", "mysql://x"),
+            ("WEBHOOKD_LEASE_DURATION", "1s"),
+        ] {
+            let error = Settings::from_variables(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{error}");
+        }
     }
 
     #[test]
     fn sizes_accept_binary_suffixes() {
-        let raw = RawSettings { max_payload: Some("512KiB".into()), ..Default::default() };
-        assert_eq!(Settings::from_raw(&raw).unwrap().max_payload_bytes, 512 * 1024);
+        let settings = Settings::from_variables(&[("WEBHOOKD_MAX_PAYLOAD", "512KiB")]).unwrap();
+        assert_eq!(settings.http.max_payload, 512 * 1024);
+        assert_eq!(parse_payload_size("1048576"), Ok(1024 * 1024));
+    }
+
+    #[test]
+    fn every_setting_has_its_variable_and_a_flag() {
+        for arg in Cli::command().get_arguments().filter(|a| a.get_id() != "help" && a.get_id() != "version") {
+            assert!(arg.get_env().is_some(), "{} has no environment variable", arg.get_id());
+            assert!(arg.get_long().is_some(), "{} has no flag", arg.get_id());
+        }
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        // clap checks ids, flags and defaults here (two settings sharing an id panics at start).
+        Cli::command().debug_assert();
     }
 
     #[test]

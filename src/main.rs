@@ -4,26 +4,24 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
-use webhookd::config::{Cli, Command, LogFormat, Secret, Settings};
+use webhookd::config::{Command, LogFormat, Secret, Settings};
 use webhookd::embedded_postgres::{self, ClusterOptions, EmbeddedPostgres};
 use webhookd::startup::{resolve_admin_token, Application};
 use webhookd::{db, healthcheck, telemetry};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let settings = match Settings::from_raw(&cli.raw) {
-        Ok(settings) => settings,
+    let (command, settings) = match Settings::parse_command_line() {
+        Ok(parsed) => parsed,
         Err(error) => {
             eprintln!("webhookd: {error}");
             return ExitCode::from(2);
         }
     };
-    let command = cli.command.unwrap_or(Command::Serve);
+    let command = command.unwrap_or(Command::Serve);
     if let Command::Healthcheck { url } = command {
-        return healthcheck::run(url.as_deref(), settings.listen);
+        return healthcheck::run(url.as_deref(), settings.http.listen);
     }
     telemetry::init(settings.log_format);
     let log_format = settings.log_format;
@@ -44,7 +42,7 @@ fn main() -> ExitCode {
 fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
     // The embedded cluster is started from this thread, which lives until the end: the
     // cluster is told to stop if this thread dies, even by SIGKILL.
-    let (database_url, cluster) = match &settings.database_url {
+    let (database_url, cluster) = match &settings.database.url {
         Some(url) => (url.clone(), None),
         None => {
             let cluster = EmbeddedPostgres::start(&ClusterOptions {
@@ -83,7 +81,7 @@ async fn execute(command: Command, settings: Settings, database_url: &Secret, cl
     if let Some(cluster) = cluster {
         embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await?;
     }
-    let pool = db::connect_lazy(database_url.expose(), settings.db_pool_size).context("invalid DATABASE_URL")?;
+    let pool = db::connect_lazy(database_url.expose(), settings.database.pool_size).context("invalid DATABASE_URL")?;
     match command {
         Command::Migrate => {
             db::migrate(&pool).await.context("cannot apply migrations")?;
@@ -96,10 +94,10 @@ async fn execute(command: Command, settings: Settings, database_url: &Secret, cl
                 Some(text) => time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
                     .with_context(|| format!("--now `{text}` is not an RFC 3339 time like 2026-12-01T00:00:00Z"))?,
             };
-            if settings.auto_migrate {
+            if settings.database.auto_migrate {
                 db::migrate(&pool).await.context("cannot apply migrations")?;
             }
-            let report = webhookd::maintenance::run_once(&pool, now, settings.retention).await?;
+            let report = webhookd::maintenance::run_once(&pool, now, settings.retention.period).await?;
             print!("{report}");
             Ok(())
         }

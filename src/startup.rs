@@ -43,7 +43,7 @@ impl Application {
     /// Prepares the database (migrations if enabled, attempt partitions) and binds the
     /// listener (port 0 picks a free one: see [`Application::port`]).
     pub async fn build(settings: Settings, pool: PgPool, admin_token: Secret) -> anyhow::Result<Self> {
-        if settings.auto_migrate {
+        if settings.database.auto_migrate {
             db::migrate(&pool).await.context("cannot apply database migrations")?;
         }
         // Without migrations to apply, start even while the database is down: the API answers
@@ -52,24 +52,24 @@ impl Application {
             tracing::error!(%error, "cannot create attempt partitions yet; retrying in the background");
         }
         delivery::install_tls_provider();
-        let listener = http_server::bind(settings.listen)
-            .with_context(|| format!("cannot listen on {} (WEBHOOKD_LISTEN)", settings.listen))?;
+        let listener = http_server::bind(settings.http.listen)
+            .with_context(|| format!("cannot listen on {} (WEBHOOKD_LISTEN)", settings.http.listen))?;
         let port = listener.local_addr().context("listener has no address")?.port();
-        let keyring = match &settings.encryption_key {
+        let keyring = match &settings.database.encryption_key {
             Some(key) => {
-                let previous = settings.previous_encryption_key.as_ref().map(Secret::expose);
+                let previous = settings.database.previous_encryption_key.as_ref().map(Secret::expose);
                 Some(Arc::new(Keyring::new(key.expose(), previous).map_err(anyhow::Error::msg)?))
             }
             None => None,
         };
         prepare_secrets_at_rest(&pool, keyring.as_deref()).await?;
-        let shared = match &settings.redis_url {
+        let shared = match &settings.cache.redis_url {
             Some(url) => {
                 // Every instance sharing the cache shares the encryption key, or else the admin token.
-                let material = settings.encryption_key.as_ref().unwrap_or(&admin_token).expose().as_bytes();
+                let material = settings.database.encryption_key.as_ref().unwrap_or(&admin_token).expose().as_bytes();
                 let seal = CacheSeal::derive(material);
                 Some(Arc::new(
-                    RedisCache::new(url.expose(), settings.redis_timeout, settings.subscription_cache_ttl, seal)
+                    RedisCache::new(url.expose(), settings.cache.redis_timeout, settings.cache.ttl, seal)
                         .context("invalid REDIS_URL")?,
                 ))
             }
@@ -77,8 +77,8 @@ impl Application {
         };
         let subscriptions = SubscriptionCache::new(
             pool.clone(),
-            settings.subscription_cache_capacity,
-            settings.subscription_cache_ttl,
+            settings.cache.capacity,
+            settings.cache.ttl,
             shared,
             keyring.clone(),
         );
@@ -102,14 +102,14 @@ impl Application {
     /// (releasing the rest), and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = self.context.settings.clone();
-        let client = delivery::build_client(settings.delivery.timeout, settings.allow_private_targets)?;
+        let client = delivery::build_client(settings.delivery.timeout, settings.delivery.allow_private_targets)?;
         let engine = Engine::start(
             DeliveryContext {
                 pool: self.context.pool.clone(),
                 client,
                 subscriptions: self.context.subscriptions.clone(),
                 settings: settings.delivery.clone(),
-                allow_private_targets: settings.allow_private_targets,
+                allow_private_targets: settings.delivery.allow_private_targets,
                 metrics: self.context.metrics.clone(),
             },
             self.changes,
@@ -118,8 +118,8 @@ impl Application {
         );
         let upkeep = tokio::spawn(maintain(
             self.context.pool.clone(),
-            settings.retention,
-            settings.maintenance_interval,
+            settings.retention.period,
+            settings.retention.maintenance_interval,
             shutdown.clone(),
         ));
         tracing::info!(port = self.port, "webhookd listening");
@@ -127,14 +127,14 @@ impl Application {
         let limits = ServerLimits {
             header_timeout: settings.http.header_timeout,
             body_timeout: settings.http.body_timeout,
-            max_connections: settings.http.max_connections.unwrap_or_else(|| default_max_connections(&settings)),
+            max_connections: settings.http.max_connections.map_or_else(|| default_max_connections(&settings), |cap| cap as usize),
         };
         let metrics = self.context.metrics.clone();
         let routes = api::routes(self.context, self.admin_token);
         let server = http_server::serve(self.listener, routes, limits, metrics, shutdown.clone());
         let engine_stopped = async {
             shutdown.cancelled().await;
-            engine.stop(settings.shutdown_grace).await;
+            engine.stop(settings.delivery.shutdown_grace).await;
         };
         tokio::join!(server, engine_stopped);
         let _ = upkeep.await;
@@ -184,7 +184,7 @@ async fn prepare_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> an
 /// pool and the process's own files.
 fn default_max_connections(settings: &Settings) -> usize {
     let open_files = http_server::raise_open_files_limit();
-    let reserved = settings.delivery.concurrency + settings.db_pool_size as usize + 64;
+    let reserved = settings.delivery.concurrency as usize + settings.database.pool_size as usize + 64;
     http_server::default_max_connections(open_files, reserved)
 }
 

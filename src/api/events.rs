@@ -95,7 +95,7 @@ impl EventsApi {
     ) -> Result<PublishResponse, ApiError> {
         let idempotency_key = IdempotencyKey::parse(idempotency_key.0)?;
         let length = request.header("content-length").and_then(|v| v.parse().ok());
-        let bytes = read_limited(length, body.0, self.context.settings.max_payload_bytes).await?;
+        let bytes = read_limited(length, body.0, self.context.settings.http.max_payload).await?;
         let parsed: PublishRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request("invalid_body", format!("expected {{\"event_type\": string, \"payload\": any JSON}}: {e}")))?;
         validate_event_type(&parsed.event_type).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;

@@ -157,7 +157,7 @@ impl IngestApi {
             _ => return Err(ApiError::not_found("no subscription with this id")),
         };
         let length = request.header("content-length").and_then(|v| v.parse().ok());
-        let bytes = read_limited(length, body.0, self.context.settings.max_payload_bytes).await?;
+        let bytes = read_limited(length, body.0, self.context.settings.http.max_payload).await?;
         if !credential.authenticates(&subscription, &bytes) {
             return Err(ApiError::unauthorized());
         }

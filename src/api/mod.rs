@@ -82,7 +82,7 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint<Output 
     let document = service.spec_endpoint();
     let templates = Arc::new(RouteTemplates::from_openapi(&service.spec(), &["/docs", "/openapi.json"]));
     let counters = context.metrics.clone();
-    let max_payload = context.settings.max_payload_bytes;
+    let max_payload = context.settings.http.max_payload;
     Route::new()
         .nest("/docs", explorer)
         .at("/openapi.json", document)

@@ -344,7 +344,7 @@ impl SubscriptionsApi {
     async fn validate(&self, fields: &SubscriptionFields, new_secret: bool) -> Result<(), ApiError> {
         let invalid = |code: &str, message: String| ApiError::bad_request(code, message);
         let target = TargetUrl::parse(&fields.target_url).map_err(|m| invalid("invalid_target_url", m))?;
-        if !self.context.settings.allow_private_targets {
+        if !self.context.settings.delivery.allow_private_targets {
             ssrf::check_target(&target).await.map_err(|m| invalid("target_not_allowed", m))?;
         }
         if let Some(secret) = fields.secret_key.as_ref().filter(|_| new_secret)

@@ -48,8 +48,8 @@ pub struct ClaimLoop {
 /// delivery is due, or until the poll interval passes, whichever comes first.
 pub async fn claim_loop(state: ClaimLoop) {
     let settings = &state.context.settings;
-    let capacity = Arc::new(Semaphore::new(settings.concurrency));
-    let in_flight = InFlight::new(settings.max_in_flight_per_subscription);
+    let capacity = Arc::new(Semaphore::new(settings.concurrency as usize));
+    let in_flight = InFlight::new(settings.max_in_flight_per_subscription as usize);
     let mut position = ScanPosition::new();
     loop {
         let first = tokio::select! {
@@ -61,7 +61,7 @@ pub async fn claim_loop(state: ClaimLoop) {
         };
         let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
         let lease_id = Uuid::new_v4();
-        let lease_seconds = settings.lease_duration.as_secs_f64();
+        let lease_seconds = settings.lease_duration().as_secs_f64();
         let limits = in_flight.limits();
         let claim = deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id, &limits, position.next_start()).await;
         let claim = match claim {

@@ -31,6 +31,12 @@ impl RetrySchedule {
         Ok(Self { intervals, jitter })
     }
 
+    /// The same intervals with `jitter` (a fraction of each interval) of random extra wait.
+    pub fn with_jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
     /// Attempts in all: the first one plus one per interval.
     pub fn max_attempts(&self) -> u32 {
         self.intervals.len() as u32 + 1

@@ -62,10 +62,7 @@ async fn raw_receiver(behaviour: Misbehaviour) -> String {
 
 #[tokio::test]
 async fn each_misbehaving_receiver_gets_a_clear_attempt_record_while_others_are_delivered() {
-    let app = spawn_app_with(|raw| {
-        raw.delivery_timeout = Some("2s".into());
-        raw.retry_schedule = Some("".into());
-    })
+    let app = spawn_app_with(&[("WEBHOOKD_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKD_RETRY_SCHEDULE", "")])
     .await;
     let healthy = Receiver::answering(200).await;
     let healthy_subscription = app.create_subscription(&healthy.url, json!({})).await;
@@ -123,7 +120,7 @@ async fn each_misbehaving_receiver_gets_a_clear_attempt_record_while_others_are_
 
 #[tokio::test]
 async fn under_overload_the_backlog_waits_in_the_database_and_drains_afterwards() {
-    let app = spawn_app_with(|raw| raw.worker_concurrency = Some("4".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_WORKER_CONCURRENCY", "4")]).await;
     let slow = Receiver::start(vec![], crate::helpers::Reply::Delay(Duration::from_millis(10), 200)).await;
     let subscription = app.create_subscription(&slow.url, json!({})).await;
 
@@ -144,12 +141,12 @@ async fn under_overload_the_backlog_waits_in_the_database_and_drains_afterwards(
 
 #[tokio::test]
 async fn hanging_receivers_cannot_take_every_send_slot() {
-    let app = spawn_app_with(|raw| {
-        raw.worker_concurrency = Some("8".into());
-        // Receivers that never answered get 32 / 16 = 2 slots each.
-        raw.max_in_flight_per_subscription = Some("32".into());
-        raw.delivery_timeout = Some("20s".into());
-    })
+    // Receivers that never answered get 32 / 16 = 2 slots each.
+    let app = spawn_app_with(&[
+        ("WEBHOOKD_WORKER_CONCURRENCY", "8"),
+        ("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "32"),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "20s"),
+    ])
     .await;
     let hanging = Receiver::start(vec![], crate::helpers::Reply::Hang).await;
     let healthy = Receiver::answering(200).await;
@@ -181,7 +178,7 @@ async fn hanging_receivers_cannot_take_every_send_slot() {
 
 #[tokio::test]
 async fn a_rate_limited_subscription_is_paced_and_the_limit_can_be_lifted() {
-    let app = spawn_app_with(|_| {}).await;
+    let app = spawn_app_with(&[]).await;
     let receiver = Receiver::answering(200).await;
     let paced = app.create_subscription(&receiver.url, json!({ "rate_limit": 5 })).await;
     assert_eq!(app.get(&format!("/subscriptions/{paced}")).await.body["rate_limit"], 5);
@@ -209,13 +206,13 @@ async fn a_rate_limited_subscription_is_paced_and_the_limit_can_be_lifted() {
 
 #[tokio::test]
 async fn hanging_receivers_backlogs_queued_first_do_not_hold_back_the_webhooks_behind_them() {
-    let app = spawn_app_with(|raw| {
-        raw.worker_concurrency = Some("200".into());
-        // Receivers that never answered get 32 / 16 = 2 slots each.
-        raw.max_in_flight_per_subscription = Some("32".into());
-        raw.delivery_timeout = Some("5s".into());
-        raw.poll_interval = Some("1h".into());
-    })
+    // Receivers that never answered get 32 / 16 = 2 slots each.
+    let app = spawn_app_with(&[
+        ("WEBHOOKD_WORKER_CONCURRENCY", "200"),
+        ("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "32"),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "5s"),
+        ("WEBHOOKD_POLL_INTERVAL", "1h"),
+    ])
     .await;
     let hanging = Receiver::start(vec![], crate::helpers::Reply::Hang).await;
     let healthy = Receiver::answering(200).await;

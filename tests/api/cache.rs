@@ -31,8 +31,8 @@ async fn with_a_warm_cache_ingest_and_delivery_read_no_subscription_row() {
 async fn a_change_made_on_one_instance_reaches_another_within_a_second() {
     let database = fresh_database().await;
     // One API-only instance takes the writes; the other delivers, from its cache.
-    let api = spawn_app_on(&database, |raw| raw.worker_concurrency = Some("0".into())).await;
-    let worker = spawn_app_on(&database, |_| {}).await;
+    let api = spawn_app_on(&database, &[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let worker = spawn_app_on(&database, &[]).await;
     let old_target = Receiver::answering(200).await;
     let new_target = Receiver::answering(200).await;
     let subscription = api.create_subscription(&old_target.url, json!({})).await;
@@ -76,12 +76,9 @@ async fn redis_is_a_shared_second_level_and_writes_clear_it() {
     let redis = RedisServer::start();
     let database = fresh_database().await;
     // A generous timeout: this test is about what is shared, not about slow Redis (below).
-    let with_redis = |raw: &mut webhookd::config::RawSettings| {
-        raw.redis_url = Some(redis.url.clone());
-        raw.redis_timeout = Some("5s".into());
-    };
-    let first = spawn_app_on(&database, with_redis).await;
-    let second = spawn_app_on(&database, with_redis).await;
+    let with_redis = [("REDIS_URL", redis.url.as_str()), ("WEBHOOKD_REDIS_TIMEOUT", "5s")];
+    let first = spawn_app_on(&database, &with_redis).await;
+    let second = spawn_app_on(&database, &with_redis).await;
     let receiver = Receiver::answering(200).await;
     let subscription = first.create_subscription(&receiver.url, json!({})).await;
 
@@ -102,10 +99,7 @@ async fn redis_is_a_shared_second_level_and_writes_clear_it() {
 #[tokio::test]
 async fn a_dead_or_hanging_redis_never_fails_ingest_or_delivery() {
     let redis = RedisServer::start();
-    let app = spawn_app_on(&fresh_database().await, |raw| {
-        raw.redis_url = Some(redis.url.clone());
-        raw.redis_timeout = Some("100ms".into());
-    })
+    let app = spawn_app_on(&fresh_database().await, &[("REDIS_URL", redis.url.as_str()), ("WEBHOOKD_REDIS_TIMEOUT", "100ms")])
     .await;
     let receiver = Receiver::answering(200).await;
 

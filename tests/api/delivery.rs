@@ -47,7 +47,7 @@ async fn a_webhook_is_delivered_byte_for_byte_with_the_documented_headers() {
 
 #[tokio::test]
 async fn a_receiver_failing_three_times_gets_exactly_four_attempts_spaced_as_configured() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("300ms,600ms,900ms,5s".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "300ms,600ms,900ms,5s")]).await;
     let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(503), Reply::Status(404)], Reply::Status(204)).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;
@@ -75,7 +75,7 @@ async fn a_receiver_failing_three_times_gets_exactly_four_attempts_spaced_as_con
 
 #[tokio::test]
 async fn an_always_failing_receiver_ends_failed_after_one_plus_retries_attempts() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("50ms,50ms,50ms".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "50ms,50ms,50ms")]).await;
     let receiver = Receiver::answering(500).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;
@@ -90,10 +90,7 @@ async fn an_always_failing_receiver_ends_failed_after_one_plus_retries_attempts(
 
 #[tokio::test]
 async fn a_hanging_receiver_times_out_and_the_attempt_says_so() {
-    let app = spawn_app_with(|raw| {
-        raw.delivery_timeout = Some("300ms".into());
-        raw.retry_schedule = Some("".into());
-    })
+    let app = spawn_app_with(&[("WEBHOOKD_DELIVERY_TIMEOUT", "300ms"), ("WEBHOOKD_RETRY_SCHEDULE", "")])
     .await;
     let receiver = Receiver::start(vec![], Reply::Hang).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
@@ -111,7 +108,7 @@ async fn a_hanging_receiver_times_out_and_the_attempt_says_so() {
 
 #[tokio::test]
 async fn an_unreachable_receiver_is_a_connection_error() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "")]).await;
     // Bind then drop a listener: nothing listens on that port any more.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let subscription = app.create_subscription(&format!("http://127.0.0.1:{port}/x"), json!({})).await;
@@ -150,7 +147,7 @@ async fn an_expired_lease_is_claimed_again_and_delivered() {
 #[tokio::test]
 async fn a_webhook_committed_late_with_an_earlier_due_time_is_still_delivered() {
     // No poll to fall back on: the claim loop must find the row by itself.
-    let app = spawn_app_with(|raw| raw.poll_interval = Some("1h".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_POLL_INTERVAL", "1h")]).await;
     let receiver = Receiver::answering(200).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     // Deliveries flowing: claims now start where the queue's head was.
@@ -306,7 +303,7 @@ async fn a_live_lease_is_not_taken_over() {
 
 #[tokio::test]
 async fn attempts_are_listed_newest_first_and_limited() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("10ms,10ms,10ms,10ms".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "10ms,10ms,10ms,10ms")]).await;
     let receiver = Receiver::answering(500).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;
@@ -347,7 +344,7 @@ async fn a_subscription_lists_its_deliveries_newest_first_filtered_by_status() {
 
 #[tokio::test]
 async fn deactivating_a_subscription_holds_its_deliveries_until_it_is_reactivated() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("400ms".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "400ms")]).await;
     let receiver = Receiver::start(vec![Reply::Status(500)], Reply::Status(200)).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;
@@ -369,7 +366,7 @@ async fn deactivating_a_subscription_holds_its_deliveries_until_it_is_reactivate
 
 #[tokio::test]
 async fn deleting_a_subscription_stops_its_pending_deliveries_and_keeps_their_logs() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("1h".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "1h")]).await;
     let receiver = Receiver::answering(500).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;

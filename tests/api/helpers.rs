@@ -14,7 +14,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use webhookd::config::{RawSettings, Secret, Settings};
+use webhookd::config::{Secret, Settings};
 use webhookd::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use webhookd::startup::Application;
 
@@ -106,23 +106,23 @@ pub async fn fresh_database() -> String {
     cluster.url_for(&name)
 }
 
-/// Settings for a test app; `configure` changes them before validation.
-pub fn test_settings(database_url: &str, configure: impl FnOnce(&mut RawSettings)) -> Settings {
-    let mut raw = RawSettings {
-        database_url: Some(database_url.to_owned()),
-        listen: Some("127.0.0.1:0".into()),
-        admin_token: Some(ADMIN_TOKEN.into()),
-        retry_schedule: Some("100ms,100ms".into()),
-        retry_jitter: Some("0".into()),
-        delivery_timeout: Some("2s".into()),
-        allow_private_targets: Some("true".into()),
-        poll_interval: Some("200ms".into()),
-        shutdown_grace: Some("2s".into()),
-        db_pool_size: Some("8".into()),
-        ..Default::default()
-    };
-    configure(&mut raw);
-    Settings::from_raw(&raw).expect("test settings are valid")
+/// Settings for a test app: short schedules and timeouts, private targets allowed, then
+/// `overrides` (environment variable, value), parsed exactly as the binary parses them.
+pub fn test_settings(database_url: &str, overrides: &[(&str, &str)]) -> Settings {
+    let defaults = [
+        ("DATABASE_URL", database_url),
+        ("WEBHOOKD_LISTEN", "127.0.0.1:0"),
+        ("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN),
+        ("WEBHOOKD_RETRY_SCHEDULE", "100ms,100ms"),
+        ("WEBHOOKD_RETRY_JITTER", "0"),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "2s"),
+        ("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "true"),
+        ("WEBHOOKD_POLL_INTERVAL", "200ms"),
+        ("WEBHOOKD_SHUTDOWN_GRACE", "2s"),
+        ("WEBHOOKD_DB_POOL_SIZE", "8"),
+    ];
+    let variables: Vec<(&str, &str)> = defaults.iter().chain(overrides).copied().collect();
+    Settings::from_variables(&variables).expect("test settings are valid")
 }
 
 /// A running app on a random port, with its own database.
@@ -135,21 +135,22 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|_| {}).await
+    spawn_app_with(&[]).await
 }
 
-pub async fn spawn_app_with(configure: impl FnOnce(&mut RawSettings)) -> TestApp {
+/// An app with `overrides` of the test settings (see [`test_settings`]).
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let database_url = fresh_database().await;
-    spawn_app_on(&database_url, configure).await
+    spawn_app_on(&database_url, overrides).await
 }
 
 /// Starts an app on an existing database (several apps may share one).
-pub async fn spawn_app_on(database_url: &str, configure: impl FnOnce(&mut RawSettings)) -> TestApp {
+pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> TestApp {
     if std::env::var_os("TEST_LOG").is_some() {
         webhookd::telemetry::init(webhookd::config::LogFormat::Pretty);
     }
-    let settings = test_settings(database_url, configure);
-    let pool = webhookd::db::connect_lazy(database_url, settings.db_pool_size).unwrap();
+    let settings = test_settings(database_url, overrides);
+    let pool = webhookd::db::connect_lazy(database_url, settings.database.pool_size).unwrap();
     let application = Application::build(settings, pool.clone(), Secret::new(ADMIN_TOKEN)).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
     let shutdown = CancellationToken::new();

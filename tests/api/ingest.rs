@@ -34,7 +34,7 @@ async fn the_event_type_may_come_from_the_query_string() {
 
 #[tokio::test]
 async fn each_ingest_mistake_gets_its_own_4xx_and_stores_nothing() {
-    let app = spawn_app_with(|raw| raw.max_payload = Some("1KiB".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_MAX_PAYLOAD", "1KiB")]).await;
     let active = app.create_subscription("http://127.0.0.1:9/x", json!({})).await;
     let inactive = app.create_subscription("http://127.0.0.1:9/y", json!({"is_active": false})).await;
     let unknown = uuid::Uuid::now_v7();
@@ -62,7 +62,7 @@ async fn each_ingest_mistake_gets_its_own_4xx_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_body_of_exactly_the_limit_is_accepted_and_a_streamed_oversize_one_refused() {
-    let app = spawn_app_with(|raw| raw.max_payload = Some("1KiB".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_MAX_PAYLOAD", "1KiB")]).await;
     let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({})).await;
     let exact = format!("\"{}\"", "x".repeat(1022)).into_bytes();
     assert_eq!(exact.len(), 1024);
@@ -80,7 +80,7 @@ async fn while_the_database_is_unreachable_ingest_and_health_answer_503() {
     // A port nothing listens on stands in for a database that is down.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("postgres://nobody:nothing@127.0.0.1:{port}/none");
-    let app = crate::helpers::spawn_app_on(&url, |raw| raw.auto_migrate = Some("false".into())).await;
+    let app = crate::helpers::spawn_app_on(&url, &[("WEBHOOKD_AUTO_MIGRATE", "false")]).await;
 
     let health = app.get("/health").await;
     assert_eq!(health.status, 503);

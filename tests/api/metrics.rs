@@ -61,7 +61,7 @@ async fn metrics_count_what_happened_and_need_the_admin_token() {
 
 #[tokio::test]
 async fn queue_gauges_show_a_backlog_and_how_long_it_has_waited() {
-    let app = crate::helpers::spawn_app_with(|s| s.worker_concurrency = Some("0".into())).await;
+    let app = crate::helpers::spawn_app_with(&[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
     let receiver = Receiver::answering(200).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     for _ in 0..5 {

@@ -18,7 +18,7 @@ async fn partitions(pool: &sqlx::PgPool) -> Vec<String> {
 
 #[tokio::test]
 async fn a_pass_after_the_retention_drops_old_partitions_and_finished_deliveries_only() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("1h".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "1h")]).await;
     let ok = Receiver::answering(200).await;
     let failing = Receiver::answering(500).await;
     let delivered_to = app.create_subscription(&ok.url, json!({"event_types": ["order.*"]})).await;

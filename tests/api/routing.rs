@@ -171,7 +171,7 @@ async fn a_repeated_idempotency_key_replays_the_first_fan_out() {
 
 #[tokio::test]
 async fn a_finished_delivery_can_be_retried_with_continuing_attempt_numbers() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "")]).await;
     let receiver = Receiver::start(vec![Reply::Status(500)], Reply::Status(200)).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;
@@ -196,7 +196,7 @@ async fn a_finished_delivery_can_be_retried_with_continuing_attempt_numbers() {
 
 #[tokio::test]
 async fn a_delivery_in_flight_cannot_be_retried() {
-    let app = spawn_app_with(|raw| raw.retry_schedule = Some("1h".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "1h")]).await;
     let receiver = Receiver::answering(500).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;

@@ -30,7 +30,7 @@ fn host_port(address: &str) -> String {
 #[tokio::test]
 async fn clients_trickling_headers_do_not_delay_anyone_else_and_are_closed_after_the_header_timeout() {
     webhookd::http_server::raise_open_files_limit();
-    let app = spawn_app_with(|s| s.http_header_timeout = Some("2s".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_HTTP_HEADER_TIMEOUT", "2s")]).await;
     let target = host_port(&app.address);
 
     // 500 clients each send their request line a byte at a time, never finishing it.
@@ -75,7 +75,7 @@ async fn clients_trickling_headers_do_not_delay_anyone_else_and_are_closed_after
 
 #[tokio::test]
 async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
-    let app = spawn_app_with(|s| s.http_header_timeout = Some("1s".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_HTTP_HEADER_TIMEOUT", "1s")]).await;
     let mut stream = TcpStream::connect(host_port(&app.address)).await.unwrap();
     stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut first = [0u8; 12];
@@ -87,7 +87,7 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_header_timeout() {
 
 #[tokio::test]
 async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
-    let app = spawn_app_with(|s| s.http_body_timeout = Some("1s".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_HTTP_BODY_TIMEOUT", "1s")]).await;
     let receiver = Receiver::answering(200).await;
     let subscription = app.create_subscription(&receiver.url, serde_json::json!({})).await;
     let mut stream = TcpStream::connect(host_port(&app.address)).await.unwrap();
@@ -106,7 +106,7 @@ async fn a_body_that_does_not_arrive_in_time_is_answered_408() {
 
 #[tokio::test]
 async fn connections_beyond_the_cap_wait_and_are_served_when_one_closes() {
-    let app = spawn_app_with(|s| s.max_connections = Some("2".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_MAX_CONNECTIONS", "2")]).await;
     let target = host_port(&app.address);
     let holders = [TcpStream::connect(&target).await.unwrap(), TcpStream::connect(&target).await.unwrap()];
     // Both places taken: a third client is accepted by the kernel but not yet served.
@@ -159,7 +159,7 @@ async fn a_burst_of_1024_concurrent_ingests_all_get_202_and_are_all_delivered() 
 
 #[tokio::test]
 async fn oversized_api_bodies_are_refused_with_413_while_being_read() {
-    let app = spawn_app_with(|s| s.max_payload = Some("1KiB".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_MAX_PAYLOAD", "1KiB")]).await;
     let post = |path: &str| app.http.post(app.url(path)).bearer_auth(crate::helpers::ADMIN_TOKEN).header("content-type", "application/json");
 
     // 20 MiB declared up front: refused on its Content-Length, not parsed as a bad name.

@@ -112,7 +112,7 @@ async fn invalid_subscriptions_are_refused_with_a_clear_400() {
 
 #[tokio::test]
 async fn private_targets_are_refused_unless_allowed_naming_the_variable() {
-    let app = spawn_app_with(|raw| raw.allow_private_targets = Some("false".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false")]).await;
     for target in [
         "http://127.0.0.1:8080/x", "http://10.0.0.8/x", "http://169.254.169.254/latest", "http://[::1]/x", "http://localhost:9/x",
         // Other spellings of loopback and of private addresses, as resolvers read them.

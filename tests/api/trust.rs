@@ -169,7 +169,7 @@ async fn during_a_rotation_both_secrets_sign_and_verify() {
 
 #[tokio::test]
 async fn after_the_overlap_only_the_new_secret_counts() {
-    let app = spawn_app_with(|raw| raw.secret_rotation_overlap = Some("1s".into())).await;
+    let app = spawn_app_with(&[("WEBHOOKD_SECRET_ROTATION_OVERLAP", "1s")]).await;
     let receiver = Receiver::answering(200).await;
     let old = "the-old-secret-value";
     let subscription = app.create_subscription(&receiver.url, json!({"secret_key": old})).await;
@@ -201,10 +201,7 @@ async fn rotating_creates_a_secret_where_there_was_none() {
 
 #[tokio::test]
 async fn a_target_that_now_resolves_to_a_private_address_is_blocked_at_connect_time() {
-    let app = spawn_app_with(|raw| {
-        raw.allow_private_targets = Some("false".into());
-        raw.retry_schedule = Some("50ms,50ms".into());
-    })
+    let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false"), ("WEBHOOKD_RETRY_SCHEDULE", "50ms,50ms")])
     .await;
     let receiver = Receiver::answering(200).await;
     // As if the names resolved to public addresses when the subscriptions were written
