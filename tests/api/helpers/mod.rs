@@ -1,0 +1,17 @@
+//! The test harness, one module per kind of real part: the PostgreSQL cluster, the app
+//! in-process, HTTP receivers, Redis, and the binary as a process. Tests import from here.
+
+mod app;
+mod cluster;
+mod process;
+mod receiver;
+mod redis;
+
+pub use app::*;
+pub use cluster::*;
+pub use process::*;
+pub use receiver::*;
+pub use redis::*;
+
+/// The admin token every test app and test process uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
