@@ -2,4 +2,4 @@
 INSERT INTO subscriptions (id, name, target_url, secret_key, event_types, is_active, rate_limit, github_signature)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
-       previous_secret_key, previous_secret_expires_at, rate_limit, github_signature
+       previous_secret_key, previous_secret_expires_at, rate_limit, github_signature, disabled_reason, disabled_at

@@ -8,4 +8,4 @@ SET previous_secret_key = secret_key,
     updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
-          previous_secret_key, previous_secret_expires_at, rate_limit, github_signature
+          previous_secret_key, previous_secret_expires_at, rate_limit, github_signature, disabled_reason, disabled_at

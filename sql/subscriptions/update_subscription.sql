@@ -4,9 +4,12 @@
 UPDATE subscriptions
 SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $6, rate_limit = $7,
     github_signature = $9,
+    -- Re-activating a disabled subscription clears why it was disabled.
+    disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
+    disabled_at = CASE WHEN $6 THEN NULL ELSE disabled_at END,
     previous_secret_key = CASE WHEN $8 THEN NULL ELSE previous_secret_key END,
     previous_secret_expires_at = CASE WHEN $8 THEN NULL ELSE previous_secret_expires_at END,
     updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
-       previous_secret_key, previous_secret_expires_at, rate_limit, github_signature
+       previous_secret_key, previous_secret_expires_at, rate_limit, github_signature, disabled_reason, disabled_at

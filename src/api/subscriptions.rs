@@ -14,6 +14,7 @@ use crate::db::deliveries;
 use crate::delivery::ssrf;
 use crate::domain::event_type::validate_event_pattern;
 use crate::domain::signing::generate_secret;
+use crate::domain::lifecycle::DisabledReason;
 use crate::secrets::SecretValue;
 use crate::domain::target_url::TargetUrl;
 use crate::error::ApiError;
@@ -44,6 +45,12 @@ pub struct Subscription {
     pub rate_limit: Option<i32>,
     /// Deliveries also carry GitHub's `X-Hub-Signature-256` (see `CreateSubscription`).
     pub github_signature: bool,
+    /// Why webhookd took the subscription out of service (`is_active` is then false):
+    /// `endpoint_gone` (the receiver answered 410) or `failing`; null when it did not.
+    /// `PATCH {"is_active": true}` re-enables it and clears this.
+    pub disabled_reason: Option<DisabledReason>,
+    /// When it was disabled.
+    pub disabled_at: Option<OffsetDateTime>,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
 }
@@ -59,6 +66,8 @@ impl From<&SubscriptionRow> for Subscription {
             has_secret: row.secret_key.is_some(),
             rate_limit: row.rate_limit,
             github_signature: row.github_signature,
+            disabled_reason: row.disabled_reason,
+            disabled_at: row.disabled_at,
             created_at: row.created_at,
             updated_at: row.updated_at,
         }

@@ -2,6 +2,7 @@
 
 use sqlx::PgExecutor;
 
+use crate::domain::lifecycle::DisabledReason;
 use crate::secrets::SecretValue;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -29,6 +30,11 @@ pub struct SubscriptionRow {
     /// Deliveries also carry `X-Hub-Signature-256` (opt-in: it can be replayed into ingest).
     #[serde(default)]
     pub github_signature: bool,
+    /// Why webhookd took it out of service (it is then inactive), and when.
+    #[serde(default)]
+    pub disabled_reason: Option<DisabledReason>,
+    #[serde(default)]
+    pub disabled_at: Option<OffsetDateTime>,
 }
 
 impl SubscriptionRow {
@@ -151,6 +157,16 @@ pub async fn select_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Resul
         .bind(id)
         .fetch_optional(db)
         .await
+}
+
+/// Takes an active subscription out of service; false if it was inactive or deleted already.
+pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: DisabledReason) -> sqlx::Result<bool> {
+    let row = sqlx::query(include_str!("../../sql/subscriptions/disable_subscription.sql"))
+        .bind(id)
+        .bind(reason.as_str())
+        .fetch_optional(db)
+        .await?;
+    Ok(row.is_some())
 }
 
 /// Replaces the secret, keeping the old one valid for `overlap_seconds`.

@@ -21,7 +21,8 @@ use super::DeliveryContext;
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
 use crate::db::subscriptions::SubscriptionRow;
-use crate::domain::lifecycle;
+use crate::db::subscriptions;
+use crate::domain::lifecycle::{self, DisabledReason};
 use crate::domain::retry::RetrySchedule;
 use crate::subscription_cache::Lookup;
 
@@ -218,7 +219,8 @@ impl DeliveryTask {
             }
         };
         self.slot.attempt_done(result.outcome.answered());
-        let mut finished = finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
+        let (mut finished, disable) =
+            finish(&delivery, &subscription, self.lease_id, &result, &self.context.settings.retry_schedule, random_unit());
         tracing::info!(
             outcome = finished.attempt.outcome.as_str(),
             status_code = result.status_code(),
@@ -230,6 +232,9 @@ impl DeliveryTask {
         finished.slot = Some(self.slot);
         if self.outcomes.send(finished).await.is_err() {
             tracing::error!("outcome recorder stopped; the lease will expire and the delivery will be retried");
+        }
+        if let Some(reason) = disable {
+            disable_subscription(&self.context, delivery.subscription_id, reason).await;
         }
     }
 
@@ -252,7 +257,28 @@ impl DeliveryTask {
     }
 }
 
-/// What an attempt's result means for its delivery (see `domain::lifecycle`), and its log row.
+/// Takes the subscription out of service: inactive, its waiting deliveries parked as for
+/// a pause, every instance told. Attempts already under way finish.
+async fn disable_subscription(context: &DeliveryContext, id: Uuid, reason: DisabledReason) {
+    let disabled = async {
+        let mut tx = context.pool.begin().await?;
+        if subscriptions::disable(&mut *tx, id, reason).await? {
+            deliveries::park_for_subscription(&mut *tx, id).await?;
+            subscriptions::notify_changed(&mut *tx, id).await?;
+        }
+        tx.commit().await
+    };
+    match disabled.await {
+        Ok(()) => {
+            context.subscriptions.invalidate(id).await;
+            tracing::warn!(subscription.id = %id, reason = reason.as_str(), "subscription disabled");
+        }
+        Err(error) => tracing::error!(subscription.id = %id, %error, "cannot disable the subscription"),
+    }
+}
+
+/// What an attempt's result means for its delivery (see `domain::lifecycle`), its log row,
+/// and whether it disables the subscription.
 fn finish(
     delivery: &ClaimedDelivery,
     subscription: &SubscriptionRow,
@@ -260,10 +286,10 @@ fn finish(
     result: &AttemptResult,
     schedule: &RetrySchedule,
     random: f64,
-) -> Finished {
+) -> (Finished, Option<DisabledReason>) {
     let finished_at = result.started_at + result.duration;
     let next = lifecycle::after_attempt(&result.outcome, delivery.attempt_in_round(), schedule, random);
-    Finished {
+    let finished = Finished {
         slot: None,
         update: OutcomeUpdate {
             id: delivery.id,
@@ -284,7 +310,8 @@ fn finish(
             target_url: subscription.target_url.clone(),
             created_at: result.started_at,
         },
-    }
+    };
+    (finished, next.disable)
 }
 
 /// A uniform random number in [0, 1) for retry jitter.
@@ -318,6 +345,7 @@ mod tests {
             id: Uuid::now_v7(), name: None, target_url: "http://example.com/".into(), secret_key: None,
             event_types: vec![], is_active: true, created_at: now, updated_at: now, deleted_at: None,
             previous_secret_key: None, previous_secret_expires_at: None, rate_limit: None, github_signature: false,
+            disabled_reason: None, disabled_at: None,
         }
     }
 
@@ -332,7 +360,7 @@ mod tests {
     #[test]
     fn a_2xx_answer_succeeds_the_delivery() {
         let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
-        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(answered(204)), &schedule, 0.0);
+        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(answered(204)), &schedule, 0.0).0;
         assert_eq!((done.update.status, done.attempt.outcome), (Succeeded, Success));
         assert_eq!(done.update.next_attempt_at, None);
     }
@@ -340,12 +368,12 @@ mod tests {
     #[test]
     fn a_failure_retries_until_the_schedule_runs_out() {
         let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
-        let first = finish(&delivery(1), &subscription(), Uuid::nil(), &result(answered(500)), &schedule, 0.0);
+        let first = finish(&delivery(1), &subscription(), Uuid::nil(), &result(answered(500)), &schedule, 0.0).0;
         assert_eq!((first.update.status, first.attempt.outcome), (Retrying, FailedAttempt));
         let r = result(answered(500));
         let wait = first.update.next_attempt_at.unwrap() - (first.attempt.created_at + Duration::from_millis(5));
         assert_eq!(wait, time::Duration::seconds(1));
-        let last = finish(&delivery(2), &subscription(), Uuid::nil(), &r, &schedule, 0.0);
+        let last = finish(&delivery(2), &subscription(), Uuid::nil(), &r, &schedule, 0.0).0;
         assert_eq!((last.update.status, last.attempt.outcome), (Failed, Failure));
     }
 
@@ -354,7 +382,7 @@ mod tests {
         let schedule = RetrySchedule::parse("1s", 0.0).unwrap();
         let mut retried = delivery(3);
         retried.round_start_attempt = 2;
-        let done = finish(&retried, &subscription(), Uuid::nil(), &result(answered(500)), &schedule, 0.0);
+        let done = finish(&retried, &subscription(), Uuid::nil(), &result(answered(500)), &schedule, 0.0).0;
         assert_eq!(done.update.status, Retrying);
         assert_eq!(done.attempt.attempt_number, 3, "attempt numbers continue");
     }
@@ -362,7 +390,7 @@ mod tests {
     #[test]
     fn a_blocked_address_fails_at_once() {
         let schedule = RetrySchedule::parse("1s,1s", 0.0).unwrap();
-        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(SendOutcome::Blocked), &schedule, 0.0);
+        let done = finish(&delivery(1), &subscription(), Uuid::nil(), &result(SendOutcome::Blocked), &schedule, 0.0).0;
         assert_eq!((done.update.status, done.attempt.outcome), (Failed, Failure));
     }
 }

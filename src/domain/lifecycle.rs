@@ -106,6 +106,22 @@ stored_as_text!(AttemptOutcome {
     Failure => "failure",
 });
 
+/// Why webhookd took a subscription out of service (it is then inactive).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum, serde::Serialize, serde::Deserialize)]
+#[oai(rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum DisabledReason {
+    /// The receiver answered 410 Gone: it says the endpoint no longer exists.
+    EndpointGone,
+    /// Every attempt failed for longer than `WEBHOOKD_AUTO_DISABLE_AFTER`.
+    Failing,
+}
+
+stored_as_text!(DisabledReason {
+    EndpointGone => "endpoint_gone",
+    Failing => "failing",
+});
+
 /// What one HTTP attempt produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {
@@ -133,23 +149,30 @@ pub struct Transition {
     pub outcome: AttemptOutcome,
     /// When the delivery is retrying: how long after this attempt the next one is due.
     pub retry_in: Option<Duration>,
+    /// The attempt showed the subscription must be taken out of service.
+    pub disable: Option<DisabledReason>,
 }
 
-/// The rule: a 2xx succeeds; a blocked address fails at once (retrying cannot help); any
+/// The rule: a 2xx succeeds; a blocked address fails at once (retrying cannot help); a 410
+/// Gone fails at once and disables the subscription (the receiver says it is gone); any
 /// other failure retries while the schedule allows (`Retry-After` may lengthen the wait),
 /// then gives up. `attempt_in_round` counts from the last manual retry.
 pub fn after_attempt(sent: &SendOutcome, attempt_in_round: u32, schedule: &RetrySchedule, random: f64) -> Transition {
-    let give_up = Transition { status: DeliveryStatus::Failed, outcome: AttemptOutcome::Failure, retry_in: None };
+    let give_up = Transition { status: DeliveryStatus::Failed, outcome: AttemptOutcome::Failure, retry_in: None, disable: None };
     let retry = |retry_after| match schedule.after_failure(attempt_in_round, retry_after, random) {
-        NextStep::RetryIn(wait) => {
-            Transition { status: DeliveryStatus::Retrying, outcome: AttemptOutcome::FailedAttempt, retry_in: Some(wait) }
-        }
+        NextStep::RetryIn(wait) => Transition {
+            status: DeliveryStatus::Retrying,
+            outcome: AttemptOutcome::FailedAttempt,
+            retry_in: Some(wait),
+            disable: None,
+        },
         NextStep::GiveUp => give_up,
     };
     match sent {
         SendOutcome::Answered { status: 200..=299, .. } => {
-            Transition { status: DeliveryStatus::Succeeded, outcome: AttemptOutcome::Success, retry_in: None }
+            Transition { status: DeliveryStatus::Succeeded, outcome: AttemptOutcome::Success, retry_in: None, disable: None }
         }
+        SendOutcome::Answered { status: 410, .. } => Transition { disable: Some(DisabledReason::EndpointGone), ..give_up },
         SendOutcome::Answered { retry_after, .. } => retry(*retry_after),
         SendOutcome::TimedOut | SendOutcome::Failed => retry(None),
         SendOutcome::Blocked => give_up,
@@ -178,7 +201,7 @@ mod tests {
 
     #[test]
     fn failures_retry_while_the_schedule_allows_then_give_up() {
-        for failed in [answered(500), answered(301), answered(410), SendOutcome::TimedOut, SendOutcome::Failed] {
+        for failed in [answered(500), answered(301), answered(404), SendOutcome::TimedOut, SendOutcome::Failed] {
             let first = after_attempt(&failed, 1, &schedule("1s"), 0.0);
             assert_eq!(first.status, DeliveryStatus::Retrying, "{failed:?}");
             assert_eq!((first.outcome, first.retry_in), (AttemptOutcome::FailedAttempt, Some(Duration::from_secs(1))));
@@ -191,6 +214,14 @@ mod tests {
     fn retry_after_lengthens_the_wait() {
         let asked = SendOutcome::Answered { status: 503, retry_after: Some(Duration::from_secs(30)) };
         assert_eq!(after_attempt(&asked, 1, &schedule("1s"), 0.0).retry_in, Some(Duration::from_secs(30)));
+    }
+
+    #[test]
+    fn a_410_gone_fails_at_once_and_disables_the_subscription() {
+        let next = after_attempt(&answered(410), 1, &schedule("1s,1s"), 0.0);
+        assert_eq!((next.status, next.outcome, next.retry_in), (DeliveryStatus::Failed, AttemptOutcome::Failure, None));
+        assert_eq!(next.disable, Some(DisabledReason::EndpointGone));
+        assert_eq!(after_attempt(&answered(500), 1, &schedule("1s"), 0.0).disable, None);
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod auth;
 mod bad_receivers;
 mod cache;
 mod delivery;
+mod endpoint_health;
 mod fuzz;
 mod helpers;
 mod ingest;

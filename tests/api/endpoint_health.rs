@@ -1,0 +1,56 @@
+//! Endpoint health: a receiver that answers 410 Gone is taken out of service.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::helpers::{spawn_app_with, Receiver, Reply};
+
+const LIMIT: Duration = Duration::from_secs(15);
+
+#[tokio::test]
+async fn a_410_fails_its_delivery_at_once_and_disables_the_subscription_until_it_is_reenabled() {
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "1h")]).await;
+    let receiver = Receiver::start(vec![Reply::Status(503), Reply::Status(410)], Reply::Status(200)).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+
+    // A first webhook fails once and waits an hour for its retry…
+    let waiting = app.ingest(subscription, r#"{"n":1}"#).await;
+    app.wait_for_delivery(waiting, LIMIT, |d| d["status"] == "retrying").await;
+    // …then the receiver answers 410 to the next one: no retry, and the subscription is disabled.
+    let gone = app.ingest(subscription, r#"{"n":2}"#).await;
+    let failed = app.wait_until_finished(gone, LIMIT).await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["attempt_count"], 1, "the receiver said it is gone: no retries");
+
+    let deadline = Instant::now() + LIMIT;
+    let disabled = loop {
+        let shown = app.get(&format!("/subscriptions/{subscription}")).await.body;
+        if shown["is_active"] == false {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "not disabled: {shown}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(disabled["disabled_reason"], "endpoint_gone");
+    assert!(disabled["disabled_at"].is_string());
+    let refused = app.ingest_bytes(subscription, b"{}".to_vec(), None).await;
+    assert_eq!((refused.status, refused.body["error"].as_str()), (409, Some("subscription_inactive")));
+    let parked = app.get(&format!("/deliveries/{waiting}")).await.body;
+    assert_eq!((parked["status"].as_str(), &parked["next_attempt_at"]), (Some("retrying"), &json!(null)), "parked, not failed");
+
+    // Re-enabling clears the reason, and the parked delivery is due at once.
+    let enabled = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": true}))).await;
+    assert_eq!(enabled.status, 200, "{:?}", enabled.body);
+    assert_eq!((enabled.body["is_active"].as_bool(), &enabled.body["disabled_reason"]), (Some(true), &json!(null)));
+    assert_eq!(enabled.body["disabled_at"], json!(null));
+    assert_eq!(app.wait_until_finished(waiting, LIMIT).await["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn an_admin_pause_sets_no_reason() {
+    let app = spawn_app_with(&[]).await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({})).await;
+    let paused = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": false}))).await;
+    assert_eq!((paused.body["is_active"].as_bool(), &paused.body["disabled_reason"]), (Some(false), &json!(null)));
+}
