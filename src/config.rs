@@ -153,6 +153,10 @@ pub struct DeliverySettings {
     /// Time given to in-flight deliveries on shutdown before they are released.
     #[arg(long, env = "WEBHOOKD_SHUTDOWN_GRACE", default_value = "30s", value_parser = positive_duration, global = true)]
     pub shutdown_grace: Duration,
+    /// Disable a subscription whose attempts have all failed for this long (with at least 3
+    /// failures; any success resets it). `0` turns it off.
+    #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = duration_or_zero, global = true)]
+    pub auto_disable_after: Duration,
     /// Allow targets on loopback, private and other non-public addresses.
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS", default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set, global = true)]
     pub allow_private_targets: bool,
@@ -308,6 +312,13 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
         return Err("must be greater than zero".into());
     }
     Ok(duration)
+}
+
+fn duration_or_zero(text: &str) -> Result<Duration, String> {
+    match text.trim() {
+        "0" => Ok(Duration::ZERO),
+        other => humantime::parse_duration(other).map_err(|e| format!("`{text}` is not a duration like 5d or 12h, or 0 ({e})")),
+    }
 }
 
 fn parse_fraction(text: &str) -> Result<f64, String> {

@@ -2,9 +2,15 @@
 -- (even when its lease was lost: the request really was sent), and each delivery takes its
 -- new state only if lease $2 is still held. $3 is the new status, $4 the next due time
 -- (NULL once finished), $5 the last error; $6.. are the attempt log columns.
--- Returns the ids of the deliveries that were updated. Holding the lease implies being
--- 'delivering' (migration 7); testing the status as well would let the planner read the
--- deliveries through deliveries_due_idx, the whole backlog per batch.
+-- Returns the ids of the deliveries that were updated (in `id`). Holding the lease implies
+-- being 'delivering' (migration 7); testing the status as well would let the planner read
+-- the deliveries through deliveries_due_idx, the whole backlog per batch.
+--
+-- Failure streaks (migration 10): a subscription's streak starts at its first failed attempt
+-- and ends with a success. Only subscriptions whose streak changes are written, so a healthy
+-- queue writes none. A subscription whose streak began at least $15 seconds ago with at
+-- least 3 failed attempts, and which is still active, is returned (in `disable`) to be
+-- disabled as `failing`; $15 = 0 turns that off.
 WITH updated AS (
     UPDATE deliveries AS d
     SET status = o.status,
@@ -21,5 +27,23 @@ WITH updated AS (
                           error, duration_ms, response_excerpt, target_url, created_at)
     SELECT * FROM unnest($1::uuid[], $6::uuid[], $7::int[], $8::text[], $9::int[], $10::text[],
                          $11::int[], $12::text[], $13::text[], $14::timestamptz[])
+), batch_streaks AS (
+    SELECT a.subscription_id,
+           bool_or(a.outcome = 'success') AS succeeded,
+           min(a.created_at) FILTER (WHERE a.outcome <> 'success') AS first_failure,
+           count(*) FILTER (WHERE a.outcome <> 'success') AS failures
+    FROM unnest($6::uuid[], $8::text[], $14::timestamptz[]) AS a(subscription_id, outcome, created_at)
+    GROUP BY a.subscription_id
+), streaks AS (
+    UPDATE subscriptions AS s
+    SET failing_since = CASE WHEN b.succeeded THEN NULL ELSE COALESCE(s.failing_since, b.first_failure) END,
+        failed_in_streak = CASE WHEN b.succeeded THEN 0 ELSE s.failed_in_streak + b.failures::int END
+    FROM batch_streaks AS b
+    WHERE s.id = b.subscription_id AND (NOT b.succeeded OR s.failing_since IS NOT NULL)
+    RETURNING s.id, s.is_active, s.failing_since, s.failed_in_streak
 )
-SELECT id FROM updated
+SELECT id, NULL::uuid AS disable FROM updated
+UNION ALL
+SELECT NULL, id FROM streaks
+WHERE $15 > 0 AND is_active AND failed_in_streak >= 3
+  AND failing_since <= now() - make_interval(secs => $15)

@@ -218,14 +218,29 @@ pub async fn next_due_at(db: impl PgExecutor<'_>) -> sqlx::Result<Option<OffsetD
     row.try_get("next_due_at")
 }
 
-/// Records many finished attempts in one statement: appends every attempt row and applies
-/// each outcome whose lease still held. Returns the ids of the deliveries updated.
+/// What recording a batch of attempts did.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    /// Deliveries whose outcome was applied (their lease still held).
+    pub updated: Vec<Uuid>,
+    /// Active subscriptions whose failure streak is now long enough to disable them.
+    pub to_disable: Vec<Uuid>,
+}
+
+/// Records many finished attempts in one statement: appends every attempt row, applies each
+/// outcome whose lease still held, and keeps the subscriptions' failure streaks (a streak
+/// longer than `disable_after` with 3 failures or more is reported; zero: never).
 /// `outcomes[i]` and `attempts[i]` describe the same attempt.
-pub async fn record_attempts(db: impl PgExecutor<'_>, outcomes: &[OutcomeUpdate], attempts: &[AttemptRow]) -> sqlx::Result<Vec<Uuid>> {
+pub async fn record_attempts(
+    db: impl PgExecutor<'_>,
+    outcomes: &[OutcomeUpdate],
+    attempts: &[AttemptRow],
+    disable_after: std::time::Duration,
+) -> sqlx::Result<Recorded> {
     debug_assert_eq!(outcomes.len(), attempts.len());
     let outcome_column = |f: fn(&OutcomeUpdate) -> Option<String>| outcomes.iter().map(f).collect::<Vec<_>>();
     let attempt_text = |f: fn(&AttemptRow) -> Option<String>| attempts.iter().map(f).collect::<Vec<_>>();
-    sqlx::query_scalar(include_str!("../../sql/deliveries/record_attempts.sql"))
+    let rows = sqlx::query(include_str!("../../sql/deliveries/record_attempts.sql"))
         .bind(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
         .bind(outcomes.iter().map(|o| o.lease_id).collect::<Vec<_>>())
         .bind(outcomes.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
@@ -240,8 +255,19 @@ pub async fn record_attempts(db: impl PgExecutor<'_>, outcomes: &[OutcomeUpdate]
         .bind(attempt_text(|a| a.response_excerpt.clone()))
         .bind(attempts.iter().map(|a| a.target_url.clone()).collect::<Vec<_>>())
         .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
+        .bind(disable_after.as_secs_f64())
         .fetch_all(db)
-        .await
+        .await?;
+    let mut recorded = Recorded::default();
+    for row in rows {
+        if let Some(id) = row.try_get::<Option<Uuid>, _>("id")? {
+            recorded.updated.push(id);
+        }
+        if let Some(id) = row.try_get::<Option<Uuid>, _>("disable")? {
+            recorded.to_disable.push(id);
+        }
+    }
+    Ok(recorded)
 }
 
 /// Returns claimed deliveries to the queue unattempted, due at `due_at` (`None`: parked).

@@ -86,8 +86,8 @@ impl Engine {
     /// API-only instance), the claim loop and the recorder. Everything stops claiming when
     /// `shutdown` is cancelled; see [`Engine::stop`].
     pub fn start(context: DeliveryContext, listener: Option<PgListener>, waker: &Waker, shutdown: CancellationToken) -> Self {
-        let (recorder, recorder_sender) = recorder::spawn(context.pool.clone(), waker.local.clone());
         let context = Arc::new(context);
+        let (recorder, recorder_sender) = recorder::spawn(context.clone(), waker.local.clone());
         let in_flight = TaskTracker::new();
         let abort_sends = CancellationToken::new();
         let claim_loop = (context.settings.concurrency > 0).then(|| {

@@ -11,10 +11,12 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, Notify};
 
 use super::in_flight::Slot;
+use super::{worker, DeliveryContext};
 use tokio::task::JoinHandle;
 
 use crate::db::attempts::AttemptRow;
-use crate::db::deliveries::{self, OutcomeUpdate};
+use crate::db::deliveries::{self, OutcomeUpdate, Recorded};
+use crate::domain::lifecycle::DisabledReason;
 use crate::db::partitions;
 
 /// Largest batch written at once.
@@ -51,37 +53,42 @@ impl RecorderHandle {
 
 /// Starts the recorder. `wake` is the claim loop's: a recorded retry may now be the
 /// earliest due delivery, so the loop recomputes how long to sleep.
-pub fn spawn(pool: PgPool, wake: Arc<Notify>) -> (RecorderHandle, mpsc::Sender<Finished>) {
+pub fn spawn(context: Arc<DeliveryContext>, wake: Arc<Notify>) -> (RecorderHandle, mpsc::Sender<Finished>) {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(pool, receiver, wake));
+    let task = tokio::spawn(run(context, receiver, wake));
     (RecorderHandle { task }, sender)
 }
 
-async fn run(pool: PgPool, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Notify>) {
+async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        write_until_done(&pool, &batch).await;
+        let recorded = write_until_done(&context.pool, &batch, context.settings.auto_disable_after).await;
         if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
             wake.notify_one();
         }
         batch.clear(); // gives the send slots back
+        // Sustained failure: rare, and after the slots are back.
+        for subscription in recorded.to_disable {
+            worker::disable_subscription(&context, subscription, DisabledReason::Failing).await;
+        }
     }
 }
 
 /// Retries until the batch is written: an outcome is only dropped if the process dies,
 /// and then the lease expires and the delivery is attempted again.
-async fn write_until_done(pool: &PgPool, batch: &[Finished]) {
+async fn write_until_done(pool: &PgPool, batch: &[Finished], disable_after: Duration) -> Recorded {
     let mut failures = 0u32;
     loop {
-        match write(pool, batch).await {
-            Ok(held) => {
+        match write(pool, batch, disable_after).await {
+            Ok(recorded) => {
+                let held = recorded.updated.len();
                 if held < batch.len() {
                     tracing::warn!(lost = batch.len() - held, "leases expired before outcomes were recorded; those deliveries were claimed again");
                 }
                 if failures > 0 {
                     tracing::info!(failures, "attempt outcomes recorded after retrying");
                 }
-                return;
+                return recorded;
             }
             Err(error) => {
                 failures += 1;
@@ -94,9 +101,8 @@ async fn write_until_done(pool: &PgPool, batch: &[Finished]) {
     }
 }
 
-/// Returns how many deliveries were still leased to us and got updated.
-async fn write(pool: &PgPool, batch: &[Finished]) -> sqlx::Result<usize> {
+async fn write(pool: &PgPool, batch: &[Finished], disable_after: Duration) -> sqlx::Result<Recorded> {
     let updates: Vec<OutcomeUpdate> = batch.iter().map(|f| f.update.clone()).collect();
     let rows: Vec<AttemptRow> = batch.iter().map(|f| f.attempt.clone()).collect();
-    Ok(deliveries::record_attempts(pool, &updates, &rows).await?.len())
+    deliveries::record_attempts(pool, &updates, &rows, disable_after).await
 }

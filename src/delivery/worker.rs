@@ -259,7 +259,7 @@ impl DeliveryTask {
 
 /// Takes the subscription out of service: inactive, its waiting deliveries parked as for
 /// a pause, every instance told. Attempts already under way finish.
-async fn disable_subscription(context: &DeliveryContext, id: Uuid, reason: DisabledReason) {
+pub(super) async fn disable_subscription(context: &DeliveryContext, id: Uuid, reason: DisabledReason) {
     let disabled = async {
         let mut tx = context.pool.begin().await?;
         if subscriptions::disable(&mut *tx, id, reason).await? {

@@ -54,3 +54,37 @@ async fn an_admin_pause_sets_no_reason() {
     let paused = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": false}))).await;
     assert_eq!((paused.body["is_active"].as_bool(), &paused.body["disabled_reason"]), (Some(false), &json!(null)));
 }
+
+#[tokio::test]
+async fn a_subscription_failing_for_longer_than_the_limit_is_disabled_and_a_success_resets_the_streak() {
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms,100ms"), ("WEBHOOKD_AUTO_DISABLE_AFTER", "300ms")]).await;
+    // A receiver that fails twice, recovers once (resetting the streak), then fails for good.
+    let script = vec![Reply::Status(500), Reply::Status(500), Reply::Status(200)];
+    let receiver = Receiver::start(script, Reply::Status(503)).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let first = app.ingest(subscription, r#"{"n":1}"#).await;
+    assert_eq!(app.wait_until_finished(first, LIMIT).await["status"], "succeeded");
+    let streak: (Option<time::OffsetDateTime>, i32) =
+        sqlx::query_as("SELECT failing_since, failed_in_streak FROM subscriptions WHERE id = $1").bind(subscription).fetch_one(&app.pool).await.unwrap();
+    assert_eq!(streak, (None, 0), "the success ended the first streak");
+
+    // Now every attempt fails: after 300 ms and at least 3 failures the subscription is disabled.
+    let second = app.ingest(subscription, r#"{"n":2}"#).await;
+    let deadline = Instant::now() + LIMIT;
+    let disabled = loop {
+        let shown = app.get(&format!("/subscriptions/{subscription}")).await.body;
+        if shown["is_active"] == false {
+            break shown;
+        }
+        assert!(Instant::now() < deadline, "not disabled: {shown}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(disabled["disabled_reason"], "failing");
+    // Its delivery stops where it is: parked, not failed, no further attempts.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let parked = app.get(&format!("/deliveries/{second}")).await.body;
+    assert_eq!(parked["status"], "retrying", "{parked}");
+    let attempts = receiver.received().len();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), attempts, "no attempt after the subscription was disabled");
+}
