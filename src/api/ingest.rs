@@ -127,7 +127,7 @@ impl IngestApi {
         let credential = match auth {
             IngestAuth::Admin(_) => Credential::Admin,
             IngestAuth::Standard(signature) => {
-                let (Some(id), Some(timestamp)) = (webhook_id.0.clone(), webhook_timestamp.0) else {
+                let (Some(id), Some(timestamp)) = (webhook_id.0.clone().filter(|id| !id.is_empty()), webhook_timestamp.0) else {
                     return Err(ApiError::unauthorized());
                 };
                 if !timestamp_is_fresh(&timestamp, OffsetDateTime::now_utc()) {
@@ -150,22 +150,27 @@ impl IngestApi {
             }
             Err(_) => return Err(ApiError::unauthorized()),
         };
+        let length = request.header("content-length").and_then(|v| v.parse().ok());
         let subscription = match self.context.subscriptions.get(subscription_id).await? {
             Lookup::Found(subscription) if subscription.deleted_at.is_none() => subscription,
-            // Without the admin token, do not reveal which ids exist.
-            _ if !matches!(credential, Credential::Admin) => return Err(ApiError::unauthorized()),
+            // Without the admin token, do not reveal which ids exist: the body is read (and
+            // refused when too large or slow) exactly as for a known id, then 401.
+            _ if !matches!(credential, Credential::Admin) => {
+                read_limited(length, body.0, self.context.settings.http.max_payload).await?;
+                return Err(ApiError::unauthorized());
+            }
             _ => return Err(ApiError::not_found("no subscription with this id")),
         };
-        let length = request.header("content-length").and_then(|v| v.parse().ok());
         let bytes = read_limited(length, body.0, self.context.settings.http.max_payload).await?;
         if !credential.authenticates(&subscription, &bytes) {
             return Err(ApiError::unauthorized());
         }
-        // A Standard Webhooks message id is the producer's idempotency key, and a replayed
-        // delivery (whose webhook-id is its own delivery id) is recognised as such.
-        let idempotency_key = match (&credential, idempotency_key) {
-            (_, Some(key)) => Some(key),
-            (Credential::Standard { id, .. }, None) => {
+        // A Standard Webhooks message id is always the idempotency key (an unsigned
+        // Idempotency-Key cannot replace it, or a captured request could be posted again
+        // under new keys), and a replayed delivery (whose webhook-id is its own delivery id)
+        // is recognised as such.
+        let idempotency_key = match &credential {
+            Credential::Standard { id, .. } => {
                 if let Some(earlier) = self.replayed_delivery(subscription.id, id).await? {
                     return Ok(IngestResponse::Accepted(Json(earlier)));
                 }
@@ -173,7 +178,7 @@ impl IngestApi {
                     ApiError::bad_request("invalid_webhook_id", "webhook-id must be 1 to 255 visible ASCII characters")
                 })?
             }
-            (_, None) => None,
+            _ => idempotency_key,
         };
         if !subscription.is_active {
             return Err(ApiError::conflict("subscription_inactive", "the subscription is inactive; activate it to accept webhooks"));

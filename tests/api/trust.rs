@@ -451,3 +451,39 @@ async fn an_anonymous_ingest_is_refused_before_its_body_is_read() {
     tokio::time::timeout(Duration::from_secs(5), stream.read_exact(&mut answer)).await.expect("answered at once").unwrap();
     assert_eq!(&answer, b"HTTP/1.1 401");
 }
+
+#[tokio::test]
+async fn a_replayed_standard_webhooks_request_creates_nothing_whatever_idempotency_key_it_adds() {
+    let app = spawn_app().await;
+    let secret = format!("whsec_{}", BASE64.encode(b"producer-secret-of-32-bytes-long"));
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({"secret_key": secret})).await;
+    let body = br#"{"order":7}"#;
+    let at = now();
+    let signature = standard_signature(&secret, "msg_9", &at.to_string(), body);
+    let mut first = None;
+    for key in [None, Some("attacker-key-1"), Some("attacker-key-2")] {
+        let mut request = app
+            .http
+            .post(app.url(&format!("/ingest/{subscription}")))
+            .header("webhook-id", "msg_9")
+            .header("webhook-timestamp", at.to_string())
+            .header("webhook-signature", &signature)
+            .body(body.to_vec());
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        let answer = read_answer(request.send().await.unwrap()).await;
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+        let id = answer.body["delivery_id"].clone();
+        assert_eq!(*first.get_or_insert(id.clone()), id, "the first delivery, again");
+    }
+    assert_eq!(count_deliveries(&app).await, 1);
+    let empty_id = app
+        .http
+        .post(app.url(&format!("/ingest/{subscription}")))
+        .header("webhook-id", "")
+        .header("webhook-timestamp", at.to_string())
+        .header("webhook-signature", standard_signature(&secret, "", &at.to_string(), body))
+        .body(body.to_vec());
+    assert_eq!(read_answer(empty_id.send().await.unwrap()).await.status, 401);
+}
