@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::db::subscriptions::SubscriptionRow;
 use crate::secrets::CacheSeal;
+use time::OffsetDateTime;
 
 /// After a failure, Redis is skipped this long so an outage costs no time per request.
 const BACKOFF: Duration = Duration::from_secs(2);
@@ -31,6 +32,11 @@ pub struct RedisCache {
     ttl: Duration,
     down: AtomicBool,
     skip_until: Mutex<Option<Instant>>,
+}
+
+/// Now, in milliseconds since the Unix epoch (how entries carry their expiry).
+fn unix_millis() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
 fn key(id: Uuid) -> String {
@@ -61,14 +67,22 @@ impl RedisCache {
             tracing::warn!(subscription.id = %id, "ignored a shared cache entry that does not authenticate");
             return None;
         };
-        serde_json::from_slice(&text).ok().filter(|row: &SubscriptionRow| row.id == id)
+        // The entry carries its own expiry, sealed with it: an old entry written back into
+        // Redis (after the subscription changed) is not trusted beyond its time to live.
+        let (expires, row) = text.split_at_checked(8)?;
+        let expires = i64::from_be_bytes(expires.try_into().ok()?);
+        if unix_millis() > expires {
+            return None;
+        }
+        serde_json::from_slice(row).ok().filter(|row: &SubscriptionRow| row.id == id)
     }
 
     /// Stores a subscription loaded from PostgreSQL (secrets as stored), sealed.
     pub async fn put(&self, row: &SubscriptionRow) {
         let Ok(text) = serde_json::to_vec(row) else { return };
         let (name, ttl) = (key(row.id), self.ttl.as_secs().max(1));
-        let sealed = self.seal.seal(&name, &text);
+        let expires = unix_millis() + self.ttl.as_millis() as i64;
+        let sealed = self.seal.seal(&name, &[expires.to_be_bytes().as_slice(), &text].concat());
         let _: Option<()> = self.call(|mut c| async move { c.set_ex(name, sealed, ttl).await }).await;
     }
 

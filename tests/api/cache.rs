@@ -68,7 +68,7 @@ async fn redis_entry(url: &str, subscription: uuid::Uuid) -> Option<serde_json::
     let name = format!("webhookd:subscription:{subscription}");
     let sealed: Option<Vec<u8>> = redis::cmd("GET").arg(&name).query_async(&mut connection).await.unwrap();
     let seal = webhookd::secrets::CacheSeal::derive(crate::helpers::ADMIN_TOKEN.as_bytes());
-    sealed.map(|bytes| serde_json::from_slice(&seal.open(&name, &bytes).expect("an entry webhookd sealed")).unwrap())
+    sealed.map(|bytes| serde_json::from_slice(&seal.open(&name, &bytes).expect("an entry webhookd sealed")[8..]).unwrap())
 }
 
 #[tokio::test]

@@ -232,3 +232,39 @@ async fn no_secret_or_admin_token_appears_in_the_logs_even_at_trace() {
         assert!(!logs.contains(secret), "a secret in the logs");
     }
 }
+
+#[tokio::test]
+async fn an_old_redis_entry_written_back_after_a_change_is_not_trusted() {
+    let redis = RedisServer::start();
+    let database_url = fresh_database().await;
+    let service = Service::start(&database_url, &[("REDIS_URL", &redis.url), ("WEBHOOKD_SUBSCRIPTION_CACHE_TTL", "1s")]).await;
+    let (old, new) = (Receiver::answering(200).await, Receiver::answering(200).await);
+    let client = http_client();
+    let subscription = create(&service, &old.url, json!({})).await;
+    let (status, _) = service.ingest(&client, subscription.parse().unwrap(), "{}".into()).await;
+    assert_eq!(status, 202);
+    received(&old, 1, &service).await;
+
+    // Someone keeps the sealed entry pointing at the old target…
+    let mut redis_connection = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let key = format!("webhookd:subscription:{subscription}");
+    let saved: Vec<u8> = redis::cmd("GET").arg(&key).query_async(&mut redis_connection).await.unwrap();
+    assert!(!saved.is_empty());
+    // …the subscription moves to a new target…
+    let moved = client
+        .patch(format!("{}/subscriptions/{subscription}", service.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(json!({"target_url": new.url}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(moved.status(), 200);
+    // …and once its time to live has passed, the old entry is written back, with no expiry.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let () = redis::cmd("SET").arg(&key).arg(saved).query_async(&mut redis_connection).await.unwrap();
+    let (status, _) = service.ingest(&client, subscription.parse().unwrap(), "{}".into()).await;
+    assert_eq!(status, 202);
+    received(&new, 1, &service).await;
+    assert_eq!(old.received().len(), 1, "the replayed entry was not trusted");
+}
