@@ -35,6 +35,9 @@ pub enum Command {
         #[arg(long)]
         now: Option<String>,
     },
+    /// Encrypt every stored secret with WEBHOOKD_ENCRYPTION_KEY (plaintext ones, and those
+    /// sealed with WEBHOOKD_PREVIOUS_ENCRYPTION_KEY). Run once every instance has the key.
+    EncryptSecrets,
     /// Exit 0 if the running service's /health answers 200, 1 otherwise (for container
     /// health checks: needs no curl).
     Healthcheck {
@@ -269,7 +272,13 @@ impl Settings {
     }
 
     /// The checks that involve more than one setting, and the jitter put into the schedule.
+    /// An empty URL or key means unset (compose files often pass `${VAR:-}`).
     fn checked(mut self) -> Result<Self, ConfigError> {
+        for secret in [&mut self.database.url, &mut self.cache.redis_url, &mut self.database.encryption_key, &mut self.database.previous_encryption_key] {
+            if secret.as_ref().is_some_and(|s| s.expose().is_empty()) {
+                *secret = None;
+            }
+        }
         self.delivery.retry_schedule = self.delivery.retry_schedule.with_jitter(self.delivery.retry_jitter);
         if self.delivery.lease_duration() <= self.delivery.timeout {
             return Err(ConfigError {
@@ -296,13 +305,20 @@ fn from_clap(error: clap::Error) -> ConfigError {
         Some(ContextValue::String(text)) => text.split_whitespace().next().unwrap_or_default().trim_start_matches('-').to_owned(),
         _ => String::new(),
     };
-    let variable = Cli::command()
-        .get_arguments()
-        .find(|arg| arg.get_long() == Some(flag.as_str()))
+    let command = Cli::command();
+    let arg = command.get_arguments().find(|arg| arg.get_long() == Some(flag.as_str()));
+    let variable = arg
         .and_then(|arg| arg.get_env().map(|env| env.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "command line".to_owned());
-    let reason = error.render().to_string();
-    let reason = reason.trim().trim_start_matches("error: ").lines().next().unwrap_or_default().to_owned();
+    // A secret's value is never repeated back (it would end up in logs): only why it is wrong.
+    let reason = match (arg.is_some_and(|arg| arg.is_hide_env_values_set()), std::error::Error::source(&error)) {
+        (true, Some(cause)) => cause.to_string(),
+        (true, None) => "not a valid value".to_owned(),
+        (false, _) => {
+            let rendered = error.render().to_string();
+            rendered.trim().trim_start_matches("error: ").lines().next().unwrap_or_default().to_owned()
+        }
+    };
     ConfigError { variable, reason }
 }
 
@@ -349,21 +365,23 @@ fn parse_admin_token(text: &str) -> Result<Secret, String> {
 }
 
 fn parse_database_url(text: &str) -> Result<Secret, String> {
-    if !(text.starts_with("postgres://") || text.starts_with("postgresql://")) {
+    if !(text.is_empty() || text.starts_with("postgres://") || text.starts_with("postgresql://")) {
         return Err("expected a postgres:// URL".into());
     }
     Ok(Secret::new(text))
 }
 
 fn parse_redis_url(text: &str) -> Result<Secret, String> {
-    if !(text.starts_with("redis://") || text.starts_with("rediss://")) {
+    if !(text.is_empty() || text.starts_with("redis://") || text.starts_with("rediss://")) {
         return Err("expected a redis:// URL, or rediss:// for TLS".into());
     }
     Ok(Secret::new(text))
 }
 
 fn parse_encryption_key(text: &str) -> Result<Secret, String> {
-    crate::secrets::Keyring::new(text, None)?;
+    if !text.is_empty() {
+        crate::secrets::Keyring::new(text, None)?;
+    }
     Ok(Secret::new(text))
 }
 
@@ -397,6 +415,16 @@ mod tests {
             let error = Settings::from_variables(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable, "{error}");
         }
+    }
+
+    #[test]
+    fn empty_urls_and_keys_are_unset_and_bad_secrets_are_not_repeated() {
+        let settings = Settings::from_variables(&[("DATABASE_URL", ""), ("REDIS_URL", ""), ("WEBHOOKD_ENCRYPTION_KEY", "")]).unwrap();
+        assert!(settings.database.url.is_none() && settings.cache.redis_url.is_none() && settings.database.encryption_key.is_none());
+        let error = Settings::from_variables(&[("WEBHOOKD_ENCRYPTION_KEY", "c2VjcmV0LWJ1dC1zaG9ydA==")]).unwrap_err();
+        assert!(!error.to_string().contains("c2VjcmV0LWJ1dC1zaG9ydA=="), "{error}");
+        let error = Settings::from_variables(&[("DATABASE_URL", "mysql://user:pa55word@host/db")]).unwrap_err();
+        assert!(!error.to_string().contains("pa55word"), "{error}");
     }
 
     #[test]

@@ -164,11 +164,13 @@ impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
     }
 }
 
-/// A request body that fails with `TimedOut` when it has not arrived whole in time.
+/// A request body that fails with `TimedOut` when it has not arrived whole within
+/// `timeout` of the handler starting to read it.
 struct DeadlineBody {
     inner: BoxBody<Bytes, io::Error>,
-    /// Armed when the body is first read: a request whose body is never read costs no timer.
-    deadline: Pin<Box<Sleep>>,
+    /// Set on the first read: a handler that reads late is not charged for its own delay,
+    /// and a body that is never read costs no timer.
+    deadline: Option<Pin<Box<Sleep>>>,
     timeout: Duration,
 }
 
@@ -178,8 +180,7 @@ impl DeadlineBody {
         if inner.is_end_stream() {
             return poem::Body::from(inner);
         }
-        let deadline = Box::pin(tokio::time::sleep(timeout));
-        poem::Body::from(Self { inner, deadline, timeout }.boxed())
+        poem::Body::from(Self { inner, deadline: None, timeout }.boxed())
     }
 }
 
@@ -188,10 +189,13 @@ impl http_body::Body for DeadlineBody {
     type Error = io::Error;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        if self.deadline.is_none() {
+            self.deadline = Some(Box::pin(tokio::time::sleep(self.timeout)));
+        }
         if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
             return Poll::Ready(frame);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
+        if self.deadline.as_mut().is_some_and(|deadline| deadline.as_mut().poll(cx).is_ready()) {
             let message = format!("the request body did not arrive within {:?} (WEBHOOKD_HTTP_BODY_TIMEOUT)", self.timeout);
             return Poll::Ready(Some(Err(io::Error::new(io::ErrorKind::TimedOut, message))));
         }

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use webhookd::config::{Command, LogFormat, Secret, Settings};
 use webhookd::embedded_postgres::{self, ClusterOptions, EmbeddedPostgres};
-use webhookd::startup::{resolve_admin_token, Application};
+use webhookd::startup::{self, resolve_admin_token, Application};
 use webhookd::{db, healthcheck, telemetry};
 
 fn main() -> ExitCode {
@@ -30,9 +30,10 @@ fn main() -> ExitCode {
         Err(error) => {
             // One line: as a JSON log record where logs are collected, plain otherwise.
             let line = telemetry::describe_error(&error);
+            // (Plainly too when RUST_LOG would drop the record: a fatal error is never silent.)
             match log_format {
-                LogFormat::Json => tracing::error!("{line}"),
-                LogFormat::Pretty => eprintln!("webhookd: {line}"),
+                LogFormat::Json if tracing::enabled!(tracing::Level::ERROR) => tracing::error!("{line}"),
+                _ => eprintln!("webhookd: {line}"),
             }
             ExitCode::FAILURE
         }
@@ -99,6 +100,15 @@ async fn execute(command: Command, settings: Settings, database_url: &Secret, cl
             }
             let report = webhookd::maintenance::run_once(&pool, now, settings.retention.period).await?;
             print!("{report}");
+            Ok(())
+        }
+        Command::EncryptSecrets => {
+            if settings.database.auto_migrate {
+                db::migrate(&pool).await.context("cannot apply migrations")?;
+            }
+            let keyring = startup::keyring(&settings)?.context("set WEBHOOKD_ENCRYPTION_KEY to the key to encrypt with")?;
+            let rewritten = startup::encrypt_stored_secrets(&pool, &keyring).await?;
+            println!("encrypted the secrets of {rewritten} subscriptions with key {}", keyring.key_id());
             Ok(())
         }
         Command::Serve => serve(settings, pool).await,

@@ -21,7 +21,7 @@ use crate::delivery::{self, DeliveryContext, Engine, Waker};
 use crate::http_server::{self, ServerLimits};
 use crate::maintenance;
 use crate::metrics::Metrics;
-use crate::secrets::{self, CacheSeal, Keyring, SecretValue};
+use crate::secrets::{self, CacheSeal, Keyring, OpenError, SecretValue};
 use crate::redis_cache::RedisCache;
 use crate::subscription_cache::SubscriptionCache;
 
@@ -55,14 +55,8 @@ impl Application {
         let listener = http_server::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {} (WEBHOOKD_LISTEN)", settings.http.listen))?;
         let port = listener.local_addr().context("listener has no address")?.port();
-        let keyring = match &settings.database.encryption_key {
-            Some(key) => {
-                let previous = settings.database.previous_encryption_key.as_ref().map(Secret::expose);
-                Some(Arc::new(Keyring::new(key.expose(), previous).map_err(anyhow::Error::msg)?))
-            }
-            None => None,
-        };
-        prepare_secrets_at_rest(&pool, keyring.as_deref()).await?;
+        let keyring = keyring(&settings)?.map(Arc::new);
+        check_secrets_at_rest(&pool, keyring.as_deref()).await?;
         let shared = match &settings.cache.redis_url {
             Some(url) => {
                 // Every instance sharing the cache shares the encryption key, or else the admin token.
@@ -127,7 +121,7 @@ impl Application {
         let limits = ServerLimits {
             header_timeout: settings.http.header_timeout,
             body_timeout: settings.http.body_timeout,
-            max_connections: settings.http.max_connections.map_or_else(|| default_max_connections(&settings), |cap| cap as usize),
+            max_connections: max_connections(&settings),
         };
         let metrics = self.context.metrics.clone();
         let routes = api::routes(self.context, self.admin_token);
@@ -143,11 +137,11 @@ impl Application {
 }
 
 /// Checks the stored secrets against the encryption settings before anything signs with
-/// them: a sealed secret with no key, or with a key we do not have, refuses the start (it
-/// would sign with garbage). With a key, secrets still in plaintext or sealed with the
-/// previous key are encrypted with the current one. Skipped, with a warning, while the
-/// database is unreachable (the service starts and answers 503 until it is back).
-async fn prepare_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> anyhow::Result<()> {
+/// them: a secret sealed while no key is set, or sealed with a key this instance does not
+/// have, refuses the start (it would sign with garbage). A single value that does not
+/// decrypt with its own key is logged and left: that subscription alone fails. Skipped,
+/// with a warning, while the database is unreachable (the service starts and answers 503).
+async fn check_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> anyhow::Result<()> {
     let stored = match db::subscriptions::list_stored_secrets(pool).await {
         Ok(stored) => stored,
         Err(error) => {
@@ -155,37 +149,66 @@ async fn prepare_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> an
             return Ok(());
         }
     };
-    let mut resealed = 0;
     for row in &stored {
-        let kept = [&row.secret_key, &row.previous_secret_key].map(|v| v.as_ref().map(SecretValue::expose));
-        let mut plain = [None, None];
-        for (slot, value) in plain.iter_mut().zip(kept) {
-            *slot = value
-                .map(|v| secrets::reveal(v, keyring))
-                .transpose()
-                .map_err(|error| anyhow::anyhow!("{error}: start with the key that encrypted the stored secrets (docs/deployment.md: encryption at rest)"))?;
+        for value in [&row.secret_key, &row.previous_secret_key].into_iter().flatten() {
+            match secrets::reveal(value.expose(), keyring) {
+                Ok(_) => {}
+                Err(error @ (OpenError::NoKey | OpenError::UnknownKey(_))) => {
+                    bail!("{error}: start with the key that encrypted the stored secrets (docs/deployment.md: encryption at rest)")
+                }
+                Err(error) => tracing::error!(subscription.id = %row.id, %error, "a stored secret does not decrypt"),
+            }
         }
-        let Some(keyring) = keyring else { continue };
-        if !kept.into_iter().flatten().any(|v| keyring.needs_sealing(v)) {
-            continue;
-        }
-        let sealed = plain.map(|p| p.map(|p| keyring.seal(&p)));
-        if db::subscriptions::reseal_secrets(pool, row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {
-            resealed += 1;
-        }
-    }
-    if resealed > 0 {
-        tracing::info!(subscriptions = resealed, key = keyring.map(Keyring::key_id), "encrypted stored secrets with the current key");
     }
     Ok(())
 }
 
-/// The connection cap that leaves file descriptors for outbound deliveries, the database
-/// pool and the process's own files.
-fn default_max_connections(settings: &Settings) -> usize {
+/// `webhookd encrypt-secrets`: encrypts every stored secret that is in plaintext, or sealed
+/// with the previous key, with the current key. Run it once every instance has the key.
+/// Returns how many subscriptions it rewrote.
+pub async fn encrypt_stored_secrets(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<usize> {
+    let mut rewritten = 0;
+    for row in db::subscriptions::list_stored_secrets(pool).await? {
+        let kept = [&row.secret_key, &row.previous_secret_key].map(|v| v.as_ref().map(SecretValue::expose));
+        if !kept.into_iter().flatten().any(|v| keyring.needs_sealing(v)) {
+            continue;
+        }
+        let mut sealed = [None, None];
+        for (slot, value) in sealed.iter_mut().zip(kept) {
+            if let Some(value) = value {
+                let plain = secrets::reveal(value, Some(keyring)).with_context(|| format!("subscription {}", row.id))?;
+                *slot = Some(keyring.seal(&plain));
+            }
+        }
+        if db::subscriptions::reseal_secrets(pool, &row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {
+            rewritten += 1;
+        }
+    }
+    Ok(rewritten)
+}
+
+/// The keyring configured by `settings`, if any.
+pub fn keyring(settings: &Settings) -> anyhow::Result<Option<Keyring>> {
+    let Some(key) = &settings.database.encryption_key else { return Ok(None) };
+    let previous = settings.database.previous_encryption_key.as_ref().map(Secret::expose);
+    Keyring::new(key.expose(), previous).map(Some).map_err(anyhow::Error::msg)
+}
+
+/// The connection cap: as configured, or one that leaves file descriptors for outbound
+/// deliveries, the database pool and the process's own files. The open-files limit is
+/// raised either way, and a configured cap it cannot hold is reported.
+fn max_connections(settings: &Settings) -> usize {
     let open_files = http_server::raise_open_files_limit();
     let reserved = settings.delivery.concurrency as usize + settings.database.pool_size as usize + 64;
-    http_server::default_max_connections(open_files, reserved)
+    match settings.http.max_connections {
+        None => http_server::default_max_connections(open_files, reserved),
+        Some(cap) => {
+            if cap as u64 + reserved as u64 > open_files {
+                tracing::warn!(cap, open_files, "WEBHOOKD_MAX_CONNECTIONS and the delivery connections may exceed the open-files limit");
+            }
+            cap as usize
+        }
+    }
 }
 
 /// Runs a maintenance pass every `interval` (the first soon after start-up); only one

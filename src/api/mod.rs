@@ -82,13 +82,12 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint<Output 
     let document = service.spec_endpoint();
     let templates = Arc::new(RouteTemplates::from_openapi(&service.spec(), &["/docs", "/openapi.json"]));
     let counters = context.metrics.clone();
-    let max_payload = context.settings.http.max_payload;
     Route::new()
         .nest("/docs", explorer)
         .at("/openapi.json", document)
         .nest("/", service)
         .with(NormalizePath::new(TrailingSlash::Trim))
-        .before(move |request| body::limit_api_body(request, max_payload))
+        .before(body::limit_api_body)
         .before(refuse_long_uris)
         .data(AdminToken(admin_token))
         .catch_all_error(standard_error_response)

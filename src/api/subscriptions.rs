@@ -356,10 +356,13 @@ impl SubscriptionsApi {
         if !self.context.settings.delivery.allow_private_targets {
             ssrf::check_target(&target).await.map_err(|m| invalid("target_not_allowed", m))?;
         }
-        if let Some(secret) = fields.secret_key.as_ref().filter(|_| new_secret)
-            && !SECRET_LEN.contains(&secret.len())
-        {
-            return Err(invalid("invalid_secret_key", format!("secret_key must be {} to {} bytes long", SECRET_LEN.start(), SECRET_LEN.end())));
+        if let Some(secret) = fields.secret_key.as_ref().filter(|_| new_secret) {
+            if !SECRET_LEN.contains(&secret.len()) {
+                return Err(invalid("invalid_secret_key", format!("secret_key must be {} to {} bytes long", SECRET_LEN.start(), SECRET_LEN.end())));
+            }
+            if crate::secrets::is_sealed(secret) {
+                return Err(invalid("invalid_secret_key", "secret_key must not start with `enc:v1:` (how encrypted secrets are stored)".into()));
+            }
         }
         if let Some(name) = &fields.name
             && name.chars().count() > MAX_NAME_CHARS

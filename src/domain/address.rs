@@ -74,7 +74,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     let unique_local = (first & 0xfe00) == 0xfc00; // fc00::/7
     let link_local = (first & 0xffc0) == 0xfe80; // fe80::/10
     let site_local = (first & 0xffc0) == 0xfec0; // fec0::/10, deprecated
-    !(ip.is_multicast()
+    let global_unicast = (first & 0xe000) == 0x2000; // 2000::/3: everything else is reserved or local
+    let special = ip.is_multicast()
         || local_nat64
         || discard_only
         || ietf_protocol
@@ -82,7 +83,8 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
         || srv6
         || unique_local
         || link_local
-        || site_local)
+        || site_local;
+    global_unicast && !special
 }
 
 #[cfg(test)]
@@ -110,6 +112,7 @@ mod tests {
         for ip in [
             "::1", "::", "fc00::1", "fd12:3456::1", "fe80::1", "fec0::1", "ff02::1", "ff0e::1",
             "2001:db8::1", "3fff::1", "100::1", "2001:2::1", "2001:10::1", "5f00::1", "64:ff9b:1::1",
+            "::ffff:0:7f00:1", "4000::1", "e000::1",
         ] {
             assert!(!public(ip), "{ip} should not be public");
         }

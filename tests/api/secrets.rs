@@ -63,6 +63,19 @@ async fn stored_secrets(database_url: &str) -> Vec<String> {
     rows.into_iter().flat_map(|(a, b)| [a, b]).flatten().collect()
 }
 
+/// Runs `webhookd encrypt-secrets`; returns how many subscriptions it rewrote.
+async fn encrypt_secrets(database_url: &str, environment: &[(&str, &str)]) -> usize {
+    let mut command = webhookd_command();
+    command.arg("encrypt-secrets").env("DATABASE_URL", database_url);
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    stdout.split_whitespace().nth(4).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{stdout}"))
+}
+
 /// Starts the binary and expects it to refuse: exit 1 and its one line.
 async fn refused_start(database_url: &str, environment: &[(&str, &str)]) -> String {
     let mut command = webhookd_command();
@@ -90,8 +103,10 @@ async fn secrets_are_encrypted_at_rest_and_a_start_without_the_right_key_is_refu
     drop(plain);
     assert_eq!(stored_secrets(&database_url).await, [SECRET]);
 
-    // …is encrypted when the service starts with a key; new and rotated ones are stored encrypted.
+    // …is still read in plaintext by an instance that has the key, and encrypted by
+    // `webhookd encrypt-secrets`; new and rotated ones are stored encrypted.
     let mut service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await;
+    assert_eq!(encrypt_secrets(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await, 1);
     let later = create(&service, &receiver.url, json!({"secret_key": "another-secret-value"})).await;
     let client = http_client();
     let rotated = client
@@ -136,10 +151,12 @@ async fn secrets_are_encrypted_at_rest_and_a_start_without_the_right_key_is_refu
     let wrong = refused_start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY)]).await;
     assert!(wrong.contains("WEBHOOKD_ENCRYPTION_KEY"), "{wrong}");
 
-    // Key rotation: the new key, with the old one as the previous key, re-encrypts everything…
-    let rotating =
-        Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY), ("WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", KEY)]).await;
+    // Key rotation: instances with the new key and the old one as the previous key read
+    // everything; encrypt-secrets then re-encrypts with the new key…
+    let rotating_keys = [("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY), ("WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", KEY)];
+    let rotating = Service::start(&database_url, &rotating_keys).await;
     drop(rotating);
+    assert_eq!(encrypt_secrets(&database_url, &rotating_keys).await, 2);
     let before: Vec<String> = stored.iter().map(|s| s.split(':').nth(2).unwrap().to_owned()).collect();
     let after: Vec<String> = stored_secrets(&database_url).await.iter().map(|s| s.split(':').nth(2).unwrap().to_owned()).collect();
     assert!(after.iter().all(|id| !before.contains(id)), "all under the new key: {before:?} → {after:?}");
