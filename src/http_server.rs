@@ -6,7 +6,9 @@
 //! - Headers must arrive within `header_timeout` of the connection waiting for them. The
 //!   wait for the next request on a kept-alive connection counts too, so the same timeout
 //!   closes idle keep-alive connections.
-//! - A request body must arrive whole within `body_timeout` of its headers (408 otherwise).
+//! - A request body must arrive whole within `body_timeout` of the handler reading it (408
+//!   otherwise), and a client that stops reading our answers for that long is disconnected
+//!   (a slow reader would otherwise hold its place under the cap forever).
 //! - At most `max_connections` connections are served at once; beyond that, new ones wait
 //!   in the kernel's accept queue (not refused) until one closes.
 //!
@@ -148,7 +150,7 @@ impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
         let connection = hyper::server::conn::http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(self.limits.header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(TokioIo::new(WriteDeadline::new(stream, self.limits.body_timeout)), service);
         tokio::pin!(connection);
         let finished = tokio::select! {
             finished = connection.as_mut() => finished,
@@ -161,6 +163,72 @@ impl<E: Endpoint<Output = Response> + 'static> Connection<E> {
             tracing::debug!(%error, remote = %self.remote, "connection closed with an error");
         }
         self.metrics.connection_closed();
+    }
+}
+
+/// A connection whose writes fail with `TimedOut` once the client has read nothing for
+/// `timeout`: hyper then closes it.
+struct WriteDeadline {
+    stream: TcpStream,
+    timeout: Duration,
+    /// Armed when a write first finds the client's window full; cleared by any progress.
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl WriteDeadline {
+    fn new(stream: TcpStream, timeout: Duration) -> Self {
+        Self { stream, timeout, stalled: None }
+    }
+
+    /// What a write that made no progress means: wait, or give up after the timeout.
+    fn stalled<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        let timeout = self.timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        if stalled.as_mut().poll(cx).is_ready() {
+            let message = format!("the client read nothing for {timeout:?} (WEBHOOKD_HTTP_BODY_TIMEOUT)");
+            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, message)));
+        }
+        Poll::Pending
+    }
+}
+
+impl tokio::io::AsyncRead for WriteDeadline {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for WriteDeadline {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write(cx, buf) {
+            Poll::Ready(written) => {
+                self.stalled = None;
+                Poll::Ready(written)
+            }
+            Poll::Pending => self.stalled(cx),
+        }
+    }
+
+    fn poll_write_vectored(mut self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
+            Poll::Ready(written) => {
+                self.stalled = None;
+                Poll::Ready(written)
+            }
+            Poll::Pending => self.stalled(cx),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 

@@ -185,3 +185,27 @@ async fn oversized_api_bodies_are_refused_with_413_while_being_read() {
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM subscriptions").fetch_one(&app.pool).await.unwrap();
     assert_eq!(stored, 0);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_answers_is_disconnected() {
+    let app = spawn_app_with(&[("WEBHOOKD_HTTP_BODY_TIMEOUT", "1s")]).await;
+    let mut stream = TcpStream::connect(host_port(&app.address)).await.unwrap();
+    // Far more answers than the socket buffers hold, and none of them read.
+    let request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(300);
+    let (mut reader, mut writer) = stream.split();
+    let _ = tokio::time::timeout(Duration::from_secs(5), writer.write_all(&request)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Reading now drains what was buffered, then finds the connection closed.
+    let started = Instant::now();
+    let mut total = 0usize;
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), reader.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => total += n,
+            Err(_) => panic!("the connection stayed open after {:?} ({total} bytes read)", started.elapsed()),
+        }
+    }
+    let document = app.http.get(app.url("/openapi.json")).send().await.unwrap().bytes().await.unwrap().len();
+    assert!(total < document * 300, "the server gave up before sending every answer ({total} bytes)");
+}
