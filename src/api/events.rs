@@ -17,7 +17,7 @@ use super::deliveries::Delivery;
 use super::idempotency::{self, IdempotencyKey, Reservation};
 use super::{ApiContext, ApiTags};
 use crate::db::{deliveries, events, subscriptions};
-use crate::domain::event_type::{matching_patterns, validate_event_type};
+use crate::domain::event_type::{matching_patterns, validate_producer_event_type};
 use crate::error::ApiError;
 
 /// An event to deliver to every subscription that wants it.
@@ -98,7 +98,7 @@ impl EventsApi {
         let bytes = read_limited(length, body.0, self.context.settings.http.max_payload).await?;
         let parsed: PublishRequest = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request("invalid_body", format!("expected {{\"event_type\": string, \"payload\": any JSON}}: {e}")))?;
-        validate_event_type(&parsed.event_type).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+        validate_producer_event_type(&parsed.event_type).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
         let event_type = parsed.event_type.as_str();
         let payload = parsed.payload.get().as_bytes();
 

@@ -15,7 +15,7 @@ use super::body::{read_limited, validate_json, RawJsonBody};
 use super::idempotency::{self, IdempotencyKey, Reservation};
 use super::{ApiContext, ApiTags, GroupCommit};
 use crate::db::deliveries::{self, NewDelivery};
-use crate::domain::event_type::{validate_event_type, wants_event};
+use crate::domain::event_type::{validate_producer_event_type, wants_event};
 use crate::db::subscriptions::SubscriptionRow;
 use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::signing::{verify_hub_signature, verify_standard_webhooks_signature};
@@ -140,7 +140,7 @@ impl IngestApi {
         };
         let event_type = event_header.0.or(event_type.0).filter(|e| !e.is_empty());
         if let Some(name) = &event_type {
-            validate_event_type(name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+            validate_producer_event_type(name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
         }
         let idempotency_key = IdempotencyKey::parse(idempotency_key.0)?;
         let subscription_id = match Uuid::parse_str(&subscription_id.0) {

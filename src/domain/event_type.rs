@@ -21,6 +21,19 @@ pub fn validate_event_type(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Event types webhookd emits itself (operational events); producers cannot send them, so
+/// a subscriber to `webhookd.*` can trust that they come from webhookd.
+pub const RESERVED_PREFIX: &str = "webhookd.";
+
+/// Checks an event type a producer sends: well formed, and not one of webhookd's own.
+pub fn validate_producer_event_type(name: &str) -> Result<(), String> {
+    validate_event_type(name)?;
+    if name.starts_with(RESERVED_PREFIX) {
+        return Err(format!("event types starting with `{RESERVED_PREFIX}` are reserved for webhookd's own events"));
+    }
+    Ok(())
+}
+
 /// Checks a subscription filter entry: an exact event type, or a prefix ending in `.*`.
 pub fn validate_event_pattern(pattern: &str) -> Result<(), String> {
     match pattern.strip_suffix(".*") {

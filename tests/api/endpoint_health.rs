@@ -88,3 +88,13 @@ async fn a_subscription_failing_for_longer_than_the_limit_is_disabled_and_a_succ
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), attempts, "no attempt after the subscription was disabled");
 }
+
+#[tokio::test]
+async fn producers_cannot_send_webhookd_event_types_but_may_subscribe_to_them() {
+    let app = spawn_app_with(&[]).await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({"event_types": ["webhookd.*"]})).await;
+    let ingested = app.ingest_bytes(subscription, b"{}".to_vec(), Some("webhookd.subscription.disabled")).await;
+    assert_eq!((ingested.status, ingested.body["error"].as_str()), (400, Some("invalid_event_type")));
+    let published = app.call("POST", "/events", Some(json!({"event_type": "webhookd.delivery.failed", "payload": {}}))).await;
+    assert_eq!((published.status, published.body["error"].as_str()), (400, Some("invalid_event_type")), "{:?}", published.body);
+}
