@@ -31,10 +31,6 @@ impl TargetUrl {
         Ok(Self(url))
     }
 
-    pub fn as_url(&self) -> &Url {
-        &self.0
-    }
-
     pub fn as_str(&self) -> &str {
         self.0.as_str()
     }
