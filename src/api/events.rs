@@ -102,26 +102,27 @@ impl EventsApi {
         let event_type = parsed.event_type.as_str();
         let payload = parsed.payload.get().as_bytes();
 
-        let published = match idempotency_key {
+        // `created`: false when a repeated key answered with the first request's event.
+        let (published, created) = match idempotency_key {
             None => {
                 let mut tx = self.context.pool.begin().await?;
                 let published = fan_out(&mut tx, event_type, payload).await?;
                 tx.commit().await?;
-                published
+                (published, true)
             }
             Some(key) => {
                 let hash = Sha256::digest(&bytes).to_vec();
                 match idempotency::reserve(&self.context.pool, "events", &key, &hash).await? {
-                    Reservation::Replay(first) => first,
+                    Reservation::Replay(first) => (first, false),
                     Reservation::Fresh(mut tx) => {
                         let published = fan_out(&mut tx, event_type, payload).await?;
                         idempotency::commit(tx, "events", &key, &published).await?;
-                        published
+                        (published, true)
                     }
                 }
             }
         };
-        if !published.deliveries.is_empty() {
+        if created && !published.deliveries.is_empty() {
             self.context.waker.wake();
             self.context.metrics.webhooks_ingested(published.deliveries.len() as u64);
         }

@@ -189,22 +189,23 @@ impl IngestApi {
         let status = if wanted { AcceptedStatus::Queued } else { AcceptedStatus::Filtered };
         let length = bytes.len();
         let store = Store { subscription_id: subscription.id, event_type: event_type.as_deref(), body: bytes, status };
-        let accepted = match idempotency_key {
-            None => store.insert_grouped(&self.context.group_commit).await?,
+        // `created`: false when a repeated key answered with the first request's delivery.
+        let (accepted, created) = match idempotency_key {
+            None => (store.insert_grouped(&self.context.group_commit).await?, true),
             Some(key) => {
                 let scope = format!("ingest:{}", subscription.id);
                 let hash = request_hash(event_type.as_deref(), &store.body);
                 match idempotency::reserve(&self.context.pool, &scope, &key, &hash).await? {
-                    Reservation::Replay(first) => first,
+                    Reservation::Replay(first) => (first, false),
                     Reservation::Fresh(mut tx) => {
                         let accepted = store.insert(&mut *tx).await?;
                         idempotency::commit(tx, &scope, &key, &accepted).await?;
-                        accepted
+                        (accepted, true)
                     }
                 }
             }
         };
-        if matches!(accepted.status, AcceptedStatus::Queued) {
+        if created && matches!(accepted.status, AcceptedStatus::Queued) {
             self.context.waker.wake();
             self.context.metrics.webhooks_ingested(1);
         }
