@@ -17,13 +17,19 @@ use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 /// Prefix of a secret encrypted at rest.
 const SEALED_PREFIX: &str = "enc:v1:";
 /// Bytes of a random XChaCha20 nonce.
 const NONCE_BYTES: usize = 24;
-/// Associated data of secrets at rest: a value sealed for another purpose does not open here.
-const AT_REST_CONTEXT: &[u8] = b"webhookd subscription secret v1";
+/// Associated data of secrets at rest, followed by the owning subscription's id: a value
+/// sealed for another purpose, or copied to another subscription's row, does not open.
+const AT_REST_CONTEXT: &[u8] = b"webhookd subscription secret v1:";
+
+fn at_rest_aad(owner: Uuid) -> Vec<u8> {
+    [AT_REST_CONTEXT, owner.as_bytes().as_slice()].concat()
+}
 
 /// A subscription secret: shown only through [`SecretValue::expose`], never by `Debug`.
 #[derive(Clone, Debug)]
@@ -127,17 +133,18 @@ impl Keyring {
         &self.current.id
     }
 
-    /// Encrypts `plaintext` with the current key.
+    /// Encrypts `plaintext`, a secret of subscription `owner`, with the current key.
     #[expect(clippy::expect_used, reason = "XChaCha20-Poly1305 encrypts any length that fits in memory")]
-    pub fn seal(&self, plaintext: &str) -> String {
+    pub fn seal(&self, owner: Uuid, plaintext: &str) -> String {
         let nonce = random_nonce();
-        let payload = Payload { msg: plaintext.as_bytes(), aad: AT_REST_CONTEXT };
+        let aad = at_rest_aad(owner);
+        let payload = Payload { msg: plaintext.as_bytes(), aad: &aad };
         let ciphertext = self.current.cipher.encrypt(XNonce::from_slice(&nonce), payload).expect("XChaCha20-Poly1305 encrypts any length");
         format!("{SEALED_PREFIX}{}:{}", self.current.id, BASE64.encode([nonce.as_slice(), &ciphertext].concat()))
     }
 
-    /// Decrypts a value written by [`Keyring::seal`] with the current or previous key.
-    pub fn open(&self, stored: &str) -> Result<String, OpenError> {
+    /// Decrypts a value written by [`Keyring::seal`] for `owner`, with the current or previous key.
+    pub fn open(&self, owner: Uuid, stored: &str) -> Result<String, OpenError> {
         let (key_id, encoded) = split_sealed(stored).ok_or(OpenError::Corrupt)?;
         let key = [Some(&self.current), self.previous.as_ref()]
             .into_iter()
@@ -151,7 +158,7 @@ impl Keyring {
         let (nonce, ciphertext) = bytes.split_at(NONCE_BYTES);
         let plaintext = key
             .cipher
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: AT_REST_CONTEXT })
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: ciphertext, aad: &at_rest_aad(owner) })
             .map_err(|_| OpenError::Corrupt)?;
         String::from_utf8(plaintext).map_err(|_| OpenError::Corrupt)
     }
@@ -168,12 +175,13 @@ pub fn is_sealed(stored: &str) -> bool {
     stored.starts_with(SEALED_PREFIX)
 }
 
-/// The plaintext of a stored secret: opened with `keyring` when sealed, as is otherwise.
-pub fn reveal(stored: &str, keyring: Option<&Keyring>) -> Result<String, OpenError> {
+/// The plaintext of a stored secret of subscription `owner`: opened with `keyring` when
+/// sealed, as is otherwise.
+pub fn reveal(owner: Uuid, stored: &str, keyring: Option<&Keyring>) -> Result<String, OpenError> {
     if !is_sealed(stored) {
         return Ok(stored.to_owned());
     }
-    keyring.ok_or(OpenError::NoKey)?.open(stored)
+    keyring.ok_or(OpenError::NoKey)?.open(owner, stored)
 }
 
 fn split_sealed(stored: &str) -> Option<(&str, &str)> {
@@ -230,37 +238,39 @@ mod tests {
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const OTHER: &str = "HxYdHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
+    const OWNER: Uuid = Uuid::from_u128(1);
 
     #[test]
     fn secrets_at_rest_round_trip_and_say_which_key_sealed_them() {
         let keyring = Keyring::new(KEY, None).unwrap();
-        let sealed = keyring.seal("whsec_c2VjcmV0");
+        let sealed = keyring.seal(OWNER, "whsec_c2VjcmV0");
         assert!(sealed.starts_with(&format!("enc:v1:{}:", keyring.key_id())));
         assert!(!sealed.contains("c2VjcmV0"));
-        assert_ne!(sealed, keyring.seal("whsec_c2VjcmV0"), "a fresh nonce each time");
-        assert_eq!(keyring.open(&sealed).unwrap(), "whsec_c2VjcmV0");
+        assert_ne!(sealed, keyring.seal(OWNER, "whsec_c2VjcmV0"), "a fresh nonce each time");
+        assert_eq!(keyring.open(OWNER, &sealed).unwrap(), "whsec_c2VjcmV0");
+        assert!(matches!(keyring.open(Uuid::from_u128(2), &sealed), Err(OpenError::Corrupt)), "copied to another subscription");
         assert!(!keyring.needs_sealing(&sealed));
         assert!(keyring.needs_sealing("plain-secret"));
 
         let other = Keyring::new(OTHER, None).unwrap();
-        assert!(matches!(other.open(&sealed), Err(OpenError::UnknownKey(_))));
-        assert!(matches!(reveal(&sealed, None), Err(OpenError::NoKey)));
-        assert_eq!(reveal("plain", None).unwrap(), "plain");
+        assert!(matches!(other.open(OWNER, &sealed), Err(OpenError::UnknownKey(_))));
+        assert!(matches!(reveal(OWNER, &sealed, None), Err(OpenError::NoKey)));
+        assert_eq!(reveal(OWNER, "plain", None).unwrap(), "plain");
 
         // After a key rotation the previous key still opens, and the value wants resealing.
         let rotated = Keyring::new(OTHER, Some(KEY)).unwrap();
-        assert_eq!(rotated.open(&sealed).unwrap(), "whsec_c2VjcmV0");
+        assert_eq!(rotated.open(OWNER, &sealed).unwrap(), "whsec_c2VjcmV0");
         assert!(rotated.needs_sealing(&sealed));
     }
 
     #[test]
     fn a_tampered_secret_does_not_open() {
         let keyring = Keyring::new(KEY, None).unwrap();
-        let sealed = keyring.seal("a-secret-value");
+        let sealed = keyring.seal(OWNER, "a-secret-value");
         let mut bytes = BASE64.decode(sealed.rsplit(':').next().unwrap()).unwrap();
         bytes[30] ^= 1;
         let tampered = format!("enc:v1:{}:{}", keyring.key_id(), BASE64.encode(bytes));
-        assert!(matches!(keyring.open(&tampered), Err(OpenError::Corrupt)));
+        assert!(matches!(keyring.open(OWNER, &tampered), Err(OpenError::Corrupt)));
     }
 
     #[test]

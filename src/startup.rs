@@ -151,7 +151,7 @@ async fn check_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> anyh
     };
     for row in &stored {
         for value in [&row.secret_key, &row.previous_secret_key].into_iter().flatten() {
-            match secrets::reveal(value.expose(), keyring) {
+            match secrets::reveal(row.id, value.expose(), keyring) {
                 Ok(_) => {}
                 Err(error @ (OpenError::NoKey | OpenError::UnknownKey(_))) => {
                     bail!("{error}: start with the key that encrypted the stored secrets (docs/deployment.md: encryption at rest)")
@@ -176,8 +176,8 @@ pub async fn encrypt_stored_secrets(pool: &PgPool, keyring: &Keyring) -> anyhow:
         let mut sealed = [None, None];
         for (slot, value) in sealed.iter_mut().zip(kept) {
             if let Some(value) = value {
-                let plain = secrets::reveal(value, Some(keyring)).with_context(|| format!("subscription {}", row.id))?;
-                *slot = Some(keyring.seal(&plain));
+                let plain = secrets::reveal(row.id, value, Some(keyring)).with_context(|| format!("subscription {}", row.id))?;
+                *slot = Some(keyring.seal(row.id, &plain));
             }
         }
         if db::subscriptions::reseal_secrets(pool, &row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {

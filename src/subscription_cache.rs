@@ -118,9 +118,10 @@ impl SubscriptionCache {
     /// The row with its secrets decrypted, as the engine and ingest use them; Redis and the
     /// database only ever hold them as stored.
     fn reveal(&self, mut row: SubscriptionRow) -> Result<SubscriptionRow, Miss> {
+        let id = row.id;
         let open = |secret: Option<SecretValue>| -> Result<Option<SecretValue>, Miss> {
             secret
-                .map(|s| secrets::reveal(s.expose(), self.keyring.as_deref()).map(SecretValue::new))
+                .map(|s| secrets::reveal(id, s.expose(), self.keyring.as_deref()).map(SecretValue::new))
                 .transpose()
                 .map_err(|error| Miss::Failed(sqlx::Error::Decode(Box::new(error))))
         };

@@ -19,6 +19,7 @@ use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::OpenApiService;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::config::{Secret, Settings};
 use crate::delivery::Waker;
@@ -45,10 +46,10 @@ pub struct ApiContext {
 }
 
 impl ApiContext {
-    /// A secret as it is to be stored: encrypted when a key is configured.
-    pub fn seal(&self, secret: &str) -> String {
+    /// A secret of subscription `owner` as it is to be stored: encrypted when a key is configured.
+    pub fn seal(&self, owner: Uuid, secret: &str) -> String {
         match &self.keyring {
-            Some(keyring) => keyring.seal(secret),
+            Some(keyring) => keyring.seal(owner, secret),
             None => secret.to_owned(),
         }
     }

@@ -198,8 +198,9 @@ impl SubscriptionsApi {
             github_signature: body.github_signature.unwrap_or(false),
         };
         self.validate(&fields, true).await?;
-        let fields = self.seal_secret(fields);
-        let row = store::insert(&self.context.pool, Uuid::now_v7(), &fields).await?;
+        let id = Uuid::now_v7();
+        let fields = self.seal_secret(id, fields);
+        let row = store::insert(&self.context.pool, id, &fields).await?;
         tracing::info!(subscription.id = %row.id, "subscription created");
         Ok(Created::Created(Json((&row).into())))
     }
@@ -284,7 +285,7 @@ impl SubscriptionsApi {
         let secret = generate_secret();
         let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
         let mut tx = self.context.pool.begin().await?;
-        let sealed = self.context.seal(&secret);
+        let sealed = self.context.seal(id.0, &secret);
         let row = store::rotate_secret(&mut *tx, id.0, &sealed, overlap).await?.ok_or_else(no_subscription)?;
         store::notify_changed(&mut *tx, id.0).await?;
         tx.commit().await?;
@@ -325,7 +326,7 @@ impl SubscriptionsApi {
         let was_active = current.is_active;
         let fields = change(current);
         self.validate(&fields, sets_secret).await?;
-        let fields = if sets_secret { self.seal_secret(fields) } else { fields };
+        let fields = if sets_secret { self.seal_secret(id, fields) } else { fields };
         let row = store::update(&mut *tx, id, &fields, sets_secret).await?.ok_or_else(no_subscription)?;
         match (was_active, row.is_active) {
             (true, false) => drop(deliveries::park_for_subscription(&mut *tx, id).await?),
@@ -343,8 +344,8 @@ impl SubscriptionsApi {
     }
 
     /// A client-given secret as it is to be stored.
-    fn seal_secret(&self, mut fields: SubscriptionFields) -> SubscriptionFields {
-        fields.secret_key = fields.secret_key.map(|secret| self.context.seal(&secret));
+    fn seal_secret(&self, owner: Uuid, mut fields: SubscriptionFields) -> SubscriptionFields {
+        fields.secret_key = fields.secret_key.map(|secret| self.context.seal(owner, &secret));
         fields
     }
 
