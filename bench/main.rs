@@ -9,31 +9,46 @@
 //!   5. fairness: healthy subscriptions' delivery rate while half of 100 subscriptions hang,
 //!      against the rate with all healthy (backlogs interleaved, then with the hanging
 //!      subscriptions' backlogs queued first),
-//!   6. the service's RSS (idle and peak).
+//!   6. the service's RSS (idle and peak),
+//!   7. what a webhook costs (run first, on near-empty tables, the service logging at
+//!      `info` as in production): CPU-seconds of webhookd and of PostgreSQL, statements,
+//!      WAL, bytes stored, sent and logged, per webhook delivered at 200/s with one attempt
+//!      and per extra attempt, and the CPU used while idle; the ingest phase adds CPU,
+//!      statements and WAL per webhook at saturation. docs/cost.md turns them into prices.
 //!
 //! Run: `cargo build --release && cargo run --release --example bench`
 //! (`BENCH_SECONDS` sets the ingest phase length, default 10; `BENCH_ONLY=drain,fairness`
-//! runs only the named phases of ingest, drain, latency, fanout, fairness; `BENCH_PROFILE=1`
-//! prints the statements that took the most database time in each phase.)
+//! runs only the named phases of cost, ingest, drain, latency, fanout, fairness, flat;
+//! `BENCH_COST_SECONDS` and `BENCH_COST_RATE` set the cost rounds' length and rate, default
+//! 25 s at 200/s; `BENCH_PROFILE=1` prints the statements that took the most database time
+//! in each phase.)
+#![expect(clippy::unwrap_used, clippy::expect_used, reason = "a benchmark stops loudly on anything unexpected: the panic is the report")]
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use poem::listener::{Acceptor, Listener, TcpListener};
-use poem::{handler, web::Data, EndpointExt, Request, Route, Server};
+use poem::http::StatusCode;
+use poem::{handler, web::Data, EndpointExt, IntoResponse, Request, Route, Server};
 use sqlx::PgPool;
 use webhookd::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 
 const TOKEN: &str = "bench-admin-token-0123456789";
+/// Signing secret of the cost phase's subscriptions.
+const SECRET: &str = "bench-signing-secret-0123456789";
 const CONNECTIONS: usize = 64;
 const DRAIN_COUNT: i64 = 100_000;
 /// Finished deliveries (each with one attempt) loaded for the flat-cost phase.
 const HISTORY_DELIVERIES: i64 = 5_000_000;
 /// Webhooks queued for each of the fairness phase's 100 subscriptions.
 const FAIRNESS_PER_SUBSCRIPTION: u64 = 400;
+/// Webhooks a second in the cost phase (`BENCH_COST_RATE` changes it): the latency phase's
+/// steady, moderate rate, well below saturation. Batching (group commit, claims, outcome
+/// batches) grows with the rate, so the CPU per webhook measured here is the dear end.
+const COST_RATE: u64 = 200;
 
 /// Receipt times by webhook-id, and a counter.
 #[derive(Default)]
@@ -41,6 +56,10 @@ struct Receipts {
     count: AtomicU64,
     at: Mutex<HashMap<String, Instant>>,
     track: std::sync::atomic::AtomicBool,
+    /// Bytes of every request received (see `request_bytes`): the egress of the attempts.
+    bytes: AtomicU64,
+    /// Webhook-ids `fail_once` has already refused once.
+    refused: Mutex<HashSet<String>>,
 }
 
 /// A receiver that never answers (until the service's delivery timeout).
@@ -50,13 +69,27 @@ async fn hang_forever() -> &'static str {
     "late"
 }
 
+/// A receiver that refuses each webhook's first attempt (503) and takes the second, so
+/// that every webhook costs exactly two attempts: the cost of a retry, measured.
+#[handler]
+fn fail_once(request: &Request, receipts: Data<&Arc<Receipts>>) -> poem::Response {
+    receipts.bytes.fetch_add(request_bytes(request), Ordering::Relaxed);
+    let id = request.header("webhook-id").unwrap_or_default().to_owned();
+    if receipts.refused.lock().is_ok_and(|mut refused| refused.insert(id)) {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    receipts.count.fetch_add(1, Ordering::Relaxed);
+    "ok".into_response()
+}
+
 #[handler]
 fn receive(request: &Request, receipts: Data<&Arc<Receipts>>) -> &'static str {
     receipts.count.fetch_add(1, Ordering::Relaxed);
-    if receipts.track.load(Ordering::Relaxed) {
-        if let Some(id) = request.header("webhook-id") {
-            receipts.at.lock().unwrap().insert(id.to_owned(), Instant::now());
-        }
+    receipts.bytes.fetch_add(request_bytes(request), Ordering::Relaxed);
+    if receipts.track.load(Ordering::Relaxed)
+        && let Some(id) = request.header("webhook-id")
+    {
+        receipts.at.lock().unwrap().insert(id.to_owned(), Instant::now());
     }
     "ok"
 }
@@ -127,7 +160,11 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     let receipts = Arc::new(Receipts::default());
     let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
     let receiver_port = acceptor.local_addr()[0].as_socket_addr().unwrap().port();
-    let app = Route::new().at("/hang", poem::post(hang_forever)).at("/*path", poem::post(receive)).data(receipts.clone());
+    let app = Route::new()
+        .at("/hang", poem::post(hang_forever))
+        .at("/fail-once", poem::post(fail_once))
+        .at("/*path", poem::post(receive))
+        .data(receipts.clone());
     tokio::spawn(Server::new_with_acceptor(acceptor).run(app));
     let receiver_url = format!("http://127.0.0.1:{receiver_port}/hook");
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS * 2).build()?;
@@ -145,12 +182,26 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     wait_healthy(&client, &base).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rss = rss_kib(service.id(), "VmRSS:");
-    let subscription = create_subscription(&client, &base, &receiver_url).await?;
+    let subscription = create_subscription(&client, &base, &receiver_url, None).await?;
     let bench = Bench { client, pool, receipts, base, receiver_url, subscription, phases: Phases::from_env() };
 
     // Warm up (first runs after boot are slower; see NOTES.md).
     ingest_for(&bench, Duration::from_secs(2)).await;
     wait_for_receipts(&bench.pool).await;
+
+    // 7. Cost per webhook. First, on near-empty tables: after the other phases, autovacuum
+    // and checkpoints of their rows would be charged to this phase's webhooks.
+    // Peak RSS of the cost phase's instance, which is stopped before the end.
+    let mut earlier_peak_rss = 0;
+    if bench.phases.wants("cost") {
+        let log = std::env::temp_dir().join("webhookd-bench").join("webhookd-cost.log");
+        restart_logging(&bench, binary, &database_url, port, &mut service, &log).await?;
+        rows.extend(cost(&bench, &service, &log).await?);
+        earlier_peak_rss = rss_kib(service.id(), "VmHWM:");
+        stop_service(&mut service)?;
+        service = start_service(binary, &database_url, port, Role::Full)?;
+        wait_healthy(&bench.client, &bench.base).await?;
+    }
 
     // 1. Ingest throughput: accepting only, then while delivering the same stream.
     let (mut accept_rate, mut ingest_rate) = (None, None);
@@ -158,8 +209,26 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
         let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds).await?;
         accept_rate = Some(rate);
         rows.push(("ingest, 64 connections, 1 KiB bodies, API-only instance (group commit)".into(), format!("{rate:.0}/s ({:.2}× raw commits)", rate / raw_commits)));
+        // What a webhook costs when everything is batched as far as it goes (the cost
+        // phase measures it at a moderate rate).
+        let postmaster = postmaster_pid(&bench.pool).await?;
+        let before = usage(&bench, service.id(), postmaster).await?;
+        sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
         let rate = bench.profiled("ingest", ingest_rate_for(&bench, seconds)).await?;
+        let statements = statements_since_reset(&bench.pool).await?;
+        let after = usage(&bench, service.id(), postmaster).await?;
         rows.push(("ingest as above, the instance also delivering the stream".into(), format!("{rate:.0}/s ({:.2}× raw commits)", rate / raw_commits)));
+        let webhooks = rate * seconds as f64;
+        rows.push((
+            "cost per webhook in the phase above (at saturation, one attempt, unsigned, logs at warn)".into(),
+            format!(
+                "CPU webhookd {:.3} ms + PostgreSQL {:.3} ms; {:.2} statements; WAL {:.0} B",
+                (after.webhookd_cpu - before.webhookd_cpu) * 1000.0 / webhooks,
+                (after.postgres_cpu - before.postgres_cpu) * 1000.0 / webhooks,
+                statements as f64 / webhooks,
+                (after.wal - before.wal) as f64 / webhooks
+            ),
+        ));
         ingest_rate = Some(rate);
     }
 
@@ -230,7 +299,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
         rows.push(("flat cost: fan-out to 1,000 of 10,000 over the history".into(), format!("median {ms:.1} ms{before}")));
     }
 
-    let peak_rss = rss_kib(service.id(), "VmHWM:");
+    let peak_rss = rss_kib(service.id(), "VmHWM:").max(earlier_peak_rss);
     stop_service(&mut service)?;
 
     // 7. Storage before and after a maintenance pass run as if four days later.
@@ -393,16 +462,10 @@ async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port
 async fn latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize, f64)> {
     bench.receipts.track.store(true, Ordering::Relaxed);
     sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
-    let sent = steady_ingest(bench, 200, Duration::from_secs(10)).await;
+    let sent = steady_ingest(bench, &bench.subscription, 200, Duration::from_secs(10)).await;
     wait_for_receipts(&bench.pool).await;
     bench.receipts.track.store(false, Ordering::Relaxed);
-    let statements: i64 = sqlx::query_scalar(
-        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
-         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND query NOT ILIKE '%count(*)%' AND query NOT ILIKE '%pg_stat_statements%'",
-    )
-    .fetch_one(&bench.pool)
-    .await?;
+    let statements = statements_since_reset(&bench.pool).await?;
     let arrived = bench.receipts.at.lock().unwrap().clone();
     let mut latencies: Vec<f64> = sent
         .iter()
@@ -412,6 +475,305 @@ async fn latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize, f64)> {
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     Ok((percentile(0.5), percentile(0.99), latencies.len(), statements as f64 / sent.len().max(1) as f64))
+}
+
+/// Statements the service ran since the last `pg_stat_statements_reset()`, leaving out the
+/// benchmark's own polling (`wait_for_receipts`) and reading of the statistics.
+async fn statements_since_reset(pool: &PgPool) -> anyhow::Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(calls), 0)::bigint FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT ILIKE '%count(*)%' AND query NOT ILIKE '%pg_stat_statements%'",
+    )
+    .fetch_one(pool)
+    .await?)
+}
+
+/// The cost phase: CPU while idle, then a round of webhooks that each succeed at the first
+/// attempt and a round of webhooks that each fail once and succeed on the retry. The
+/// difference between the rounds is the cost of one more attempt. Returns table rows.
+async fn cost(bench: &Bench, service: &Child, log: &std::path::Path) -> anyhow::Result<Vec<Row>> {
+    let setting = |name: &str, default: u64| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let (seconds, rate) = (setting("BENCH_COST_SECONDS", 25), setting("BENCH_COST_RATE", COST_RATE));
+    let postmaster = postmaster_pid(&bench.pool).await?;
+    // The service has just been restarted, and its first maintenance pass runs 10 s after
+    // start: one pass in the idle window would count ten times what one every 5 min costs.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    // 30 s: CPU time is counted in 10 ms ticks, and the idle service uses a few a second.
+    let idle = idle_cpu(&bench.pool, service.id(), postmaster, Duration::from_secs(30)).await;
+    // Subscriptions of their own, signed as real ones are (the two signature headers are
+    // part of every attempt's bytes), retired through the API afterwards: they take every
+    // event type, and the fan-out phase expects exactly 1,000 subscriptions to match.
+    let flaky_url = bench.receiver_url.replace("/hook", "/fail-once");
+    let signed = create_subscription(&bench.client, &bench.base, &bench.receiver_url, Some(SECRET)).await?;
+    let flaky = create_subscription(&bench.client, &bench.base, &flaky_url, Some(SECRET)).await?;
+    let meter = Meter { service: service.id(), postmaster, log };
+    let once = cost_round(bench, &meter, &signed, seconds, rate).await?;
+    let twice = cost_round(bench, &meter, &flaky, seconds, rate).await?;
+    for id in [&signed, &flaky] {
+        bench.client.delete(format!("{}/subscriptions/{id}", bench.base)).bearer_auth(TOKEN).send().await?.error_for_status()?;
+    }
+    for (name, round) in [("one attempt", &once), ("two attempts", &twice)] {
+        eprintln!("-- cost, {name}: {round:?}");
+    }
+    anyhow::ensure!((once.attempts - 1.0).abs() < 0.01 && (twice.attempts - 2.0).abs() < 0.01, "the cost rounds made {} and {} attempts per webhook, not 1 and 2", once.attempts, twice.attempts);
+    let retry = |f: fn(&Cost) -> f64| f(&twice) - f(&once);
+    Ok(vec![
+        (
+            "cost: CPU while idle (nothing to deliver, 30 s)".into(),
+            format!("webhookd {:.2} ms/s, PostgreSQL {:.2} ms/s", idle.0 * 1000.0, idle.1 * 1000.0),
+        ),
+        (
+            format!("cost per webhook at {rate}/s, signed, delivered at the first attempt ({} webhooks)", once.webhooks),
+            format!(
+                "CPU webhookd {:.3} ms + PostgreSQL {:.3} ms; {:.2} statements; WAL {:.0} B",
+                once.webhookd_ms, once.postgres_ms, once.statements, once.wal
+            ),
+        ),
+        (
+            format!("cost per extra attempt (a round of {} webhooks each refused once, minus the above)", twice.webhooks),
+            format!(
+                "CPU webhookd {:.3} ms + PostgreSQL {:.3} ms; {:.2} statements; WAL {:.0} B",
+                retry(|c| c.webhookd_ms),
+                retry(|c| c.postgres_ms),
+                retry(|c| c.statements),
+                retry(|c| c.wal)
+            ),
+        ),
+        (
+            "cost: stored per webhook with a 1 KiB body (tables, indexes, TOAST)".into(),
+            format!(
+                "delivery row {:.0} B ({:.0} B after a retry); body {:.0} B; attempt row {:.0} B ({:.0} B refused)",
+                once.live_delivery_bytes,
+                twice.live_delivery_bytes,
+                once.body_bytes,
+                once.attempt_bytes,
+                2.0 * twice.attempt_bytes - once.attempt_bytes
+            ),
+        ),
+        ("cost: bytes sent per attempt (request line, headers, body)".into(), format!("{:.0} B", once.sent_bytes)),
+        (
+            "cost: log written per webhook (RUST_LOG=info, JSON), and per extra attempt".into(),
+            format!("{:.0} B, {:.0} B", once.log_bytes, twice.log_bytes - once.log_bytes),
+        ),
+    ])
+}
+
+/// What one cost round measured, per webhook (per attempt for `attempt_bytes` and
+/// `sent_bytes`).
+#[derive(Debug)]
+struct Cost {
+    webhooks: usize,
+    attempts: f64,
+    webhookd_ms: f64,
+    postgres_ms: f64,
+    statements: f64,
+    wal: f64,
+    live_delivery_bytes: f64,
+    body_bytes: f64,
+    attempt_bytes: f64,
+    sent_bytes: f64,
+    log_bytes: f64,
+}
+
+/// Sends `rate` webhooks a second to `subscription` for `seconds`, waits until all are
+/// finished, and divides what was used meanwhile by the webhooks sent. CPU and WAL include
+/// whatever ran in the background meanwhile (autovacuum, checkpoints, the service's polls):
+/// they are part of the price of a webhook.
+async fn cost_round(bench: &Bench, meter: &Meter<'_>, subscription: &str, seconds: u64, rate: u64) -> anyhow::Result<Cost> {
+    wait_for_receipts(&bench.pool).await;
+    let started: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&bench.pool).await?;
+    let before = meter.read(bench).await?;
+    // Last, so that the snapshot's own queries are not counted.
+    sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
+    let received = bench.receipts.count.load(Ordering::Relaxed);
+    let sent = steady_ingest(bench, subscription, rate, Duration::from_secs(seconds)).await;
+    // Wait on the receiver first: `wait_for_receipts` counts with a scan of deliveries every
+    // 50 ms, PostgreSQL CPU that would be charged to the webhooks (12 s of it for retries).
+    let waiting = Instant::now();
+    while bench.receipts.count.load(Ordering::Relaxed) - received < sent.len() as u64 {
+        anyhow::ensure!(waiting.elapsed() < Duration::from_secs(300), "a cost round's webhooks were not all delivered");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    wait_for_receipts(&bench.pool).await;
+    let statements = statements_since_reset(&bench.pool).await?;
+    let after = meter.read(bench).await?;
+    let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE subscription_id = $1::uuid AND created_at >= $2")
+        .bind(subscription)
+        .bind(started)
+        .fetch_one(&bench.pool)
+        .await?;
+    let live = live_delivery_bytes(&bench.pool, subscription, started).await?;
+    let webhooks = sent.len().max(1) as f64;
+    let per_webhook = |f: fn(&Usage) -> f64| (f(&after) - f(&before)) / webhooks;
+    let per_attempt = |f: fn(&Usage) -> f64| (f(&after) - f(&before)) / attempts.max(1) as f64;
+    Ok(Cost {
+        webhooks: sent.len(),
+        attempts: attempts as f64 / webhooks,
+        webhookd_ms: per_webhook(|u| u.webhookd_cpu) * 1000.0,
+        postgres_ms: per_webhook(|u| u.postgres_cpu) * 1000.0,
+        statements: statements as f64 / webhooks,
+        wal: per_webhook(|u| u.wal as f64),
+        live_delivery_bytes: live,
+        body_bytes: per_webhook(|u| u.bodies as f64),
+        attempt_bytes: per_attempt(|u| u.attempts as f64),
+        sent_bytes: per_attempt(|u| u.sent_bytes as f64),
+        log_bytes: per_webhook(|u| u.log_bytes as f64),
+    })
+}
+
+/// Counters read before and after a cost round.
+struct Usage {
+    /// CPU-seconds (user + system) of the service process, all threads.
+    webhookd_cpu: f64,
+    /// CPU-seconds of the whole PostgreSQL server (see `postgres_cpu`).
+    postgres_cpu: f64,
+    /// WAL position, in bytes.
+    wal: i64,
+    /// `pg_total_relation_size` (heap, indexes, TOAST) of delivery_bodies and of the
+    /// attempts partitions: both only ever appended to, so their growth is the round's rows.
+    /// A delivery row is updated twice per attempt: see `live_delivery_bytes`.
+    bodies: i64,
+    attempts: i64,
+    /// Bytes the receiver has been sent.
+    sent_bytes: u64,
+    /// Bytes the service has logged (0 when its log is not kept in a file).
+    log_bytes: u64,
+}
+
+/// Where the cost phase reads its counters: the service's and the postmaster's pids, and
+/// the service's log file.
+struct Meter<'a> {
+    service: u32,
+    postmaster: u32,
+    log: &'a std::path::Path,
+}
+
+impl Meter<'_> {
+    async fn read(&self, bench: &Bench) -> anyhow::Result<Usage> {
+        let mut usage = usage(bench, self.service, self.postmaster).await?;
+        usage.log_bytes = std::fs::metadata(self.log)?.len();
+        Ok(usage)
+    }
+}
+
+async fn usage(bench: &Bench, service: u32, postmaster: u32) -> anyhow::Result<Usage> {
+    let (wal, bodies, attempts): (i64, i64, i64) = sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, pg_total_relation_size('delivery_bodies'),
+                (SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c
+                 WHERE c.relkind = 'r' AND c.relname ~ '^attempts_[0-9]{8}$')",
+    )
+    .fetch_one(&bench.pool)
+    .await?;
+    Ok(Usage {
+        webhookd_cpu: cpu_seconds(service, false),
+        postgres_cpu: postgres_cpu(postmaster),
+        wal,
+        bodies,
+        attempts,
+        sent_bytes: bench.receipts.bytes.load(Ordering::Relaxed),
+        log_bytes: 0,
+    })
+}
+
+/// Bytes per finished delivery row once vacuum has made its dead versions' space reusable,
+/// which is what a table holding days of history mostly consists of: the round's rows
+/// copied in id (arrival) order into an empty table with the same definition and indexes.
+/// (The table's growth during the round says less: new row versions reuse the space that
+/// vacuum freed from earlier ones, and dead versions not yet vacuumed are counted.) Only the
+/// second half's growth counts: a table has ~200 KB of pages whatever its size (index
+/// metapages, free-space and visibility maps), which would add 40 B a row over 5,000 rows.
+async fn live_delivery_bytes(pool: &PgPool, subscription: &str, since: time::OffsetDateTime) -> anyhow::Result<f64> {
+    sqlx::raw_sql("DROP TABLE IF EXISTS bench_cost_deliveries; CREATE TABLE bench_cost_deliveries (LIKE deliveries INCLUDING ALL)")
+        .execute(pool)
+        .await?;
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE subscription_id = $1::uuid AND created_at >= $2")
+        .bind(subscription)
+        .bind(since)
+        .fetch_one(pool)
+        .await?;
+    let mut sizes = Vec::new();
+    for half in ["ORDER BY id LIMIT $3", "ORDER BY id OFFSET $3"] {
+        // One of two fixed fragments, never input.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO bench_cost_deliveries SELECT * FROM deliveries WHERE subscription_id = $1::uuid AND created_at >= $2 {half}"
+        )))
+        .bind(subscription)
+        .bind(since)
+        .bind(rows / 2)
+        .execute(pool)
+        .await?;
+        let bytes: i64 = sqlx::query_scalar("SELECT pg_total_relation_size('bench_cost_deliveries')").fetch_one(pool).await?;
+        sizes.push(bytes);
+    }
+    sqlx::raw_sql("DROP TABLE bench_cost_deliveries").execute(pool).await?;
+    Ok((sizes[1] - sizes[0]) as f64 / (rows - rows / 2).max(1) as f64)
+}
+
+/// CPU-seconds a second of the service and of PostgreSQL while nothing is sent: the floor
+/// that a small deployment pays whatever its traffic.
+async fn idle_cpu(pool: &PgPool, service: u32, postmaster: u32, duration: Duration) -> (f64, f64) {
+    wait_for_receipts(pool).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = (cpu_seconds(service, false), postgres_cpu(postmaster));
+    tokio::time::sleep(duration).await;
+    let seconds = duration.as_secs_f64();
+    ((cpu_seconds(service, false) - before.0) / seconds, (postgres_cpu(postmaster) - before.1) / seconds)
+}
+
+/// The postmaster's pid: the parent of this connection's backend (the embedded cluster does
+/// not expose its child's pid).
+async fn postmaster_pid(pool: &PgPool) -> anyhow::Result<u32> {
+    let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(pool).await?;
+    proc_stat(backend as u32)
+        .and_then(|fields| fields.get(1)?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("cannot read /proc/{backend}/stat"))
+}
+
+/// CPU-seconds of the whole PostgreSQL server: the postmaster, its live children (backends,
+/// autovacuum, checkpointer, walwriter, …) and its ended children, whose time the kernel
+/// adds to the postmaster's cutime/cstime when it reaps them (connections that closed,
+/// autovacuum workers that finished).
+fn postgres_cpu(postmaster: u32) -> f64 {
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| proc_stat(pid).and_then(|fields| fields.get(1)?.parse::<u32>().ok()) == Some(postmaster))
+        .map(|pid| cpu_seconds(pid, false))
+        .sum();
+    children + cpu_seconds(postmaster, true)
+}
+
+/// utime + stime of a process (all its threads), plus cutime + cstime (its reaped
+/// children) if `with_ended_children`, in seconds.
+fn cpu_seconds(pid: u32, with_ended_children: bool) -> f64 {
+    let Some(fields) = proc_stat(pid) else { return 0.0 };
+    // Fields after the command name start at field 3 (state): utime is field 14.
+    let ticks = |field: usize| fields.get(field - 3).and_then(|t| t.parse::<u64>().ok()).unwrap_or(0);
+    let mut total = ticks(14) + ticks(15);
+    if with_ended_children {
+        total += ticks(16) + ticks(17);
+    }
+    total as f64 / unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64
+}
+
+/// The fields of /proc/<pid>/stat after the command name (which may hold spaces and
+/// parentheses, hence the split at the last ')').
+fn proc_stat(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// Bytes of an HTTP/1.1 request as sent (request line, headers, blank line, body), without
+/// TCP/IP or TLS framing: what one attempt sends out of the network.
+fn request_bytes(request: &Request) -> u64 {
+    let line = format!("{} {} HTTP/1.1\r\n", request.method(), request.uri()).len();
+    let headers: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + 2 + value.len() + 2).sum();
+    let body = request.header("content-length").and_then(|n| n.parse::<usize>().ok()).unwrap_or(0);
+    (line + headers + 2 + body) as u64
 }
 
 /// 10,000 subscriptions, one in ten of which wants `bench.*` events.
@@ -527,8 +889,14 @@ enum Role {
 }
 
 fn start_service(binary: &std::path::Path, database_url: &str, port: u16, role: Role) -> anyhow::Result<Child> {
+    Ok(service_command(binary, database_url, port, role).spawn()?)
+}
+
+/// The service's command line and environment, not started yet.
+fn service_command(binary: &std::path::Path, database_url: &str, port: u16, role: Role) -> Command {
     let concurrency = if role == Role::ApiOnly { "0" } else { "512" };
-    Ok(Command::new(binary)
+    let mut command = Command::new(binary);
+    command
         .env("WEBHOOKD_WORKER_CONCURRENCY", concurrency)
         .env("DATABASE_URL", database_url)
         .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{port}"))
@@ -537,8 +905,18 @@ fn start_service(binary: &std::path::Path, database_url: &str, port: u16, role: 
         .env("WEBHOOKD_DATA_DIR", std::env::temp_dir().join("webhookd-bench"))
         .env("RUST_LOG", "warn")
         .env("WEBHOOKD_SHUTDOWN_GRACE", "1s")
-        .stdout(Stdio::null())
-        .spawn()?)
+        .stdout(Stdio::null());
+    command
+}
+
+/// Restarts the service as it would run in production as far as its own work goes: logging
+/// at `info` (a line per webhook accepted and per attempt) as JSON, here into `log`.
+async fn restart_logging(bench: &Bench, binary: &std::path::Path, database_url: &str, port: u16, service: &mut Child, log: &std::path::Path) -> anyhow::Result<()> {
+    stop_service(service)?;
+    let mut command = service_command(binary, database_url, port, Role::Full);
+    command.env("RUST_LOG", "info").env("WEBHOOKD_LOG_FORMAT", "json").stderr(std::fs::File::create(log)?);
+    *service = command.spawn()?;
+    wait_healthy(&bench.client, &bench.base).await
 }
 
 fn stop_service(service: &mut Child) -> anyhow::Result<()> {
@@ -553,22 +931,22 @@ fn free_port() -> u16 {
 
 async fn wait_healthy(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
     for _ in 0..400 {
-        if let Ok(response) = client.get(format!("{base}/health")).send().await {
-            if response.status() == 200 {
-                return Ok(());
-            }
+        if let Ok(response) = client.get(format!("{base}/health")).send().await
+            && response.status() == 200
+        {
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     anyhow::bail!("service did not become healthy")
 }
 
-async fn create_subscription(client: &reqwest::Client, base: &str, target: &str) -> anyhow::Result<String> {
+async fn create_subscription(client: &reqwest::Client, base: &str, target: &str, secret: Option<&str>) -> anyhow::Result<String> {
     let response = client
         .post(format!("{base}/subscriptions"))
         .bearer_auth(TOKEN)
         .header("content-type", "application/json")
-        .body(serde_json::json!({ "target_url": target }).to_string())
+        .body(serde_json::json!({ "target_url": target, "secret_key": secret }).to_string())
         .send()
         .await?;
     let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
@@ -617,9 +995,10 @@ async fn post_for(client: &reqwest::Client, url: &str, token: Option<&str>, dura
     succeeded.load(Ordering::Relaxed)
 }
 
-/// Sends `rate` webhooks a second for `duration`; returns (delivery id, send time) pairs.
-async fn steady_ingest(bench: &Bench, rate: u64, duration: Duration) -> Vec<(String, Instant)> {
-    let url = format!("{}/ingest/{}", bench.base, bench.subscription);
+/// Sends `rate` webhooks a second to `subscription` for `duration`; returns (delivery id,
+/// send time) pairs.
+async fn steady_ingest(bench: &Bench, subscription: &str, rate: u64, duration: Duration) -> Vec<(String, Instant)> {
+    let url = format!("{}/ingest/{subscription}", bench.base);
     let client = &bench.client;
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
