@@ -4,9 +4,22 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app_with, Receiver, Reply};
+use crate::helpers::{spawn_app_with, Receiver, Reply, TestApp};
 
 const LIMIT: Duration = Duration::from_secs(15);
+
+/// Waits until the subscription shows `is_active: false`; returns it as shown.
+async fn wait_until_inactive(app: &TestApp, subscription: uuid::Uuid) -> serde_json::Value {
+    let deadline = Instant::now() + LIMIT;
+    loop {
+        let shown = app.get(&format!("/subscriptions/{subscription}")).await.body;
+        if shown["is_active"] == false {
+            return shown;
+        }
+        assert!(Instant::now() < deadline, "not disabled: {shown}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
 
 #[tokio::test]
 async fn a_410_fails_its_delivery_at_once_and_disables_the_subscription_until_it_is_reenabled() {
@@ -23,15 +36,7 @@ async fn a_410_fails_its_delivery_at_once_and_disables_the_subscription_until_it
     assert_eq!(failed["status"], "failed");
     assert_eq!(failed["attempt_count"], 1, "the receiver said it is gone: no retries");
 
-    let deadline = Instant::now() + LIMIT;
-    let disabled = loop {
-        let shown = app.get(&format!("/subscriptions/{subscription}")).await.body;
-        if shown["is_active"] == false {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "not disabled: {shown}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let disabled = wait_until_inactive(&app, subscription).await;
     assert_eq!(disabled["disabled_reason"], "endpoint_gone");
     assert!(disabled["disabled_at"].is_string());
     let refused = app.ingest_bytes(subscription, b"{}".to_vec(), None).await;
@@ -70,15 +75,7 @@ async fn a_subscription_failing_for_longer_than_the_limit_is_disabled_and_a_succ
 
     // Now every attempt fails: after 300 ms and at least 3 failures the subscription is disabled.
     let second = app.ingest(subscription, r#"{"n":2}"#).await;
-    let deadline = Instant::now() + LIMIT;
-    let disabled = loop {
-        let shown = app.get(&format!("/subscriptions/{subscription}")).await.body;
-        if shown["is_active"] == false {
-            break shown;
-        }
-        assert!(Instant::now() < deadline, "not disabled: {shown}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let disabled = wait_until_inactive(&app, subscription).await;
     assert_eq!(disabled["disabled_reason"], "failing");
     // Its delivery stops where it is: parked, not failed, no further attempts.
     tokio::time::sleep(Duration::from_millis(300)).await;
