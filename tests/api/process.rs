@@ -181,19 +181,14 @@ async fn healthcheck_exits_zero_while_the_service_answers_and_one_otherwise() {
 #[tokio::test]
 async fn the_container_policy_refuses_to_mint_a_token_that_a_restart_would_lose() {
     let database_url = fresh_database().await;
-    let output = tokio::task::spawn_blocking(move || {
-        webhookd()
-            .env("DATABASE_URL", &database_url)
-            .env("WEBHOOKD_DATA_DIR", scratch_dir("no-volume"))
-            .env("WEBHOOKD_ADMIN_TOKEN_POLICY", "require-or-volume")
-            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let data_dir = scratch_dir("no-volume");
+    let (code, stderr) = crate::helpers::run_to_exit(&[
+        ("DATABASE_URL", &database_url),
+        ("WEBHOOKD_DATA_DIR", data_dir.to_str().unwrap()),
+        ("WEBHOOKD_ADMIN_TOKEN_POLICY", "require-or-volume"),
+    ])
+    .await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("set WEBHOOKD_ADMIN_TOKEN"), "{stderr}");
 }
 

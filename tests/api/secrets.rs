@@ -10,7 +10,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::helpers::{fresh_database, free_port, http_client, webhookd_command, Receiver, RedisServer, Service, ADMIN_TOKEN};
+use crate::helpers::{fresh_database, http_client, webhookd_command, Receiver, RedisServer, Service, ADMIN_TOKEN};
 
 const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 const OTHER_KEY: &str = "HxYdHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
@@ -78,17 +78,10 @@ async fn encrypt_secrets(database_url: &str, environment: &[(&str, &str)]) -> us
 
 /// Starts the binary and expects it to refuse: exit 1 and its one line.
 async fn refused_start(database_url: &str, environment: &[(&str, &str)]) -> String {
-    let mut command = webhookd_command();
-    command
-        .env("DATABASE_URL", database_url)
-        .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{}", free_port()));
-    for (name, value) in environment {
-        command.env(name, value);
-    }
-    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let mut variables = vec![("DATABASE_URL", database_url), ("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)];
+    variables.extend_from_slice(environment);
+    let (code, stderr) = crate::helpers::run_to_exit(&variables).await;
+    assert_eq!(code, Some(1), "{stderr}");
     stderr
 }
 

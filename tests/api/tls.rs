@@ -165,19 +165,10 @@ fn the_ca_can_also_come_from_ssl_cert_file() {
 #[tokio::test]
 async fn serve_refuses_to_start_against_an_untrusted_database_even_without_migrations() {
     let url = format!("{}?sslmode=verify-full&sslrootcert={}", tls_cluster(), certificates().other_ca.display());
-    let output = tokio::task::spawn_blocking(move || {
-        webhookd_command()
-            .env("DATABASE_URL", url)
-            .env("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("WEBHOOKD_AUTO_MIGRATE", "false")
-            .env("WEBHOOKD_LISTEN", format!("127.0.0.1:{}", free_port()))
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    let (code, stderr) =
+        crate::helpers::run_to_exit(&[("DATABASE_URL", &url), ("WEBHOOKD_ADMIN_TOKEN", ADMIN_TOKEN), ("WEBHOOKD_AUTO_MIGRATE", "false")])
+            .await;
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("not trusted"), "{stderr}");
 }
 

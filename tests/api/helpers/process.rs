@@ -24,6 +24,18 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Runs the binary to its exit (listening on a free port, should it serve) with
+/// `environment`, off the runtime's threads; returns its exit code and standard error.
+pub async fn run_to_exit(environment: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = webhookd_command();
+    command.env("WEBHOOKD_LISTEN", format!("127.0.0.1:{}", free_port()));
+    for (name, value) in environment {
+        command.env(name, value);
+    }
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    (output.status.code(), String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
 /// The real `webhookd` binary as a running process, its logs captured.
 pub struct Service {
     child: std::process::Child,
