@@ -160,6 +160,14 @@ pub struct DeliverySettings {
     /// failures; any success resets it). `0` turns it off.
     #[arg(long, env = "WEBHOOKD_AUTO_DISABLE_AFTER", default_value = "5d", value_parser = duration_or_zero, global = true)]
     pub auto_disable_after: Duration,
+    /// Most deliveries one bulk recovery (`POST /subscriptions/{id}/recover`) may re-queue.
+    #[arg(long, env = "WEBHOOKD_RECOVER_MAX", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000), global = true)]
+    pub recover_max: u32,
+    /// Deliveries a recovery re-queues per transaction (each batch locks only these rows).
+    #[arg(long, env = "WEBHOOKD_RECOVER_BATCH", default_value_t = 1_000,
+          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+    pub recover_batch: u32,
     /// Allow targets on loopback, private and other non-public addresses.
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS", default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set, global = true)]
     pub allow_private_targets: bool,

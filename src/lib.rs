@@ -6,6 +6,7 @@
 //! - [`domain`]: parsed values and pure rules (retry schedule, addresses, event types).
 //! - [`embedded_postgres`]: the default database the binary runs itself.
 //! - [`maintenance`]: retention and partition upkeep.
+//! - [`publish`]: fan-out of one event to every subscription that wants it.
 //! - [`subscription_cache`], [`redis_cache`]: subscriptions read without the database.
 //! - [`http_server`]: the HTTP server and its limits; [`metrics`]: what Prometheus scrapes.
 //! - [`healthcheck`]: the `webhookd healthcheck` probe for container health checks.
@@ -22,6 +23,7 @@ pub mod healthcheck;
 pub mod http_server;
 pub mod maintenance;
 pub mod metrics;
+pub mod publish;
 pub mod redis_cache;
 pub mod secrets;
 pub mod startup;

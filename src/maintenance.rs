@@ -10,6 +10,7 @@
 //! - Deliveries parked since before the cutoff (subscription inactive) end as `failed`.
 //! - Fan-out events no delivery refers to, idempotency records older than 24 hours, and
 //!   subscriptions deleted before the cutoff that nothing refers to are removed.
+//! - Recoveries finished before the cutoff are deleted.
 
 use std::fmt;
 use std::time::Duration;
@@ -36,6 +37,7 @@ pub struct Report {
     pub deleted_events: u64,
     pub deleted_idempotency_keys: u64,
     pub purged_subscriptions: u64,
+    pub deleted_recoveries: u64,
 }
 
 impl fmt::Display for Report {
@@ -50,7 +52,8 @@ impl fmt::Display for Report {
         writeln!(f, "failed parked deliveries: {}", self.expired_parked_deliveries)?;
         writeln!(f, "deleted events: {}", self.deleted_events)?;
         writeln!(f, "deleted idempotency keys: {}", self.deleted_idempotency_keys)?;
-        writeln!(f, "purged deleted subscriptions: {}", self.purged_subscriptions)
+        writeln!(f, "purged deleted subscriptions: {}", self.purged_subscriptions)?;
+        writeln!(f, "deleted finished recoveries: {}", self.deleted_recoveries)
     }
 }
 
@@ -90,6 +93,8 @@ async fn run_locked(pool: &PgPool, connection: &mut PgConnection, now: OffsetDat
         batches(&mut *connection, include_str!("../sql/maintenance/delete_expired_idempotency_keys.sql"), idempotency_cutoff).await?;
     report.purged_subscriptions =
         batches(&mut *connection, include_str!("../sql/maintenance/purge_deleted_subscriptions.sql"), cutoff).await?;
+    report.deleted_recoveries =
+        batches(&mut *connection, include_str!("../sql/maintenance/delete_finished_recoveries.sql"), cutoff).await?;
     Ok(report)
 }
 

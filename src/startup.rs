@@ -105,6 +105,7 @@ impl Application {
                 settings: settings.delivery.clone(),
                 allow_private_targets: settings.delivery.allow_private_targets,
                 metrics: self.context.metrics.clone(),
+                waker: self.context.waker.clone(),
             },
             self.changes,
             &self.context.waker,

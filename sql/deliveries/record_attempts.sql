@@ -11,6 +11,10 @@
 -- queue writes none. A subscription whose streak began at least $15 seconds ago with at
 -- least 3 failed attempts, and which is still active, is returned (in `disable`) to be
 -- disabled as `failing`; $15 = 0 turns that off.
+--
+-- A delivery that gave up (now `failed`) queues a `webhookd.delivery.failed` operational
+-- event in this same statement, so the event is never lost and never delays the outcome;
+-- deliveries of `webhookd.*` events never do (a failing operator endpoint would feed itself).
 WITH updated AS (
     UPDATE deliveries AS d
     SET status = o.status,
@@ -21,7 +25,18 @@ WITH updated AS (
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
         AS o(id, lease_id, status, next_attempt_at, last_error)
     WHERE d.id = o.id AND d.lease_id = o.lease_id
-    RETURNING d.id
+    RETURNING d.id, o.lease_id, d.status, d.event_type
+), gave_up AS (
+    INSERT INTO operational_events (event_type, data)
+    SELECT 'webhookd.delivery.failed',
+           jsonb_build_object('delivery_id', a.delivery_id, 'subscription_id', a.subscription_id,
+                              'event_type', u.event_type, 'attempts', a.attempt_number,
+                              'last_error', a.error, 'last_status_code', a.status_code)
+    FROM updated AS u
+    JOIN unnest($1::uuid[], $2::uuid[], $6::uuid[], $7::int[], $9::int[], $10::text[])
+        AS a(delivery_id, lease_id, subscription_id, attempt_number, status_code, error)
+        ON a.delivery_id = u.id AND a.lease_id = u.lease_id
+    WHERE u.status = 'failed' AND (u.event_type IS NULL OR u.event_type NOT LIKE 'webhookd.%')
 ), logged AS (
     INSERT INTO attempts (delivery_id, subscription_id, attempt_number, outcome, status_code,
                           error, duration_ms, response_excerpt, target_url, created_at)

@@ -16,8 +16,9 @@ use super::body::{read_limited, RawJson};
 use super::deliveries::Delivery;
 use super::idempotency::{self, IdempotencyKey, Reservation};
 use super::{ApiContext, ApiTags};
-use crate::db::{deliveries, events, subscriptions};
-use crate::domain::event_type::{matching_patterns, validate_producer_event_type};
+use crate::db::{deliveries, events};
+use crate::domain::event_type::validate_producer_event_type;
+use crate::publish::{self, Audience};
 use crate::error::ApiError;
 
 /// An event to deliver to every subscription that wants it.
@@ -147,17 +148,11 @@ impl EventsApi {
 
 /// Stores the event and one delivery per matching subscription, in the caller's transaction.
 async fn fan_out(tx: &mut PgConnection, event_type: &str, payload: &[u8]) -> Result<Published, ApiError> {
-    let subscription_ids = subscriptions::matching_event(&mut *tx, &matching_patterns(event_type)).await?;
-    let event_id = Uuid::now_v7();
-    events::insert(&mut *tx, event_id, event_type, payload).await?;
-    let delivery_ids: Vec<Uuid> = subscription_ids.iter().map(|_| Uuid::now_v7()).collect();
-    if !delivery_ids.is_empty() {
-        deliveries::insert_for_event(&mut *tx, &delivery_ids, &subscription_ids, event_type, event_id).await?;
-    }
-    let deliveries = subscription_ids
+    let published = publish::publish(tx, Audience::Subscribers, event_type, payload).await?;
+    let deliveries = published
+        .deliveries
         .into_iter()
-        .zip(delivery_ids)
         .map(|(subscription_id, delivery_id)| EventDelivery { subscription_id, delivery_id })
         .collect();
-    Ok(Published { event_id, deliveries })
+    Ok(Published { event_id: published.event_id, deliveries })
 }

@@ -10,6 +10,7 @@ mod health;
 mod idempotency;
 mod ingest;
 mod metrics;
+mod recoveries;
 mod tools;
 mod subscriptions;
 
@@ -62,6 +63,7 @@ pub fn openapi_service(context: &ApiContext) -> OpenApiService<impl poem_openapi
         ingest::IngestApi::new(context.clone()),
         deliveries::DeliveriesApi::new(context.clone()),
         events::EventsApi::new(context.clone()),
+        recoveries::RecoveriesApi::new(context.clone()),
         tools::ToolsApi,
         health::HealthApi::new(context.clone()),
         metrics::MetricsApi::new(context.clone()),
@@ -130,6 +132,8 @@ enum ApiTags {
     Deliveries,
     /// Fan-out of one event to every subscription that wants it.
     Events,
+    /// Re-queueing a subscription's failed deliveries in bulk.
+    Recovery,
     /// Helpers for producers.
     Tools,
     /// Liveness of the service and its database.

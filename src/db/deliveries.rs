@@ -129,6 +129,46 @@ pub async fn retry(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
     Ok(row.is_some())
 }
 
+/// How many of a subscription's failed deliveries were created in `[since, until)`,
+/// counting no further than `at_most`.
+pub async fn count_failed_in_range(
+    db: impl PgExecutor<'_>,
+    subscription_id: Uuid,
+    since: OffsetDateTime,
+    until: OffsetDateTime,
+    at_most: i64,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(include_str!("../../sql/deliveries/count_failed_in_range.sql"))
+        .bind(subscription_id)
+        .bind(since)
+        .bind(until)
+        .bind(at_most)
+        .fetch_one(db)
+        .await
+}
+
+/// One recovery batch: re-queues up to `limit` of the subscription's failed deliveries
+/// created before `until` and after `cursor` (creation time, id), in that order, each for a
+/// fresh round (parked unless `active`). Returns the positions of those re-queued.
+pub async fn requeue_failed_batch(
+    db: impl PgExecutor<'_>,
+    subscription_id: Uuid,
+    until: OffsetDateTime,
+    cursor: (OffsetDateTime, Uuid),
+    active: bool,
+    limit: i64,
+) -> sqlx::Result<Vec<(OffsetDateTime, Uuid)>> {
+    sqlx::query_as(include_str!("../../sql/deliveries/requeue_failed_batch.sql"))
+        .bind(subscription_id)
+        .bind(until)
+        .bind(cursor.0)
+        .bind(cursor.1)
+        .bind(active)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
 /// Reads one delivery's state.
 pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<DeliveryRow>> {
     sqlx::query_as(include_str!("../../sql/deliveries/select_delivery.sql"))

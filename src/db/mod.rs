@@ -5,7 +5,9 @@ pub mod attempts;
 pub mod deliveries;
 pub mod events;
 pub mod idempotency;
+pub mod operational_events;
 pub mod partitions;
+pub mod recoveries;
 pub mod subscriptions;
 
 use std::time::Duration;

@@ -159,14 +159,14 @@ pub async fn select_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Resul
         .await
 }
 
-/// Takes an active subscription out of service; false if it was inactive or deleted already.
-pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: DisabledReason) -> sqlx::Result<bool> {
-    let row = sqlx::query(include_str!("../../sql/subscriptions/disable_subscription.sql"))
+/// Takes an active subscription out of service; returns when, or `None` if it was inactive
+/// or deleted already.
+pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: DisabledReason) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_scalar(include_str!("../../sql/subscriptions/disable_subscription.sql"))
         .bind(id)
         .bind(reason.as_str())
         .fetch_optional(db)
-        .await?;
-    Ok(row.is_some())
+        .await
 }
 
 /// Replaces the secret, keeping the old one valid for `overlap_seconds`.
@@ -187,6 +187,15 @@ pub async fn rotate_secret(
 /// Ids of the active subscriptions wanting an event that matches any of `patterns`.
 pub async fn matching_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(include_str!("../../sql/subscriptions/match_subscriptions_for_event.sql"))
+        .bind(patterns)
+        .fetch_all(db)
+        .await
+}
+
+/// Ids of the active subscriptions whose filters name an operational event (one of
+/// `patterns`); subscriptions without filters are not among them.
+pub async fn matching_operational_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(include_str!("../../sql/subscriptions/match_subscriptions_for_operational_event.sql"))
         .bind(patterns)
         .fetch_all(db)
         .await

@@ -11,7 +11,10 @@
 mod dispatch;
 mod in_flight;
 mod listener;
+mod operations;
 mod recorder;
+mod recovery;
+mod relay;
 mod scan_position;
 pub mod ssrf;
 mod worker;
@@ -43,16 +46,23 @@ pub const WORK_CHANNEL: &str = "webhookd_work";
 pub struct Waker {
     local: Arc<Notify>,
     remote: Arc<Notify>,
+    operations: Arc<Notify>,
 }
 
 impl Waker {
     pub fn new() -> Self {
-        Self { local: Arc::new(Notify::new()), remote: Arc::new(Notify::new()) }
+        Self { local: Arc::new(Notify::new()), remote: Arc::new(Notify::new()), operations: Arc::new(Notify::new()) }
     }
 
     pub fn wake(&self) {
         self.local.notify_one();
         self.remote.notify_one();
+    }
+
+    /// Wakes this instance's operations task: a recovery was started or an operational
+    /// event queued. (Other instances find such work at their next poll.)
+    pub fn wake_operations(&self) {
+        self.operations.notify_one();
     }
 }
 
@@ -70,6 +80,7 @@ pub struct DeliveryContext {
     pub settings: DeliverySettings,
     pub allow_private_targets: bool,
     pub metrics: Arc<Metrics>,
+    pub waker: Waker,
 }
 
 /// The running engine's tasks.
@@ -83,7 +94,8 @@ pub struct Engine {
 
 impl Engine {
     /// Starts the LISTEN task and the NOTIFY sender, and, unless the concurrency is 0 (an
-    /// API-only instance), the claim loop and the recorder. Everything stops claiming when
+    /// API-only instance), the claim loop, the recorder and the operations task (recoveries,
+    /// operational events). Everything stops claiming when
     /// `shutdown` is cancelled; see [`Engine::stop`].
     pub fn start(context: DeliveryContext, listener: Option<PgListener>, waker: &Waker, shutdown: CancellationToken) -> Self {
         let context = Arc::new(context);
@@ -100,7 +112,7 @@ impl Engine {
                 outcomes: recorder_sender,
             }))
         });
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(listener::listen(
                 context.pool.clone(),
                 listener,
@@ -108,8 +120,11 @@ impl Engine {
                 context.subscriptions.clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(listener::notify_others(context.pool.clone(), waker.remote.clone(), shutdown)),
+            tokio::spawn(listener::notify_others(context.pool.clone(), waker.remote.clone(), shutdown.clone())),
         ];
+        if context.settings.concurrency > 0 {
+            background.push(tokio::spawn(operations::run(context.clone(), shutdown)));
+        }
         Self { claim_loop, background, in_flight, abort_sends, recorder }
     }
 

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, OutcomeUpdate, Recorded};
-use crate::domain::lifecycle::DisabledReason;
+use crate::domain::lifecycle::{DeliveryStatus, DisabledReason};
 use crate::db::partitions;
 
 /// Largest batch written at once.
@@ -65,6 +65,10 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
         let recorded = write_until_done(&context.pool, &batch, context.settings.auto_disable_after).await;
         if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
             wake.notify_one();
+        }
+        if batch.iter().any(|f| f.update.status == DeliveryStatus::Failed) {
+            // Gave up: the statement queued `webhookd.delivery.failed` events to relay.
+            context.waker.wake_operations();
         }
         batch.clear(); // gives the send slots back
         // Sustained failure: rare, and after the slots are back.

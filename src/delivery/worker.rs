@@ -21,8 +21,9 @@ use super::DeliveryContext;
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
 use crate::db::subscriptions::SubscriptionRow;
-use crate::db::subscriptions;
+use crate::db::{operational_events, subscriptions};
 use crate::domain::lifecycle::{self, DisabledReason};
+use crate::domain::operational_event::OperationalEvent;
 use crate::domain::retry::RetrySchedule;
 use crate::subscription_cache::Lookup;
 
@@ -258,20 +259,27 @@ impl DeliveryTask {
 }
 
 /// Takes the subscription out of service: inactive, its waiting deliveries parked as for
-/// a pause, every instance told. Attempts already under way finish.
+/// a pause, every instance told, and `webhookd.subscription.disabled` queued, all in one
+/// transaction. Attempts already under way finish.
 pub(super) async fn disable_subscription(context: &DeliveryContext, id: Uuid, reason: DisabledReason) {
     let disabled = async {
         let mut tx = context.pool.begin().await?;
-        if subscriptions::disable(&mut *tx, id, reason).await? {
+        let disabled_at = subscriptions::disable(&mut *tx, id, reason).await?;
+        if let Some(disabled_at) = disabled_at {
             deliveries::park_for_subscription(&mut *tx, id).await?;
             subscriptions::notify_changed(&mut *tx, id).await?;
+            let event = OperationalEvent::SubscriptionDisabled { subscription_id: id, reason, disabled_at };
+            operational_events::insert(&mut *tx, &event).await?;
         }
-        tx.commit().await
+        tx.commit().await.map(|()| disabled_at.is_some())
     };
     match disabled.await {
-        Ok(()) => {
+        Ok(newly_disabled) => {
             context.subscriptions.invalidate(id).await;
-            tracing::warn!(subscription.id = %id, reason = reason.as_str(), "subscription disabled");
+            if newly_disabled {
+                context.waker.wake_operations();
+                tracing::warn!(subscription.id = %id, reason = reason.as_str(), "subscription disabled");
+            }
         }
         Err(error) => tracing::error!(subscription.id = %id, %error, "cannot disable the subscription"),
     }

@@ -122,6 +122,21 @@ stored_as_text!(DisabledReason {
     Failing => "failing",
 });
 
+/// Where a bulk recovery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, poem_openapi::Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RecoveryStatus {
+    /// Batches are still being re-queued.
+    Running,
+    /// Every matching delivery was re-queued.
+    Done,
+}
+
+stored_as_text!(RecoveryStatus {
+    Running => "running",
+    Done => "done",
+});
+
 /// What one HTTP attempt produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SendOutcome {

@@ -3,6 +3,7 @@
 pub mod address;
 pub mod event_type;
 pub mod lifecycle;
+pub mod operational_event;
 pub mod retry;
 pub mod signing;
 pub mod target_url;

@@ -1,10 +1,12 @@
-//! Endpoint health: a receiver that answers 410 Gone is taken out of service.
+//! Endpoint health: receivers that answer 410 Gone or keep failing are taken out of
+//! service, and operators hear about it through operational events.
 
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
+use uuid::Uuid;
 
-use crate::helpers::{spawn_app_with, Receiver, Reply, TestApp};
+use crate::helpers::{spawn_app_with, standard_webhooks_verifies, wait_all_finished, Received, Receiver, Reply, TestApp};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -94,4 +96,78 @@ async fn producers_cannot_send_webhookd_event_types_but_may_subscribe_to_them() 
     assert_eq!((ingested.status, ingested.body["error"].as_str()), (400, Some("invalid_event_type")));
     let published = app.call("POST", "/events", Some(json!({"event_type": "webhookd.delivery.failed", "payload": {}}))).await;
     assert_eq!((published.status, published.body["error"].as_str()), (400, Some("invalid_event_type")), "{:?}", published.body);
+}
+
+/// An operator's subscription to every operational event, signed with a Standard Webhooks secret.
+const OPERATOR_SECRET: &str = "whsec_MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+
+/// The body of an operational event as delivered, after checking it is the envelope and that
+/// its type is also in `X-Webhook-Event`.
+fn envelope(request: &Received) -> Value {
+    assert!(request.body.starts_with(br#"{"type":"webhookd."#), "{}", String::from_utf8_lossy(&request.body));
+    let body: Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body.as_object().map(|o| o.len()), Some(3), "type, timestamp and data: {body}");
+    assert_eq!(request.headers["x-webhook-event"].to_str().unwrap(), body["type"].as_str().unwrap());
+    let timestamp = body["timestamp"].as_str().unwrap();
+    time::OffsetDateTime::parse(timestamp, &time::format_description::well_known::Rfc3339).expect("RFC 3339 timestamp");
+    body
+}
+
+#[tokio::test]
+async fn operators_receive_signed_events_when_deliveries_give_up_and_subscriptions_are_disabled() {
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "")]).await;
+    let operator = Receiver::answering(200).await;
+    let bystander = Receiver::answering(200).await;
+    let customer = Receiver::start(vec![Reply::Status(500), Reply::Status(410)], Reply::Status(200)).await;
+    app.create_subscription(&operator.url, json!({"event_types": ["webhookd.*"], "secret_key": OPERATOR_SECRET})).await;
+    app.create_subscription(&bystander.url, json!({})).await; // takes every producer event, not webhookd's
+    let subscription = app.create_subscription(&customer.url, json!({})).await;
+
+    let answer = app.ingest_bytes(subscription, br#"{"n":1}"#.to_vec(), Some("order.created")).await;
+    let first: Uuid = answer.body["delivery_id"].as_str().unwrap().parse().unwrap();
+    assert_eq!(app.wait_until_finished(first, LIMIT).await["status"], "failed");
+    let gone = app.ingest(subscription, r#"{"n":2}"#).await;
+    assert_eq!(app.wait_until_finished(gone, LIMIT).await["status"], "failed");
+
+    let received = operator.wait_for(3, LIMIT).await;
+    let events: Vec<Value> = received.iter().map(envelope).collect();
+    for request in &received {
+        standard_webhooks_verifies(OPERATOR_SECRET, request).expect("the Standard Webhooks library verifies the event");
+    }
+    let of_type = |t: &str| events.iter().filter(|e| e["type"] == t).map(|e| e["data"].clone()).collect::<Vec<_>>();
+    let failed = of_type("webhookd.delivery.failed");
+    assert_eq!(failed.len(), 2, "{events:?}");
+    let first_failed = failed.iter().find(|d| d["delivery_id"] == first.to_string()).expect("an event for the first delivery");
+    assert_eq!(
+        first_failed,
+        &json!({"delivery_id": first, "subscription_id": subscription, "event_type": "order.created",
+                "attempts": 1, "last_error": first_failed["last_error"], "last_status_code": 500})
+    );
+    let disabled = of_type("webhookd.subscription.disabled");
+    assert_eq!(disabled.len(), 1, "{events:?}");
+    assert_eq!((&disabled[0]["subscription_id"], &disabled[0]["reason"]), (&json!(subscription), &json!("endpoint_gone")));
+    let shown = app.get(&format!("/subscriptions/{subscription}")).await.body;
+    let at = |v: &Value| time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    assert_eq!(at(&disabled[0]["disabled_at"]), at(&shown["disabled_at"]));
+
+    wait_all_finished(&app.pool, LIMIT).await;
+    assert!(bystander.received().is_empty(), "a subscription without filters gets no operational events");
+}
+
+#[tokio::test]
+async fn an_operator_endpoint_that_fails_raises_no_event_about_its_own_events() {
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "")]).await;
+    let operator = Receiver::answering(500).await;
+    let customer = Receiver::answering(500).await;
+    app.create_subscription(&operator.url, json!({"event_types": ["webhookd.*"]})).await;
+    let subscription = app.create_subscription(&customer.url, json!({})).await;
+    app.ingest(subscription, "{}").await;
+
+    operator.wait_for(1, LIMIT).await;
+    wait_all_finished(&app.pool, LIMIT).await;
+    // Everything has finished: a looping event would now be either queued or delivered.
+    let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM operational_events").fetch_one(&app.pool).await.unwrap();
+    let operational: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE event_type LIKE 'webhookd.%'").fetch_one(&app.pool).await.unwrap();
+    assert_eq!((queued, operational), (0, 1), "one event about the customer's delivery, none about the operator's");
+    assert_eq!(operator.received().len(), 1);
 }

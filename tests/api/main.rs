@@ -13,6 +13,7 @@ mod ingest;
 mod metrics;
 mod openapi;
 mod process;
+mod recovery;
 mod reliability;
 mod retention;
 mod routing;

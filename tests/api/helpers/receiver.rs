@@ -65,6 +65,19 @@ impl Receiver {
     pub fn received(&self) -> Vec<Received> {
         self.state.received.lock().unwrap().clone()
     }
+
+    /// Waits until at least `count` requests arrived (panics after `limit`); returns them all.
+    pub async fn wait_for(&self, count: usize, limit: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let received = self.received();
+            if received.len() >= count {
+                return received;
+            }
+            assert!(Instant::now() < deadline, "{} of {count} requests received after {limit:?}", received.len());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 #[handler]
@@ -89,4 +102,29 @@ async fn receive(request: &Request, body: Body, state: Data<&Arc<ReceiverState>>
             Response::builder().status(poem::http::StatusCode::from_u16(code).unwrap()).body("slow")
         }
     }
+}
+
+/// Runs the official Standard Webhooks Python library (installed by .ci/run) on a request.
+pub fn standard_webhooks_verifies(secret: &str, request: &Received) -> Result<(), String> {
+    use base64::Engine;
+    use std::io::Write;
+    let headers: serde_json::Map<String, serde_json::Value> = ["webhook-id", "webhook-timestamp", "webhook-signature"]
+        .iter()
+        .map(|name| (name.to_string(), serde_json::Value::String(request.headers[*name].to_str().unwrap().to_owned())))
+        .collect();
+    let input = serde_json::json!({"secret": secret, "body": base64::engine::general_purpose::STANDARD.encode(&request.body), "headers": headers});
+    let script = "import sys, json, base64\n\
+                  from standardwebhooks.webhooks import Webhook\n\
+                  d = json.load(sys.stdin)\n\
+                  Webhook(d['secret']).verify(base64.b64decode(d['body']), d['headers'])\n";
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs (.ci/run installs standardwebhooks)");
+    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    if output.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&output.stderr).into_owned()) }
 }

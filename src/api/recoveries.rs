@@ -1,0 +1,149 @@
+//! Bulk recovery: `POST /subscriptions/{id}/recover` re-queues a subscription's failed
+//! deliveries created in a time range; `GET /recoveries/{id}` says how far it got. The work
+//! itself is done in batches by the delivering instances (`delivery::recovery`).
+
+use poem_openapi::param::Path;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::auth::AdminAuth;
+use super::{ApiContext, ApiTags};
+use crate::db::recoveries::{self as store, NewRecovery, RecoveryRow};
+use crate::db::{deliveries, subscriptions};
+use crate::domain::lifecycle::RecoveryStatus;
+use crate::error::ApiError;
+
+/// Which failed deliveries to re-queue.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct RecoverRequest {
+    /// Re-queue failed deliveries created at or after this time (RFC 3339).
+    pub since: OffsetDateTime,
+    /// ... and before this time; absent: now.
+    pub until: Option<OffsetDateTime>,
+    /// Only count the matching deliveries; change nothing (default false).
+    pub dry_run: Option<bool>,
+}
+
+/// A dry run's answer.
+#[derive(Debug, Object)]
+pub struct RecoveryCount {
+    /// Failed deliveries in the range.
+    pub matched: i64,
+}
+
+/// A recovery was started.
+#[derive(Debug, Object)]
+pub struct RecoveryStarted {
+    pub recovery_id: Uuid,
+    /// Failed deliveries in the range when it started.
+    pub matched: i64,
+}
+
+/// A recovery and how far it got.
+#[derive(Debug, Object)]
+pub struct Recovery {
+    pub id: Uuid,
+    pub subscription_id: Uuid,
+    /// `running` while batches are re-queued, then `done`.
+    pub status: RecoveryStatus,
+    /// Failed deliveries in the range when it started.
+    pub matched: i64,
+    /// Deliveries re-queued so far. It can end above `matched` when deliveries of the range
+    /// that were still retrying at the start failed before the recovery reached them.
+    pub requeued: i64,
+    pub since: OffsetDateTime,
+    pub until: OffsetDateTime,
+    pub created_at: OffsetDateTime,
+    pub completed_at: Option<OffsetDateTime>,
+}
+
+impl From<RecoveryRow> for Recovery {
+    fn from(row: RecoveryRow) -> Self {
+        Self {
+            id: row.id,
+            subscription_id: row.subscription_id,
+            status: row.status,
+            matched: row.matched.into(),
+            requeued: row.requeued.into(),
+            since: row.since,
+            until: row.until,
+            created_at: row.created_at,
+            completed_at: row.completed_at,
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+enum RecoverResponse {
+    /// Dry run: how many failed deliveries match; nothing was changed.
+    #[oai(status = 200)]
+    Counted(Json<RecoveryCount>),
+    /// Started: the matching deliveries are re-queued in batches; follow it at
+    /// `GET /recoveries/{recovery_id}`.
+    #[oai(status = 202)]
+    Started(Json<RecoveryStarted>),
+}
+
+pub struct RecoveriesApi {
+    context: ApiContext,
+}
+
+impl RecoveriesApi {
+    pub fn new(context: ApiContext) -> Self {
+        Self { context }
+    }
+}
+
+#[OpenApi(tag = "ApiTags::Recovery")]
+impl RecoveriesApi {
+    /// Re-queue a subscription's failed deliveries created in `[since, until)`.
+    ///
+    /// Each keeps its id (so `webhook-id` is unchanged and receivers can deduplicate), its
+    /// attempt numbers continue, and a new round of retries starts for it, sent to the
+    /// subscription's current target under its usual limits. The subscription must be
+    /// active (a dry run works on any). At most `WEBHOOKD_RECOVER_MAX` deliveries per
+    /// recovery. When it is done, `webhookd.recovery.completed` is published.
+    #[oai(path = "/subscriptions/:id/recover", method = "post")]
+    async fn recover(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<RecoverRequest>) -> Result<RecoverResponse, ApiError> {
+        let request = body.0;
+        let until = request.until.unwrap_or_else(OffsetDateTime::now_utc);
+        if request.since >= until {
+            return Err(ApiError::bad_request("invalid_range", "`since` must be before `until` (or before now when `until` is absent)"));
+        }
+        let limit = self.context.settings.delivery.recover_max;
+        let mut tx = self.context.pool.begin().await?;
+        let subscription = subscriptions::select(&mut *tx, id.0)
+            .await?
+            .filter(|s| s.deleted_at.is_none())
+            .ok_or_else(|| ApiError::not_found("no subscription with this id"))?;
+        let matched = deliveries::count_failed_in_range(&mut *tx, id.0, request.since, until, i64::from(limit) + 1).await?;
+        if matched > i64::from(limit) {
+            return Err(ApiError::bad_request(
+                "too_many_deliveries",
+                format!("more than {limit} failed deliveries match (WEBHOOKD_RECOVER_MAX); recover a shorter range at a time"),
+            ));
+        }
+        if request.dry_run.unwrap_or(false) {
+            return Ok(RecoverResponse::Counted(Json(RecoveryCount { matched })));
+        }
+        if !subscription.is_active {
+            return Err(ApiError::conflict("subscription_inactive", "the subscription is inactive; activate it before recovering its deliveries"));
+        }
+        let recovery = NewRecovery { id: Uuid::now_v7(), subscription_id: id.0, since: request.since, until, matched: matched as i32 };
+        store::insert(&mut *tx, &recovery).await?;
+        tx.commit().await?;
+        self.context.waker.wake_operations();
+        tracing::info!(recovery.id = %recovery.id, subscription.id = %id.0, matched, "recovery started");
+        Ok(RecoverResponse::Started(Json(RecoveryStarted { recovery_id: recovery.id, matched })))
+    }
+
+    /// Get a recovery and how far it got.
+    #[oai(path = "/recoveries/:id", method = "get")]
+    async fn get(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<Recovery>, ApiError> {
+        let row = store::select(&self.context.pool, id.0).await?.ok_or_else(|| ApiError::not_found("no recovery with this id"))?;
+        Ok(Json(row.into()))
+    }
+}

@@ -1,0 +1,51 @@
+//! The relay of operational events: takes what the outbox (`operational_events`) holds and
+//! publishes each as an ordinary fan-out event to the operators' subscriptions, deleting it
+//! in the same transaction. Whatever raised an event only wrote a row; a crash before the
+//! relay commits leaves the row for the next pass, on this or another instance.
+
+use serde_json::value::RawValue;
+use sqlx::PgPool;
+
+use crate::db::operational_events;
+use crate::domain::operational_event::envelope;
+use crate::publish::{self, Audience};
+
+/// Events relayed per transaction.
+const BATCH: i64 = 100;
+
+/// Relays queued events until none is left; returns how many deliveries were queued.
+pub async fn relay_all(pool: &PgPool) -> sqlx::Result<usize> {
+    let mut queued = 0;
+    loop {
+        let (events, deliveries) = relay_batch(pool).await?;
+        queued += deliveries;
+        if events < BATCH as usize {
+            return Ok(queued);
+        }
+    }
+}
+
+/// One transaction: take up to a batch of events and publish each. Returns how many events
+/// were taken and how many deliveries they made.
+async fn relay_batch(pool: &PgPool) -> sqlx::Result<(usize, usize)> {
+    let mut tx = pool.begin().await?;
+    let events = operational_events::take(&mut *tx, BATCH).await?;
+    let mut deliveries = 0;
+    for event in &events {
+        let data = match RawValue::from_string(event.data.clone()) {
+            Ok(data) => data,
+            Err(error) => {
+                // PostgreSQL printed this jsonb itself; this cannot happen, but an event
+                // that cannot be read must not block the ones behind it.
+                tracing::error!(event.id = event.id, %error, "dropping an unreadable operational event");
+                continue;
+            }
+        };
+        let body = envelope(&event.event_type, event.created_at, &data);
+        let published = publish::publish(&mut tx, Audience::Operators, &event.event_type, &body).await?;
+        deliveries += published.deliveries.len();
+        tracing::info!(event_type = event.event_type, event.id = %published.event_id, deliveries = published.deliveries.len(), "operational event published");
+    }
+    tx.commit().await?;
+    Ok((events.len(), deliveries))
+}

@@ -1,0 +1,44 @@
+//! Fan-out: one event stored once, and one queued delivery per subscription that wants it,
+//! in the caller's transaction. `POST /events` publishes producers' events; the relay of
+//! operational events (`delivery::relay`) publishes webhookd's own the same way, so that they
+//! are signed, retried and logged like any other delivery.
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::db::{deliveries, events, subscriptions};
+use crate::domain::event_type::matching_patterns;
+
+/// Who an event goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    /// A producer's event: subscriptions whose filters match it, and those without filters.
+    Subscribers,
+    /// One of webhookd's `webhookd.*` events: only subscriptions whose filters name it (an
+    /// operator subscribes with `["webhookd.*"]`); those without filters take every producer
+    /// event, but these describe other subscriptions and are not theirs to see.
+    Operators,
+}
+
+/// The stored event and its deliveries, as `(subscription, delivery)` ids.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub event_id: Uuid,
+    pub deliveries: Vec<(Uuid, Uuid)>,
+}
+
+/// Stores the event and one delivery per subscription of `audience` that wants it.
+pub async fn publish(tx: &mut PgConnection, audience: Audience, event_type: &str, payload: &[u8]) -> sqlx::Result<Published> {
+    let patterns = matching_patterns(event_type);
+    let subscription_ids = match audience {
+        Audience::Subscribers => subscriptions::matching_event(&mut *tx, &patterns).await?,
+        Audience::Operators => subscriptions::matching_operational_event(&mut *tx, &patterns).await?,
+    };
+    let event_id = Uuid::now_v7();
+    events::insert(&mut *tx, event_id, event_type, payload).await?;
+    let delivery_ids: Vec<Uuid> = subscription_ids.iter().map(|_| Uuid::now_v7()).collect();
+    if !delivery_ids.is_empty() {
+        deliveries::insert_for_event(&mut *tx, &delivery_ids, &subscription_ids, event_type, event_id).await?;
+    }
+    Ok(Published { event_id, deliveries: subscription_ids.into_iter().zip(delivery_ids).collect() })
+}
