@@ -11,7 +11,7 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # Release binary without debug info or symbols (Cargo.toml keeps line tables for local profiling).
 # Set before the first build: both builds below must use the same profile, or the dependency
-# layer would be compiled again. SQLX_OFFLINE: compile-time checked queries (if any) use .sqlx/.
+# layer would be compiled again. SQLX_OFFLINE: the compile-time checked queries read .sqlx/, never a database.
 ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
     CARGO_PROFILE_RELEASE_STRIP=true \
     SQLX_OFFLINE=true

@@ -21,8 +21,8 @@ CREATE TABLE recoveries (
     status            text NOT NULL DEFAULT 'running' CHECK (status IN ('running', 'done')),
     matched           integer NOT NULL,
     requeued          integer NOT NULL DEFAULT 0,
-    cursor_created_at timestamptz,
-    cursor_id         uuid,
+    cursor_created_at timestamptz NOT NULL,
+    cursor_id         uuid NOT NULL,
     created_at        timestamptz NOT NULL DEFAULT now(),
     completed_at      timestamptz,
     CHECK ((status = 'done') = (completed_at IS NOT NULL))

@@ -323,14 +323,8 @@ pub fn random_hex(bytes: usize) -> String {
 pub async fn create_database_if_missing(cluster_url_for_postgres: &str, name: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
     let mut connection = connect_with_retry(cluster_url_for_postgres).await?;
-    let exists: bool = sqlx::query_scalar(include_str!("../sql/cluster/database_exists.sql"))
-        .bind(name)
-        .fetch_one(&mut connection)
-        .await?;
-    if !exists {
-        // Database names cannot be bound as parameters; `name` is ours, not user input.
-        let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', ""));
-        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut connection).await?;
+    if !crate::db::cluster::database_exists(&mut connection, name).await? {
+        crate::db::cluster::create_database(&mut connection, name).await?;
     }
     connection.close().await?;
     Ok(())

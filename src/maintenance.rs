@@ -18,6 +18,7 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use crate::db::maintenance::{self, Sweep};
 use crate::db::partitions;
 
 /// Rows per batch statement: small enough that each holds its locks only briefly.
@@ -60,22 +61,21 @@ impl fmt::Display for Report {
 /// Runs one pass as if the time were `now`, unless another instance is running one.
 pub async fn run_once(pool: &PgPool, now: OffsetDateTime, retention: Duration) -> anyhow::Result<Report> {
     let mut connection = pool.acquire().await?;
-    let locked: bool = sqlx::query_scalar(include_str!("../sql/maintenance/try_lock.sql")).fetch_one(&mut *connection).await?;
-    if !locked {
+    if !maintenance::try_lock(&mut connection).await? {
         return Ok(Report { skipped: true, ..Report::default() });
     }
-    sqlx::raw_sql(include_str!("../sql/maintenance/set_lock_timeout.sql")).execute(&mut *connection).await?;
+    maintenance::set_lock_timeout(&mut connection).await?;
     let result = run_locked(pool, &mut connection, now, retention).await;
     // Always give the connection back as it was, even after a failure.
-    let _ = sqlx::raw_sql(include_str!("../sql/maintenance/reset_lock_timeout.sql")).execute(&mut *connection).await;
-    let _ = sqlx::query(include_str!("../sql/maintenance/unlock.sql")).execute(&mut *connection).await;
+    let _ = maintenance::reset_lock_timeout(&mut connection).await;
+    let _ = maintenance::unlock(&mut connection).await;
     result
 }
 
 async fn run_locked(pool: &PgPool, connection: &mut PgConnection, now: OffsetDateTime, retention: Duration) -> anyhow::Result<Report> {
     let cutoff = now - retention;
     let mut report = Report { created_partitions: partitions::ensure_partitions(pool, now).await?, ..Report::default() };
-    sqlx::raw_sql(include_str!("../sql/maintenance/set_partition_lock_timeout.sql")).execute(&mut *connection).await?;
+    maintenance::set_partition_lock_timeout(&mut *connection).await?;
     for table in partitions::list_tables(&mut *connection).await? {
         let day_ends = (table.day + time::Duration::days(1)).midnight().assume_utc();
         if day_ends <= cutoff {
@@ -83,27 +83,22 @@ async fn run_locked(pool: &PgPool, connection: &mut PgConnection, now: OffsetDat
             report.dropped_partitions.push(table.name);
         }
     }
-    sqlx::raw_sql(include_str!("../sql/maintenance/set_lock_timeout.sql")).execute(&mut *connection).await?;
-    report.deleted_deliveries = batches(&mut *connection, include_str!("../sql/maintenance/delete_finished_deliveries.sql"), cutoff).await?;
-    report.expired_parked_deliveries =
-        batches(&mut *connection, include_str!("../sql/maintenance/expire_parked_deliveries.sql"), cutoff).await?;
-    report.deleted_events = batches(&mut *connection, include_str!("../sql/maintenance/delete_orphan_events.sql"), cutoff).await?;
+    maintenance::set_lock_timeout(&mut *connection).await?;
+    report.deleted_deliveries = batches(&mut *connection, Sweep::FinishedDeliveries, cutoff).await?;
+    report.expired_parked_deliveries = batches(&mut *connection, Sweep::ExpiredParkedDeliveries, cutoff).await?;
+    report.deleted_events = batches(&mut *connection, Sweep::OrphanEvents, cutoff).await?;
     let idempotency_cutoff = now - Duration::from_secs(24 * 3600);
-    report.deleted_idempotency_keys =
-        batches(&mut *connection, include_str!("../sql/maintenance/delete_expired_idempotency_keys.sql"), idempotency_cutoff).await?;
-    report.purged_subscriptions =
-        batches(&mut *connection, include_str!("../sql/maintenance/purge_deleted_subscriptions.sql"), cutoff).await?;
-    report.deleted_recoveries =
-        batches(&mut *connection, include_str!("../sql/maintenance/delete_finished_recoveries.sql"), cutoff).await?;
+    report.deleted_idempotency_keys = batches(&mut *connection, Sweep::ExpiredIdempotencyKeys, idempotency_cutoff).await?;
+    report.purged_subscriptions = batches(&mut *connection, Sweep::DeletedSubscriptions, cutoff).await?;
+    report.deleted_recoveries = batches(&mut *connection, Sweep::FinishedRecoveries, cutoff).await?;
     Ok(report)
 }
 
-/// Runs a `($1 cutoff, $2 batch size)` statement, which returns how many rows it removed or
-/// changed, until it reports fewer than a batch.
-async fn batches(connection: &mut PgConnection, sql: &'static str, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
+/// Runs batches of `sweep` until one reports fewer rows than a batch.
+async fn batches(connection: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
     let mut total = 0;
     for _ in 0..MAX_BATCHES {
-        let affected: i64 = sqlx::query_scalar(sql).bind(cutoff).bind(BATCH).fetch_one(&mut *connection).await?;
+        let affected = maintenance::sweep(&mut *connection, sweep, cutoff, BATCH).await?;
         let affected = affected as u64;
         total += affected;
         if affected < BATCH as u64 {

@@ -1,5 +1,5 @@
 -- A subscription's most recent attempts, newest first.
-SELECT delivery_id, subscription_id, attempt_number, outcome, status_code, error, duration_ms,
+SELECT delivery_id, subscription_id, attempt_number, outcome AS "outcome: _", status_code, error, duration_ms,
        response_excerpt, target_url, created_at
 FROM attempts
 WHERE subscription_id = $1

@@ -1,5 +1,5 @@
 -- The partitions of attempts, by name.
-SELECT c.relname AS name
+SELECT c.relname::text AS "name!"
 FROM pg_inherits i
 JOIN pg_class c ON c.oid = i.inhrelid
 WHERE i.inhparent = 'attempts'::regclass

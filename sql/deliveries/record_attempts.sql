@@ -60,5 +60,5 @@ WITH updated AS (
 SELECT id, NULL::uuid AS disable FROM updated
 UNION ALL
 SELECT NULL, id FROM streaks
-WHERE $15 > 0 AND is_active AND failed_in_streak >= 3
+WHERE $15::float8 > 0 AND is_active AND failed_in_streak >= 3
   AND failing_since <= now() - make_interval(secs => $15)

@@ -6,5 +6,5 @@ UPDATE deliveries
 SET status = CASE WHEN attempt_count > 1 THEN 'retrying' ELSE 'queued' END,
     attempt_count = attempt_count - 1,
     lease_id = NULL,
-    next_attempt_at = COALESCE($3, 'infinity')
+    next_attempt_at = COALESCE($3::timestamptz, 'infinity')
 WHERE id = ANY($1) AND lease_id = $2

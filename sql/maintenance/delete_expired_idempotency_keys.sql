@@ -7,4 +7,4 @@ WITH gone AS (
     )
     RETURNING 1
 )
-SELECT count(*) FROM gone
+SELECT count(*) AS "count!" FROM gone

@@ -15,4 +15,4 @@ WITH finished AS (
 ), bodies AS (
     DELETE FROM delivery_bodies WHERE delivery_id IN (SELECT id FROM finished)
 )
-SELECT count(*) FROM finished
+SELECT count(*) AS "count!" FROM finished

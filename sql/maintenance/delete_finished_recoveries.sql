@@ -10,4 +10,4 @@ WITH finished AS (
     )
     RETURNING 1
 )
-SELECT count(*) FROM finished
+SELECT count(*) AS "count!" FROM finished

@@ -11,4 +11,4 @@ WITH expired AS (
     )
     RETURNING 1
 )
-SELECT count(*) FROM expired
+SELECT count(*) AS "count!" FROM expired

@@ -1,2 +1,2 @@
 -- Takes the maintenance lock for this session if no other session holds it.
-SELECT pg_try_advisory_lock(7236418113)
+SELECT pg_try_advisory_lock(7236418113) AS "locked!"

@@ -8,4 +8,4 @@ WHERE id IN (
     LIMIT $1
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, event_type, data::text AS data, created_at
+RETURNING id, event_type, data::text AS "data!", created_at

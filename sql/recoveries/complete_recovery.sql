@@ -2,4 +2,4 @@
 UPDATE recoveries
 SET status = 'done', completed_at = now()
 WHERE id = $1 AND status = 'running'
-RETURNING id, subscription_id, since, until, status, matched, requeued, cursor_created_at, cursor_id, created_at, completed_at
+RETURNING id, subscription_id, since, until, status AS "status: _", matched, requeued, cursor_created_at, cursor_id, created_at, completed_at

@@ -3,4 +3,4 @@
 UPDATE subscriptions
 SET is_active = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL AND is_active
-RETURNING disabled_at
+RETURNING disabled_at AS "disabled_at!"

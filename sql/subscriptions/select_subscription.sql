@@ -1,5 +1,6 @@
 -- One subscription by id, deleted or not (callers decide what a deleted one means).
-SELECT id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
-       previous_secret_key, previous_secret_expires_at, rate_limit, github_signature, disabled_reason, disabled_at
+SELECT id, name, target_url, secret_key AS "secret_key: _", event_types, is_active, created_at, updated_at,
+       deleted_at, previous_secret_key AS "previous_secret_key: _", previous_secret_expires_at, rate_limit,
+       github_signature, disabled_reason AS "disabled_reason: _", disabled_at
 FROM subscriptions
 WHERE id = $1

@@ -1,6 +1,7 @@
 -- One live subscription by id, row-locked until the transaction ends (read-modify-write).
-SELECT id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
-       previous_secret_key, previous_secret_expires_at, rate_limit, github_signature, disabled_reason, disabled_at
+SELECT id, name, target_url, secret_key AS "secret_key: _", event_types, is_active, created_at, updated_at,
+       deleted_at, previous_secret_key AS "previous_secret_key: _", previous_secret_expires_at, rate_limit,
+       github_signature, disabled_reason AS "disabled_reason: _", disabled_at
 FROM subscriptions
 WHERE id = $1 AND deleted_at IS NULL
 FOR UPDATE

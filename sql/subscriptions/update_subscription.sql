@@ -11,5 +11,6 @@ SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $
     previous_secret_expires_at = CASE WHEN $8 THEN NULL ELSE previous_secret_expires_at END,
     updated_at = now()
 WHERE id = $1 AND deleted_at IS NULL
-RETURNING id, name, target_url, secret_key, event_types, is_active, created_at, updated_at, deleted_at,
-       previous_secret_key, previous_secret_expires_at, rate_limit, github_signature, disabled_reason, disabled_at
+RETURNING id, name, target_url, secret_key AS "secret_key: _", event_types, is_active, created_at, updated_at,
+       deleted_at, previous_secret_key AS "previous_secret_key: _", previous_secret_expires_at, rate_limit,
+       github_signature, disabled_reason AS "disabled_reason: _", disabled_at

@@ -27,11 +27,7 @@ pub async fn list_for_delivery(
     delivery_id: Uuid,
     since: OffsetDateTime,
 ) -> sqlx::Result<Vec<AttemptRow>> {
-    sqlx::query_as(include_str!("../../sql/attempts/list_attempts_for_delivery.sql"))
-        .bind(delivery_id)
-        .bind(since)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(AttemptRow, "sql/attempts/list_attempts_for_delivery.sql", delivery_id, since).fetch_all(db).await
 }
 
 /// A subscription's most recent attempts, newest first.
@@ -40,9 +36,5 @@ pub async fn list_for_subscription(
     subscription_id: Uuid,
     limit: i64,
 ) -> sqlx::Result<Vec<AttemptRow>> {
-    sqlx::query_as(include_str!("../../sql/attempts/list_attempts_for_subscription.sql"))
-        .bind(subscription_id)
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(AttemptRow, "sql/attempts/list_attempts_for_subscription.sql", subscription_id, limit).fetch_all(db).await
 }

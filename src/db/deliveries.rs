@@ -63,14 +63,7 @@ pub async fn insert(
     body: &[u8],
     status: &str,
 ) -> sqlx::Result<OffsetDateTime> {
-    sqlx::query_scalar(include_str!("../../sql/deliveries/insert_delivery.sql"))
-        .bind(id)
-        .bind(subscription_id)
-        .bind(event_type)
-        .bind(body)
-        .bind(status)
-        .fetch_one(db)
-        .await
+    sqlx::query_file_scalar!("sql/deliveries/insert_delivery.sql", id, subscription_id, event_type, body, status).fetch_one(db).await
 }
 
 /// A webhook to record, as ingest received it.
@@ -86,14 +79,16 @@ pub struct NewDelivery {
 
 /// Records many webhooks in one statement (ingest's group commit).
 pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery]) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../sql/deliveries/insert_deliveries.sql"))
-        .bind(rows.iter().map(|r| r.id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.subscription_id).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.event_type.as_deref()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>())
-        .bind(rows.iter().map(|r| r.status).collect::<Vec<_>>())
-        .execute(db)
-        .await?;
+    sqlx::query_file!(
+        "sql/deliveries/insert_deliveries.sql",
+        &rows.iter().map(|r| r.id).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.subscription_id).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>() as &[Option<String>],
+        &rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>(),
+        &rows.iter().map(|r| r.status.to_owned()).collect::<Vec<_>>(),
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -105,27 +100,18 @@ pub async fn insert_for_event(
     event_type: &str,
     event_id: Uuid,
 ) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../sql/deliveries/insert_event_deliveries.sql"))
-        .bind(ids)
-        .bind(subscriptions)
-        .bind(event_type)
-        .bind(event_id)
-        .execute(db)
-        .await?;
+    sqlx::query_file!("sql/deliveries/insert_event_deliveries.sql", ids, subscriptions, event_type, event_id).execute(db).await?;
     Ok(())
 }
 
 /// The deliveries of one fan-out event.
 pub async fn list_for_event(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<Vec<DeliveryRow>> {
-    sqlx::query_as(include_str!("../../sql/deliveries/list_deliveries_for_event.sql"))
-        .bind(event_id)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_event.sql", event_id).fetch_all(db).await
 }
 
 /// Re-queues a finished delivery for a new round of attempts; false if it is not finished.
 pub async fn retry(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let row = sqlx::query(include_str!("../../sql/deliveries/retry_delivery.sql")).bind(id).fetch_optional(db).await?;
+    let row = sqlx::query_file!("sql/deliveries/retry_delivery.sql", id).fetch_optional(db).await?;
     Ok(row.is_some())
 }
 
@@ -138,13 +124,7 @@ pub async fn count_failed_in_range(
     until: OffsetDateTime,
     at_most: i64,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(include_str!("../../sql/deliveries/count_failed_in_range.sql"))
-        .bind(subscription_id)
-        .bind(since)
-        .bind(until)
-        .bind(at_most)
-        .fetch_one(db)
-        .await
+    sqlx::query_file_scalar!("sql/deliveries/count_failed_in_range.sql", subscription_id, since, until, at_most).fetch_one(db).await
 }
 
 /// One recovery batch: re-queues up to `limit` of the subscription's failed deliveries
@@ -158,23 +138,15 @@ pub async fn requeue_failed_batch(
     active: bool,
     limit: i64,
 ) -> sqlx::Result<Vec<(OffsetDateTime, Uuid)>> {
-    sqlx::query_as(include_str!("../../sql/deliveries/requeue_failed_batch.sql"))
-        .bind(subscription_id)
-        .bind(until)
-        .bind(cursor.0)
-        .bind(cursor.1)
-        .bind(active)
-        .bind(limit)
+    let rows = sqlx::query_file!("sql/deliveries/requeue_failed_batch.sql", subscription_id, until, cursor.0, cursor.1, active, limit)
         .fetch_all(db)
-        .await
+        .await?;
+    Ok(rows.into_iter().map(|row| (row.created_at, row.id)).collect())
 }
 
 /// Reads one delivery's state.
 pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<DeliveryRow>> {
-    sqlx::query_as(include_str!("../../sql/deliveries/select_delivery.sql"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/select_delivery.sql", id).fetch_optional(db).await
 }
 
 /// Reads a subscription's most recent deliveries, optionally only those in `status`.
@@ -184,10 +156,7 @@ pub async fn list_for_subscription(
     status: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<DeliveryRow>> {
-    sqlx::query_as(include_str!("../../sql/deliveries/list_deliveries_for_subscription.sql"))
-        .bind(subscription_id)
-        .bind(status)
-        .bind(limit)
+    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_subscription.sql", subscription_id, status, limit)
         .fetch_all(db)
         .await
 }
@@ -254,8 +223,13 @@ pub async fn claim_due(
 
 /// When the earliest unfinished delivery is due, if any.
 pub async fn next_due_at(db: impl PgExecutor<'_>) -> sqlx::Result<Option<OffsetDateTime>> {
-    let row = sqlx::query(include_str!("../../sql/deliveries/next_due_at.sql")).fetch_one(db).await?;
-    row.try_get("next_due_at")
+    sqlx::query_file_scalar!("sql/deliveries/next_due_at.sql").fetch_one(db).await
+}
+
+/// Tells every instance's claim loop (LISTEN) that new work is due.
+pub async fn notify_work(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/notify/notify_work.sql").fetch_one(db).await?;
+    Ok(())
 }
 
 /// What recording a batch of attempts did.
@@ -280,32 +254,30 @@ pub async fn record_attempts(
     debug_assert_eq!(outcomes.len(), attempts.len());
     let outcome_column = |f: fn(&OutcomeUpdate) -> Option<String>| outcomes.iter().map(f).collect::<Vec<_>>();
     let attempt_text = |f: fn(&AttemptRow) -> Option<String>| attempts.iter().map(f).collect::<Vec<_>>();
-    let rows = sqlx::query(include_str!("../../sql/deliveries/record_attempts.sql"))
-        .bind(outcomes.iter().map(|o| o.id).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.lease_id).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.status.as_str()).collect::<Vec<_>>())
-        .bind(outcomes.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>())
-        .bind(outcome_column(|o| o.last_error.clone()))
-        .bind(attempts.iter().map(|a| a.subscription_id).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.outcome.as_str()).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.status_code).collect::<Vec<_>>())
-        .bind(attempt_text(|a| a.error.clone()))
-        .bind(attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>())
-        .bind(attempt_text(|a| a.response_excerpt.clone()))
-        .bind(attempts.iter().map(|a| a.target_url.clone()).collect::<Vec<_>>())
-        .bind(attempts.iter().map(|a| a.created_at).collect::<Vec<_>>())
-        .bind(disable_after.as_secs_f64())
-        .fetch_all(db)
-        .await?;
+    let rows = sqlx::query_file!(
+        "sql/deliveries/record_attempts.sql",
+        &outcomes.iter().map(|o| o.id).collect::<Vec<_>>(),
+        &outcomes.iter().map(|o| o.lease_id).collect::<Vec<_>>(),
+        &outcomes.iter().map(|o| o.status.as_str().to_owned()).collect::<Vec<_>>(),
+        &outcomes.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
+        &outcome_column(|o| o.last_error.clone()) as &[Option<String>],
+        &attempts.iter().map(|a| a.subscription_id).collect::<Vec<_>>(),
+        &attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>(),
+        &attempts.iter().map(|a| a.outcome.as_str().to_owned()).collect::<Vec<_>>(),
+        &attempts.iter().map(|a| a.status_code).collect::<Vec<_>>() as &[Option<i32>],
+        &attempt_text(|a| a.error.clone()) as &[Option<String>],
+        &attempts.iter().map(|a| a.duration_ms).collect::<Vec<_>>(),
+        &attempt_text(|a| a.response_excerpt.clone()) as &[Option<String>],
+        &attempts.iter().map(|a| a.target_url.clone()).collect::<Vec<_>>(),
+        &attempts.iter().map(|a| a.created_at).collect::<Vec<_>>(),
+        disable_after.as_secs_f64(),
+    )
+    .fetch_all(db)
+    .await?;
     let mut recorded = Recorded::default();
     for row in rows {
-        if let Some(id) = row.try_get::<Option<Uuid>, _>("id")? {
-            recorded.updated.push(id);
-        }
-        if let Some(id) = row.try_get::<Option<Uuid>, _>("disable")? {
-            recorded.to_disable.push(id);
-        }
+        recorded.updated.extend(row.id);
+        recorded.to_disable.extend(row.disable);
     }
     Ok(recorded)
 }
@@ -317,43 +289,29 @@ pub async fn release(
     lease_id: Uuid,
     due_at: Option<OffsetDateTime>,
 ) -> sqlx::Result<u64> {
-    let result = sqlx::query(include_str!("../../sql/deliveries/release_deliveries.sql"))
-        .bind(ids)
-        .bind(lease_id)
-        .bind(due_at)
-        .execute(db)
-        .await?;
+    let result = sqlx::query_file!("sql/deliveries/release_deliveries.sql", ids, lease_id, due_at).execute(db).await?;
     Ok(result.rows_affected())
 }
 
 /// Ends a claimed delivery as failed without an attempt, with `reason` as its last error.
 pub async fn cancel_claimed(db: impl PgExecutor<'_>, id: Uuid, lease_id: Uuid, reason: &str) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../sql/deliveries/cancel_claimed_delivery.sql"))
-        .bind(id)
-        .bind(lease_id)
-        .bind(reason)
-        .execute(db)
-        .await?;
+    sqlx::query_file!("sql/deliveries/cancel_claimed_delivery.sql", id, lease_id, reason).execute(db).await?;
     Ok(())
 }
 
 /// Parks the waiting deliveries of a paused subscription.
 pub async fn park_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
-    execute_for_subscription(db, include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), subscription_id).await
+    Ok(sqlx::query_file!("sql/deliveries/park_subscription_deliveries.sql", subscription_id).execute(db).await?.rows_affected())
 }
 
 /// Makes a reactivated subscription's parked deliveries due now.
 pub async fn resume_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
-    execute_for_subscription(db, include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), subscription_id).await
+    Ok(sqlx::query_file!("sql/deliveries/resume_subscription_deliveries.sql", subscription_id).execute(db).await?.rows_affected())
 }
 
 /// Fails the waiting deliveries of a deleted subscription.
 pub async fn cancel_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
-    execute_for_subscription(db, include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), subscription_id).await
-}
-
-async fn execute_for_subscription(db: impl PgExecutor<'_>, sql: &'static str, subscription_id: Uuid) -> sqlx::Result<u64> {
-    Ok(sqlx::query(sql).bind(subscription_id).execute(db).await?.rows_affected())
+    Ok(sqlx::query_file!("sql/deliveries/cancel_subscription_deliveries.sql", subscription_id).execute(db).await?.rows_affected())
 }
 
 /// The queue as the metrics endpoint reports it.
@@ -366,5 +324,5 @@ pub struct QueueDepth {
 }
 
 pub async fn queue_depth(db: impl PgExecutor<'_>) -> sqlx::Result<QueueDepth> {
-    sqlx::query_as(include_str!("../../sql/deliveries/queue_depth.sql")).fetch_one(db).await
+    sqlx::query_file_as!(QueueDepth, "sql/deliveries/queue_depth.sql").fetch_one(db).await
 }

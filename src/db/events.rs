@@ -13,15 +13,10 @@ pub struct EventRow {
 
 /// Stores an event's payload once; returns its creation time.
 pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, event_type: &str, payload: &[u8]) -> sqlx::Result<OffsetDateTime> {
-    sqlx::query_scalar(include_str!("../../sql/events/insert_event.sql"))
-        .bind(id)
-        .bind(event_type)
-        .bind(payload)
-        .fetch_one(db)
-        .await
+    sqlx::query_file_scalar!("sql/events/insert_event.sql", id, event_type, payload).fetch_one(db).await
 }
 
 /// Reads one event, without its payload.
 pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<EventRow>> {
-    sqlx::query_as(include_str!("../../sql/events/select_event.sql")).bind(id).fetch_optional(db).await
+    sqlx::query_file_as!(EventRow, "sql/events/select_event.sql", id).fetch_optional(db).await
 }

@@ -1,7 +1,7 @@
 //! Statements on `idempotency_keys`: the first response to a request with an
 //! `Idempotency-Key`, replayed for repeats within 24 hours.
 
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 
 /// What a key means for the request at hand.
 #[derive(Debug)]
@@ -17,39 +17,20 @@ pub enum KeyState {
 /// Reserves `key` in `scope` for a request hashing to `request_hash`, inside the caller's
 /// transaction. A concurrent holder of the same key makes this wait until it commits.
 pub async fn reserve(db: &mut PgConnection, scope: &str, key: &str, request_hash: &[u8]) -> sqlx::Result<KeyState> {
-    sqlx::query(include_str!("../../sql/idempotency/delete_expired_key.sql"))
-        .bind(scope)
-        .bind(key)
-        .execute(&mut *db)
-        .await?;
-    let inserted = sqlx::query(include_str!("../../sql/idempotency/insert_key.sql"))
-        .bind(scope)
-        .bind(key)
-        .bind(request_hash)
-        .fetch_optional(&mut *db)
-        .await?;
+    sqlx::query_file!("sql/idempotency/delete_expired_key.sql", scope, key).execute(&mut *db).await?;
+    let inserted = sqlx::query_file!("sql/idempotency/insert_key.sql", scope, key, request_hash).fetch_optional(&mut *db).await?;
     if inserted.is_some() {
         return Ok(KeyState::Reserved);
     }
-    let stored = sqlx::query(include_str!("../../sql/idempotency/select_key.sql"))
-        .bind(scope)
-        .bind(key)
-        .fetch_one(&mut *db)
-        .await?;
-    let stored_hash: Vec<u8> = stored.try_get("request_hash")?;
-    if stored_hash != request_hash {
+    let stored = sqlx::query_file!("sql/idempotency/select_key.sql", scope, key).fetch_one(&mut *db).await?;
+    if stored.request_hash != request_hash {
         return Ok(KeyState::Mismatch);
     }
-    Ok(KeyState::Replay(stored.try_get("response")?))
+    Ok(KeyState::Replay(stored.response))
 }
 
 /// Stores the response to replay for a reserved key.
 pub async fn store_response(db: &mut PgConnection, scope: &str, key: &str, response: &str) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../sql/idempotency/update_response.sql"))
-        .bind(scope)
-        .bind(key)
-        .bind(response)
-        .execute(db)
-        .await?;
+    sqlx::query_file!("sql/idempotency/update_response.sql", scope, key, response).execute(db).await?;
     Ok(())
 }

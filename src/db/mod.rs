@@ -2,9 +2,11 @@
 //! transaction; every function takes any executor (pool, connection or transaction).
 
 pub mod attempts;
+pub mod cluster;
 pub mod deliveries;
 pub mod events;
 pub mod idempotency;
+pub mod maintenance;
 pub mod operational_events;
 pub mod partitions;
 pub mod recoveries;

@@ -17,19 +17,12 @@ pub struct QueuedOperationalEvent {
 
 /// Queues `event` in the caller's transaction (the transaction of what caused it).
 pub async fn insert(db: impl PgExecutor<'_>, event: &OperationalEvent) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../sql/operational_events/insert_operational_event.sql"))
-        .bind(event.event_type())
-        .bind(event.data())
-        .execute(db)
-        .await?;
+    sqlx::query_file!("sql/operational_events/insert_operational_event.sql", event.event_type(), event.data()).execute(db).await?;
     Ok(())
 }
 
 /// Takes (deletes) up to `limit` queued events, oldest first, skipping those another
 /// instance is taking; the caller fans them out before it commits.
 pub async fn take(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<QueuedOperationalEvent>> {
-    sqlx::query_as(include_str!("../../sql/operational_events/take_operational_events.sql"))
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(QueuedOperationalEvent, "sql/operational_events/take_operational_events.sql", limit).fetch_all(db).await
 }

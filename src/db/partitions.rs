@@ -1,7 +1,7 @@
 //! Daily partitions of `attempts`: created ahead of time so an insert never lacks one, and
 //! dropped whole once past the retention.
 
-use sqlx::{AssertSqlSafe, PgConnection, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 use time::{Date, Duration, OffsetDateTime};
 
 /// Days of partitions kept ready beyond today.
@@ -13,7 +13,8 @@ pub fn partition_name(day: Date) -> String {
 }
 
 /// DDL creating the partition for `day`, if it does not exist. Built from a date only, so
-/// it is safe to run as dynamic SQL.
+/// it is safe to run as dynamic SQL; like the DETACH and DROP below, it names a table
+/// computed at run time and so cannot be checked at compile time.
 fn create_partition_sql(day: Date) -> String {
     let next = day + Duration::days(1);
     format!(
@@ -63,17 +64,11 @@ pub struct PartitionTable {
 
 /// Every daily attempts table, attached or not.
 pub async fn list_tables(db: &mut PgConnection) -> sqlx::Result<Vec<PartitionTable>> {
-    let rows = sqlx::query(include_str!("../../sql/attempts/list_partition_tables.sql")).fetch_all(db).await?;
+    let rows = sqlx::query_file!("sql/attempts/list_partition_tables.sql").fetch_all(db).await?;
     Ok(rows
         .into_iter()
         .filter_map(|row| {
-            let name: String = row.get("name");
-            Some(PartitionTable {
-                day: partition_day(&name)?,
-                attached: row.get("attached"),
-                detach_pending: row.get("detach_pending"),
-                name,
-            })
+            Some(PartitionTable { day: partition_day(&row.name)?, attached: row.attached, detach_pending: row.detach_pending, name: row.name })
         })
         .collect())
 }
@@ -97,7 +92,7 @@ pub async fn detach_and_drop(db: &mut PgConnection, table: &PartitionTable) -> s
 
 /// Names of the existing partitions of `attempts`.
 pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(include_str!("../../sql/attempts/list_partitions.sql")).fetch_all(pool).await
+    sqlx::query_file_scalar!("sql/attempts/list_partitions.sql").fetch_all(pool).await
 }
 
 #[cfg(test)]

@@ -34,44 +34,41 @@ pub struct NewRecovery {
 
 /// Starts a recovery (status `running`, cursor before the range).
 pub async fn insert(db: impl PgExecutor<'_>, recovery: &NewRecovery) -> sqlx::Result<RecoveryRow> {
-    sqlx::query_as(include_str!("../../sql/recoveries/insert_recovery.sql"))
-        .bind(recovery.id)
-        .bind(recovery.subscription_id)
-        .bind(recovery.since)
-        .bind(recovery.until)
-        .bind(recovery.matched)
-        .fetch_one(db)
-        .await
+    sqlx::query_file_as!(
+        RecoveryRow,
+        "sql/recoveries/insert_recovery.sql",
+        recovery.id,
+        recovery.subscription_id,
+        recovery.since,
+        recovery.until,
+        recovery.matched,
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Reads one recovery.
 pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<RecoveryRow>> {
-    sqlx::query_as(include_str!("../../sql/recoveries/select_recovery.sql")).bind(id).fetch_optional(db).await
+    sqlx::query_file_as!(RecoveryRow, "sql/recoveries/select_recovery.sql", id).fetch_optional(db).await
 }
 
 /// Ids of up to `limit` running recoveries, oldest first.
 pub async fn list_running(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(include_str!("../../sql/recoveries/list_running_recoveries.sql")).bind(limit).fetch_all(db).await
+    sqlx::query_file_scalar!("sql/recoveries/list_running_recoveries.sql", limit).fetch_all(db).await
 }
 
 /// Locks a running recovery for one batch; `None` if it is done or locked by another instance.
 pub async fn lock_running(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<RecoveryRow>> {
-    sqlx::query_as(include_str!("../../sql/recoveries/lock_running_recovery.sql")).bind(id).fetch_optional(db).await
+    sqlx::query_file_as!(RecoveryRow, "sql/recoveries/lock_running_recovery.sql", id).fetch_optional(db).await
 }
 
 /// Records a batch: `requeued` more, the last at `cursor`.
 pub async fn advance(db: impl PgExecutor<'_>, id: Uuid, requeued: i32, cursor: (OffsetDateTime, Uuid)) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../sql/recoveries/advance_recovery.sql"))
-        .bind(id)
-        .bind(requeued)
-        .bind(cursor.0)
-        .bind(cursor.1)
-        .execute(db)
-        .await?;
+    sqlx::query_file!("sql/recoveries/advance_recovery.sql", id, requeued, cursor.0, cursor.1).execute(db).await?;
     Ok(())
 }
 
 /// Marks a recovery done; `None` if it was done already.
 pub async fn complete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<RecoveryRow>> {
-    sqlx::query_as(include_str!("../../sql/recoveries/complete_recovery.sql")).bind(id).fetch_optional(db).await
+    sqlx::query_file_as!(RecoveryRow, "sql/recoveries/complete_recovery.sql", id).fetch_optional(db).await
 }

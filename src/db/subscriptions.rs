@@ -58,19 +58,21 @@ pub struct StoredSecrets {
 }
 
 pub async fn list_stored_secrets(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<StoredSecrets>> {
-    sqlx::query_as(include_str!("../../sql/subscriptions/list_stored_secrets.sql")).fetch_all(db).await
+    sqlx::query_file_as!(StoredSecrets, "sql/subscriptions/list_stored_secrets.sql").fetch_all(db).await
 }
 
 /// Replaces `before` with `after` (both as stored); false if the row changed meanwhile.
 pub async fn reseal_secrets(db: impl PgExecutor<'_>, before: &StoredSecrets, after: [Option<&str>; 2]) -> sqlx::Result<bool> {
-    let row = sqlx::query(include_str!("../../sql/subscriptions/reseal_secrets.sql"))
-        .bind(before.id)
-        .bind(after[0])
-        .bind(after[1])
-        .bind(before.secret_key.as_ref().map(SecretValue::expose))
-        .bind(before.previous_secret_key.as_ref().map(SecretValue::expose))
-        .fetch_optional(db)
-        .await?;
+    let row = sqlx::query_file!(
+        "sql/subscriptions/reseal_secrets.sql",
+        before.id,
+        after[0],
+        after[1],
+        before.secret_key.as_ref().map(SecretValue::expose),
+        before.previous_secret_key.as_ref().map(SecretValue::expose),
+    )
+    .fetch_optional(db)
+    .await?;
     Ok(row.is_some())
 }
 
@@ -89,34 +91,30 @@ pub struct SubscriptionFields {
 
 /// Inserts a new subscription.
 pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, fields: &SubscriptionFields) -> sqlx::Result<SubscriptionRow> {
-    sqlx::query_as(include_str!("../../sql/subscriptions/insert_subscription.sql"))
-        .bind(id)
-        .bind(&fields.name)
-        .bind(&fields.target_url)
-        .bind(&fields.secret_key)
-        .bind(&fields.event_types)
-        .bind(fields.is_active)
-        .bind(fields.rate_limit)
-        .bind(fields.github_signature)
-        .fetch_one(db)
-        .await
+    sqlx::query_file_as!(
+        SubscriptionRow,
+        "sql/subscriptions/insert_subscription.sql",
+        id,
+        fields.name,
+        fields.target_url,
+        fields.secret_key,
+        &fields.event_types,
+        fields.is_active,
+        fields.rate_limit,
+        fields.github_signature,
+    )
+    .fetch_one(db)
+    .await
 }
 
 /// Reads one subscription, including a soft-deleted one.
 pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_as(include_str!("../../sql/subscriptions/select_subscription.sql"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription.sql", id).fetch_optional(db).await
 }
 
 /// Reads a page of live subscriptions after `cursor`.
 pub async fn list(db: impl PgExecutor<'_>, cursor: Option<Uuid>, limit: i64) -> sqlx::Result<Vec<SubscriptionRow>> {
-    sqlx::query_as(include_str!("../../sql/subscriptions/list_subscriptions.sql"))
-        .bind(cursor)
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/list_subscriptions.sql", cursor, limit).fetch_all(db).await
 }
 
 /// Replaces a live subscription's fields; `None` if there is no live subscription `id`.
@@ -128,45 +126,38 @@ pub async fn update(
     fields: &SubscriptionFields,
     revoke_previous_secrets: bool,
 ) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_as(include_str!("../../sql/subscriptions/update_subscription.sql"))
-        .bind(id)
-        .bind(&fields.name)
-        .bind(&fields.target_url)
-        .bind(&fields.secret_key)
-        .bind(&fields.event_types)
-        .bind(fields.is_active)
-        .bind(fields.rate_limit)
-        .bind(revoke_previous_secrets)
-        .bind(fields.github_signature)
-        .fetch_optional(db)
-        .await
+    sqlx::query_file_as!(
+        SubscriptionRow,
+        "sql/subscriptions/update_subscription.sql",
+        id,
+        fields.name,
+        fields.target_url,
+        fields.secret_key,
+        &fields.event_types,
+        fields.is_active,
+        fields.rate_limit,
+        revoke_previous_secrets,
+        fields.github_signature,
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Soft-deletes a live subscription; false if there was none.
 pub async fn soft_delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let deleted = sqlx::query(include_str!("../../sql/subscriptions/soft_delete_subscription.sql"))
-        .bind(id)
-        .fetch_optional(db)
-        .await?;
+    let deleted = sqlx::query_file!("sql/subscriptions/soft_delete_subscription.sql", id).fetch_optional(db).await?;
     Ok(deleted.is_some())
 }
 
 /// Reads a live subscription and locks its row for the rest of the transaction.
 pub async fn select_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_as(include_str!("../../sql/subscriptions/select_subscription_for_update.sql"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_update.sql", id).fetch_optional(db).await
 }
 
 /// Takes an active subscription out of service; returns when, or `None` if it was inactive
 /// or deleted already.
 pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: DisabledReason) -> sqlx::Result<Option<OffsetDateTime>> {
-    sqlx::query_scalar(include_str!("../../sql/subscriptions/disable_subscription.sql"))
-        .bind(id)
-        .bind(reason.as_str())
-        .fetch_optional(db)
-        .await
+    sqlx::query_file_scalar!("sql/subscriptions/disable_subscription.sql", id, reason.as_str()).fetch_optional(db).await
 }
 
 /// Replaces the secret, keeping the old one valid for `overlap_seconds`.
@@ -176,36 +167,22 @@ pub async fn rotate_secret(
     new_secret: &str,
     overlap_seconds: f64,
 ) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_as(include_str!("../../sql/subscriptions/rotate_secret.sql"))
-        .bind(id)
-        .bind(new_secret)
-        .bind(overlap_seconds)
-        .fetch_optional(db)
-        .await
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/rotate_secret.sql", id, new_secret, overlap_seconds).fetch_optional(db).await
 }
 
 /// Ids of the active subscriptions wanting an event that matches any of `patterns`.
 pub async fn matching_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(include_str!("../../sql/subscriptions/match_subscriptions_for_event.sql"))
-        .bind(patterns)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_scalar!("sql/subscriptions/match_subscriptions_for_event.sql", patterns).fetch_all(db).await
 }
 
 /// Ids of the active subscriptions whose filters name an operational event (one of
 /// `patterns`); subscriptions without filters are not among them.
 pub async fn matching_operational_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(include_str!("../../sql/subscriptions/match_subscriptions_for_operational_event.sql"))
-        .bind(patterns)
-        .fetch_all(db)
-        .await
+    sqlx::query_file_scalar!("sql/subscriptions/match_subscriptions_for_operational_event.sql", patterns).fetch_all(db).await
 }
 
 /// Tells every instance (over NOTIFY, delivered at commit) that subscription `id` changed.
 pub async fn notify_changed(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query(include_str!("../../sql/subscriptions/notify_subscription_changed.sql"))
-        .bind(id.to_string())
-        .execute(db)
-        .await?;
+    sqlx::query_file!("sql/subscriptions/notify_subscription_changed.sql", id.to_string()).execute(db).await?;
     Ok(())
 }

@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::WORK_CHANNEL;
+use crate::db::deliveries;
 use crate::subscription_cache::SubscriptionCache;
 
 /// The NOTIFY channel on which writers announce a changed subscription (payload: its id).
@@ -95,7 +96,7 @@ pub async fn notify_others(pool: PgPool, wanted: Arc<Notify>, shutdown: Cancella
             _ = shutdown.cancelled() => return,
             _ = wanted.notified() => {}
         }
-        let sent = sqlx::query(include_str!("../../sql/notify/notify_work.sql")).execute(&pool).await;
+        let sent = deliveries::notify_work(&pool).await;
         if let Err(error) = sent {
             tracing::debug!(%error, "NOTIFY failed; other instances will find the work on their next poll");
         }
