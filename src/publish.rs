@@ -29,11 +29,21 @@ pub struct Published {
 
 /// Stores the event and one delivery per subscription of `audience` that wants it.
 pub async fn publish(tx: &mut PgConnection, audience: Audience, event_type: &str, payload: &[u8]) -> sqlx::Result<Published> {
+    let subscription_ids = subscribers(&mut *tx, audience, event_type).await?;
+    publish_to(tx, subscription_ids, event_type, payload).await
+}
+
+/// The subscriptions of `audience` that want `event_type`.
+pub async fn subscribers(tx: &mut PgConnection, audience: Audience, event_type: &str) -> sqlx::Result<Vec<Uuid>> {
     let patterns = matching_patterns(event_type);
-    let subscription_ids = match audience {
-        Audience::Subscribers => subscriptions::matching_event(&mut *tx, &patterns).await?,
-        Audience::Operators => subscriptions::matching_operational_event(&mut *tx, &patterns).await?,
-    };
+    match audience {
+        Audience::Subscribers => subscriptions::matching_event(&mut *tx, &patterns).await,
+        Audience::Operators => subscriptions::matching_operational_event(&mut *tx, &patterns).await,
+    }
+}
+
+/// Stores the event and one delivery per subscription in `subscription_ids`.
+pub async fn publish_to(tx: &mut PgConnection, subscription_ids: Vec<Uuid>, event_type: &str, payload: &[u8]) -> sqlx::Result<Published> {
     let event_id = Uuid::now_v7();
     events::insert(&mut *tx, event_id, event_type, payload).await?;
     let delivery_ids: Vec<Uuid> = subscription_ids.iter().map(|_| Uuid::now_v7()).collect();

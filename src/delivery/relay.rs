@@ -3,8 +3,11 @@
 //! in the same transaction. Whatever raised an event only wrote a row; a crash before the
 //! relay commits leaves the row for the next pass, on this or another instance.
 
+use std::collections::HashMap;
+
 use serde_json::value::RawValue;
 use sqlx::PgPool;
+use uuid::Uuid;
 
 use crate::db::operational_events;
 use crate::domain::operational_event::envelope;
@@ -31,7 +34,17 @@ async fn relay_batch(pool: &PgPool) -> sqlx::Result<(usize, usize)> {
     let mut tx = pool.begin().await?;
     let events = operational_events::take(&mut *tx, BATCH).await?;
     let mut deliveries = 0;
+    // Who wants each type, asked once per batch; with nobody subscribed nothing is stored.
+    let mut audiences: HashMap<&str, Vec<Uuid>> = HashMap::new();
     for event in &events {
+        if !audiences.contains_key(event.event_type.as_str()) {
+            let subscribers = publish::subscribers(&mut tx, Audience::Operators, &event.event_type).await?;
+            audiences.insert(&event.event_type, subscribers);
+        }
+        let subscribers = audiences.get(event.event_type.as_str()).cloned().unwrap_or_default();
+        if subscribers.is_empty() {
+            continue;
+        }
         let data = match RawValue::from_string(event.data.clone()) {
             Ok(data) => data,
             Err(error) => {
@@ -42,7 +55,7 @@ async fn relay_batch(pool: &PgPool) -> sqlx::Result<(usize, usize)> {
             }
         };
         let body = envelope(&event.event_type, event.created_at, &data);
-        let published = publish::publish(&mut tx, Audience::Operators, &event.event_type, &body).await?;
+        let published = publish::publish_to(&mut tx, subscribers, &event.event_type, &body).await?;
         deliveries += published.deliveries.len();
         tracing::info!(event_type = event.event_type, event.id = %published.event_id, deliveries = published.deliveries.len(), "operational event published");
     }
