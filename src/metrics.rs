@@ -23,7 +23,7 @@ use sqlx::PgPool;
 use tokio::sync::Mutex;
 
 use crate::db;
-use crate::domain::lifecycle::{AttemptOutcome, DeliveryStatus};
+use crate::domain::lifecycle::{AttemptOutcome, DeliveryStatus, DisabledReason};
 
 /// The queue gauges are read from the database at most this often per process.
 pub const QUEUE_REFRESH: Duration = Duration::from_secs(5);
@@ -52,6 +52,11 @@ struct RequestLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -75,6 +80,8 @@ pub struct Metrics {
     db_pool_connections: Gauge,
     db_pool_idle: Gauge,
     db_pool_max: Gauge,
+    subscriptions_disabled: Family<ReasonLabels, Counter>,
+    recovered: Counter,
     /// When the queue gauges were last read; also serialises the refresh.
     queue_read_at: Mutex<Option<Instant>>,
 }
@@ -106,6 +113,8 @@ impl Metrics {
             db_pool_connections: Gauge::default(),
             db_pool_idle: Gauge::default(),
             db_pool_max: Gauge::default(),
+            subscriptions_disabled: Family::default(),
+            recovered: Counter::default(),
             queue_read_at: Mutex::new(None),
             registry,
         };
@@ -139,6 +148,15 @@ impl Metrics {
         r.register("db_pool_connections", "Open PostgreSQL connections in the pool", self.db_pool_connections.clone());
         r.register("db_pool_idle_connections", "Idle PostgreSQL connections in the pool", self.db_pool_idle.clone());
         r.register("db_pool_max_connections", "Size limit of the PostgreSQL pool", self.db_pool_max.clone());
+        r.register(
+            "subscriptions_disabled",
+            "Subscriptions webhookd took out of service, by reason (endpoint_gone, failing)",
+            self.subscriptions_disabled.clone(),
+        );
+        r.register("recovered_deliveries", "Failed deliveries re-queued by bulk recoveries", self.recovered.clone());
+        for reason in [DisabledReason::EndpointGone, DisabledReason::Failing] {
+            self.subscriptions_disabled.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc_by(0); // shown at 0 before the first
+        }
         for status in QUEUE_STATUSES {
             self.queue_depth.get_or_create(&StatusLabels { status: status.as_str() }).set(0);
         }
@@ -154,6 +172,16 @@ impl Metrics {
         self.attempts.get_or_create(&OutcomeLabels { outcome: outcome.as_str() }).inc();
         self.attempt_duration.observe(duration.as_secs_f64());
         self.delivery_lag.observe(lag.as_secs_f64());
+    }
+
+    /// webhookd disabled a subscription.
+    pub fn subscription_disabled(&self, reason: DisabledReason) {
+        self.subscriptions_disabled.get_or_create(&ReasonLabels { reason: reason.as_str() }).inc();
+    }
+
+    /// A recovery batch re-queued `count` deliveries.
+    pub fn deliveries_recovered(&self, count: u64) {
+        self.recovered.inc_by(count);
     }
 
     /// One answered HTTP request. `route` is a template, never a raw path.

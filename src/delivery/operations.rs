@@ -25,7 +25,10 @@ pub async fn run(context: Arc<DeliveryContext>, shutdown: CancellationToken) {
 /// Recoveries first, so that the events of those completed now are relayed in this pass.
 async fn pass(context: &DeliveryContext, shutdown: &CancellationToken) {
     match recovery::run_all(&context.pool, i64::from(context.settings.recover_batch), shutdown).await {
-        Ok((requeued, _)) if requeued > 0 => context.waker.wake(),
+        Ok((requeued, _)) if requeued > 0 => {
+            context.metrics.deliveries_recovered(requeued as u64);
+            context.waker.wake();
+        }
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "cannot work on recoveries; retrying at the next pass"),
     }

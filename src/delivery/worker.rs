@@ -278,6 +278,7 @@ pub(super) async fn disable_subscription(context: &DeliveryContext, id: Uuid, re
             context.subscriptions.invalidate(id).await;
             if newly_disabled {
                 context.waker.wake_operations();
+                context.metrics.subscription_disabled(reason);
                 tracing::warn!(subscription.id = %id, reason = reason.as_str(), "subscription disabled");
             }
         }

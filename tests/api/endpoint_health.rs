@@ -152,6 +152,9 @@ async fn operators_receive_signed_events_when_deliveries_give_up_and_subscriptio
 
     wait_all_finished(&app.pool, LIMIT).await;
     assert!(bystander.received().is_empty(), "a subscription without filters gets no operational events");
+    let metrics = app.http.get(app.url("/metrics")).bearer_auth(crate::helpers::ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("webhookd_subscriptions_disabled_total{reason=\"endpoint_gone\"} 1\n"), "{metrics}");
+    assert!(metrics.contains("webhookd_subscriptions_disabled_total{reason=\"failing\"} 0\n"), "{metrics}");
 }
 
 #[tokio::test]

@@ -97,6 +97,8 @@ async fn failed_deliveries_in_a_range_are_requeued_with_their_ids_and_attempt_nu
         assert_eq!(webhook_ids.len(), 2, "the same webhook-id on the first attempt and the recovered one");
     }
     assert_eq!(app.get(&format!("/deliveries/{before_range}")).await.body["status"], "failed", "outside the range");
+    let metrics = app.http.get(app.url("/metrics")).bearer_auth(ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("webhookd_recovered_deliveries_total 3\n"), "{metrics}");
 
     let completed = operator.wait_for(1, LIMIT).await;
     let event: Value = serde_json::from_slice(&completed[0].body).unwrap();
