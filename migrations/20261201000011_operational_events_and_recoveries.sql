@@ -29,6 +29,9 @@ CREATE TABLE recoveries (
 );
 -- Running recoveries, found by every delivering instance at each pass.
 CREATE INDEX recoveries_running_idx ON recoveries (created_at) WHERE status = 'running';
+-- One running recovery per subscription: two over the same range (a client retrying a
+-- timed-out POST) would each get the whole limit and could re-queue a delivery twice.
+CREATE UNIQUE INDEX recoveries_one_running_idx ON recoveries (subscription_id) WHERE status = 'running';
 -- Retention of finished recoveries.
 CREATE INDEX recoveries_completed_idx ON recoveries (completed_at) WHERE status = 'done';
 

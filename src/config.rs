@@ -166,7 +166,7 @@ pub struct DeliverySettings {
     pub recover_max: u32,
     /// Deliveries a recovery re-queues per transaction (each batch locks only these rows).
     #[arg(long, env = "WEBHOOKD_RECOVER_BATCH", default_value_t = 1_000,
-          value_parser = clap::value_parser!(u32).range(1..=100_000), global = true)]
+          value_parser = clap::value_parser!(u32).range(1..=10_000), global = true)]
     pub recover_batch: u32,
     /// Allow targets on loopback, private and other non-public addresses.
     #[arg(long, env = "WEBHOOKD_ALLOW_PRIVATE_TARGETS", default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set, global = true)]

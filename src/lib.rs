@@ -12,20 +12,20 @@
 //! - [`healthcheck`]: the `webhookd healthcheck` probe for container health checks.
 //! - [`secrets`]: secrets never printed, encrypted at rest, sealed in Redis.
 
-pub mod api;
+mod api;
 pub mod config;
 pub mod db;
 pub mod delivery;
-pub mod domain;
+mod domain;
 pub mod embedded_postgres;
-pub mod error;
+mod error;
 pub mod healthcheck;
 pub mod http_server;
 pub mod maintenance;
-pub mod metrics;
-pub mod publish;
-pub mod redis_cache;
+mod metrics;
+mod publish;
+mod redis_cache;
 pub mod secrets;
 pub mod startup;
-pub mod subscription_cache;
+mod subscription_cache;
 pub mod telemetry;

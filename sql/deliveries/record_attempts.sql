@@ -13,7 +13,7 @@
 -- disabled as `failing`; $15 = 0 turns that off.
 --
 -- A delivery that gave up (now `failed`) queues a `webhookd.delivery.failed` operational
--- event in this same statement, so the event is never lost and never delays the outcome;
+-- event (type $16) in this same statement, so the event is never lost and never delays the outcome;
 -- deliveries of `webhookd.*` events never do (a failing operator endpoint would feed itself).
 WITH updated AS (
     UPDATE deliveries AS d
@@ -28,7 +28,7 @@ WITH updated AS (
     RETURNING d.id, o.lease_id, d.status, d.event_type
 ), gave_up AS (
     INSERT INTO operational_events (event_type, data)
-    SELECT 'webhookd.delivery.failed',
+    SELECT $16::text,
            jsonb_build_object('delivery_id', a.delivery_id, 'subscription_id', a.subscription_id,
                               'event_type', u.event_type, 'attempts', a.attempt_number,
                               'last_error', a.error, 'last_status_code', a.status_code)

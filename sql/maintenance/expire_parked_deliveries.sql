@@ -9,6 +9,8 @@ WITH expired AS (
         WHERE status IN ('queued', 'retrying') AND next_attempt_at = 'infinity' AND created_at < $1
         LIMIT $2
     )
+      -- Checked again on the row updated: one resumed and claimed meanwhile stays.
+      AND status IN ('queued', 'retrying') AND next_attempt_at = 'infinity'
     RETURNING 1
 )
 SELECT count(*) AS "count!" FROM expired

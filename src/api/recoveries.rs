@@ -51,8 +51,9 @@ pub struct Recovery {
     pub status: RecoveryStatus,
     /// Failed deliveries in the range when it started.
     pub matched: i64,
-    /// Deliveries re-queued so far. It can end above `matched` when deliveries of the range
-    /// that were still retrying at the start failed before the recovery reached them.
+    /// Deliveries re-queued so far. It can end below `matched` when some of them were
+    /// retried by hand or removed by retention before the recovery reached them; deliveries
+    /// that fail after the recovery started are not its own.
     pub requeued: i64,
     pub since: OffsetDateTime,
     pub until: OffsetDateTime,
@@ -74,6 +75,14 @@ impl From<RecoveryRow> for Recovery {
             completed_at: row.completed_at,
         }
     }
+}
+
+/// A client's time as UTC, which is how it is stored; 400 when it does not fit (an offset can
+/// push a valid year-9999 time past the representable range).
+fn in_utc(at: OffsetDateTime, field: &str) -> Result<OffsetDateTime, ApiError> {
+    at.checked_to_offset(time::UtcOffset::UTC)
+        .filter(|utc| (1..=9999).contains(&utc.year()))
+        .ok_or_else(|| ApiError::bad_request("invalid_range", format!("`{field}` is out of range")))
 }
 
 #[derive(ApiResponse)]
@@ -104,13 +113,14 @@ impl RecoveriesApi {
     /// Each keeps its id (so `webhook-id` is unchanged and receivers can deduplicate), its
     /// attempt numbers continue, and a new round of retries starts for it, sent to the
     /// subscription's current target under its usual limits. The subscription must be
-    /// active (a dry run works on any). At most `WEBHOOKD_RECOVER_MAX` deliveries per
-    /// recovery. When it is done, `webhookd.recovery.completed` is published.
+    /// active (a dry run works on any), with no other recovery running (409
+    /// `recovery_running`). At most `WEBHOOKD_RECOVER_MAX` deliveries per recovery. When it is done, `webhookd.recovery.completed` is published.
     #[oai(path = "/subscriptions/:id/recover", method = "post")]
     async fn recover(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<RecoverRequest>) -> Result<RecoverResponse, ApiError> {
         let request = body.0;
-        let until = request.until.unwrap_or_else(OffsetDateTime::now_utc);
-        if request.since >= until {
+        let since = in_utc(request.since, "since")?;
+        let until = request.until.map(|until| in_utc(until, "until")).transpose()?.unwrap_or_else(OffsetDateTime::now_utc);
+        if since >= until {
             return Err(ApiError::bad_request("invalid_range", "`since` must be before `until` (or before now when `until` is absent)"));
         }
         let limit = self.context.settings.delivery.recover_max;
@@ -119,7 +129,7 @@ impl RecoveriesApi {
             .await?
             .filter(|s| s.deleted_at.is_none())
             .ok_or_else(|| ApiError::not_found("no subscription with this id"))?;
-        let matched = deliveries::count_failed_in_range(&mut *tx, id.0, request.since, until, i64::from(limit) + 1).await?;
+        let matched = deliveries::count_failed_in_range(&mut *tx, id.0, since, until, i64::from(limit) + 1).await?;
         if matched > i64::from(limit) {
             return Err(ApiError::bad_request(
                 "too_many_deliveries",
@@ -132,8 +142,14 @@ impl RecoveriesApi {
         if !subscription.is_active {
             return Err(ApiError::conflict("subscription_inactive", "the subscription is inactive; activate it before recovering its deliveries"));
         }
-        let recovery = NewRecovery { id: Uuid::now_v7(), subscription_id: id.0, since: request.since, until, matched: matched as i32 };
-        store::insert(&mut *tx, &recovery).await?;
+        let recovery = NewRecovery { id: Uuid::now_v7(), subscription_id: id.0, since, until, matched: matched as i32 };
+        match store::insert(&mut *tx, &recovery).await {
+            // recoveries_one_running_idx: two at once could each re-queue a delivery.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                return Err(ApiError::conflict("recovery_running", "a recovery of this subscription is still running; wait until it is done"));
+            }
+            other => other?,
+        };
         tx.commit().await?;
         self.context.waker.wake_operations();
         tracing::info!(recovery.id = %recovery.id, subscription.id = %id.0, matched, "recovery started");

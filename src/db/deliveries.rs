@@ -4,6 +4,7 @@ use sqlx::{FromRow, PgExecutor, Row};
 
 use crate::db::attempts::AttemptRow;
 use crate::domain::lifecycle::DeliveryStatus;
+use crate::domain::operational_event;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -83,9 +84,10 @@ pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery]) -> sqlx:
         "sql/deliveries/insert_deliveries.sql",
         &rows.iter().map(|r| r.id).collect::<Vec<_>>(),
         &rows.iter().map(|r| r.subscription_id).collect::<Vec<_>>(),
-        &rows.iter().map(|r| r.event_type.clone()).collect::<Vec<_>>() as &[Option<String>],
-        &rows.iter().map(|r| r.body.clone()).collect::<Vec<_>>(),
-        &rows.iter().map(|r| r.status.to_owned()).collect::<Vec<_>>(),
+        // `as _`: borrowed slices, not the owned types the check expects (no body copied).
+        &rows.iter().map(|r| r.event_type.as_deref()).collect::<Vec<_>>() as _,
+        &rows.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>() as _,
+        &rows.iter().map(|r| r.status).collect::<Vec<_>>() as _,
     )
     .execute(db)
     .await?;
@@ -127,18 +129,29 @@ pub async fn count_failed_in_range(
     sqlx::query_file_scalar!("sql/deliveries/count_failed_in_range.sql", subscription_id, since, until, at_most).fetch_one(db).await
 }
 
-/// One recovery batch: re-queues up to `limit` of the subscription's failed deliveries
-/// created before `until` and after `cursor` (creation time, id), in that order, each for a
-/// fresh round (parked unless `active`). Returns the positions of those re-queued.
-pub async fn requeue_failed_batch(
-    db: impl PgExecutor<'_>,
-    subscription_id: Uuid,
-    until: OffsetDateTime,
-    cursor: (OffsetDateTime, Uuid),
-    active: bool,
-    limit: i64,
-) -> sqlx::Result<Vec<(OffsetDateTime, Uuid)>> {
-    let rows = sqlx::query_file!("sql/deliveries/requeue_failed_batch.sql", subscription_id, until, cursor.0, cursor.1, active, limit)
+/// What one recovery batch takes: a subscription's deliveries created before `until` that
+/// had failed by `failed_by`, after `cursor` (creation time, id), at most `limit` of them.
+#[derive(Debug, Clone, Copy)]
+pub struct RecoveryBatch {
+    pub subscription_id: Uuid,
+    pub until: OffsetDateTime,
+    pub failed_by: OffsetDateTime,
+    pub cursor: (OffsetDateTime, Uuid),
+    pub limit: i64,
+}
+
+/// Re-queues one recovery batch, in (creation time, id) order, each delivery for a fresh
+/// round. Returns the positions of those re-queued.
+pub async fn requeue_failed_batch(db: impl PgExecutor<'_>, batch: &RecoveryBatch) -> sqlx::Result<Vec<(OffsetDateTime, Uuid)>> {
+    let rows = sqlx::query_file!(
+        "sql/deliveries/requeue_failed_batch.sql",
+        batch.subscription_id,
+        batch.until,
+        batch.cursor.0,
+        batch.cursor.1,
+        batch.limit,
+        batch.failed_by,
+    )
         .fetch_all(db)
         .await?;
     Ok(rows.into_iter().map(|row| (row.created_at, row.id)).collect())
@@ -271,6 +284,7 @@ pub async fn record_attempts(
         &attempts.iter().map(|a| a.target_url.clone()).collect::<Vec<_>>(),
         &attempts.iter().map(|a| a.created_at).collect::<Vec<_>>(),
         disable_after.as_secs_f64(),
+        operational_event::DELIVERY_FAILED,
     )
     .fetch_all(db)
     .await?;

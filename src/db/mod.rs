@@ -1,16 +1,16 @@
 //! The repository layer: one small function per SQL statement in `sql/`. Callers own the
 //! transaction; every function takes any executor (pool, connection or transaction).
 
-pub mod attempts;
-pub mod cluster;
-pub mod deliveries;
-pub mod events;
-pub mod idempotency;
-pub mod maintenance;
-pub mod operational_events;
+pub(crate) mod attempts;
+pub(crate) mod cluster;
+pub(crate) mod deliveries;
+pub(crate) mod events;
+pub(crate) mod idempotency;
+pub(crate) mod maintenance;
+pub(crate) mod operational_events;
 pub mod partitions;
-pub mod recoveries;
-pub mod subscriptions;
+pub(crate) mod recoveries;
+pub(crate) mod subscriptions;
 
 use std::time::Duration;
 

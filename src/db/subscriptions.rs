@@ -154,6 +154,11 @@ pub async fn select_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Resul
     sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_update.sql", id).fetch_optional(db).await
 }
 
+/// Reads a subscription (deleted or not) and keeps it from changing until the transaction ends.
+pub async fn select_for_share(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<SubscriptionRow>> {
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_share.sql", id).fetch_optional(db).await
+}
+
 /// Takes an active subscription out of service; returns when, or `None` if it was inactive
 /// or deleted already.
 pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: DisabledReason) -> sqlx::Result<Option<OffsetDateTime>> {

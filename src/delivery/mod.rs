@@ -16,7 +16,7 @@ mod recorder;
 mod recovery;
 mod relay;
 mod scan_position;
-pub mod ssrf;
+pub(crate) mod ssrf;
 mod worker;
 
 use std::sync::Arc;

@@ -13,7 +13,7 @@ use super::{recovery, relay, DeliveryContext};
 pub async fn run(context: Arc<DeliveryContext>, shutdown: CancellationToken) {
     let wake = context.waker.operations.clone();
     loop {
-        pass(&context, &shutdown).await;
+        while pass(&context, &shutdown).await && !shutdown.is_cancelled() {}
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = wake.notified() => {}
@@ -22,19 +22,25 @@ pub async fn run(context: Arc<DeliveryContext>, shutdown: CancellationToken) {
     }
 }
 
-/// Recoveries first, so that the events of those completed now are relayed in this pass.
-async fn pass(context: &DeliveryContext, shutdown: &CancellationToken) {
-    match recovery::run_all(&context.pool, i64::from(context.settings.recover_batch), shutdown).await {
-        Ok((requeued, _)) if requeued > 0 => {
-            context.metrics.deliveries_recovered(requeued as u64);
-            context.waker.wake();
+/// One batch of each running recovery, then every queued operational event (those of
+/// recoveries completed now included). Returns whether recoveries progressed, so that the
+/// next round follows at once.
+async fn pass(context: &DeliveryContext, shutdown: &CancellationToken) -> bool {
+    let round = match recovery::run_round(&context.pool, i64::from(context.settings.recover_batch), shutdown).await {
+        Ok(round) => round,
+        Err(error) => {
+            tracing::warn!(%error, "cannot work on recoveries; retrying at the next pass");
+            recovery::Round::default()
         }
-        Ok(_) => {}
-        Err(error) => tracing::warn!(%error, "cannot work on recoveries; retrying at the next pass"),
+    };
+    if round.requeued > 0 {
+        context.metrics.deliveries_recovered(round.requeued as u64);
+        context.waker.wake();
     }
-    match relay::relay_all(&context.pool).await {
+    match relay::relay_all(&context.pool, shutdown).await {
         Ok(deliveries) if deliveries > 0 => context.waker.wake(),
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "cannot relay operational events; retrying at the next pass"),
     }
+    round.progressed()
 }

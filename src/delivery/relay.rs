@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::db::operational_events;
@@ -16,13 +17,14 @@ use crate::publish::{self, Audience};
 /// Events relayed per transaction.
 const BATCH: i64 = 100;
 
-/// Relays queued events until none is left; returns how many deliveries were queued.
-pub async fn relay_all(pool: &PgPool) -> sqlx::Result<usize> {
+/// Relays queued events until none is left (or shutdown); returns how many deliveries
+/// were queued.
+pub async fn relay_all(pool: &PgPool, shutdown: &CancellationToken) -> sqlx::Result<usize> {
     let mut queued = 0;
     loop {
         let (events, deliveries) = relay_batch(pool).await?;
         queued += deliveries;
-        if events < BATCH as usize {
+        if events < BATCH as usize || shutdown.is_cancelled() {
             return Ok(queued);
         }
     }

@@ -22,6 +22,7 @@ macro_rules! stored_as_text {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
         impl $name {
             /// The stored (and API) spelling.
+            #[allow(dead_code, reason = "generated for every stored enum; some are only read")]
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Self::$variant => $text),+

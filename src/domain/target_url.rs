@@ -31,10 +31,6 @@ impl TargetUrl {
         Ok(Self(url))
     }
 
-    pub fn as_str(&self) -> &str {
-        self.0.as_str()
-    }
-
     /// The host when it is written as an IP address (no DNS lookup needed to judge it).
     pub fn ip_literal(&self) -> Option<IpAddr> {
         match self.0.host()? {

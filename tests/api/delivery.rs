@@ -218,7 +218,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     db.execute(sqlx::AssertSqlSafe(format!(
         "PREPARE claim(int, float8, uuid, uuid[], int[], int, int, uuid[], timestamptz) AS {claim};
          PREPARE record(uuid[], uuid[], text[], timestamptz[], text[], uuid[], int[], text[], int[],
-                        text[], int[], text[], text[], timestamptz[], float8) AS {record};
+                        text[], int[], text[], text[], timestamptz[], float8, text) AS {record};
          BEGIN"
     )))
     .await
@@ -248,7 +248,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         array("'http://127.0.0.1/'", "text"),
         array("now()", "timestamptz"),
     ];
-    let record_plan = explain_analyze(&mut db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000)", outcomes.join(", "))).await;
+    let record_plan = explain_analyze(&mut db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000, 'webhookd.delivery.failed')", outcomes.join(", "))).await;
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 'succeeded'")
         .bind(&claimed)
         .fetch_one(&mut *db)

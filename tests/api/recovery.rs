@@ -129,10 +129,17 @@ async fn a_recovery_interrupted_by_kill_9_is_resumed_after_restart_without_reque
     const FAILED: i64 = 1_500;
     let database_url = fresh_database().await;
     // One delivery per batch, so that the kill lands between two of many small transactions.
-    let settings = [("WEBHOOKD_RECOVER_BATCH", "1"), ("WEBHOOKD_DELIVERY_TIMEOUT", "1s"), ("WEBHOOKD_LEASE_DURATION", "3s")];
+    // The receiver still fails and there are no retries: a recovered delivery fails again at
+    // once, so a recovery that re-queued anything twice would show a second round.
+    let settings = [
+        ("WEBHOOKD_RECOVER_BATCH", "1"),
+        ("WEBHOOKD_RETRY_SCHEDULE", ""),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "1s"),
+        ("WEBHOOKD_LEASE_DURATION", "3s"),
+    ];
     let mut service = Service::start(&database_url, &settings).await;
     let client = http_client();
-    let receiver = Receiver::answering(200).await;
+    let receiver = Receiver::answering(500).await;
     let subscription = service.create_subscription(&client, &receiver.url).await;
     let pool = webhookd::db::connect_lazy(&database_url, 2).unwrap();
     insert_failed_deliveries(&pool, subscription, FAILED as i32).await;
@@ -167,10 +174,31 @@ async fn a_recovery_interrupted_by_kill_9_is_resumed_after_restart_without_reque
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(progress().await.1 as i64, FAILED, "every delivery re-queued once");
-    // Each delivery was re-queued exactly once: its new round starts after its first attempt.
-    let rounds: Vec<(i32, i64)> = sqlx::query_as("SELECT round_start_attempt, count(*) FROM deliveries GROUP BY 1").fetch_all(&pool).await.unwrap();
-    assert_eq!(rounds, vec![(1, FAILED)]);
     crate::helpers::wait_all_finished(&pool, Duration::from_secs(60)).await;
+    // Each delivery was re-queued exactly once: one new round, after its first attempt.
+    let rounds: Vec<(i32, String, i64)> =
+        sqlx::query_as("SELECT round_start_attempt, status, count(*) FROM deliveries GROUP BY 1, 2").fetch_all(&pool).await.unwrap();
+    assert_eq!(rounds, vec![(1, "failed".to_owned(), FAILED)]);
     let delivered: HashSet<String> = receiver.received().iter().map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned()).collect();
     assert_eq!(delivered.len() as i64, FAILED, "every recovered delivery reached the receiver");
+}
+
+#[tokio::test]
+async fn one_recovery_runs_per_subscription_and_times_out_of_range_are_refused() {
+    // An API-only instance: nothing works on the recovery, so it stays running.
+    let app = spawn_app_with(&[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({})).await;
+    insert_failed_deliveries(&app.pool, subscription, 5).await;
+    let since = json!({"since": "2000-01-01T00:00:00Z"});
+    let first = app.call("POST", &recover_path(subscription), Some(since.clone())).await;
+    assert_eq!((first.status, &first.body["matched"]), (202, &json!(5)), "{:?}", first.body);
+    let running = app.get(&format!("/recoveries/{}", first.body["recovery_id"].as_str().unwrap())).await.body;
+    assert_eq!((&running["status"], &running["requeued"], &running["completed_at"]), (&json!("running"), &json!(0), &json!(null)));
+    let second = app.call("POST", &recover_path(subscription), Some(since)).await;
+    assert_eq!((second.status, second.body["error"].as_str()), (409, Some("recovery_running")));
+
+    // Valid RFC 3339, but past year 9999 once in UTC: a 400, not a dropped connection.
+    let far = json!({"since": "2026-01-01T00:00:00Z", "until": "9999-12-31T23:59:59-01:00", "dry_run": true});
+    let answer = app.call("POST", &recover_path(subscription), Some(far)).await;
+    assert_eq!((answer.status, answer.body["error"].as_str()), (400, Some("invalid_range")), "{:?}", answer.body);
 }
