@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use time::OffsetDateTime;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext, GroupCommit};
@@ -37,6 +38,8 @@ pub struct Application {
     /// LISTEN established before serving, so no change notification can be missed between
     /// the first cached read and the listener starting (`None` if the database was down).
     changes: Option<PgListener>,
+    /// Bumped by the delivery engine at each write to deliveries (see [`Application::progress`]).
+    progress: watch::Sender<u64>,
 }
 
 impl Application {
@@ -84,11 +87,17 @@ impl Application {
         let metrics = Metrics::new();
         let context =
             ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new(), group_commit, metrics, keyring };
-        Ok(Self { listener, port, context, admin_token, changes })
+        Ok(Self { listener, port, context, admin_token, changes, progress: watch::Sender::new(0) })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Changes each time the delivery engine commits a write to deliveries (an attempt's
+    /// outcome, a release, a recovery batch): wait on it to see the queue move.
+    pub fn progress(&self) -> watch::Receiver<u64> {
+        self.progress.subscribe()
     }
 
     /// Serves the API and delivers webhooks until `shutdown` is cancelled, then stops
@@ -106,6 +115,7 @@ impl Application {
                 allow_private_targets: settings.delivery.allow_private_targets,
                 metrics: self.context.metrics.clone(),
                 waker: self.context.waker.clone(),
+                progress: self.progress.clone(),
             },
             self.changes,
             &self.context.waker,

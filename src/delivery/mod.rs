@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -81,6 +81,16 @@ pub struct DeliveryContext {
     pub allow_private_targets: bool,
     pub metrics: Arc<Metrics>,
     pub waker: Waker,
+    /// Counts the engine's writes to deliveries (outcomes, releases, recoveries), so that a
+    /// caller can wait for the queue to move instead of polling it (the tests do).
+    pub progress: watch::Sender<u64>,
+}
+
+impl DeliveryContext {
+    /// Something the engine wrote to deliveries was committed.
+    fn progressed(&self) {
+        self.progress.send_modify(|count| *count = count.wrapping_add(1));
+    }
 }
 
 /// The running engine's tasks.

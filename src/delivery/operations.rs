@@ -35,6 +35,7 @@ async fn pass(context: &DeliveryContext, shutdown: &CancellationToken) -> bool {
     };
     if round.requeued > 0 {
         context.metrics.deliveries_recovered(round.requeued as u64);
+        context.progressed();
         context.waker.wake();
     }
     match relay::relay_all(&context.pool, shutdown).await {

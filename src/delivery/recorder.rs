@@ -71,6 +71,7 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
             context.waker.wake_operations();
         }
         batch.clear(); // gives the send slots back
+        context.progressed();
         // Sustained failure: rare, and after the slots are back.
         for subscription in recorded.to_disable {
             worker::disable_subscription(&context, subscription, DisabledReason::Failing).await;

@@ -246,14 +246,16 @@ impl DeliveryTask {
 
     /// Gives the delivery back unattempted, due at `due_at` (`None`: parked).
     async fn release(&self, delivery: &ClaimedDelivery, due_at: Option<OffsetDateTime>) {
-        if let Err(error) = deliveries::release(&self.context.pool, &[delivery.id], self.lease_id, due_at).await {
-            tracing::warn!(delivery.id = %delivery.id, %error, "cannot release the delivery; it will be retried when its lease expires");
+        match deliveries::release(&self.context.pool, &[delivery.id], self.lease_id, due_at).await {
+            Ok(_) => self.context.progressed(),
+            Err(error) => tracing::warn!(delivery.id = %delivery.id, %error, "cannot release the delivery; it will be retried when its lease expires"),
         }
     }
 
     async fn cancel(&self, delivery: &ClaimedDelivery, reason: &str) {
-        if let Err(error) = deliveries::cancel_claimed(&self.context.pool, delivery.id, self.lease_id, reason).await {
-            tracing::warn!(delivery.id = %delivery.id, %error, "cannot cancel the delivery; it will be looked at again when its lease expires");
+        match deliveries::cancel_claimed(&self.context.pool, delivery.id, self.lease_id, reason).await {
+            Ok(()) => self.context.progressed(),
+            Err(error) => tracing::warn!(delivery.id = %delivery.id, %error, "cannot cancel the delivery; it will be looked at again when its lease expires"),
         }
     }
 }
@@ -276,6 +278,7 @@ pub(super) async fn disable_subscription(context: &DeliveryContext, id: Uuid, re
     match disabled.await {
         Ok(newly_disabled) => {
             context.subscriptions.invalidate(id).await;
+            context.progressed(); // its waiting deliveries are parked
             if newly_disabled {
                 context.waker.wake_operations();
                 context.metrics.subscription_disabled(reason);

@@ -135,7 +135,7 @@ async fn under_overload_the_backlog_waits_in_the_database_and_drains_afterwards(
     let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE status = 'queued'").fetch_one(&app.pool).await.unwrap();
     assert!(waiting > 100, "ingest outran delivery ({waiting} waiting)");
     assert!(most_in_flight <= 4, "no more in flight than the concurrency: the backlog stays in the database ({most_in_flight})");
-    crate::helpers::wait_all_finished(&app.pool, Duration::from_secs(60)).await;
+    app.deliver_all_pending(Duration::from_secs(60)).await;
     assert_eq!(slow.received().len(), ids.len());
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_app_with, standard_webhooks_verifies, wait_all_finished, Received, Receiver, Reply, TestApp};
+use crate::helpers::{spawn_app_with, standard_webhooks_verifies, Received, Receiver, Reply, TestApp};
 
 const LIMIT: Duration = Duration::from_secs(15);
 
@@ -150,7 +150,7 @@ async fn operators_receive_signed_events_when_deliveries_give_up_and_subscriptio
     let at = |v: &Value| time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
     assert_eq!(at(&disabled[0]["disabled_at"]), at(&shown["disabled_at"]));
 
-    wait_all_finished(&app.pool, LIMIT).await;
+    app.deliver_all_pending(LIMIT).await;
     assert!(bystander.received().is_empty(), "a subscription without filters gets no operational events");
     let metrics = app.http.get(app.url("/metrics")).bearer_auth(crate::helpers::ADMIN_TOKEN).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("webhookd_subscriptions_disabled_total{reason=\"endpoint_gone\"} 1\n"), "{metrics}");
@@ -167,7 +167,7 @@ async fn an_operator_endpoint_that_fails_raises_no_event_about_its_own_events() 
     app.ingest(subscription, "{}").await;
 
     operator.wait_for(1, LIMIT).await;
-    wait_all_finished(&app.pool, LIMIT).await;
+    app.deliver_all_pending(LIMIT).await;
     // Everything has finished: a looping event would now be either queued or delivered.
     let queued: i64 = sqlx::query_scalar("SELECT count(*) FROM operational_events").fetch_one(&app.pool).await.unwrap();
     let operational: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE event_type LIKE 'webhookd.%'").fetch_one(&app.pool).await.unwrap();

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, wait_all_finished, Receiver, ADMIN_TOKEN};
+use crate::helpers::{spawn_app, Receiver, ADMIN_TOKEN};
 
 /// The value of the sample whose name and labels are exactly `series`.
 fn sample(text: &str, series: &str) -> f64 {
@@ -27,7 +27,7 @@ async fn metrics_count_what_happened_and_need_the_admin_token() {
         app.ingest(ok, &format!(r#"{{"n":{n}}}"#)).await;
     }
     app.ingest(failing, r#"{"doomed":true}"#).await;
-    wait_all_finished(&app.pool, Duration::from_secs(20)).await;
+    app.deliver_all_pending(Duration::from_secs(20)).await;
     assert_eq!(app.get("/no/such/path").await.status, 404);
 
     let anonymous = app.http.get(app.url("/metrics")).send().await.unwrap();

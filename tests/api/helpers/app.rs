@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::PgPool;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -38,6 +39,8 @@ pub struct TestApp {
     pub http: reqwest::Client,
     shutdown: CancellationToken,
     running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Changes whenever the delivery engine commits a write to deliveries.
+    progress: watch::Receiver<u64>,
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -59,9 +62,10 @@ pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> Tes
     let pool = webhookd::db::connect_lazy(database_url, settings.database.pool_size).unwrap();
     let application = Application::build(settings, pool.clone(), Secret::new(ADMIN_TOKEN)).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
+    let progress = application.progress();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(application.run_until_stopped(shutdown.clone()));
-    TestApp { address, pool, http: http_client(), shutdown, running: Some(running) }
+    TestApp { address, pool, http: http_client(), shutdown, running: Some(running), progress }
 }
 
 /// A plain HTTP client for talking to the app.
@@ -130,17 +134,52 @@ impl TestApp {
         answer.body["delivery_id"].as_str().unwrap().parse().unwrap()
     }
 
-    /// Polls the delivery until `done` holds for it, or panics after `limit`.
+    /// Reads the delivery again each time the engine writes, until `done` holds for it, or
+    /// panics after `limit`.
     pub async fn wait_for_delivery(&self, id: Uuid, limit: Duration, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + limit;
-        loop {
+        let read = async || {
             let answer = self.get(&format!("/deliveries/{id}")).await;
             assert_eq!(answer.status, 200, "{:?}", answer.body);
-            if done(&answer.body) {
-                return answer.body;
+            if done(&answer.body) { Ok(answer.body) } else { Err(answer.body) }
+        };
+        self.wait_for_progress(limit, read).await.unwrap_or_else(|last| panic!("delivery did not get there in {limit:?}: {last:#}"))
+    }
+
+    /// Runs the queue to quiescence: returns once no delivery is unfinished (parked ones
+    /// aside), looking again each time the engine writes; panics after `limit`.
+    pub async fn deliver_all_pending(&self, limit: Duration) {
+        let count = async || {
+            let open: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM deliveries WHERE status IN ('queued', 'retrying', 'delivering') AND next_attempt_at < 'infinity'",
+            )
+            .fetch_one(&self.pool)
+            .await
+            .unwrap();
+            if open == 0 { Ok(()) } else { Err(open) }
+        };
+        if let Err(open) = self.wait_for_progress(limit, count).await {
+            panic!("{open} deliveries still unfinished after {limit:?}");
+        }
+    }
+
+    /// Runs `check` now and after each write of the engine until it succeeds, for at most
+    /// `limit`; returns its last error otherwise. A write between two checks is never missed
+    /// (the receiver remembers it). A check also runs every second without one, for states
+    /// the engine does not write.
+    async fn wait_for_progress<T, E>(&self, limit: Duration, mut check: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E> {
+        let deadline = Instant::now() + limit;
+        let mut progress = self.progress.clone();
+        loop {
+            progress.borrow_and_update();
+            let last = match check().await {
+                Ok(value) => return Ok(value),
+                Err(last) => last,
+            };
+            let wait = deadline.saturating_duration_since(Instant::now()).min(Duration::from_secs(1));
+            if wait.is_zero() {
+                return Err(last);
             }
-            assert!(Instant::now() < deadline, "delivery did not get there in {limit:?}: {:#}", answer.body);
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            let _ = tokio::time::timeout(wait, progress.changed()).await;
         }
     }
 
