@@ -7,6 +7,7 @@ pub mod events;
 pub mod idempotency;
 pub mod partitions;
 pub mod subscriptions;
+pub mod ui_sessions;
 
 use std::time::Duration;
 
