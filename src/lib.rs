@@ -10,6 +10,7 @@
 //! - [`http_server`]: the HTTP server and its limits; [`metrics`]: what Prometheus scrapes.
 //! - [`healthcheck`]: the `webhookd healthcheck` probe for container health checks.
 //! - [`secrets`]: secrets never printed, encrypted at rest, sealed in Redis.
+//! - [`ui`]: the operator dashboard (`/ui`) and the subscriber portal (`/portal`).
 
 pub mod api;
 pub mod config;
@@ -27,3 +28,4 @@ pub mod secrets;
 pub mod startup;
 pub mod subscription_cache;
 pub mod telemetry;
+pub mod ui;

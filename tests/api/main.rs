@@ -21,3 +21,4 @@ mod server_limits;
 mod subscriptions;
 mod tls;
 mod trust;
+mod ui;
