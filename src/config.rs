@@ -443,6 +443,17 @@ mod tests {
     }
 
     #[test]
+    fn the_public_url_must_be_http_and_https_turns_secure_cookies_on_in_the_dashboard() {
+        let settings = Settings::from_variables(&[("WEBHOOKD_PUBLIC_URL", "https://hooks.example.com")]).unwrap();
+        assert_eq!(settings.http.public_url.unwrap().host_str(), Some("hooks.example.com"));
+        assert!(!settings.http.secure_cookies, "the https check is the dashboard's (src/ui/mod.rs)");
+        for bad in ["ftp://hooks.example.com", "hooks.example.com", "http://"] {
+            let error = Settings::from_variables(&[("WEBHOOKD_PUBLIC_URL", bad)]).unwrap_err();
+            assert!(error.to_string().contains("WEBHOOKD_PUBLIC_URL"), "{error}");
+        }
+    }
+
+    #[test]
     fn sizes_accept_binary_suffixes() {
         let settings = Settings::from_variables(&[("WEBHOOKD_MAX_PAYLOAD", "512KiB")]).unwrap();
         assert_eq!(settings.http.max_payload, 512 * 1024);

@@ -134,6 +134,19 @@ async fn a_failed_delivery_shows_every_attempt_and_retry_delivers_it() {
     let delivery = app.ingest(subscription, r#"{"order": 42, "items": ["book"]}"#).await;
     let failed = app.wait_until_finished(delivery, Duration::from_secs(10)).await;
     assert_eq!(failed["status"], "failed");
+    if std::env::var_os("WEBHOOKD_SCREENSHOTS").is_some() {
+        // An hour of traffic for the README's picture of the overview.
+        sqlx::query(
+            "INSERT INTO deliveries (id, subscription_id, status, attempt_count, created_at, completed_at)
+             SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(g * 10 + h), 12, '0'))::uuid, $1, CASE WHEN g % 13 = 0 OR g BETWEEN 95 AND 105 THEN 'failed' ELSE 'succeeded' END, 1,
+                    now() - g * interval '10 seconds', now() - g * interval '10 seconds'
+             FROM generate_series(1, 355) AS g, generate_series(1, 2 + (g * 7 / 11) % 6) AS h",
+        )
+        .bind(subscription)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    }
     let browser = browser().await;
     browser.log_in(&app.address, ADMIN_TOKEN).await;
 
@@ -165,7 +178,7 @@ async fn save_screenshots(browser: &Browser, _app: &TestApp, name: &str) {
     if let Some(dir) = std::env::var_os("WEBHOOKD_SCREENSHOTS") {
         let dir = std::path::PathBuf::from(dir);
         std::fs::create_dir_all(&dir).unwrap();
-        browser.screenshot(&dir.join(format!("{name}.png")), 1000, 760).await;
+        browser.screenshot(&dir.join(format!("{name}.png")), 1000, 900).await;
         browser.screenshot(&dir.join(format!("{name}-phone.png")), 390, 844).await;
     }
 }
@@ -340,6 +353,16 @@ async fn hostile_text_is_shown_as_text_on_every_page() {
     browser.goto(&app.url(&format!("/ui/deliveries/{delivery}"))).await;
     let text = browser.text().await;
     assert!(text.matches("onerror").count() >= 4, "payload, event type, error, excerpt: {text}");
+
+    // An error message that quotes what was typed.
+    browser.goto(&app.url("/ui/subscriptions")).await;
+    browser.fill("#target_url", &format!("{}/hook", hostile_site.url)).await;
+    browser.fill("#event_types", &format!("a{HOSTILE}")).await;
+    browser.click_button("Create subscription").await;
+    let text = browser.text().await;
+    assert!(text.contains("event type") && text.contains("<img"), "{text}");
+    assert_eq!(browser.eval("return window.xssFired === undefined").await, true);
+    assert_eq!(browser.count("img").await, 0);
 }
 
 #[tokio::test]
@@ -364,4 +387,37 @@ async fn the_root_redirects_to_the_dashboard_which_asks_for_the_token() {
     assert_eq!(sheet.status(), 200);
     assert!(sheet.headers()["cache-control"].to_str().unwrap().contains("immutable"));
     assert_eq!(client.get(app.url("/ui/static/app-00000000.css")).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn a_portal_cannot_point_its_subscription_at_a_private_address() {
+    let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let subscription = app.create_subscription("https://93.184.216.34/hook", json!({})).await;
+    let link = app.call("POST", &format!("/subscriptions/{subscription}/portal-link"), Some(json!({}))).await.body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = app
+        .http
+        .post(format!("{link}/target-url"))
+        .header("origin", &app.address)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("target_url=http%3A%2F%2F169.254.169.254%2Flatest")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert!(answer.text().await.unwrap().contains("WEBHOOKD_ALLOW_PRIVATE_TARGETS"));
+    assert_eq!(app.get(&format!("/subscriptions/{subscription}")).await.body["target_url"], "https://93.184.216.34/hook");
+}
+
+#[tokio::test]
+async fn the_name_search_is_served_by_its_index() {
+    let app = spawn_app().await;
+    let mut connection = app.pool.acquire().await.unwrap();
+    sqlx::query("SET enable_seqscan = off").execute(&mut *connection).await.unwrap();
+    let query = include_str!("../../sql/subscriptions/search_subscriptions.sql").replace("$1", "'acme:*'").replace("$2::text", "NULL::text")
+        .replace("$2", "NULL").replace("$3::uuid", "NULL::uuid").replace("$3", "NULL").replace("$4", "51");
+    let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {query}"))).fetch_all(&mut *connection).await.unwrap();
+    assert!(plan.iter().any(|line| line.contains("subscriptions_name_search_idx")), "{plan:#?}");
 }
