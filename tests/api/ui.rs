@@ -41,6 +41,15 @@ impl OtherSite {
     }
 }
 
+/// A form POST outside the browser, with `headers`.
+async fn post_form(app: &TestApp, url: &str, headers: &[(&str, &str)], body: &str) -> reqwest::Response {
+    let mut request = app.http.post(url).header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.body(body.to_owned()).send().await.unwrap()
+}
+
 /// The session cookie the browser holds for the app, as a `Cookie` header.
 async fn session_cookie(browser: &Browser) -> String {
     let cookie = browser.cookie("webhookd_session").await.expect("the browser has a session cookie");
@@ -282,26 +291,11 @@ async fn a_cross_site_post_with_the_session_cookie_is_refused_and_changes_nothin
     assert_eq!(app.get(&format!("/subscriptions/{subscription}")).await.status, 200, "still there");
 
     // The same request outside a browser: 403, still nothing changed.
-    let forged = app
-        .http
-        .post(app.url(&format!("/ui/subscriptions/{subscription}/delete")))
-        .header("cookie", &cookie)
-        .header("origin", &attacker.url)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("confirm=yes")
-        .send()
-        .await
-        .unwrap();
+    let delete = app.url(&format!("/ui/subscriptions/{subscription}/delete"));
+    let forged = post_form(&app, &delete, &[("cookie", &cookie), ("origin", &attacker.url)], "confirm=yes").await;
     assert_eq!(forged.status(), 403);
-    let no_origin = app
-        .http
-        .post(app.url(&format!("/ui/subscriptions/{subscription}/pause")))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("confirm=yes")
-        .send()
-        .await
-        .unwrap();
+    let pause = app.url(&format!("/ui/subscriptions/{subscription}/pause"));
+    let no_origin = post_form(&app, &pause, &[("cookie", &cookie)], "").await;
     assert_eq!(no_origin.status(), 403);
     let stored = app.get(&format!("/subscriptions/{subscription}")).await;
     assert_eq!((stored.status, &stored.body["is_active"]), (200, &json!(true)));
@@ -397,15 +391,8 @@ async fn a_portal_cannot_point_its_subscription_at_a_private_address() {
         .as_str()
         .unwrap()
         .to_owned();
-    let answer = app
-        .http
-        .post(format!("{link}/target-url"))
-        .header("origin", &app.address)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("target_url=http%3A%2F%2F169.254.169.254%2Flatest")
-        .send()
-        .await
-        .unwrap();
+    let body = "target_url=http%3A%2F%2F169.254.169.254%2Flatest";
+    let answer = post_form(&app, &format!("{link}/target-url"), &[("origin", &app.address)], body).await;
     assert_eq!(answer.status(), 400);
     assert!(answer.text().await.unwrap().contains("WEBHOOKD_ALLOW_PRIVATE_TARGETS"));
     assert_eq!(app.get(&format!("/subscriptions/{subscription}")).await.body["target_url"], "https://93.184.216.34/hook");
