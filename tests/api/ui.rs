@@ -374,6 +374,11 @@ async fn the_root_redirects_to_the_dashboard_which_asks_for_the_token() {
         let text = page.text().await.unwrap();
         assert!(text.contains(r#"name="token""#), "{path}: {text}");
     }
+    // After logging in, the page asked for opens (and only a dashboard page).
+    let page = client.get(app.url("/ui/deliveries?status=failed")).send().await.unwrap().text().await.unwrap();
+    assert!(page.contains(r#"name="next" value="/ui/deliveries?status=failed""#), "{page}");
+    let login = post_form(&app, &app.url("/ui/login"), &[("origin", &app.address)], &format!("token={ADMIN_TOKEN}&next=%2F%2Fevil.example")).await;
+    assert_eq!(login.url().path(), "/ui", "redirected to the dashboard, not elsewhere");
     // The stylesheet is cached for good under its hashed name; other names are not served.
     let login = client.get(app.url("/ui")).send().await.unwrap().text().await.unwrap();
     let css = login.split("href=\"").find(|s| s.starts_with("/ui/static/")).unwrap().split('"').next().unwrap().to_owned();
