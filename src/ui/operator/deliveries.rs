@@ -125,6 +125,10 @@ pub(crate) fn delivery_sections(detail: &DeliveryDetail, retry_action: &str, sub
             }
         }
         section.card {
+            h2 { "Attempts" }
+            (views::attempts_table(&detail.attempts, None))
+        }
+        section.card {
             h2 { "Payload" }
             @match &detail.body {
                 Some(body) => pre.payload { (views::pretty_payload(body, PAYLOAD_SHOWN)) },
@@ -144,10 +148,6 @@ pub(crate) fn delivery_sections(detail: &DeliveryDetail, retry_action: &str, sub
                 "x-webhook-attempt: <attempt number>\n"
                 @if let Some(event) = &d.event_type { "x-webhook-event: " (event) "\n" }
             }
-        }
-        section.card {
-            h2 { "Attempts" }
-            (views::attempts_table(&detail.attempts, None))
         }
     }
 }
