@@ -413,3 +413,20 @@ async fn the_name_search_is_served_by_its_index() {
     let plan: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("EXPLAIN {query}"))).fetch_all(&mut *connection).await.unwrap();
     assert!(plan.iter().any(|line| line.contains("subscriptions_name_search_idx")), "{plan:#?}");
 }
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_when_configured() {
+    let app = spawn_app_with(&[("WEBHOOKD_UI_SECURE_COOKIES", "true")]).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client
+        .post(app.url("/ui/login"))
+        .header("origin", &app.address)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.ends_with("; HttpOnly; SameSite=Strict; Secure"), "{cookie}");
+}
