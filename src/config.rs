@@ -121,6 +121,13 @@ pub struct HttpSettings {
     /// Largest accepted webhook body (bytes, or with a unit: 512KiB, 1MiB; at most 64MiB).
     #[arg(long = "max-payload", env = "WEBHOOKD_MAX_PAYLOAD", default_value = "1MiB", value_parser = parse_payload_size, global = true)]
     pub max_payload: usize,
+    /// The service's public base URL (e.g. https://hooks.example.com), used for portal links
+    /// and accepted as the dashboard's origin. Unset: taken from each request's Host header.
+    #[arg(long, env = "WEBHOOKD_PUBLIC_URL", value_parser = parse_public_url, global = true)]
+    pub public_url: Option<url::Url>,
+    /// Mark the dashboard's session cookie `Secure` (also when WEBHOOKD_PUBLIC_URL is https).
+    #[arg(long = "ui-secure-cookies", env = "WEBHOOKD_UI_SECURE_COOKIES", default_value = "false", value_parser = BoolishValueParser::new(), action = ArgAction::Set, global = true)]
+    pub secure_cookies: bool,
 }
 
 /// The delivery engine.
@@ -365,6 +372,14 @@ fn parse_payload_size(text: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("`{text}` must be between 1 byte and 64 MiB"))
 }
 
+fn parse_public_url(text: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(text).map_err(|e| format!("not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http:// or https:// URL with a host".into());
+    }
+    Ok(url)
+}
+
 fn parse_admin_token(text: &str) -> Result<Secret, String> {
     if text.len() < 16 {
         return Err("must be at least 16 characters".into());
@@ -433,6 +448,17 @@ mod tests {
         assert!(!error.to_string().contains("c2VjcmV0LWJ1dC1zaG9ydA=="), "{error}");
         let error = Settings::from_variables(&[("DATABASE_URL", "mysql://user:pa55word@host/db")]).unwrap_err();
         assert!(!error.to_string().contains("pa55word"), "{error}");
+    }
+
+    #[test]
+    fn the_public_url_must_be_http_and_https_turns_secure_cookies_on_in_the_dashboard() {
+        let settings = Settings::from_variables(&[("WEBHOOKD_PUBLIC_URL", "https://hooks.example.com")]).unwrap();
+        assert_eq!(settings.http.public_url.unwrap().host_str(), Some("hooks.example.com"));
+        assert!(!settings.http.secure_cookies, "the https check is the dashboard's (src/ui/mod.rs)");
+        for bad in ["ftp://hooks.example.com", "hooks.example.com", "http://"] {
+            let error = Settings::from_variables(&[("WEBHOOKD_PUBLIC_URL", bad)]).unwrap_err();
+            assert!(error.to_string().contains("WEBHOOKD_PUBLIC_URL"), "{error}");
+        }
     }
 
     #[test]

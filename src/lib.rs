@@ -11,6 +11,7 @@
 //! - [`http_server`]: the HTTP server and its limits; [`metrics`]: what Prometheus scrapes.
 //! - [`healthcheck`]: the `webhookd healthcheck` probe for container health checks.
 //! - [`secrets`]: secrets never printed, encrypted at rest, sealed in Redis.
+//! - [`ui`]: the operator dashboard (`/ui`) and the subscriber portal (`/portal`).
 
 mod api;
 pub mod config;
@@ -29,3 +30,4 @@ pub mod secrets;
 pub mod startup;
 mod subscription_cache;
 pub mod telemetry;
+mod ui;

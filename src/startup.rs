@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::secrets::{self, CacheSeal, Keyring, OpenError, SecretValue};
 use crate::redis_cache::RedisCache;
 use crate::subscription_cache::SubscriptionCache;
+use crate::ui::portal_link::PortalLinks;
 
 /// How soon maintenance runs after start-up, and tries again after a failure.
 const MAINTENANCE_RETRY: Duration = Duration::from_secs(10);
@@ -85,8 +86,17 @@ impl Application {
         };
         let group_commit = GroupCommit::start(pool.clone());
         let metrics = Metrics::new();
-        let context =
-            ApiContext { pool, settings: Arc::new(settings), subscriptions, waker: Waker::new(), group_commit, metrics, keyring };
+        let portal_links = Arc::new(PortalLinks::new(admin_token.expose()));
+        let context = ApiContext {
+            pool,
+            settings: Arc::new(settings),
+            subscriptions,
+            waker: Waker::new(),
+            group_commit,
+            metrics,
+            keyring,
+            portal_links,
+        };
         Ok(Self { listener, port, context, admin_token, changes, progress: watch::Sender::new(0) })
     }
 

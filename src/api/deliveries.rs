@@ -143,6 +143,24 @@ impl DeliveriesApi {
             None => Err(ApiError::not_found("no subscription with this id")),
         }
     }
+
+    /// Re-queues a finished delivery (409 while it is in flight or was filtered).
+    pub(crate) async fn requeue(&self, id: Uuid) -> Result<DeliveryRow, ApiError> {
+        let pool = &self.context.pool;
+        if !deliveries::retry(pool, id).await? {
+            return match deliveries::select(pool, id).await? {
+                None => Err(ApiError::not_found("no delivery with this id")),
+                Some(row) => Err(ApiError::conflict(
+                    "delivery_not_finished",
+                    format!("only a succeeded or failed delivery can be retried; this one is {}", row.status.as_str()),
+                )),
+            };
+        }
+        self.context.waker.wake();
+        let row = deliveries::select(pool, id).await?.ok_or_else(|| ApiError::not_found("no delivery with this id"))?;
+        tracing::info!(delivery.id = %row.id, "delivery re-queued by an operator");
+        Ok(row)
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Deliveries")]
@@ -167,19 +185,7 @@ impl DeliveriesApi {
     /// flight (queued, delivering, retrying) or was filtered.
     #[oai(path = "/deliveries/:delivery_id/retry", method = "post")]
     async fn retry(&self, _auth: AdminAuth, delivery_id: Path<Uuid>) -> Result<RetryResponse, ApiError> {
-        let pool = &self.context.pool;
-        if !deliveries::retry(pool, delivery_id.0).await? {
-            return match deliveries::select(pool, delivery_id.0).await? {
-                None => Err(ApiError::not_found("no delivery with this id")),
-                Some(row) => Err(ApiError::conflict(
-                    "delivery_not_finished",
-                    format!("only a succeeded or failed delivery can be retried; this one is {}", row.status.as_str()),
-                )),
-            };
-        }
-        self.context.waker.wake();
-        let row = deliveries::select(pool, delivery_id.0).await?.ok_or_else(|| ApiError::not_found("no delivery with this id"))?;
-        tracing::info!(delivery.id = %row.id, "delivery re-queued by an operator");
+        let row = self.requeue(delivery_id.0).await?;
         Ok(RetryResponse::Accepted(Json(row.into())))
     }
 

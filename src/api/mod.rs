@@ -3,7 +3,7 @@
 
 mod auth;
 mod body;
-mod deliveries;
+pub(crate) mod deliveries;
 mod events;
 mod group_commit;
 mod health;
@@ -12,12 +12,12 @@ mod ingest;
 mod metrics;
 mod recoveries;
 mod tools;
-mod subscriptions;
+pub(crate) mod subscriptions;
 
 use std::sync::Arc;
 
 use poem::middleware::{NormalizePath, TrailingSlash};
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::OpenApiService;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -28,8 +28,9 @@ use crate::metrics::Metrics;
 use crate::secrets::Keyring;
 use crate::error::{standard_error_response, ApiError};
 use crate::subscription_cache::SubscriptionCache;
+use crate::ui::portal_link::PortalLinks;
 
-pub use auth::AdminToken;
+pub use auth::{tokens_match, AdminToken};
 use metrics::RouteTemplates;
 pub use group_commit::GroupCommit;
 
@@ -44,6 +45,8 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Encrypts secrets at rest when `WEBHOOKD_ENCRYPTION_KEY` is set.
     pub keyring: Option<Arc<Keyring>>,
+    /// Signs and checks subscriber portal links (key derived from the admin token).
+    pub portal_links: Arc<PortalLinks>,
 }
 
 impl ApiContext {
@@ -85,16 +88,29 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint<Output 
     let document = service.spec_endpoint();
     let templates = Arc::new(RouteTemplates::from_openapi(&service.spec(), &["/docs", "/openapi.json"]));
     let counters = context.metrics.clone();
+    let (dashboard, portal) = crate::ui::routes(context.clone(), admin_token.clone());
     Route::new()
         .nest("/docs", explorer)
         .at("/openapi.json", document)
+        .nest("/ui", dashboard)
+        .nest("/portal", portal)
         .nest("/", service)
+        .before(redirect_root)
         .with(NormalizePath::new(TrailingSlash::Trim))
         .before(body::limit_api_body)
         .before(refuse_long_uris)
         .data(AdminToken(admin_token))
         .catch_all_error(standard_error_response)
         .around(move |next, request| metrics::count_request(next, request, counters.clone(), templates.clone()))
+}
+
+/// `GET /` goes to the dashboard: what a person opening the service's address wants. (A
+/// route at "/" would be shadowed by the API nested at "/", which claims the bare root.)
+async fn redirect_root(request: poem::Request) -> poem::Result<poem::Request> {
+    if request.uri().path() == "/" && request.method() == poem::http::Method::GET {
+        return Err(poem::Error::from_response(poem::web::Redirect::see_other("/ui").into_response()));
+    }
+    Ok(request)
 }
 
 /// Longest accepted request URI, in bytes.

@@ -165,9 +165,33 @@ pub struct RotatedSecret {
     pub previous_secret_expires_at: Option<OffsetDateTime>,
 }
 
+/// How long a new portal link lasts.
+#[derive(Object)]
+#[oai(deny_unknown_fields)]
+pub struct PortalLinkRequest {
+    /// A duration such as `24h`, `7d` or `30m` (1s to 30d); default 24h.
+    pub expires_in: Option<String>,
+}
+
+/// A portal link: hand the URL to the subscriber.
+#[derive(Object)]
+pub struct PortalLink {
+    /// Opens the portal for this one subscription; whoever has it can use it until it expires.
+    pub url: String,
+    pub expires_at: OffsetDateTime,
+}
+
+#[derive(ApiResponse)]
+enum PortalLinkCreated {
+    /// The link was issued.
+    #[oai(status = 201)]
+    Created(Json<PortalLink>),
+}
+
 #[derive(ApiResponse)]
 enum Deleted {
-    /// Deleted: its waiting deliveries are ended as failed; its logs stay until retention.
+    /// Done (a deleted subscription's waiting deliveries are ended as failed; its logs stay
+    /// until retention).
     #[oai(status = 204)]
     NoContent,
 }
@@ -197,11 +221,7 @@ impl SubscriptionsApi {
             rate_limit: body.rate_limit,
             github_signature: body.github_signature.unwrap_or(false),
         };
-        self.validate(&fields, true).await?;
-        let id = Uuid::now_v7();
-        let fields = self.seal_secret(id, fields);
-        let row = store::insert(&self.context.pool, id, &fields).await?;
-        tracing::info!(subscription.id = %row.id, "subscription created");
+        let row = self.create_row(fields).await?;
         Ok(Created::Created(Json((&row).into())))
     }
 
@@ -214,6 +234,9 @@ impl SubscriptionsApi {
         limit: Query<Option<i64>>,
         /// `next_cursor` of the previous page.
         cursor: Query<Option<String>>,
+        /// Only subscriptions whose name has words starting with each word of `q`
+        /// (case-insensitive, e.g. `acme ord` finds "Orders to ACME"); indexed full-text search.
+        q: Query<Option<String>>,
     ) -> Result<Json<SubscriptionPage>, ApiError> {
         let limit = page_limit(limit.0, 50, 100)?;
         let cursor = match cursor.0.as_deref() {
@@ -223,7 +246,13 @@ impl SubscriptionsApi {
                     .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?,
             ),
         };
-        let mut rows = store::list(&self.context.pool, cursor, limit + 1).await?;
+        let mut rows = match q.0.as_deref().filter(|q| !q.trim().is_empty()) {
+            None => store::list(&self.context.pool, cursor, limit + 1).await?,
+            Some(q) => match store::name_query(q) {
+                Some(query) => store::search(&self.context.pool, &query, None, cursor, limit + 1).await?,
+                None => Vec::new(), // no letter or digit: no name can match
+            },
+        };
         let next_cursor = if rows.len() as i64 > limit {
             rows.truncate(limit as usize);
             rows.last().map(|row| row.id.to_string())
@@ -282,40 +311,101 @@ impl SubscriptionsApi {
     /// both the new and the previous secret, and inbound signatures with either are accepted.
     #[oai(path = "/subscriptions/:id/rotate-secret", method = "post")]
     async fn rotate_secret(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<RotatedSecret>, ApiError> {
-        let secret = generate_secret();
-        let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
-        let mut tx = self.context.pool.begin().await?;
-        let sealed = self.context.seal(id.0, &secret);
-        let row = store::rotate_secret(&mut *tx, id.0, &sealed, overlap).await?.ok_or_else(no_subscription)?;
-        store::notify_changed(&mut *tx, id.0).await?;
-        tx.commit().await?;
-        self.context.subscriptions.invalidate(id.0).await;
-        tracing::info!(subscription.id = %id.0, "subscription secret rotated");
-        Ok(Json(RotatedSecret { secret_key: secret, previous_secret_expires_at: row.previous_secret_expires_at }))
+        self.rotate(id.0).await.map(Json)
     }
 
     /// Delete a subscription. Its waiting deliveries stop; its logs stay until retention.
     #[oai(path = "/subscriptions/:id", method = "delete")]
     async fn delete(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Deleted, ApiError> {
-        let mut tx = self.context.pool.begin().await?;
-        if !store::soft_delete(&mut *tx, id.0).await? {
+        self.remove(id.0).await?;
+        Ok(Deleted::NoContent)
+    }
+
+    /// Create a link to the subscriber portal: a page where the receiver sees this
+    /// subscription's deliveries and attempts, retries failed ones, sends a test event,
+    /// rotates the secret and changes the target URL, and nothing else.
+    ///
+    /// The link is signed by the server (no row is stored) and expires after `expires_in`
+    /// (default 24h, at most 30d). `DELETE /subscriptions/{id}/portal-links` revokes every
+    /// link issued so far; changing the admin token revokes all links of all subscriptions.
+    #[oai(path = "/subscriptions/:id/portal-link", method = "post")]
+    async fn create_portal_link(
+        &self,
+        request: &poem::Request,
+        _auth: AdminAuth,
+        id: Path<Uuid>,
+        body: Json<PortalLinkRequest>,
+    ) -> Result<PortalLinkCreated, ApiError> {
+        let lifetime = match body.0.expires_in.as_deref() {
+            None => crate::ui::portal_link::DEFAULT_LIFETIME,
+            Some(text) => crate::ui::portal_link::parse_lifetime(text).map_err(|m| ApiError::bad_request("invalid_expires_in", m))?,
+        };
+        match store::select(&self.context.pool, id.0).await? {
+            Some(row) if row.deleted_at.is_none() => {}
+            _ => return Err(no_subscription()),
+        }
+        let link = self.context.portal_links.issue(id.0, OffsetDateTime::now_utc(), lifetime);
+        let url = crate::ui::portal_url(&self.context.settings, request, &link.token);
+        tracing::info!(subscription.id = %id.0, "portal link issued");
+        Ok(PortalLinkCreated::Created(Json(PortalLink { url, expires_at: link.expires_at })))
+    }
+
+    /// Revoke every portal link issued so far for this subscription (links issued later work).
+    #[oai(path = "/subscriptions/:id/portal-links", method = "delete")]
+    async fn revoke_portal_links(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Deleted, ApiError> {
+        if !store::revoke_portal_links(&self.context.pool, id.0).await? {
             return Err(no_subscription());
         }
-        let cancelled = deliveries::cancel_for_subscription(&mut *tx, id.0).await?;
-        store::notify_changed(&mut *tx, id.0).await?;
-        tx.commit().await?;
-        self.context.subscriptions.invalidate(id.0).await;
-        tracing::info!(subscription.id = %id.0, cancelled, "subscription deleted");
+        tracing::info!(subscription.id = %id.0, "portal links revoked");
         Ok(Deleted::NoContent)
     }
 }
 
 impl SubscriptionsApi {
+    /// Validates, seals the secret of, and stores a new subscription.
+    pub(crate) async fn create_row(&self, fields: SubscriptionFields) -> Result<SubscriptionRow, ApiError> {
+        self.validate(&fields, true).await?;
+        let id = Uuid::now_v7();
+        let fields = self.seal_secret(id, fields);
+        let row = store::insert(&self.context.pool, id, &fields).await?;
+        tracing::info!(subscription.id = %row.id, "subscription created");
+        Ok(row)
+    }
+
+    /// Replaces the secret with a generated one (returned this once), keeping the old one
+    /// valid for the rotation overlap.
+    pub(crate) async fn rotate(&self, id: Uuid) -> Result<RotatedSecret, ApiError> {
+        let secret = generate_secret();
+        let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
+        let mut tx = self.context.pool.begin().await?;
+        let sealed = self.context.seal(id, &secret);
+        let row = store::rotate_secret(&mut *tx, id, &sealed, overlap).await?.ok_or_else(no_subscription)?;
+        store::notify_changed(&mut *tx, id).await?;
+        tx.commit().await?;
+        self.context.subscriptions.invalidate(id).await;
+        tracing::info!(subscription.id = %id, "subscription secret rotated");
+        Ok(RotatedSecret { secret_key: secret, previous_secret_expires_at: row.previous_secret_expires_at })
+    }
+
+    /// Soft-deletes a subscription and ends its waiting deliveries as failed.
+    pub(crate) async fn remove(&self, id: Uuid) -> Result<(), ApiError> {
+        let mut tx = self.context.pool.begin().await?;
+        if !store::soft_delete(&mut *tx, id).await? {
+            return Err(no_subscription());
+        }
+        let cancelled = deliveries::cancel_for_subscription(&mut *tx, id).await?;
+        store::notify_changed(&mut *tx, id).await?;
+        tx.commit().await?;
+        self.context.subscriptions.invalidate(id).await;
+        tracing::info!(subscription.id = %id, cancelled, "subscription deleted");
+        Ok(())
+    }
+
     /// Read-modify-write of one subscription under its row lock, pausing or resuming its
     /// waiting deliveries when `is_active` changes.
     /// Applies `change` to the locked row. `sets_secret`: the client gave `secret_key` (a
     /// value or null), which revokes every earlier secret, rotation overlap included.
-    async fn modify(
+    pub(crate) async fn modify(
         &self,
         id: Uuid,
         sets_secret: bool,
@@ -383,12 +473,26 @@ impl SubscriptionsApi {
     }
 }
 
-/// Applies a nullable field of a partial update: absent keeps, null clears, a value sets.
+/// A subscription's fields as stored, to be changed in part and written back (the secret
+/// unchanged).
+pub(crate) fn fields_of(row: SubscriptionRow) -> SubscriptionFields {
+    SubscriptionFields {
+        name: row.name,
+        target_url: row.target_url,
+        secret_key: stored(row.secret_key),
+        event_types: row.event_types,
+        is_active: row.is_active,
+        rate_limit: row.rate_limit,
+        github_signature: row.github_signature,
+    }
+}
+
 /// A secret as stored, to be written back unchanged.
 fn stored(secret: Option<SecretValue>) -> Option<String> {
     secret.map(|s| s.expose().to_owned())
 }
 
+/// Applies a nullable field of a partial update: absent keeps, null clears, a value sets.
 fn merge_nullable<T>(update: MaybeUndefined<T>, current: Option<T>) -> Option<T> {
     match update {
         MaybeUndefined::Undefined => current,

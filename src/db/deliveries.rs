@@ -340,3 +340,51 @@ pub struct QueueDepth {
 pub async fn queue_depth(db: impl PgExecutor<'_>) -> sqlx::Result<QueueDepth> {
     sqlx::query_file_as!(QueueDepth, "sql/deliveries/queue_depth.sql").fetch_one(db).await
 }
+
+/// Deliveries finished in one minute.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct MinuteCounts {
+    pub minute: OffsetDateTime,
+    pub succeeded: i64,
+    pub failed: i64,
+}
+
+/// Deliveries finished in each minute of the last hour (minutes without any are absent).
+pub async fn finished_per_minute(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<MinuteCounts>> {
+    sqlx::query_file_as!(MinuteCounts, "sql/deliveries/finished_per_minute.sql").fetch_all(db).await
+}
+
+/// Which deliveries a list shows; every field narrows it.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub subscription_id: Option<Uuid>,
+    pub status: Option<DeliveryStatus>,
+    pub event_type: Option<String>,
+}
+
+/// Reads up to `limit` of the newest deliveries matching `filter` that are older than the
+/// delivery `before` (a cursor; `None`: the newest).
+pub async fn list_newest(
+    db: impl PgExecutor<'_>,
+    filter: &DeliveryFilter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<DeliveryRow>> {
+    sqlx::query_file_as!(
+        DeliveryRow,
+        "sql/deliveries/list_deliveries.sql",
+        before,
+        filter.subscription_id,
+        filter.status.map(DeliveryStatus::as_str),
+        filter.event_type.as_deref(),
+        limit,
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The exact bytes a delivery sends (`None`: no such delivery, or its body is gone).
+pub async fn body(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
+    let body = sqlx::query_file_scalar!("sql/deliveries/select_delivery_body.sql", id).fetch_optional(db).await?;
+    Ok(body.flatten())
+}

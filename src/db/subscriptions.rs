@@ -191,3 +191,109 @@ pub async fn notify_changed(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<(
     sqlx::query_file!("sql/subscriptions/notify_subscription_changed.sql", id.to_string()).execute(db).await?;
     Ok(())
 }
+
+/// Which subscriptions a dashboard list shows: all live ones, or those in one state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateFilter {
+    /// Active: delivering.
+    Active,
+    /// Paused by a client (inactive, not disabled by webhookd).
+    Paused,
+    /// Taken out of service by webhookd (410 Gone or sustained failure).
+    Disabled,
+}
+
+impl StateFilter {
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "active" => Some(Self::Active),
+            "paused" => Some(Self::Paused),
+            "disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Paused => "paused",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+/// A prefix full-text query over names for user input: each run of letters and digits
+/// becomes a word prefix (`acme:*`), all required. Everything else is dropped, so the input
+/// cannot inject tsquery operators. `None` when no word is left.
+pub fn name_query(input: &str) -> Option<String> {
+    let words: Vec<String> = input
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|word| !word.is_empty())
+        .take(8)
+        .map(|word| format!("{}:*", word.to_lowercase()))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" & "))
+}
+
+/// Reads a page of live subscriptions whose name matches `query` (see [`name_query`]),
+/// optionally in one state, after `cursor`, through the name search index.
+pub async fn search(
+    db: impl PgExecutor<'_>,
+    query: &str,
+    state: Option<StateFilter>,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<SubscriptionRow>> {
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/search_subscriptions.sql", query, state.map(StateFilter::as_str), cursor, limit)
+        .fetch_all(db)
+        .await
+}
+
+/// Reads a page of live subscriptions, optionally in one state, after `cursor`.
+pub async fn list_in_state(
+    db: impl PgExecutor<'_>,
+    state: Option<StateFilter>,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<SubscriptionRow>> {
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/list_subscriptions_in_state.sql", state.map(StateFilter::as_str), cursor, limit)
+        .fetch_all(db)
+        .await
+}
+
+/// A subscription disabled by webhookd or failing now, as the overview lists it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TroubledSubscription {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub target_url: String,
+    pub disabled_reason: Option<DisabledReason>,
+    pub disabled_at: Option<OffsetDateTime>,
+    pub failing_since: Option<OffsetDateTime>,
+    pub failed_in_streak: i32,
+}
+
+/// Reads up to `limit` live subscriptions that are disabled or failing, most recent first.
+pub async fn list_troubled(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<Vec<TroubledSubscription>> {
+    sqlx::query_file_as!(TroubledSubscription, "sql/subscriptions/list_troubled_subscriptions.sql", limit).fetch_all(db).await
+}
+
+/// Revokes every portal link issued so far for a live subscription; false if there is none.
+pub async fn revoke_portal_links(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
+    let row = sqlx::query_file!("sql/subscriptions/revoke_portal_links.sql", id).fetch_optional(db).await?;
+    Ok(row.is_some())
+}
+
+/// What a portal link is checked against.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct PortalLinkState {
+    /// The subscription is not deleted.
+    pub live: bool,
+    /// Links issued at or before this instant are revoked.
+    pub portal_links_valid_after: Option<OffsetDateTime>,
+}
+
+/// Reads what a portal link for subscription `id` is checked against (`None`: no such id).
+pub async fn portal_link_state(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<PortalLinkState>> {
+    sqlx::query_file_as!(PortalLinkState, "sql/subscriptions/select_portal_links_valid_after.sql", id).fetch_optional(db).await
+}

@@ -20,7 +20,7 @@ type HmacSha256 = Hmac<Sha256>;
 pub const WHSEC_PREFIX: &str = "whsec_";
 
 #[expect(clippy::expect_used, reason = "HMAC takes keys of any length")]
-fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
+pub(crate) fn hmac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts keys of any length");
     for part in parts {
         mac.update(part);

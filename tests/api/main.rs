@@ -22,3 +22,4 @@ mod server_limits;
 mod subscriptions;
 mod tls;
 mod trust;
+mod ui;

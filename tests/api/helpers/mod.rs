@@ -2,12 +2,14 @@
 //! in-process, HTTP receivers, Redis, and the binary as a process. Tests import from here.
 
 mod app;
+mod browser;
 mod cluster;
 mod process;
 mod receiver;
 mod redis;
 
 pub use app::*;
+pub use browser::*;
 pub use cluster::*;
 pub use process::*;
 pub use receiver::*;

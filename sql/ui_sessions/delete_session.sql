@@ -1,0 +1,2 @@
+-- Ends one dashboard session ("Log out").
+DELETE FROM ui_sessions WHERE token_hash = $1

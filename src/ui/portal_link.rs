@@ -1,0 +1,184 @@
+//! Portal links: bearer URLs that open one subscription's portal, signed by the server so
+//! that checking one needs no row of its own (only the subscription's revocation instant).
+//!
+//! A token is base64url of `version (1) | subscription id (16) | issued at (8, µs since the
+//! epoch) | expires at (8, µs) | HMAC-SHA256 of the preceding 33 bytes (32)`. The key is
+//! derived from the admin token, so replacing the admin token revokes every link; a
+//! subscription's links are revoked by moving its `portal_links_valid_after` past their
+//! issue time.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use subtle::ConstantTimeEq;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::domain::signing::hmac;
+
+/// How long a link lasts when the request does not say.
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest lifetime accepted: a link is a bearer credential.
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
+
+const VERSION: u8 = 1;
+const SIGNED_LEN: usize = 1 + 16 + 8 + 8;
+const TOKEN_LEN: usize = SIGNED_LEN + 32;
+
+/// Signs and checks portal links.
+pub struct PortalLinks {
+    key: [u8; 32],
+}
+
+/// A link just issued.
+#[derive(Debug, Clone)]
+pub struct IssuedLink {
+    pub token: String,
+    pub expires_at: OffsetDateTime,
+}
+
+/// What a valid signature vouches for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkClaims {
+    pub subscription_id: Uuid,
+    pub issued_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+}
+
+/// Why a link is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    #[error("this link is not valid")]
+    Invalid,
+    #[error("this link has expired: ask for a new one")]
+    Expired,
+    #[error("this link was revoked: ask for a new one")]
+    Revoked,
+}
+
+impl PortalLinks {
+    /// Keys derived from the admin token (a separate purpose string, so a portal signature
+    /// is never a valid signature of anything else).
+    pub fn new(admin_token: &str) -> Self {
+        Self { key: hmac(admin_token.as_bytes(), &[b"webhookd portal links v1"]) }
+    }
+
+    /// Issues a link for `subscription_id` valid from `now` for `lifetime`.
+    pub fn issue(&self, subscription_id: Uuid, now: OffsetDateTime, lifetime: Duration) -> IssuedLink {
+        let expires_at = now + lifetime;
+        let mut bytes = Vec::with_capacity(TOKEN_LEN);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(subscription_id.as_bytes());
+        bytes.extend_from_slice(&micros(now).to_be_bytes());
+        bytes.extend_from_slice(&micros(expires_at).to_be_bytes());
+        let tag = hmac(&self.key, &[&bytes]);
+        bytes.extend_from_slice(&tag);
+        IssuedLink { token: URL_SAFE_NO_PAD.encode(bytes), expires_at }
+    }
+
+    /// Checks a token's signature and expiry at `now` (revocation needs the database:
+    /// see [`LinkClaims::revoked_by`]).
+    pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<LinkClaims, LinkError> {
+        let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| LinkError::Invalid)?;
+        if bytes.len() != TOKEN_LEN || bytes[0] != VERSION {
+            return Err(LinkError::Invalid);
+        }
+        let (signed, tag) = bytes.split_at(SIGNED_LEN);
+        if !bool::from(hmac(&self.key, &[signed]).ct_eq(tag)) {
+            return Err(LinkError::Invalid);
+        }
+        let field = |range: std::ops::Range<usize>| -> [u8; 8] {
+            let mut out = [0; 8];
+            out.copy_from_slice(&signed[range]);
+            out
+        };
+        let mut id = [0; 16];
+        id.copy_from_slice(&signed[1..17]);
+        let claims = LinkClaims {
+            subscription_id: Uuid::from_bytes(id),
+            issued_at: from_micros(i64::from_be_bytes(field(17..25)))?,
+            expires_at: from_micros(i64::from_be_bytes(field(25..33)))?,
+        };
+        if now >= claims.expires_at {
+            return Err(LinkError::Expired);
+        }
+        Ok(claims)
+    }
+
+}
+
+impl LinkClaims {
+    /// Whether a revocation at `valid_after` covers this link (issued at or before it).
+    pub fn revoked_by(&self, valid_after: Option<OffsetDateTime>) -> bool {
+        valid_after.is_some_and(|after| self.issued_at <= after)
+    }
+}
+
+/// Parses a lifetime such as `24h` or `7d`: 1 second to 30 days.
+pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let lifetime = humantime::parse_duration(text).map_err(|e| format!("expires_in `{text}` is not a duration like 24h: {e}"))?;
+    if lifetime < Duration::from_secs(1) || lifetime > MAX_LIFETIME {
+        return Err("expires_in must be between 1s and 30d".into());
+    }
+    Ok(lifetime)
+}
+
+fn micros(at: OffsetDateTime) -> i64 {
+    (at.unix_timestamp_nanos() / 1_000) as i64
+}
+
+fn from_micros(value: i64) -> Result<OffsetDateTime, LinkError> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(value) * 1_000).map_err(|_| LinkError::Invalid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()
+    }
+
+    #[test]
+    fn a_link_is_valid_for_its_subscription_until_it_expires() {
+        let links = PortalLinks::new("admin-token-0123456789");
+        let id = Uuid::now_v7();
+        let link = links.issue(id, at(0), Duration::from_secs(60));
+        let claims = links.verify(&link.token, at(59)).unwrap();
+        assert_eq!(claims.subscription_id, id);
+        assert_eq!(claims.expires_at, at(60));
+        assert_eq!(links.verify(&link.token, at(60)), Err(LinkError::Expired));
+    }
+
+    #[test]
+    fn a_tampered_link_or_another_servers_link_is_invalid() {
+        let links = PortalLinks::new("admin-token-0123456789");
+        let link = links.issue(Uuid::now_v7(), at(0), Duration::from_secs(60));
+        let mut bytes = URL_SAFE_NO_PAD.decode(&link.token).unwrap();
+        bytes[5] ^= 1; // another subscription id
+        assert_eq!(links.verify(&URL_SAFE_NO_PAD.encode(&bytes), at(1)), Err(LinkError::Invalid));
+        let other = PortalLinks::new("another-admin-token-0123");
+        assert_eq!(other.verify(&link.token, at(1)), Err(LinkError::Invalid));
+        assert_eq!(links.verify("not a token", at(1)), Err(LinkError::Invalid));
+        assert_eq!(links.verify(&link.token[..40], at(1)), Err(LinkError::Invalid));
+    }
+
+    #[test]
+    fn a_revocation_covers_links_issued_until_then() {
+        let links = PortalLinks::new("admin-token-0123456789");
+        let link = links.issue(Uuid::now_v7(), at(10), Duration::from_secs(600));
+        let claims = links.verify(&link.token, at(11)).unwrap();
+        assert!(!claims.revoked_by(None));
+        assert!(claims.revoked_by(Some(at(10))));
+        assert!(!claims.revoked_by(Some(at(9))));
+    }
+
+    #[test]
+    fn lifetimes_are_bounded() {
+        assert_eq!(parse_lifetime("24h").unwrap(), DEFAULT_LIFETIME);
+        assert!(parse_lifetime("0s").is_err());
+        assert!(parse_lifetime("31d").is_err());
+        assert!(parse_lifetime("soon").is_err());
+    }
+}
