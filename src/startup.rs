@@ -86,7 +86,7 @@ impl Application {
         };
         let group_commit = GroupCommit::start(pool.clone());
         let metrics = Metrics::new();
-        let portal_links = Arc::new(PortalLinks::new(admin_token.expose()));
+        let portal_links = Arc::new(PortalLinks::new(pool.clone()));
         let context = ApiContext {
             pool,
             settings: Arc::new(settings),

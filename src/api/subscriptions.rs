@@ -344,7 +344,7 @@ impl SubscriptionsApi {
             Some(row) if row.deleted_at.is_none() => {}
             _ => return Err(no_subscription()),
         }
-        let link = self.context.portal_links.issue(id.0, OffsetDateTime::now_utc(), lifetime);
+        let link = self.context.portal_links.signer().await?.issue(id.0, OffsetDateTime::now_utc(), lifetime);
         let url = crate::ui::portal_url(&self.context.settings, request, &link.token);
         tracing::info!(subscription.id = %id.0, "portal link issued");
         Ok(PortalLinkCreated::Created(Json(PortalLink { url, expires_at: link.expires_at })))

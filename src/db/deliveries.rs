@@ -383,8 +383,16 @@ pub async fn list_newest(
     .await
 }
 
-/// The exact bytes a delivery sends (`None`: no such delivery, or its body is gone).
-pub async fn body(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<Vec<u8>>> {
-    let body = sqlx::query_file_scalar!("sql/deliveries/select_delivery_body.sql", id).fetch_optional(db).await?;
-    Ok(body.flatten())
+/// The start of what a delivery sends, at most `limit` bytes, and its whole length
+/// (`None`: no such delivery, or its body is gone).
+pub async fn body_start(db: impl PgExecutor<'_>, id: Uuid, limit: i32) -> sqlx::Result<Option<BodyStart>> {
+    let row = sqlx::query_file!("sql/deliveries/select_delivery_body.sql", id, limit).fetch_optional(db).await?;
+    Ok(row.and_then(|row| Some(BodyStart { shown: row.shown?, length: row.length? as usize })))
+}
+
+/// The start of a body, and how long the whole is.
+#[derive(Debug, Clone)]
+pub struct BodyStart {
+    pub shown: Vec<u8>,
+    pub length: usize,
 }

@@ -11,6 +11,7 @@ pub(crate) mod operational_events;
 pub mod partitions;
 pub(crate) mod recoveries;
 pub(crate) mod subscriptions;
+pub(crate) mod ui_keys;
 pub(crate) mod ui_sessions;
 
 use std::time::Duration;

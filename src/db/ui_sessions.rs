@@ -3,15 +3,15 @@
 
 use sqlx::PgExecutor;
 
-/// Starts a session lasting `seconds`.
-pub async fn insert(db: impl PgExecutor<'_>, token_hash: &[u8], seconds: f64) -> sqlx::Result<()> {
-    sqlx::query_file!("sql/ui_sessions/insert_session.sql", token_hash, seconds).execute(db).await?;
+/// Starts a session lasting `seconds`, opened with the admin token of `admin_fingerprint`.
+pub async fn insert(db: impl PgExecutor<'_>, token_hash: &[u8], seconds: f64, admin_fingerprint: &[u8]) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/ui_sessions/insert_session.sql", token_hash, seconds, admin_fingerprint).execute(db).await?;
     Ok(())
 }
 
-/// Whether a session exists and has not expired.
-pub async fn is_live(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<bool> {
-    sqlx::query_file_scalar!("sql/ui_sessions/session_is_live.sql", token_hash).fetch_one(db).await
+/// Whether a session exists, has not expired, and was opened with the current admin token.
+pub async fn is_live(db: impl PgExecutor<'_>, token_hash: &[u8], admin_fingerprint: &[u8]) -> sqlx::Result<bool> {
+    sqlx::query_file_scalar!("sql/ui_sessions/session_is_live.sql", token_hash, admin_fingerprint).fetch_one(db).await
 }
 
 /// Ends a session.

@@ -20,6 +20,10 @@ use super::{api_error_parts, html, see_other, UiContext, UiError};
 use crate::api::deliveries::DeliveriesApi;
 use crate::api::subscriptions::{fields_of, SubscriptionsApi};
 use crate::db::subscriptions::{self, SubscriptionFields};
+use crate::delivery::ssrf;
+use crate::domain::lifecycle::DeliveryStatus;
+use crate::domain::target_url::TargetUrl;
+use crate::error::ApiError;
 
 pub(super) fn routes() -> Route {
     Route::new()
@@ -32,7 +36,7 @@ pub(super) fn routes() -> Route {
 /// Checks a link: signature, expiry, the subscription alive, not revoked since issued.
 async fn open(context: &UiContext, token: &str) -> Result<LinkClaims, UiError> {
     let refused = |error: LinkError| UiError::Forbidden(error.to_string());
-    let claims = context.api.portal_links.verify(token, OffsetDateTime::now_utc()).map_err(refused)?;
+    let claims = context.api.portal_links.signer().await?.verify(token, OffsetDateTime::now_utc()).map_err(refused)?;
     let state = subscriptions::portal_link_state(&context.api.pool, claims.subscription_id)
         .await?
         .filter(|state| state.live)
@@ -139,6 +143,10 @@ async fn retry(request: &Request, context: Data<&UiContext>, path: Path<(String,
         check_same_origin(request, &context.api.settings)?;
         let claims = open(&context, token).await?;
         let detail = own_delivery(&context, &claims, id).await?;
+        // A customer may ask again for what failed; re-sending what succeeded is the operator's call.
+        if detail.delivery.status != DeliveryStatus::Failed {
+            return Err(ApiError::conflict("delivery_not_failed", "Only a failed delivery can be retried from here.").into());
+        }
         DeliveriesApi::new(context.api.clone()).requeue(detail.delivery.id).await?;
         Ok(see_other(&format!("/portal/{token}/deliveries/{}?done=retried", detail.delivery.id)))
     }
@@ -165,6 +173,11 @@ async fn action(request: &Request, context: Data<&UiContext>, path: Path<(String
             }
             "target-url" => {
                 let target = form.0.target_url.unwrap_or_default().trim().to_owned();
+                // Always the public-address rule here, whatever WEBHOOKD_ALLOW_PRIVATE_TARGETS
+                // says: that setting is for the operator's own receivers, and a portal user is
+                // a customer. Checked before the row is locked (the check may resolve DNS).
+                let parsed = TargetUrl::parse(&target).map_err(|m| ApiError::bad_request("invalid_target_url", m))?;
+                ssrf::check_target(&parsed).await.map_err(|m| ApiError::bad_request("target_not_allowed", m))?;
                 let api = SubscriptionsApi::new(context.api.clone());
                 api.modify(id, false, |current| SubscriptionFields { target_url: target, ..fields_of(current) }).await?;
                 Ok(see_other(&format!("{home}?done=target")))

@@ -3,9 +3,12 @@
 //!
 //! A token is base64url of `version (1) | subscription id (16) | issued at (8, µs since the
 //! epoch) | expires at (8, µs) | HMAC-SHA256 of the preceding 33 bytes (32)`. The key is
-//! derived from the admin token, so replacing the admin token revokes every link; a
-//! subscription's links are revoked by moving its `portal_links_valid_after` past their
-//! issue time.
+//! random, shared by the instances through the database (`ui_keys`, migration 31), never
+//! derived from the admin token: a link is handed to customers, and its signature must not
+//! let them test guesses of the admin token offline. A subscription's links are revoked by
+//! moving its `portal_links_valid_after` past their issue time.
+//!
+//! The same key fingerprints the admin token in each dashboard session (see `session.rs`).
 
 use std::time::Duration;
 
@@ -15,6 +18,10 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use sqlx::PgPool;
+use tokio::sync::OnceCell;
+
+use crate::db::ui_keys;
 use crate::domain::signing::hmac;
 
 /// How long a link lasts when the request does not say.
@@ -26,9 +33,15 @@ const VERSION: u8 = 1;
 const SIGNED_LEN: usize = 1 + 16 + 8 + 8;
 const TOKEN_LEN: usize = SIGNED_LEN + 32;
 
-/// Signs and checks portal links.
+/// The shared key, read (or made) on first use: the database may be down at start.
 pub struct PortalLinks {
-    key: [u8; 32],
+    pool: PgPool,
+    key: OnceCell<[u8; 32]>,
+}
+
+/// Signs and checks portal links with the shared key.
+pub struct Signer<'a> {
+    key: &'a [u8; 32],
 }
 
 /// A link just issued.
@@ -57,11 +70,35 @@ pub enum LinkError {
     Revoked,
 }
 
+/// The name of the key in `ui_keys`.
+const KEY_NAME: &str = "portal_links_v1";
+
 impl PortalLinks {
-    /// Keys derived from the admin token (a separate purpose string, so a portal signature
-    /// is never a valid signature of anything else).
-    pub fn new(admin_token: &str) -> Self {
-        Self { key: hmac(admin_token.as_bytes(), &[b"webhookd portal links v1"]) }
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool, key: OnceCell::new() }
+    }
+
+    /// The signer, with the shared key (made now, from the OS's random source, if no
+    /// instance has made it yet).
+    pub async fn signer(&self) -> sqlx::Result<Signer<'_>> {
+        let key = self
+            .key
+            .get_or_try_init(|| async {
+                let mut candidate = [0u8; 32];
+                getrandom::fill(&mut candidate).map_err(|e| sqlx::Error::Protocol(format!("no randomness for the portal key: {e}")))?;
+                let stored = ui_keys::get_or_create(&self.pool, KEY_NAME, &candidate).await?;
+                <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| sqlx::Error::Protocol("the stored portal key is not 32 bytes".into()))
+            })
+            .await?;
+        Ok(Signer { key })
+    }
+}
+
+impl Signer<'_> {
+    /// A fingerprint of the admin token under the shared key: stored with each dashboard
+    /// session, so that sessions opened with a replaced token are no longer live.
+    pub fn admin_fingerprint(&self, admin_token: &str) -> [u8; 32] {
+        hmac(self.key, &[b"webhookd admin token v1", admin_token.as_bytes()])
     }
 
     /// Issues a link for `subscription_id` valid from `now` for `lifetime`.
@@ -72,7 +109,7 @@ impl PortalLinks {
         bytes.extend_from_slice(subscription_id.as_bytes());
         bytes.extend_from_slice(&micros(now).to_be_bytes());
         bytes.extend_from_slice(&micros(expires_at).to_be_bytes());
-        let tag = hmac(&self.key, &[&bytes]);
+        let tag = hmac(self.key, &[b"webhookd portal links v1", &bytes]);
         bytes.extend_from_slice(&tag);
         IssuedLink { token: URL_SAFE_NO_PAD.encode(bytes), expires_at }
     }
@@ -85,7 +122,7 @@ impl PortalLinks {
             return Err(LinkError::Invalid);
         }
         let (signed, tag) = bytes.split_at(SIGNED_LEN);
-        if !bool::from(hmac(&self.key, &[signed]).ct_eq(tag)) {
+        if !bool::from(hmac(self.key, &[b"webhookd portal links v1", signed]).ct_eq(tag)) {
             return Err(LinkError::Invalid);
         }
         let field = |range: std::ops::Range<usize>| -> [u8; 8] {
@@ -142,7 +179,7 @@ mod tests {
 
     #[test]
     fn a_link_is_valid_for_its_subscription_until_it_expires() {
-        let links = PortalLinks::new("admin-token-0123456789");
+        let links = Signer { key: &[1; 32] };
         let id = Uuid::now_v7();
         let link = links.issue(id, at(0), Duration::from_secs(60));
         let claims = links.verify(&link.token, at(59)).unwrap();
@@ -153,12 +190,12 @@ mod tests {
 
     #[test]
     fn a_tampered_link_or_another_servers_link_is_invalid() {
-        let links = PortalLinks::new("admin-token-0123456789");
+        let links = Signer { key: &[1; 32] };
         let link = links.issue(Uuid::now_v7(), at(0), Duration::from_secs(60));
         let mut bytes = URL_SAFE_NO_PAD.decode(&link.token).unwrap();
         bytes[5] ^= 1; // another subscription id
         assert_eq!(links.verify(&URL_SAFE_NO_PAD.encode(&bytes), at(1)), Err(LinkError::Invalid));
-        let other = PortalLinks::new("another-admin-token-0123");
+        let other = Signer { key: &[2; 32] };
         assert_eq!(other.verify(&link.token, at(1)), Err(LinkError::Invalid));
         assert_eq!(links.verify("not a token", at(1)), Err(LinkError::Invalid));
         assert_eq!(links.verify(&link.token[..40], at(1)), Err(LinkError::Invalid));
@@ -166,12 +203,20 @@ mod tests {
 
     #[test]
     fn a_revocation_covers_links_issued_until_then() {
-        let links = PortalLinks::new("admin-token-0123456789");
+        let links = Signer { key: &[1; 32] };
         let link = links.issue(Uuid::now_v7(), at(10), Duration::from_secs(600));
         let claims = links.verify(&link.token, at(11)).unwrap();
         assert!(!claims.revoked_by(None));
         assert!(claims.revoked_by(Some(at(10))));
         assert!(!claims.revoked_by(Some(at(9))));
+    }
+
+    #[test]
+    fn the_admin_fingerprint_depends_on_the_token_and_the_key() {
+        let (one, two) = (Signer { key: &[1; 32] }, Signer { key: &[2; 32] });
+        assert_eq!(one.admin_fingerprint("token-a-0123456789"), one.admin_fingerprint("token-a-0123456789"));
+        assert_ne!(one.admin_fingerprint("token-a-0123456789"), one.admin_fingerprint("token-b-0123456789"));
+        assert_ne!(one.admin_fingerprint("token-a-0123456789"), two.admin_fingerprint("token-a-0123456789"));
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! A session is a row (`ui_sessions`, see migration 30 for why) named by 32 random bytes
 //! carried in an `HttpOnly`, `SameSite=Strict` cookie scoped to `/ui`, `Secure` when
 //! configured or when the public URL is https. It lasts 12 hours; "Log out" deletes the row,
-//! so the cookie is dead everywhere at once.
+//! so the cookie is dead everywhere at once. Each row also holds a fingerprint of the admin
+//! token it was opened with (keyed with the shared random key, so the table is no oracle
+//! for the token): replacing a leaked admin token ends every session.
 
 use std::time::Duration;
 
@@ -27,7 +29,8 @@ pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Ok if the request carries a live session.
 pub(crate) async fn require_operator(context: &UiContext, request: &Request) -> Result<(), UiError> {
     let Some(token) = session_token(request) else { return Err(UiError::Login) };
-    if ui_sessions::is_live(&context.api.pool, &hash(&token)).await? {
+    let fingerprint = context.api.portal_links.signer().await?.admin_fingerprint(context.admin_token.expose());
+    if ui_sessions::is_live(&context.api.pool, &hash(&token), &fingerprint).await? {
         Ok(())
     } else {
         Err(UiError::Login)
@@ -61,8 +64,9 @@ pub(crate) async fn login(request: &Request, context: Data<&UiContext>, form: Fo
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let pool = &context.api.pool;
     let started = async {
+        let fingerprint = context.api.portal_links.signer().await?.admin_fingerprint(context.admin_token.expose());
         ui_sessions::delete_expired(pool).await?;
-        ui_sessions::insert(pool, &hash(&token), LIFETIME.as_secs_f64()).await
+        ui_sessions::insert(pool, &hash(&token), LIFETIME.as_secs_f64(), &fingerprint).await
     };
     if let Err(error) = started.await {
         return super::operator::error_page(request, &context, error.into());

@@ -217,20 +217,24 @@ pub(crate) fn short_id(id: uuid::Uuid) -> String {
     format!("{}…{}", &text[..8], &text[text.len() - 4..])
 }
 
-/// A JSON payload pretty-printed, other bytes as (lossy) text; at most `limit` bytes shown.
-pub(crate) fn pretty_payload(body: &[u8], limit: usize) -> String {
-    let text = match serde_json::from_slice::<serde_json::Value>(body) {
-        Ok(value) => serde_json::to_string_pretty(&value).unwrap_or_else(|_| String::from_utf8_lossy(body).into_owned()),
-        Err(_) => String::from_utf8_lossy(body).into_owned(),
+/// A payload as shown: JSON pretty-printed, other bytes as (lossy) text, at most `limit`
+/// bytes. `start` is the start of a body `length` bytes long: a body that does not fit is
+/// shown as its first bytes, never parsed whole.
+pub(crate) fn pretty_payload(start: &[u8], length: usize, limit: usize) -> String {
+    let whole = start.len() >= length;
+    let text = match serde_json::from_slice::<serde_json::Value>(start) {
+        Ok(value) if whole => serde_json::to_string_pretty(&value).unwrap_or_else(|_| String::from_utf8_lossy(start).into_owned()),
+        _ => String::from_utf8_lossy(start).into_owned(),
     };
-    if text.len() <= limit {
-        return text;
-    }
-    let mut end = limit;
+    let mut end = text.len().min(limit);
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}\n… ({} more bytes not shown)", &text[..end], text.len() - end)
+    let not_shown = length.saturating_sub(start.len()) + (text.len() - end);
+    if not_shown == 0 {
+        return text;
+    }
+    format!("{}\n… ({not_shown} more bytes not shown)", &text[..end])
 }
 
 /// Success rate and latency of a run of attempts, for a subscription's page.
@@ -273,9 +277,11 @@ mod tests {
 
     #[test]
     fn payloads_are_pretty_printed_and_cut() {
-        assert_eq!(pretty_payload(br#"{"a":1}"#, 100), "{\n  \"a\": 1\n}");
-        assert_eq!(pretty_payload(b"not json", 100), "not json");
-        assert!(pretty_payload("ééééé".as_bytes(), 3).starts_with("é\n… ("));
+        assert_eq!(pretty_payload(br#"{"a":1}"#, 7, 100), "{\n  \"a\": 1\n}");
+        assert_eq!(pretty_payload(b"not json", 8, 100), "not json");
+        assert!(pretty_payload("ééééé".as_bytes(), 10, 3).starts_with("é\n… ("));
+        // Only the start of a long body was read: shown as it is, with what is missing.
+        assert_eq!(pretty_payload(br#"{"a":"#, 5_000_000, 100), "{\"a\":\n… (4999995 more bytes not shown)");
     }
 
     #[test]

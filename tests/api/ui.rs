@@ -235,11 +235,13 @@ async fn a_portal_link_opens_its_subscription_only_until_revoked_or_expired() {
         assert!(std::time::Instant::now() < deadline, "the test event did not arrive");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    let moved = Receiver::answering(200).await;
-    browser.fill("#target_url", &moved.url).await;
+    // (A public address: the portal keeps to the public-address rule even here, where the
+    // operator allows private targets.)
+    let moved = "https://93.184.216.34/hooks";
+    browser.fill("#target_url", moved).await;
     browser.click_button("Change target URL").await;
     assert!(browser.text().await.contains("Target URL changed"));
-    assert_eq!(app.get(&format!("/subscriptions/{mine}")).await.body["target_url"], moved.url.as_str());
+    assert_eq!(app.get(&format!("/subscriptions/{mine}")).await.body["target_url"], moved);
     browser.fill("#target_url", "ftp://example.com/hook").await;
     browser.click_button("Change target URL").await;
     assert!(browser.text().await.contains("That did not work"));
@@ -390,7 +392,8 @@ async fn the_root_redirects_to_the_dashboard_which_asks_for_the_token() {
 
 #[tokio::test]
 async fn a_portal_cannot_point_its_subscription_at_a_private_address() {
-    let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    // Even where the operator allows private targets for their own receivers (as the tests do).
+    let app = spawn_app().await;
     let subscription = app.create_subscription("https://93.184.216.34/hook", json!({})).await;
     let link = app.call("POST", &format!("/subscriptions/{subscription}/portal-link"), Some(json!({}))).await.body["url"]
         .as_str()
@@ -399,8 +402,47 @@ async fn a_portal_cannot_point_its_subscription_at_a_private_address() {
     let body = "target_url=http%3A%2F%2F169.254.169.254%2Flatest";
     let answer = post_form(&app, &format!("{link}/target-url"), &[("origin", &app.address)], body).await;
     assert_eq!(answer.status(), 400);
-    assert!(answer.text().await.unwrap().contains("WEBHOOKD_ALLOW_PRIVATE_TARGETS"));
     assert_eq!(app.get(&format!("/subscriptions/{subscription}")).await.body["target_url"], "https://93.184.216.34/hook");
+}
+
+#[tokio::test]
+async fn a_portal_retries_failed_deliveries_only() {
+    let app = spawn_app().await;
+    let receiver = crate::helpers::Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let delivered = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(delivered, Duration::from_secs(15)).await;
+    let link = app.call("POST", &format!("/subscriptions/{subscription}/portal-link"), Some(json!({}))).await.body["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let answer = post_form(&app, &format!("{link}/deliveries/{delivered}/retry"), &[("origin", &app.address)], "").await;
+    assert_eq!(answer.status(), 409);
+    assert_eq!(app.get(&format!("/deliveries/{delivered}")).await.body["attempt_count"], 1, "not sent again");
+}
+
+#[tokio::test]
+async fn replacing_the_admin_token_ends_every_dashboard_session() {
+    let database_url = crate::helpers::fresh_database().await;
+    let app = crate::helpers::spawn_app_on(&database_url, &[]).await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = client
+        .post(app.url("/ui/login"))
+        .header("origin", &app.address)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let overview = |app: &TestApp| client.get(app.url("/ui")).header("cookie", cookie.clone()).send();
+    assert!(overview(&app).await.unwrap().text().await.unwrap().contains("Log out"), "logged in");
+    app.stop().await;
+
+    let replaced = crate::helpers::spawn_app_on(&database_url, &[("WEBHOOKD_ADMIN_TOKEN", "a-new-admin-token-0123456789")]).await;
+    let page = overview(&replaced).await.unwrap().text().await.unwrap();
+    assert!(!page.contains("Log out") && page.contains(r#"name="token""#), "the old session is over: {page}");
 }
 
 #[tokio::test]

@@ -85,7 +85,7 @@ pub(super) async fn deliveries_page(request: &Request, context: Data<&UiContext>
 pub(crate) struct DeliveryDetail {
     pub delivery: DeliveryRow,
     pub attempts: Vec<AttemptRow>,
-    pub body: Option<Vec<u8>>,
+    pub body: Option<deliveries::BodyStart>,
     pub subscription: Option<SubscriptionRow>,
 }
 
@@ -93,7 +93,7 @@ pub(crate) async fn load_delivery(context: &UiContext, id: Uuid) -> Result<Deliv
     let pool = &context.api.pool;
     let delivery = deliveries::select(pool, id).await?.ok_or(UiError::NotFound("There is no delivery with this id."))?;
     let attempts = attempts::list_for_delivery(pool, id, delivery.created_at).await?;
-    let body = deliveries::body(pool, id).await?;
+    let body = deliveries::body_start(pool, id, PAYLOAD_SHOWN as i32).await?;
     let subscription = subscriptions::select(pool, delivery.subscription_id).await?;
     Ok(DeliveryDetail { delivery, attempts, body, subscription })
 }
@@ -131,7 +131,7 @@ pub(crate) fn delivery_sections(detail: &DeliveryDetail, retry_action: &str, sub
         section.card {
             h2 { "Payload" }
             @match &detail.body {
-                Some(body) => pre.payload { (views::pretty_payload(body, PAYLOAD_SHOWN)) },
+                Some(body) => pre.payload { (views::pretty_payload(&body.shown, body.length, PAYLOAD_SHOWN)) },
                 None => p.muted { "The payload is no longer stored (retention)." },
             }
         }

@@ -60,7 +60,8 @@ pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> Tes
     }
     let settings = test_settings(database_url, overrides);
     let pool = webhookd::db::connect_lazy(database_url, settings.database.pool_size).unwrap();
-    let application = Application::build(settings, pool.clone(), Secret::new(ADMIN_TOKEN)).await.expect("app builds");
+    let admin_token = settings.admin_token.clone().unwrap_or_else(|| Secret::new(ADMIN_TOKEN));
+    let application = Application::build(settings, pool.clone(), admin_token).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
     let progress = application.progress();
     let shutdown = CancellationToken::new();
