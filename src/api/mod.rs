@@ -45,7 +45,7 @@ pub struct ApiContext {
     pub metrics: Arc<Metrics>,
     /// Encrypts secrets at rest when `WEBHOOKD_ENCRYPTION_KEY` is set.
     pub keyring: Option<Arc<Keyring>>,
-    /// Signs and checks subscriber portal links (key derived from the admin token).
+    /// Signs and checks subscriber portal links (a random key shared through the database).
     pub portal_links: Arc<PortalLinks>,
 }
 
