@@ -157,6 +157,11 @@ pub async fn requeue_failed_batch(db: impl PgExecutor<'_>, batch: &RecoveryBatch
     Ok(rows.into_iter().map(|row| (row.created_at, row.id)).collect())
 }
 
+/// Whether the subscription was sent a test event within the last `seconds`.
+pub async fn recent_test_event(db: impl PgExecutor<'_>, subscription_id: Uuid, seconds: f64) -> sqlx::Result<bool> {
+    sqlx::query_file_scalar!("sql/deliveries/recent_test_event.sql", subscription_id, seconds).fetch_one(db).await
+}
+
 /// Reads one delivery's state.
 pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<DeliveryRow>> {
     sqlx::query_file_as!(DeliveryRow, "sql/deliveries/select_delivery.sql", id).fetch_optional(db).await

@@ -406,7 +406,7 @@ async fn a_portal_cannot_point_its_subscription_at_a_private_address() {
 }
 
 #[tokio::test]
-async fn a_portal_retries_failed_deliveries_only() {
+async fn a_portal_retries_failed_deliveries_only_and_sends_one_test_event_at_a_time() {
     let app = spawn_app().await;
     let receiver = crate::helpers::Receiver::answering(200).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
@@ -419,6 +419,12 @@ async fn a_portal_retries_failed_deliveries_only() {
     let answer = post_form(&app, &format!("{link}/deliveries/{delivered}/retry"), &[("origin", &app.address)], "").await;
     assert_eq!(answer.status(), 409);
     assert_eq!(app.get(&format!("/deliveries/{delivered}")).await.body["attempt_count"], 1, "not sent again");
+
+    // Test events: one at a time (a link holder could otherwise queue them without end).
+    let first = post_form(&app, &format!("{link}/test-event"), &[("origin", &app.address)], "").await;
+    assert_eq!(first.status(), 200, "sent, then shown the portal");
+    let second = post_form(&app, &format!("{link}/test-event"), &[("origin", &app.address)], "").await;
+    assert_eq!(second.status(), 409);
 }
 
 #[tokio::test]

@@ -372,6 +372,9 @@ pub(super) async fn subscription_action(
 
 /// Queues a `webhookd.test` delivery to an active subscription (whatever its event filter:
 /// the point is to see that the receiver answers).
+/// Least time between two test events to one subscription.
+const TEST_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) async fn send_test_event(context: &UiContext, id: Uuid) -> Result<Uuid, UiError> {
     let pool = &context.api.pool;
     let row = subscriptions::select(pool, id)
@@ -380,6 +383,10 @@ pub(crate) async fn send_test_event(context: &UiContext, id: Uuid) -> Result<Uui
         .ok_or(UiError::NotFound("There is no subscription with this id."))?;
     if !row.is_active {
         return Err(UiError::Api(ApiError::conflict("subscription_inactive", "the subscription is paused or disabled: resume it first")));
+    }
+    // A portal link holder can press this too: one test event per subscription at a time.
+    if deliveries::recent_test_event(pool, id, TEST_EVENT_INTERVAL.as_secs_f64()).await? {
+        return Err(UiError::Api(ApiError::conflict("test_event_too_soon", "a test event was sent moments ago: wait a few seconds")));
     }
     let delivery_id = Uuid::now_v7();
     let body = serde_json::json!({
