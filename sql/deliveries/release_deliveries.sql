@@ -6,5 +6,6 @@ UPDATE deliveries
 SET status = CASE WHEN attempt_count > 1 THEN 'retrying' ELSE 'queued' END,
     attempt_count = attempt_count - 1,
     lease_id = NULL,
-    next_attempt_at = COALESCE($3::timestamptz, 'infinity')
+    next_attempt_at = COALESCE($3::timestamptz, 'infinity'),
+    parked_at = CASE WHEN $3::timestamptz IS NULL THEN now() END
 WHERE id = ANY($1) AND lease_id = $2

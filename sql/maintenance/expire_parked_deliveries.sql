@@ -6,7 +6,8 @@ WITH expired AS (
         last_error = 'expired_while_subscription_inactive'
     WHERE id IN (
         SELECT id FROM deliveries
-        WHERE status IN ('queued', 'retrying') AND next_attempt_at = 'infinity' AND created_at < $1
+        WHERE status IN ('queued', 'retrying') AND next_attempt_at = 'infinity'
+          AND COALESCE(parked_at, created_at) < $1
         LIMIT $2
     )
       -- Checked again on the row updated: one resumed and claimed meanwhile stays.

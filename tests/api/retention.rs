@@ -135,3 +135,29 @@ async fn a_missing_future_partition_shows_in_health_until_maintenance_creates_it
     assert_eq!(report.created_partitions, [tomorrow]);
     assert_eq!(app.get("/health").await.body["status"], "ok");
 }
+
+#[tokio::test]
+async fn an_old_delivery_parked_moments_ago_is_not_failed_as_expired() {
+    let app = spawn_app_with(&[]).await;
+    let receiver = Receiver::answering(200).await;
+    let paused = app.create_subscription(&receiver.url, json!({"is_active": false})).await;
+    // Created ten days ago, failed an hour ago: within retention (72 h after it finished).
+    let old = uuid::Uuid::now_v7();
+    sqlx::query(
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
+         INSERT INTO deliveries (id, subscription_id, status, attempt_count, created_at, completed_at)
+         VALUES ($1, $2, 'failed', 1, now() - interval '10 days', now() - interval '1 hour')",
+    )
+    .bind(old)
+    .bind(paused)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    // Retried by hand while its subscription is paused: claimed, then parked.
+    assert_eq!(app.call("POST", &format!("/deliveries/{old}/retry"), None).await.status, 202);
+    app.wait_for_delivery(old, LIMIT, |d| d["status"] == "retrying" && d["next_attempt_at"].is_null()).await;
+
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    assert_eq!(report.expired_parked_deliveries, 0, "parked just now: it has not waited a retention period");
+    assert_eq!(app.get(&format!("/deliveries/{old}")).await.body["status"], "retrying", "still waiting, parked");
+}
