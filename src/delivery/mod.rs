@@ -12,7 +12,7 @@ mod dispatch;
 mod in_flight;
 mod listener;
 mod recorder;
-mod scan_position;
+mod scheduler;
 pub mod ssrf;
 mod worker;
 
