@@ -6,5 +6,7 @@
 -- subscriptions that have unfinished deliveries are found with one index descent each
 -- (a skip scan: sql/deliveries/claim_due_deliveries.sql). Partial like deliveries_due_idx:
 -- finished rows leave it, so it stays as small as the backlog.
-CREATE INDEX deliveries_subscription_due_idx ON deliveries (subscription_id, next_attempt_at)
+-- The id makes every entry's key unique, so that the claim can step from one row to the
+-- next of the same subscription (rows ingested in one commit share their due time).
+CREATE INDEX deliveries_subscription_due_idx ON deliveries (subscription_id, next_attempt_at, id)
     WHERE status IN ('queued', 'retrying', 'delivering');

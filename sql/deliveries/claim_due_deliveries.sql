@@ -12,16 +12,18 @@
 -- row of a subscription with no room (a receiver that hangs keeps its whole backlog due),
 -- so one hanging customer made every claim, and every other customer's latency, grow with
 -- its backlog. Here the rows are read through deliveries_subscription_due_idx
--- (subscription_id, next_attempt_at), each subscription with room on its own, at most its
--- room: a subscription without room costs nothing, whatever it has waiting, and a paused one
--- (rows due 'infinity') one index descent.
+-- (subscription_id, next_attempt_at, id), each subscription with room on its own, at most
+-- its room and an equal share of the batch: a subscription without room costs nothing,
+-- whatever it has waiting, and a paused one (rows due 'infinity') one index descent.
 -- The other subscriptions with unfinished deliveries are found by a skip scan of that index
--- (one descent each, `others`) that jumps over the known subscriptions: it runs only in the
--- gaps between them (`gaps`), so it never reads a known subscription's entries, of which a
--- busy one has many left behind by rows claimed or finished since the last vacuum. For the
--- same reason a known subscription is read from $6, where the previous claim found its
--- earliest due row less a margin; the claim loop rescans from the start every second, so a
--- row committed late with an older due time waits at most that long.
+-- (one descent each, `others`) that runs only in the gaps between the known subscriptions
+-- (`gaps`): it never steps through a known subscription's entries, of which a busy one has
+-- many left behind by rows claimed or finished since the last vacuum (only a gap that ends
+-- at one steps over the dead entries at its start; PostgreSQL skips those without reading
+-- their rows). For the same reason a known subscription is read from $6, where the
+-- previous claim found its earliest due row less a margin; the claim loop rescans from the
+-- start every second, so a row committed late with an older due time waits at most that
+-- long. Run after sql/deliveries/prefer_claim_index.sql, in the same transaction.
 -- The gap bounds use the nil and the max UUID as "before the first" and "after the last":
 -- subscription ids are UUIDv7 made by the service, never either.
 --
@@ -49,39 +51,76 @@ WITH RECURSIVE relaxed AS (
     SELECT (SELECT d.subscription_id FROM deliveries AS d
             WHERE d.status IN ('queued', 'retrying', 'delivering')
               AND d.subscription_id > g.after AND d.subscription_id < g.before
-            ORDER BY d.subscription_id LIMIT 1), g.before
+            ORDER BY d.subscription_id, d.next_attempt_at, d.id LIMIT 1), g.before
     FROM gaps AS g
     UNION ALL
     SELECT (SELECT d.subscription_id FROM deliveries AS d
             WHERE d.status IN ('queued', 'retrying', 'delivering')
               AND d.subscription_id > o.subscription_id AND d.subscription_id < o.before
-            ORDER BY d.subscription_id LIMIT 1), o.before
+            ORDER BY d.subscription_id, d.next_attempt_at, d.id LIMIT 1), o.before
     FROM others AS o
     WHERE o.subscription_id IS NOT NULL
 ), with_room AS (
     SELECT k.subscription_id, k.room, k.scan_from FROM known AS k WHERE k.room > 0
     UNION ALL
     SELECT o.subscription_id, $7, NULL FROM others AS o WHERE o.subscription_id IS NOT NULL AND $7 > 0
-), candidates AS (
-    -- Read without locking: only the rows chosen are locked (a row lock is a heap write and
-    -- a WAL record).
-    SELECT c.id, c.subscription_id, c.next_attempt_at
+), heads AS (
+    -- The subscriptions with room that have something due, and the first row each has due.
+    SELECT r.subscription_id, r.room, f.next_attempt_at, f.id
     FROM with_room AS r
     CROSS JOIN LATERAL (
-        SELECT d.id, d.subscription_id, d.next_attempt_at
+        SELECT d.next_attempt_at, d.id
         FROM deliveries AS d
-        -- The bounds and the order name both keys, although the first is fixed: only
-        -- deliveries_subscription_due_idx answers them. Given a due-time range alone, the
-        -- planner may read deliveries_due_idx in due order and filter by subscription,
-        -- stepping over every other subscription's due rows (measured with fresh statistics).
         WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = r.subscription_id
           AND (d.subscription_id, d.next_attempt_at) >= (r.subscription_id, COALESCE(r.scan_from, '-infinity'))
           AND (d.subscription_id, d.next_attempt_at) <= (r.subscription_id, now())
-        ORDER BY d.subscription_id, d.next_attempt_at
-        LIMIT LEAST(r.room, $1)
-    ) AS c
-    ORDER BY c.next_attempt_at
+        ORDER BY d.subscription_id, d.next_attempt_at, d.id
+        LIMIT 1
+    ) AS f
+), shares AS (
+    -- Each of them may fill an equal share of the batch, at most its room: a claim reads
+    -- about as many rows as it asks for however many subscriptions have due work, rather
+    -- than each one's whole room to keep the oldest of all.
+    SELECT h.*, LEAST(h.room, ceil($1::numeric / count(*) OVER ())::int) AS take
+    FROM heads AS h
+), picked (subscription_id, next_attempt_at, id, n, take) AS (
+    -- Each subscription's due rows in order, one index step at a time, up to its share.
+    -- One row per step, on purpose: every step is `ORDER BY` all three keys of
+    -- deliveries_subscription_due_idx with `LIMIT 1`, which only that index answers
+    -- without reading the subscription's whole backlog. Given a due-time range or a
+    -- subscription alone, and a limit it cannot see (one per subscription), the planner
+    -- may read deliveries_due_idx in due order and filter by subscription, or all of a
+    -- subscription's rows through deliveries_subscription_idx and sort them (it did both,
+    -- depending on the statistics).
+    SELECT s.subscription_id, s.next_attempt_at, s.id, 1, s.take FROM shares AS s
+    UNION ALL
+    SELECT p.subscription_id, f.next_attempt_at, f.id, p.n + 1, p.take
+    FROM picked AS p
+    CROSS JOIN LATERAL (
+        SELECT d.next_attempt_at, d.id
+        FROM deliveries AS d
+        WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = p.subscription_id
+          AND (d.subscription_id, d.next_attempt_at, d.id) > (p.subscription_id, p.next_attempt_at, p.id)
+          AND (d.subscription_id, d.next_attempt_at) <= (p.subscription_id, now())
+        ORDER BY d.subscription_id, d.next_attempt_at, d.id
+        LIMIT 1
+    ) AS f
+    WHERE p.n < p.take
+), candidates AS (
+    -- Read without locking: only the rows chosen are locked (a row lock is a heap write and
+    -- a WAL record).
+    SELECT p.id, p.subscription_id, p.next_attempt_at
+    FROM picked AS p
+    ORDER BY p.next_attempt_at
     LIMIT $1
+), more AS (
+    -- More may be due: the batch is full, or a subscription took its whole share and had
+    -- room for more (one that took its whole room is full now; the claim loop sees to it).
+    SELECT (SELECT count(*) FROM candidates) >= $1
+           OR EXISTS (SELECT 1 FROM shares AS s
+                      WHERE s.take < s.room
+                        AND (SELECT count(*) FROM candidates AS c WHERE c.subscription_id = s.subscription_id) >= s.take)
+           AS more
 ), locked AS (
     -- Lock what was chosen; rows another claimer holds are skipped, and a row another
     -- claimer took or finished meanwhile no longer passes the check, made again on the
@@ -108,21 +147,20 @@ WITH RECURSIVE relaxed AS (
               d.round_start_attempt
 )
 -- One row per claimed delivery, or one row with no delivery when nothing was claimed: each
--- carries how many rows the claim chose from (considered: as many as asked for means more
--- may be due) and, when fewer, when the loop should look again (next_due_at): the
--- earliest delivery of a subscription with room due after now, read in the same way (NULL:
--- none; rows still due now were taken, are another claimer's, or lie behind a scan
--- position, which the loop's rescan finds). Full subscriptions are left out on purpose:
--- their due rows would make it "now", and the loop waits for their room instead. Parked
--- rows (due 'infinity') are never due.
+-- carries whether more may be due (more) and, if not, when the loop should look again
+-- (next_due_at): the earliest delivery of a subscription with room due after now, read in
+-- the same way (NULL: none; rows still due now were taken, are another claimer's, or lie
+-- behind a scan position, which the loop's rescan finds). Full subscriptions are left out
+-- on purpose: their due rows would make it "now", and the loop waits for their room
+-- instead. Parked rows (due 'infinity') are never due.
 -- A body is always stored, one way or the other; should one ever be missing, an empty body
 -- is sent rather than the claim failing for every delivery behind it.
 SELECT c.id, c.subscription_id, c.event_type, COALESCE(b.body, e.payload, ''::bytea) AS body,
        c.attempt_count, c.round_start_attempt, k.next_attempt_at AS due_at,
-       s.considered, s.next_due_at
+       s.more, s.next_due_at
 FROM (
-    SELECT n.considered,
-           CASE WHEN n.considered < $1 THEN (
+    SELECT m.more,
+           CASE WHEN NOT m.more THEN (
                SELECT min(f.next_attempt_at)
                FROM with_room AS r
                CROSS JOIN LATERAL (
@@ -131,11 +169,11 @@ FROM (
                    WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = r.subscription_id
                      AND (d.subscription_id, d.next_attempt_at) > (r.subscription_id, now())
                      AND (d.subscription_id, d.next_attempt_at) < (r.subscription_id, 'infinity')
-                   ORDER BY d.subscription_id, d.next_attempt_at
+                   ORDER BY d.subscription_id, d.next_attempt_at, d.id
                    LIMIT 1
                ) AS f
            ) END AS next_due_at
-    FROM (SELECT count(*) AS considered FROM candidates) AS n
+    FROM more AS m
 ) AS s
 LEFT JOIN claimed AS c ON true
 LEFT JOIN candidates AS k ON k.id = c.id

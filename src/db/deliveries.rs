@@ -184,17 +184,24 @@ impl ClaimPlan {
 #[derive(Debug, Default)]
 pub struct Claim {
     pub deliveries: Vec<ClaimedDelivery>,
-    /// How many due deliveries the claim chose from: as many as asked for means more may be
-    /// due.
-    pub considered: usize,
-    /// When fewer: when the next delivery of a subscription with room is due after now
+    /// Whether more may be due: the batch was full, or a subscription took its whole share
+    /// of it and had room for more.
+    pub more: bool,
+    /// When not: when the next delivery of a subscription with room is due after now
     /// (`None`: none is).
     pub next_due: Option<OffsetDateTime>,
 }
 
+/// For the rest of the transaction, keeps the planner on the claim's index (see the file):
+/// run it before [`claim_due`], in the same transaction.
+pub async fn prefer_claim_index(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query(include_str!("../../sql/deliveries/prefer_claim_index.sql")).execute(db).await?;
+    Ok(())
+}
+
 /// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`, no
 /// more of each subscription than its room in `plan`; reads nothing of a subscription
-/// without room.
+/// without room. Run after [`prefer_claim_index`] in the same transaction.
 pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, lease_id: Uuid, plan: &ClaimPlan) -> sqlx::Result<Claim> {
     let (ids, rooms, from) = plan.columns();
     let rows = sqlx::query(include_str!("../../sql/deliveries/claim_due_deliveries.sql"))
@@ -208,7 +215,7 @@ pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, 
         .fetch_all(db)
         .await?;
     let Some(first) = rows.first() else { return Ok(Claim::default()) };
-    let considered = first.try_get::<i64, _>("considered")? as usize;
+    let more = first.try_get("more")?;
     let next_due = first.try_get("next_due_at")?;
     // Nothing claimed: one row without a delivery.
     let mut deliveries = Vec::with_capacity(rows.len());
@@ -217,7 +224,7 @@ pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, 
             deliveries.push(ClaimedDelivery::from_row(row)?);
         }
     }
-    Ok(Claim { deliveries, considered, next_due })
+    Ok(Claim { deliveries, more, next_due })
 }
 
 /// What recording a batch of attempts did.

@@ -169,6 +169,26 @@ impl Scheduler {
         guards
     }
 
+    /// The subscriptions of which `deliveries` (one claim under `plan`) took all the room
+    /// they had: they may have more due.
+    pub fn filled(&self, plan: &ClaimPlan, deliveries: &[ClaimedDelivery]) -> Vec<Uuid> {
+        let mut taken: HashMap<Uuid, i32> = HashMap::new();
+        for delivery in deliveries {
+            *taken.entry(delivery.subscription_id).or_default() += 1;
+        }
+        let room = |id: &Uuid| plan.known.iter().find(|k| k.subscription_id == *id).map_or(plan.small_share, |k| k.room);
+        taken.into_iter().filter(|(id, n)| *n >= room(id)).map(|(id, _)| id).collect()
+    }
+
+    /// Whether any of `subscriptions` has room now. After a claim, the claim loop asks this
+    /// of those that filled their room: attempts that finished while the claim ran may have
+    /// given one room again without its ever being full (and `room_freed` signals only that).
+    pub fn any_has_room(&self, subscriptions: &[Uuid]) -> bool {
+        let now = Instant::now();
+        let state = self.lock();
+        subscriptions.iter().any(|id| state.usage.get(id).is_none_or(|u| self.room(u, now) > 0))
+    }
+
     /// The next claim reads every subscription from its start (something is due that a
     /// position may have passed).
     pub fn rescan(&self) {
@@ -433,6 +453,28 @@ mod tests {
         let _answering = claim(&scheduler, answering, 1);
         let sleep = scheduler.sleep_for(None, now, poll);
         assert!(sleep > Duration::ZERO && sleep <= Duration::from_secs(1), "until the next rescan: {sleep:?}");
+    }
+
+    #[test]
+    fn a_subscription_that_filled_its_room_and_got_room_back_meanwhile_is_claimed_for_again() {
+        let scheduler = Scheduler::new(4);
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut earlier = claim(&scheduler, a, 5);
+        answer(earlier.pop().unwrap()); // answering, the cap's worth claimed
+        let plan = scheduler.plan();
+        assert_eq!(room(&scheduler, a), 4);
+        // The claim takes all of a's room, and b's small share (1).
+        let now = OffsetDateTime::now_utc();
+        let taken: Vec<_> = [vec![delivery(a, now); 4], vec![delivery(b, now)]].concat();
+        let filled = scheduler.filled(&plan, &taken);
+        assert_eq!(filled.len(), 2, "both used all their room");
+        // While the claim ran, a's earlier attempts all finished: once the claimed rows
+        // count, a still has room, without having been full in between (so no
+        // `room_freed`); the loop must see it.
+        earlier.drain(..).for_each(answer);
+        let _claimed = scheduler.claimed(&taken);
+        assert!(scheduler.any_has_room(&filled));
+        assert!(!scheduler.any_has_room(&[b]), "b is full");
     }
 
     /// Whether the notification has come, without waiting.

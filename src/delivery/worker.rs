@@ -93,20 +93,29 @@ async fn claim(state: &ClaimLoop, scheduler: &Scheduler, first: OwnedSemaphorePe
     let lease_id = Uuid::new_v4();
     let lease_seconds = context.settings.lease_duration().as_secs_f64();
     let plan = scheduler.plan();
-    let claim = match deliveries::claim_due(&context.pool, wanted as i64, lease_seconds, lease_id, &plan).await {
+    let claimed = async {
+        let mut tx = context.pool.begin().await?;
+        deliveries::prefer_claim_index(&mut *tx).await?;
+        let claim = deliveries::claim_due(&mut *tx, wanted as i64, lease_seconds, lease_id, &plan).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(claim)
+    };
+    let claim = match claimed.await {
         Ok(claim) => claim,
         Err(error) => {
             tracing::warn!(%error, "cannot claim deliveries; retrying");
             return Some(Wait::Retry(CLAIM_RETRY));
         }
     };
-    // As many due rows as asked for: more may be due. Claim again as soon as there is a
-    // free slot; the subscriptions that filled their room are full now, and the next
-    // claim does not read them.
-    let more = claim.considered == wanted;
+    // More may be due: claim again as soon as there is a free slot; the subscriptions that
+    // filled their room are full now, and the next claim does not read them. The same if
+    // one of those got room back while the claim ran (its earlier attempts finished): it
+    // may have more due, and nothing else would wake the loop for it.
+    let more = claim.more;
+    let filled = scheduler.filled(&plan, &claim.deliveries);
     let next_due = claim.next_due;
     spawn_deliveries(state, scheduler, claim.deliveries, first, capacity, lease_id);
-    if more {
+    if more || scheduler.any_has_room(&filled) {
         return None;
     }
     // Every due row of a subscription with room is claimed. What else is due belongs to

@@ -33,13 +33,15 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
     };
 
     let mut db = pool.acquire().await.unwrap();
-    let claim = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
-    db.execute(sqlx::AssertSqlSafe(format!("PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int) AS {claim}")))
+    let statement = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
+    db.execute(sqlx::AssertSqlSafe(format!("PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int) AS {statement}")))
     .await
     .unwrap();
     let known = format!("ARRAY['{hanging}']::uuid[], ARRAY[0], ARRAY[NULL]::timestamptz[], 4");
     for statistics in ["taken on an empty queue", "taken on this backlog"] {
+        // As the service runs it: in a transaction that keeps the planner on its index.
         db.execute("BEGIN").await.unwrap();
+        deliveries::prefer_claim_index(&mut *db).await.unwrap();
         // Asking for more than is due: the claim also reads when the next delivery is due.
         let plan = explain(&mut db, &format!("EXECUTE claim(64, 60, '{}', {known})", Uuid::new_v4())).await;
         db.execute("ROLLBACK").await.unwrap();
@@ -52,15 +54,24 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
     // when the healthy subscription's next delivery is due, not the full or the paused one's.
     let later: time::OffsetDateTime = sqlx::query_scalar("SELECT now() + interval '1 hour'").fetch_one(&pool).await.unwrap();
     queue(&pool, healthy, 1, "now() + interval '1 hour'").await;
-    let claim = deliveries::claim_due(&pool, 64, 60.0, Uuid::new_v4(), &plan).await.unwrap();
+    let claim = claim_like_the_service(&pool, &plan).await;
     assert_eq!(claim.deliveries.len(), 4);
     assert!(claim.deliveries.iter().all(|d| d.subscription_id == healthy));
     assert!(claim.next_due.is_some_and(|due| due >= later), "{:?} is the healthy subscription's retry", claim.next_due);
 
     let everyone_full = ClaimPlan { small_share: 0, ..plan };
-    let claim = deliveries::claim_due(&pool, 64, 60.0, Uuid::new_v4(), &everyone_full).await.unwrap();
+    let claim = claim_like_the_service(&pool, &everyone_full).await;
     assert!(claim.deliveries.is_empty());
     assert_eq!(claim.next_due, None, "no subscription with room has anything due");
+}
+
+/// One claim of up to 64 deliveries, as the service makes it.
+async fn claim_like_the_service(pool: &PgPool, plan: &ClaimPlan) -> deliveries::Claim {
+    let mut tx = pool.begin().await.unwrap();
+    deliveries::prefer_claim_index(&mut *tx).await.unwrap();
+    let claim = deliveries::claim_due(&mut *tx, 64, 60.0, Uuid::new_v4(), plan).await.unwrap();
+    tx.commit().await.unwrap();
+    claim
 }
 
 /// Queues `count` deliveries of `subscription`, due at `due` (an SQL expression).

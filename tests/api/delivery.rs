@@ -213,13 +213,16 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     .unwrap();
 
     // The service's own statements, planned as the service plans them (with its values).
+    // The claim runs in a transaction that keeps the planner on its index.
+    let prefer = include_str!("../../sql/deliveries/prefer_claim_index.sql");
     let claim = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
     let record = include_str!("../../sql/deliveries/record_attempts.sql");
     db.execute(sqlx::AssertSqlSafe(format!(
         "PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int) AS {claim};
          PREPARE record(uuid[], uuid[], text[], timestamptz[], text[], uuid[], int[], text[], int[],
                         text[], int[], text[], text[], timestamptz[], float8) AS {record};
-         BEGIN"
+         BEGIN;
+         {prefer}"
     )))
     .await
     .unwrap();
@@ -248,6 +251,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         array("'http://127.0.0.1/'", "text"),
         array("now()", "timestamptz"),
     ];
+    db.execute("SET LOCAL enable_sort TO DEFAULT").await.unwrap(); // the claim's setting only
     let record_plan = explain_analyze(&mut db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000)", outcomes.join(", "))).await;
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 'succeeded'")
         .bind(&claimed)
