@@ -9,6 +9,9 @@
 //!   5. fairness: healthy subscriptions' delivery rate while half of 100 subscriptions hang,
 //!      against the rate with all healthy (backlogs interleaved, then with the hanging
 //!      subscriptions' backlogs queued first),
+//!      and noisy neighbour (`noisy`): ingest→receipt latency of a healthy subscription at
+//!      200/s alone, then while another subscription's receiver hangs with 100,000 and with
+//!      1,000,000 deliveries due,
 //!   6. the service's RSS (idle and peak),
 //!   7. what a webhook costs (run first, on near-empty tables, the service logging at
 //!      `info` as in production): CPU-seconds of webhookd and of PostgreSQL, statements,
@@ -18,7 +21,7 @@
 //!
 //! Run: `cargo build --release && cargo run --release --example bench`
 //! (`BENCH_SECONDS` sets the ingest phase length, default 10; `BENCH_ONLY=drain,fairness`
-//! runs only the named phases of cost, ingest, drain, latency, fanout, fairness, flat;
+//! runs only the named phases of cost, ingest, drain, latency, fanout, fairness, noisy, flat;
 //! `BENCH_COST_SECONDS` and `BENCH_COST_RATE` set the cost rounds' length and rate, default
 //! 25 s at 200/s; `BENCH_PROFILE=1` prints the statements that took the most database time
 //! in each phase.)
@@ -280,6 +283,12 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
         ));
     }
 
+    // 5b. Noisy neighbour: the latency of a healthy subscription at 200/s alone, then while
+    // another subscription's receiver hangs with 100,000 and then 1,000,000 deliveries due.
+    if bench.phases.wants("noisy") {
+        rows.extend(bench.profiled("noisy neighbour", noisy_neighbour(&bench)).await?);
+    }
+
     // 6. Flat cost: the same measures again over 10 million rows of history.
     if bench.phases.wants("flat") {
         let (history_rows, history_bytes) = add_history(&bench).await?;
@@ -466,15 +475,119 @@ async fn latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize, f64)> {
     wait_for_receipts(&bench.pool).await;
     bench.receipts.track.store(false, Ordering::Relaxed);
     let statements = statements_since_reset(&bench.pool).await?;
+    let (p50, p99, samples) = percentiles(bench, &sent)?;
+    Ok((p50, p99, samples, statements as f64 / sent.len().max(1) as f64))
+}
+
+/// p50 and p99 in ms of ingest→receipt of the webhooks `sent` (as recorded while
+/// `receipts.track` was on), and how many arrived.
+fn percentiles(bench: &Bench, sent: &[(String, Instant)]) -> anyhow::Result<(f64, f64, usize)> {
     let arrived = bench.receipts.at.lock().unwrap().clone();
     let mut latencies: Vec<f64> = sent
         .iter()
         .filter_map(|(id, at)| arrived.get(id).map(|got| (*got - *at).as_secs_f64() * 1000.0))
         .collect();
-    anyhow::ensure!(!latencies.is_empty(), "no webhook of the latency phase arrived");
+    anyhow::ensure!(!latencies.is_empty(), "no webhook of the latency measure arrived");
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Ok((percentile(0.5), percentile(0.99), latencies.len(), statements as f64 / sent.len().max(1) as f64))
+    Ok((percentile(0.5), percentile(0.99), latencies.len()))
+}
+
+/// Due rows of the noisy-neighbour phase's hanging subscription, in two steps.
+const NOISY_BACKLOGS: [i64; 2] = [100_000, 1_000_000];
+
+/// The noisy-neighbour phase: ingest→receipt latency of the healthy subscription at 200/s
+/// alone, then while a second subscription, whose receiver hangs, has 100,000 and then
+/// 1,000,000 deliveries due (queued directly in the database, due over the last minute).
+/// Its receiver never answers, so it stays full at its small share and its backlog stays
+/// due throughout. Returns table rows.
+async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    let (p50, p99, samples) = healthy_latency(bench).await?;
+    let alone = p50;
+    rows.push(("noisy neighbour: latency at 200/s, alone (same run)".into(), format!("p50 {p50:.1} ms, p99 {p99:.1} ms ({samples} samples)")));
+    let hanging_url = bench.receiver_url.replace("/hook", "/hang");
+    let hanging = create_subscription(&bench.client, &bench.base, &hanging_url, None).await?;
+    let mut queued = 0;
+    for backlog in NOISY_BACKLOGS {
+        sqlx::query(
+            "WITH backlog AS (
+                 SELECT gen_random_uuid() AS id, now() - make_interval(secs => 60 * (1 - n::float8 / $2)) AS due
+                 FROM generate_series(1, $2) AS n
+             ), bodies AS (
+                 INSERT INTO delivery_bodies (delivery_id, body) SELECT id, convert_to('{}', 'UTF8') FROM backlog
+             )
+             INSERT INTO deliveries (id, subscription_id, status, next_attempt_at, created_at)
+             SELECT id, $1::uuid, 'queued', due, due FROM backlog",
+        )
+        .bind(&hanging)
+        .bind(backlog - queued)
+        .execute(&bench.pool)
+        .await?;
+        queued = backlog;
+        // A backlog that built up over an hour, not in one statement: vacuumed and analyzed
+        // as autovacuum would have, and checkpointed, so that the measure is not of the
+        // load's own write-back.
+        sqlx::raw_sql("VACUUM ANALYZE deliveries, delivery_bodies").execute(&bench.pool).await?;
+        sqlx::raw_sql("CHECKPOINT").execute(&bench.pool).await?;
+        sqlx::query("SELECT pg_notify('webhookd_work', '')").execute(&bench.pool).await?;
+        wait_until_sending(bench, &hanging).await?;
+        let (p50, p99, samples) = healthy_latency(bench).await?;
+        rows.push((
+            format!("noisy neighbour: the same while another subscription's receiver hangs with {backlog} due"),
+            format!("p50 {p50:.1} ms ({:+.1} ms), p99 {p99:.1} ms ({samples} samples)", p50 - alone),
+        ));
+    }
+    // Retire it: its backlog removed at once (cancelling a million rows through the API is
+    // one long UPDATE), then the subscription deleted as a user would, which ends what is
+    // in flight; cleaned up as autovacuum would, so that later phases start from finished
+    // work only.
+    sqlx::query(
+        "WITH gone AS (DELETE FROM deliveries WHERE subscription_id = $1::uuid AND status <> 'delivering' RETURNING id)
+         DELETE FROM delivery_bodies AS b USING gone WHERE b.delivery_id = gone.id",
+    )
+    .bind(&hanging)
+    .execute(&bench.pool)
+    .await?;
+    bench.client.delete(format!("{}/subscriptions/{hanging}", bench.base)).bearer_auth(TOKEN).send().await?.error_for_status()?;
+    sqlx::raw_sql("VACUUM ANALYZE deliveries").execute(&bench.pool).await?;
+    Ok(rows)
+}
+
+/// Ingest→receipt latency of the bench's subscription at a steady 200/s for 10 s: (p50 ms,
+/// p99 ms, samples). Waits for its own webhooks only (the queue may hold others' for good).
+async fn healthy_latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize)> {
+    bench.receipts.at.lock().unwrap().clear();
+    bench.receipts.track.store(true, Ordering::Relaxed);
+    let sent = steady_ingest(bench, &bench.subscription, 200, Duration::from_secs(10)).await;
+    let started = Instant::now();
+    while bench.receipts.at.lock().unwrap().len() < sent.len() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the healthy subscription's webhooks did not all arrive");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bench.receipts.track.store(false, Ordering::Relaxed);
+    percentiles(bench, &sent)
+}
+
+/// Waits until the service is sending to `subscription` (it has a delivery claimed).
+async fn wait_until_sending(bench: &Bench, subscription: &str) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        // A claimed row's due time is its lease's end, in the future; read through the
+        // queue's per-subscription index, not the whole backlog.
+        let sending: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE status IN ('queued', 'retrying', 'delivering')
+                 AND subscription_id = $1::uuid AND next_attempt_at > now() AND next_attempt_at < 'infinity')",
+        )
+        .bind(subscription)
+        .fetch_one(&bench.pool)
+        .await?;
+        if sending {
+            return Ok(());
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "the hanging subscription was never claimed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// Statements the service ran since the last `pg_stat_statements_reset()`, leaving out the

@@ -3,59 +3,124 @@
 -- attempt_count counts the attempt about to be made. SKIP LOCKED lets concurrent
 -- claimers (other workers, other instances) take disjoint rows without waiting.
 --
--- Fairness: no subscription gets more than $6 deliveries claimed and unfinished on this
--- instance (see src/delivery/in_flight.rs). $4/$5 list the subscriptions this instance
--- knows about and how many they count as having; those at the limit ($8, listed apart so
--- that skipping them is an array test, not a subquery per row) are skipped, the others get
--- at most their remaining room in this batch. Subscriptions not listed (no recent
--- history here) start with room $7.
--- Bodies come from delivery_bodies; fan-out deliveries take theirs from their event.
+-- Room (src/delivery/scheduler.rs): $4/$5 list the subscriptions this instance knows
+-- (deliveries claimed lately) and how many more each may have claimed; $6 is where each
+-- one's due rows start (NULL: from its first). Any other subscription with unfinished
+-- deliveries has room $7 (the small share).
 --
--- Scan position: $9 is where the previous claim found the earliest due row, less a margin
--- (NULL: from the start). The claim index keeps an entry for every row claimed or
--- finished since the last vacuum, and all of them sit before the queue's head; starting
--- there steps over none of them. The claim loop rescans from the start every second, so a
--- row committed late with an older due time waits at most that long (see worker.rs).
--- Each returned row also carries when it became due (due_at, for the lag metric), where the
--- head was (scan_head) and how many due rows the claim looked at (considered).
+-- Why per subscription: a claim that read due rows in due order had to step over every
+-- row of a subscription with no room (a receiver that hangs keeps its whole backlog due),
+-- so one hanging customer made every claim, and every other customer's latency, grow with
+-- its backlog. Here the rows are read through deliveries_subscription_due_idx
+-- (subscription_id, next_attempt_at, id), each subscription with room on its own, at most
+-- its room and an equal share of the batch: a subscription without room costs nothing,
+-- whatever it has waiting, and a paused one (rows due 'infinity') one index descent.
+-- The other subscriptions with unfinished deliveries are found by a skip scan of that index
+-- (one descent each, `others`) that runs only in the gaps between the known subscriptions
+-- (`gaps`): it never steps through a known subscription's entries, of which a busy one has
+-- many left behind by rows claimed or finished since the last vacuum (only a gap that ends
+-- at one steps over the dead entries at its start; PostgreSQL skips those without reading
+-- their rows). For the same reason a known subscription is read from $6, where the
+-- previous claim found its earliest due row less a margin; the claim loop rescans from the
+-- start every second, so a row committed late with an older due time waits at most that
+-- long. Run after sql/deliveries/prefer_claim_index.sql, in the same transaction.
+-- The gap bounds use the nil and the max UUID as "before the first" and "after the last":
+-- subscription ids are UUIDv7 made by the service, never either.
+--
+-- Each claimed row also carries when it became due (due_at: the lag metric and the next
+-- scan position).
 --
 -- The claim commits without waiting for its WAL flush (synchronous_commit off for this
 -- transaction only): claims run one after another, and a flush each would cap the drain
 -- rate. Losing a claim in a database crash only puts the row back in the queue as it was
 -- (it may then be delivered twice, which at-least-once allows; its attempt is still
 -- logged). Ingested webhooks and recorded outcomes are always flushed before they count.
-WITH relaxed AS (
+WITH RECURSIVE relaxed AS (
     SELECT set_config('synchronous_commit', 'off', true)
-), busy AS (
-    SELECT * FROM unnest($4::uuid[], $5::int[]) AS b(subscription_id, in_flight)
-), head AS (
-    SELECT d.next_attempt_at AS at
-    FROM deliveries AS d
-    WHERE d.status IN ('queued', 'retrying', 'delivering')
-      AND d.next_attempt_at >= COALESCE($9::timestamptz, '-infinity') AND d.next_attempt_at <= now()
-    ORDER BY d.next_attempt_at
-    LIMIT 1
+), known AS (
+    SELECT * FROM unnest($4::uuid[], $5::int[], $6::timestamptz[]) AS k(subscription_id, room, scan_from)
+), gaps AS (
+    SELECT lag(k.subscription_id, 1, '00000000-0000-0000-0000-000000000000') OVER (ORDER BY k.subscription_id) AS after,
+           k.subscription_id AS before
+    FROM known AS k
+    UNION ALL
+    SELECT COALESCE((SELECT k.subscription_id FROM known AS k ORDER BY k.subscription_id DESC LIMIT 1),
+                    '00000000-0000-0000-0000-000000000000'),
+           'ffffffff-ffff-ffff-ffff-ffffffffffff'
+), others (subscription_id, before) AS (
+    SELECT (SELECT d.subscription_id FROM deliveries AS d
+            WHERE d.status IN ('queued', 'retrying', 'delivering')
+              AND d.subscription_id > g.after AND d.subscription_id < g.before
+            ORDER BY d.subscription_id, d.next_attempt_at, d.id LIMIT 1), g.before
+    FROM gaps AS g
+    UNION ALL
+    SELECT (SELECT d.subscription_id FROM deliveries AS d
+            WHERE d.status IN ('queued', 'retrying', 'delivering')
+              AND d.subscription_id > o.subscription_id AND d.subscription_id < o.before
+            ORDER BY d.subscription_id, d.next_attempt_at, d.id LIMIT 1), o.before
+    FROM others AS o
+    WHERE o.subscription_id IS NOT NULL
+), with_room AS (
+    SELECT k.subscription_id, k.room, k.scan_from FROM known AS k WHERE k.room > 0
+    UNION ALL
+    SELECT o.subscription_id, $7::int, NULL FROM others AS o WHERE o.subscription_id IS NOT NULL AND $7::int > 0
+), heads AS (
+    -- The subscriptions with room that have something due, and the first row each has due.
+    SELECT r.subscription_id, r.room, f.next_attempt_at, f.id
+    FROM with_room AS r
+    CROSS JOIN LATERAL (
+        SELECT d.next_attempt_at, d.id
+        FROM deliveries AS d
+        WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = r.subscription_id
+          AND (d.subscription_id, d.next_attempt_at) >= (r.subscription_id, COALESCE(r.scan_from, '-infinity'))
+          AND (d.subscription_id, d.next_attempt_at) <= (r.subscription_id, now())
+        ORDER BY d.subscription_id, d.next_attempt_at, d.id
+        LIMIT 1
+    ) AS f
+), shares AS (
+    -- Each of them may fill an equal share of the batch, at most its room: a claim reads
+    -- about as many rows as it asks for however many subscriptions have due work, rather
+    -- than each one's whole room to keep the oldest of all.
+    SELECT h.*, LEAST(h.room, ceil($1::int8::numeric / count(*) OVER ())::int) AS take
+    FROM heads AS h
+), picked (subscription_id, next_attempt_at, id, n, take) AS (
+    -- Each subscription's due rows in order, one index step at a time, up to its share.
+    -- One row per step, on purpose: every step is `ORDER BY` all three keys of
+    -- deliveries_subscription_due_idx with `LIMIT 1`, which only that index answers
+    -- without reading the subscription's whole backlog. Given a due-time range or a
+    -- subscription alone, and a limit it cannot see (one per subscription), the planner
+    -- may read deliveries_due_idx in due order and filter by subscription, or all of a
+    -- subscription's rows through deliveries_subscription_idx and sort them (it did both,
+    -- depending on the statistics).
+    SELECT s.subscription_id, s.next_attempt_at, s.id, 1, s.take FROM shares AS s
+    UNION ALL
+    SELECT p.subscription_id, f.next_attempt_at, f.id, p.n + 1, p.take
+    FROM picked AS p
+    CROSS JOIN LATERAL (
+        SELECT d.next_attempt_at, d.id
+        FROM deliveries AS d
+        WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = p.subscription_id
+          AND (d.subscription_id, d.next_attempt_at, d.id) > (p.subscription_id, p.next_attempt_at, p.id)
+          AND (d.subscription_id, d.next_attempt_at) <= (p.subscription_id, now())
+        ORDER BY d.subscription_id, d.next_attempt_at, d.id
+        LIMIT 1
+    ) AS f
+    WHERE p.n < p.take
 ), candidates AS (
-    -- Read without locking: rows that the room rule leaves out are never locked (a row
-    -- lock is a heap write and a WAL record), which matters when one subscription's
-    -- backlog fills the look-ahead but it has room for only a few more.
-    SELECT d.id, d.subscription_id, d.next_attempt_at
-    FROM deliveries AS d
-    WHERE d.status IN ('queued', 'retrying', 'delivering')
-      AND d.next_attempt_at >= (SELECT at FROM head) AND d.next_attempt_at <= now()
-      AND d.subscription_id <> ALL ($8::uuid[])
-    ORDER BY d.next_attempt_at
+    -- Read without locking: only the rows chosen are locked (a row lock is a heap write and
+    -- a WAL record).
+    SELECT p.id, p.subscription_id, p.next_attempt_at
+    FROM picked AS p
+    ORDER BY p.next_attempt_at
     LIMIT $1
-), due AS (
-    SELECT ranked.id
-    FROM (
-        SELECT c.id, c.next_attempt_at,
-               row_number() OVER (PARTITION BY c.subscription_id ORDER BY c.next_attempt_at) AS rank,
-               CASE WHEN b.subscription_id IS NULL THEN $7 ELSE $6 - b.in_flight END AS room
-        FROM candidates AS c
-        LEFT JOIN busy AS b ON b.subscription_id = c.subscription_id
-    ) AS ranked
-    WHERE ranked.rank <= ranked.room
+), more AS (
+    -- More may be due: the batch is full, or a subscription took its whole share and had
+    -- room for more (one that took its whole room is full now; the claim loop sees to it).
+    SELECT (SELECT count(*) FROM candidates) >= $1
+           OR EXISTS (SELECT 1 FROM shares AS s
+                      WHERE s.take < s.room
+                        AND (SELECT count(*) FROM candidates AS c WHERE c.subscription_id = s.subscription_id) >= s.take)
+           AS more
 ), locked AS (
     -- Lock what was chosen; rows another claimer holds are skipped, and a row another
     -- claimer took or finished meanwhile no longer passes the check, made again on the
@@ -63,30 +128,54 @@ WITH relaxed AS (
     -- finished one has no due time (migration 7).
     -- Both this and the UPDATE must be primary-key lookups whatever the statistics say:
     -- `= ANY(ARRAY(...))` rules out a semi-join planned as a scan per chosen row, and the
-    -- check deliberately leaves `status` out, which keeps deliveries_due_idx out of the
-    -- plan (the planner sizes that index by the last ANALYZE, usually of an empty queue,
-    -- and would scan the whole backlog through it; see migration 7).
+    -- check deliberately leaves `status` out, which keeps the partial indexes out of the
+    -- plan (the planner sizes them by the last ANALYZE, usually of an empty queue, and
+    -- would scan the whole backlog through one; see migration 7).
     SELECT d.id
     FROM deliveries AS d
-    WHERE d.id = ANY (ARRAY(SELECT id FROM due)) AND d.next_attempt_at <= now()
+    WHERE d.id = ANY (ARRAY(SELECT id FROM candidates)) AND d.next_attempt_at <= now()
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries AS d
     SET status = 'delivering',
         attempt_count = d.attempt_count + 1,
         lease_id = $3,
-        next_attempt_at = now() + make_interval(secs => $2)
+        next_attempt_at = now() + make_interval(secs => $2::float8)
     FROM relaxed
     WHERE d.id = ANY (ARRAY(SELECT id FROM locked))
     RETURNING d.id, d.subscription_id, d.event_type, d.event_id, d.attempt_count,
               d.round_start_attempt
 )
+-- One row per claimed delivery, or one row with no delivery when nothing was claimed: each
+-- carries whether more may be due (more) and, if not, when the loop should look again
+-- (next_due_at): the earliest delivery of a subscription with room due after now, read in
+-- the same way (NULL: none; rows still due now were taken, are another claimer's, or lie
+-- behind a scan position, which the loop's rescan finds). Full subscriptions are left out
+-- on purpose: their due rows would make it "now", and the loop waits for their room
+-- instead. Parked rows (due 'infinity') are never due.
 -- A body is always stored, one way or the other; should one ever be missing, an empty body
 -- is sent rather than the claim failing for every delivery behind it.
 SELECT c.id, c.subscription_id, c.event_type, COALESCE(b.body, e.payload, ''::bytea) AS body,
        c.attempt_count, c.round_start_attempt, k.next_attempt_at AS due_at,
-       (SELECT at FROM head) AS scan_head, (SELECT count(*) FROM candidates) AS considered
-FROM claimed AS c
-JOIN candidates AS k ON k.id = c.id
+       s.more, s.next_due_at
+FROM (
+    SELECT m.more,
+           CASE WHEN NOT m.more THEN (
+               SELECT min(f.next_attempt_at)
+               FROM with_room AS r
+               CROSS JOIN LATERAL (
+                   SELECT d.next_attempt_at
+                   FROM deliveries AS d
+                   WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = r.subscription_id
+                     AND (d.subscription_id, d.next_attempt_at) > (r.subscription_id, now())
+                     AND (d.subscription_id, d.next_attempt_at) < (r.subscription_id, 'infinity')
+                   ORDER BY d.subscription_id, d.next_attempt_at, d.id
+                   LIMIT 1
+               ) AS f
+           ) END AS next_due_at
+    FROM more AS m
+) AS s
+LEFT JOIN claimed AS c ON true
+LEFT JOIN candidates AS k ON k.id = c.id
 LEFT JOIN delivery_bodies AS b ON b.delivery_id = c.id
 LEFT JOIN events AS e ON e.id = c.event_id

@@ -1,6 +1,6 @@
 //! Statements on `deliveries`, the queue.
 
-use sqlx::{FromRow, PgExecutor, Row};
+use sqlx::PgExecutor;
 
 use crate::db::attempts::AttemptRow;
 use crate::domain::lifecycle::DeliveryStatus;
@@ -179,21 +179,31 @@ pub async fn list_for_subscription(
         .await
 }
 
-/// How many deliveries each subscription may have claimed and unfinished on this instance,
-/// and how many it counts as having.
+/// What a claim may take: each known subscription's room, and the room of the others.
 #[derive(Debug, Clone, Default)]
-pub struct InFlightLimits {
-    pub per_subscription: i32,
-    /// Room for a subscription not in `busy` (no recent history on this instance).
-    pub newcomer: i32,
-    /// Subscriptions with deliveries in flight now, and their counts.
-    pub busy: Vec<(Uuid, i32)>,
+pub struct ClaimPlan {
+    /// Subscriptions with deliveries claimed lately on this instance, with their room
+    /// (0: none of their rows is read).
+    pub known: Vec<SubscriptionRoom>,
+    /// Room of any other subscription with due deliveries (the small share).
+    pub small_share: i32,
 }
 
-impl InFlightLimits {
-    /// The subscriptions with no room left (their due deliveries wait for room).
-    pub fn at_limit(&self) -> impl Iterator<Item = Uuid> + '_ {
-        self.busy.iter().filter(|(_, n)| *n >= self.per_subscription).map(|(id, _)| *id)
+/// How many more deliveries of one subscription a claim may take, and from where.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SubscriptionRoom {
+    pub subscription_id: Uuid,
+    pub room: i32,
+    /// The earliest due time its rows are read from (`None`: its first row).
+    pub scan_from: Option<OffsetDateTime>,
+}
+
+impl ClaimPlan {
+    fn columns(&self) -> (Vec<Uuid>, Vec<i32>, Vec<Option<OffsetDateTime>>) {
+        let ids = self.known.iter().map(|k| k.subscription_id).collect();
+        let rooms = self.known.iter().map(|k| k.room).collect();
+        let from = self.known.iter().map(|k| k.scan_from).collect();
+        (ids, rooms, from)
     }
 }
 
@@ -201,47 +211,56 @@ impl InFlightLimits {
 #[derive(Debug, Default)]
 pub struct Claim {
     pub deliveries: Vec<ClaimedDelivery>,
-    /// When the earliest due delivery at or after the scan position was due (known only
-    /// when something was claimed).
-    pub head: Option<OffsetDateTime>,
-    /// How many due deliveries of subscriptions with room the claim looked at: fewer than
-    /// asked for means it saw all of them.
-    pub considered: usize,
+    /// Whether more may be due: the batch was full, or a subscription took its whole share
+    /// of it and had room for more.
+    pub more: bool,
+    /// When not: when the next delivery of a subscription with room is due after now
+    /// (`None`: none is).
+    pub next_due: Option<OffsetDateTime>,
 }
 
-/// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`,
-/// respecting the per-subscription limits, looking no earlier than `scan_from` (`None`:
-/// from the start of the queue).
-pub async fn claim_due(
-    db: impl PgExecutor<'_>,
-    limit: i64,
-    lease_seconds: f64,
-    lease_id: Uuid,
-    limits: &InFlightLimits,
-    scan_from: Option<OffsetDateTime>,
-) -> sqlx::Result<Claim> {
-    let rows = sqlx::query(include_str!("../../sql/deliveries/claim_due_deliveries.sql"))
-        .bind(limit)
-        .bind(lease_seconds)
-        .bind(lease_id)
-        .bind(limits.busy.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-        .bind(limits.busy.iter().map(|(_, n)| *n).collect::<Vec<_>>())
-        .bind(limits.per_subscription)
-        .bind(limits.newcomer)
-        .bind(limits.at_limit().collect::<Vec<_>>())
-        .bind(scan_from)
-        .fetch_all(db)
-        .await?;
+/// For the rest of the transaction, keeps the planner on the claim's index (see the file):
+/// run it before [`claim_due`], in the same transaction.
+pub async fn prefer_claim_index(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/deliveries/prefer_claim_index.sql").fetch_one(db).await?;
+    Ok(())
+}
+
+/// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`, no
+/// more of each subscription than its room in `plan`; reads nothing of a subscription
+/// without room. Run after [`prefer_claim_index`] in the same transaction.
+pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, lease_id: Uuid, plan: &ClaimPlan) -> sqlx::Result<Claim> {
+    let (ids, rooms, from) = plan.columns();
+    let rows = sqlx::query_file!(
+        "sql/deliveries/claim_due_deliveries.sql",
+        limit,
+        lease_seconds,
+        lease_id,
+        &ids,
+        &rooms,
+        &from as &[Option<OffsetDateTime>],
+        plan.small_share,
+    )
+    .fetch_all(db)
+    .await?;
     let Some(first) = rows.first() else { return Ok(Claim::default()) };
-    let head = first.try_get("scan_head")?;
-    let considered = first.try_get::<i64, _>("considered")? as usize;
-    let deliveries = rows.iter().map(ClaimedDelivery::from_row).collect::<sqlx::Result<_>>()?;
-    Ok(Claim { deliveries, head, considered })
-}
-
-/// When the earliest unfinished delivery is due, if any.
-pub async fn next_due_at(db: impl PgExecutor<'_>) -> sqlx::Result<Option<OffsetDateTime>> {
-    sqlx::query_file_scalar!("sql/deliveries/next_due_at.sql").fetch_one(db).await
+    let (more, next_due) = (first.more.unwrap_or(false), first.next_due_at);
+    // Nothing claimed: one row without a delivery (the claim's columns are all NULL).
+    let deliveries = rows
+        .into_iter()
+        .filter_map(|row| {
+            Some(ClaimedDelivery {
+                id: row.id?,
+                subscription_id: row.subscription_id?,
+                event_type: row.event_type,
+                body: row.body.unwrap_or_default(),
+                attempt_count: row.attempt_count?,
+                round_start_attempt: row.round_start_attempt?,
+                due_at: row.due_at?,
+            })
+        })
+        .collect();
+    Ok(Claim { deliveries, more, next_due })
 }
 
 /// Tells every instance's claim loop (LISTEN) that new work is due.

@@ -3,7 +3,7 @@
 
 pub(crate) mod attempts;
 pub(crate) mod cluster;
-pub(crate) mod deliveries;
+pub mod deliveries;
 pub(crate) mod events;
 pub(crate) mod idempotency;
 pub(crate) mod maintenance;

@@ -15,7 +15,7 @@ mod operations;
 mod recorder;
 mod recovery;
 mod relay;
-mod scan_position;
+mod scheduler;
 pub(crate) mod ssrf;
 mod worker;
 

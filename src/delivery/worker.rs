@@ -1,12 +1,10 @@
 //! The claim loop and the per-delivery task.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
-use tokio::sync::futures::Notified;
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -14,9 +12,9 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::dispatch::{self, AttemptResult};
-use super::in_flight::{InFlight, Slot};
-use super::scan_position::ScanPosition;
+use super::in_flight::Slot;
 use super::recorder::Finished;
+use super::scheduler::Scheduler;
 use super::DeliveryContext;
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
@@ -29,11 +27,6 @@ use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
 const CLAIM_BATCH: usize = 256;
-/// Longest wait while due work is held back by subscriptions at their limit. A claim skips
-/// such a subscription's rows one by one, so the loop does not claim again for every
-/// finished attempt elsewhere; this bounds how long work that becomes due meanwhile
-/// (retries, rows committed late) may wait, since their due rows hide the next due time.
-const CAPPED_RECHECK: Duration = Duration::from_millis(100);
 /// Wait after a failed claim (database down) before trying again.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
@@ -46,79 +39,106 @@ pub struct ClaimLoop {
     pub outcomes: mpsc::Sender<Finished>,
 }
 
-/// Claims due deliveries while there is capacity, and sleeps until woken, until the next
-/// delivery is due, or until the poll interval passes, whichever comes first.
+/// What the claim loop waits for before it claims again.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Wait {
+    /// A free send slot: nothing can be claimed without one.
+    Capacity,
+    /// New work (a wake-up), room for a full subscription, or `Duration` (the next due
+    /// delivery of a subscription with room, or the poll interval).
+    Work(Duration),
+    /// Only `Duration`: the database failed, and a wake-up would not make it work.
+    Retry(Duration),
+}
+
+/// Claims due deliveries while there is a free send slot and something to claim, then
+/// sleeps until something may be claimed again: one `select!` over every wake-up.
 pub async fn claim_loop(state: ClaimLoop) {
     let settings = &state.context.settings;
     let capacity = Arc::new(Semaphore::new(settings.concurrency as usize));
-    let in_flight = InFlight::new(settings.max_in_flight_per_subscription as usize);
-    let mut position = ScanPosition::new();
+    let scheduler = Scheduler::new(settings.max_in_flight_per_subscription as usize);
     loop {
-        let first = tokio::select! {
-            _ = state.shutdown.cancelled() => return,
-            permit = capacity.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => return, // never closed
-            },
-        };
-        let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
-        let lease_id = Uuid::new_v4();
-        let lease_seconds = settings.lease_duration().as_secs_f64();
-        let limits = in_flight.limits();
-        let claim = deliveries::claim_due(&state.context.pool, wanted as i64, lease_seconds, lease_id, &limits, position.next_start()).await;
-        let claim = match claim {
-            Ok(claim) => claim,
-            Err(error) => {
-                tracing::warn!(%error, "cannot claim deliveries; retrying");
-                drop(first);
-                sleep_or_shutdown(CLAIM_RETRY, &state.shutdown).await;
-                continue;
-            }
-        };
-        position.found_head(claim.head);
-        // A full batch: more may be due. A full look-ahead (the claim read as many due rows
-        // as it asked for, and the room rule left some): due rows of other subscriptions
-        // may lie beyond it. The subscriptions that filled it have reached their limit,
-        // so the next claim skips their rows and reads further. Either way, claim again as
-        // soon as there is capacity; every such claim takes at least one row. (A full
-        // batch is a full look-ahead too: the claimed rows are among those it read.)
-        if claim.considered == wanted {
-            spawn_deliveries(&state, &in_flight, claim.deliveries, first, &capacity, lease_id);
-            continue;
+        if state.shutdown.is_cancelled() {
+            return;
         }
-        // Fewer than asked for, from fewer due rows than asked for: every due row the claim
-        // could take is taken. What is left belongs to subscriptions that were at their
-        // limit (skipped) or reached it in this claim (their rows past their room were
-        // left, and they all had some claimed).
-        let mut held_back: Vec<Uuid> = limits.at_limit().collect();
-        if claim.considered > claim.deliveries.len() {
-            held_back.extend(claim.deliveries.iter().map(|d| d.subscription_id));
-        }
-        spawn_deliveries(&state, &in_flight, claim.deliveries, first, &capacity, lease_id);
-        // Listen for freed room before looking at the limits, so that no attempt finishing
-        // in between goes unnoticed: one that finished already shows in `any_has_room`.
-        let mut room_freed = std::pin::pin!(in_flight.room_freed());
+        // Listen for freed room before claiming, so that room freed from now on is not missed.
+        let mut room_freed = std::pin::pin!(scheduler.room_freed());
         room_freed.as_mut().enable();
-        if in_flight.any_has_room(held_back.iter().copied()) {
-            continue;
+        let wait = match capacity.clone().try_acquire_owned() {
+            Ok(first) => match claim(&state, &scheduler, first, &capacity).await {
+                Some(wait) => wait,
+                None => continue,
+            },
+            Err(_) => Wait::Capacity,
+        };
+        let (work, sleep) = match wait {
+            Wait::Capacity => (false, None),
+            Wait::Work(sleep) => (true, Some(sleep)),
+            Wait::Retry(sleep) => (false, Some(sleep)),
+        };
+        tokio::select! {
+            _ = state.shutdown.cancelled() => return,
+            _ = capacity.acquire(), if wait == Wait::Capacity => {}
+            _ = state.wake.notified(), if work => {}
+            _ = room_freed, if work => {}
+            _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
         }
-        let held_back = (!held_back.is_empty()).then_some(room_freed);
-        wait_for_work(&state, held_back, &mut position).await;
     }
+}
+
+/// One claim of as many due deliveries as there are free send slots (`first` and the
+/// others), started at once. `None`: claim again now; otherwise what to wait for.
+async fn claim(state: &ClaimLoop, scheduler: &Scheduler, first: OwnedSemaphorePermit, capacity: &Arc<Semaphore>) -> Option<Wait> {
+    let context = &state.context;
+    let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
+    let lease_id = Uuid::new_v4();
+    let lease_seconds = context.settings.lease_duration().as_secs_f64();
+    let plan = scheduler.plan();
+    let claimed = async {
+        let mut tx = context.pool.begin().await?;
+        deliveries::prefer_claim_index(&mut *tx).await?;
+        let claim = deliveries::claim_due(&mut *tx, wanted as i64, lease_seconds, lease_id, &plan).await?;
+        tx.commit().await?;
+        Ok::<_, sqlx::Error>(claim)
+    };
+    let claim = match claimed.await {
+        Ok(claim) => claim,
+        Err(error) => {
+            tracing::warn!(%error, "cannot claim deliveries; retrying");
+            return Some(Wait::Retry(CLAIM_RETRY));
+        }
+    };
+    // More may be due: claim again as soon as there is a free slot; the subscriptions that
+    // filled their room are full now, and the next claim does not read them. The same if
+    // one of those got room back while the claim ran (its earlier attempts finished): it
+    // may have more due, and nothing else would wake the loop for it.
+    let more = claim.more;
+    let filled = scheduler.filled(&plan, &claim.deliveries);
+    let next_due = claim.next_due;
+    spawn_deliveries(state, scheduler, claim.deliveries, first, capacity, lease_id);
+    if more || scheduler.any_has_room(&filled) {
+        return None;
+    }
+    // Every due row of a subscription with room is claimed. What else is due belongs to
+    // full subscriptions, which `room_freed` signals; sleep until the next delivery of a
+    // subscription with room is due.
+    let sleep = scheduler.sleep_for(next_due, OffsetDateTime::now_utc(), context.settings.poll_interval);
+    (!sleep.is_zero()).then_some(Wait::Work(sleep))
 }
 
 /// Starts one task per claimed delivery, each holding one of the instance's send permits
 /// (`first`, then as many more as there are claimed rows).
 fn spawn_deliveries(
     state: &ClaimLoop,
-    in_flight: &InFlight,
+    scheduler: &Scheduler,
     claimed: Vec<ClaimedDelivery>,
     first: OwnedSemaphorePermit,
     capacity: &Arc<Semaphore>,
     lease_id: Uuid,
 ) {
+    let guards = scheduler.claimed(&claimed);
     let permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
-    for (delivery, permit) in claimed.into_iter().zip(permits) {
+    for ((delivery, guard), permit) in claimed.into_iter().zip(guards).zip(permits) {
         let span = tracing::info_span!(
             "delivery",
             delivery.id = %delivery.id,
@@ -130,51 +150,9 @@ fn spawn_deliveries(
             lease_id,
             abort: state.abort_sends.clone(),
             outcomes: state.outcomes.clone(),
-            slot: Slot::new(in_flight.start(delivery.subscription_id), permit),
+            slot: Slot::new(guard, permit),
         };
         state.in_flight.spawn(task.run(delivery).instrument(span));
-    }
-}
-
-/// Waits until claiming is worth it again: new work arrived (`wake`), the next delivery
-/// is due, room was freed for a subscription whose due work was held back (`room_freed`,
-/// when some was), or the poll interval passed.
-async fn wait_for_work(state: &ClaimLoop, room_freed: Option<Pin<&mut Notified<'_>>>, position: &mut ScanPosition) {
-    let poll = state.context.settings.poll_interval;
-    if let Some(room_freed) = room_freed {
-        // Their due rows would make the next-due time "now": wait for room instead.
-        tokio::select! {
-            _ = state.shutdown.cancelled() => {}
-            _ = state.wake.notified() => {}
-            _ = room_freed => {}
-            _ = tokio::time::sleep(poll.min(CAPPED_RECHECK)) => {}
-        }
-        return;
-    }
-    let until_due = match deliveries::next_due_at(&state.context.pool).await {
-        Ok(Some(due)) => {
-            let wait = due - OffsetDateTime::now_utc();
-            Duration::try_from(wait).unwrap_or(Duration::ZERO).min(poll)
-        }
-        Ok(None) => poll,
-        Err(_) => CLAIM_RETRY,
-    };
-    if until_due.is_zero() {
-        // Due now, yet the last claim did not take it: it may lie behind the scan position.
-        position.restart();
-        return;
-    }
-    tokio::select! {
-        _ = state.shutdown.cancelled() => {}
-        _ = state.wake.notified() => {}
-        _ = tokio::time::sleep(until_due) => {}
-    }
-}
-
-async fn sleep_or_shutdown(wait: Duration, shutdown: &CancellationToken) {
-    tokio::select! {
-        _ = shutdown.cancelled() => {}
-        _ = tokio::time::sleep(wait) => {}
     }
 }
 
@@ -208,7 +186,7 @@ impl DeliveryTask {
             github_signature: subscription.github_signature,
         };
         let send = async {
-            // Deliveries claimed in reserve wait here for their turn at the receiver.
+            // Claimed beyond the cap: wait here for a turn at the receiver.
             self.slot.ready_to_send(subscription.rate_limit).await;
             dispatch::send(&self.context.client, &subscription.target_url, &delivery, body, &signing, self.context.allow_private_targets).await
         };

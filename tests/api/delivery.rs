@@ -213,18 +213,21 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     .unwrap();
 
     // The service's own statements, planned as the service plans them (with its values).
+    // The claim runs in a transaction that keeps the planner on its index.
+    let prefer = include_str!("../../sql/deliveries/prefer_claim_index.sql");
     let claim = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
     let record = include_str!("../../sql/deliveries/record_attempts.sql");
     db.execute(sqlx::AssertSqlSafe(format!(
-        "PREPARE claim(int, float8, uuid, uuid[], int[], int, int, uuid[], timestamptz) AS {claim};
+        "PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int) AS {claim};
          PREPARE record(uuid[], uuid[], text[], timestamptz[], text[], uuid[], int[], text[], int[],
                         text[], int[], text[], text[], timestamptz[], float8, text) AS {record};
-         BEGIN"
+         BEGIN;
+         {prefer}"
     )))
     .await
     .unwrap();
     let lease = uuid::Uuid::new_v4();
-    let claim_plan = explain_analyze(&mut db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', 128, 64, '{{}}', NULL)")).await;
+    let claim_plan = explain_analyze(&mut db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', '{{}}', 64)")).await;
     let claimed: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deliveries WHERE lease_id = $1")
         .bind(lease)
         .fetch_all(&mut *db)
@@ -248,6 +251,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         array("'http://127.0.0.1/'", "text"),
         array("now()", "timestamptz"),
     ];
+    db.execute("SET LOCAL enable_sort TO DEFAULT").await.unwrap(); // the claim's setting only
     let record_plan = explain_analyze(&mut db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000, 'webhookd.delivery.failed')", outcomes.join(", "))).await;
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 'succeeded'")
         .bind(&claimed)

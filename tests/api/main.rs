@@ -5,6 +5,7 @@
 mod auth;
 mod bad_receivers;
 mod cache;
+mod claim_isolation;
 mod delivery;
 mod endpoint_health;
 mod fuzz;

@@ -1,0 +1,13 @@
+-- Run before sql/deliveries/claim_due_deliveries.sql in the claim's transaction: no sorts
+-- (and no JIT) for the rest of this transaction only, so that the claim reads deliveries
+-- only through deliveries_subscription_due_idx. Every read of the claim orders by its keys
+-- with LIMIT 1; any other path to the same rows (deliveries_subscription_idx and a filter
+-- on status, a bitmap scan) must sort the subscription's rows, and the planner chooses one
+-- whenever the statistics make a subscription look small: with statistics of an empty queue
+-- it read a paused subscription's 5,000 parked rows that way at every claim
+-- (tests/api/claim_isolation.rs). A sort the claim does need (the batch in due order)
+-- still happens: disabling only makes the planner avoid sorts where it has a choice.
+-- JIT is off for the same transaction: the penalty that disabling adds to those sorts'
+-- estimated cost puts the claim far above jit_above_cost, and compiling it took about
+-- 600 ms per claim (measured; the claim itself takes a few).
+SELECT set_config('enable_sort', 'off', true) AS sort, set_config('jit', 'off', true) AS jit

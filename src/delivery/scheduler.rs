@@ -1,0 +1,488 @@
+//! The claim loop's scheduler: it owns the per-subscription fairness state of this instance
+//! and answers the claim loop's two questions, "what may be claimed now" ([`Scheduler::plan`])
+//! and "when should the loop look again" ([`Scheduler::sleep_for`], and
+//! [`Scheduler::room_freed`]).
+//!
+//! One mechanism, one word: a subscription's **room** is how many more of its deliveries
+//! this instance may claim now. A subscription with no room is **full**: a claim reads
+//! none of its rows (however many are due), and the claim loop neither claims for it nor
+//! wakes for its due rows until it has room again, which the scheduler signals.
+//!
+//! Room is what is left of an **allowance** after the deliveries already **claimed**
+//! (claimed and not yet finished: waiting for their turn, or being sent):
+//! - A subscription whose receiver answered within the last [`STALL`] may have twice
+//!   `WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION` (the cap) claimed: the cap's worth being sent
+//!   (a semaphore of `cap` permits, see `in_flight.rs`) and a cap's worth waiting, so that
+//!   the receiver is never idle while the next claim runs. It gets room again only once
+//!   no more than the cap is claimed, then a cap's worth at once: claims come in batches,
+//!   not one row per finished attempt.
+//! - Any other subscription (new, hanging, timing out) has the **small share**: a sixteenth
+//!   of the cap, between 1 and [`SMALL_SHARE`]. Like TCP's slow start: a fast receiver gets
+//!   the whole allowance within milliseconds of its first answer, a hanging one never holds
+//!   more than the small share. A subscription unknown here (nothing claimed lately) has
+//!   the small share too.
+//! - A subscription with a `rate_limit` is paced: its requests start at least 1/rate s
+//!   apart (per instance), and it has at most a second's worth claimed, so a paced row
+//!   never waits long in memory.
+//!
+//! A waiting row waits at most one delivery timeout for a send permit (the cap's worth ahead
+//! of it all finish within a timeout), then at most one timeout to be sent: within the
+//! claim's lease of twice the timeout plus 30 s.
+//!
+//! **Scan positions.** The claim reads each subscription's due rows through an index in
+//! due order, which keeps an entry for every row claimed or finished since `deliveries`
+//! was last vacuumed, all before the subscription's earliest due row. After a drain of
+//! 100,000 rows, reading from the start would step over all of them. So the scheduler
+//! remembers, per subscription, where the last claim found its earliest due row, less a
+//! [`MARGIN`] for rows committed late with an earlier due time (a row's due time is its
+//! transaction's `now()`, taken when the transaction began). Once a second
+//! ([`RESCAN_EVERY`]) a claim reads every subscription from its start, so a row that
+//! slipped behind a position waits at most that long.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use time::OffsetDateTime;
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use super::in_flight::InFlightGuard;
+use crate::db::deliveries::{ClaimPlan, ClaimedDelivery, SubscriptionRoom};
+
+/// No answer for this long while deliveries are claimed puts a subscription on the small share.
+pub const STALL: Duration = Duration::from_secs(1);
+/// Most deliveries a subscription without a recent answer may have claimed.
+pub const SMALL_SHARE: i32 = 4;
+/// How far before where the last claim found a subscription's earliest due row the next
+/// claim starts reading it.
+const MARGIN: Duration = Duration::from_secs(1);
+/// How often a claim reads every subscription from its start.
+const RESCAN_EVERY: Duration = Duration::from_secs(1);
+
+/// One subscription as this instance sees it.
+#[derive(Debug)]
+struct Usage {
+    /// Deliveries claimed and not finished.
+    claimed: i32,
+    answered_at: Option<Instant>,
+    /// Its send permits: at most the cap sending at once.
+    sending: Arc<Semaphore>,
+    /// Its `rate_limit` (requests a second), as its last delivery saw it.
+    rate_limit: Option<i32>,
+    /// When its next request may start under the rate limit.
+    next_send: Instant,
+    /// Where the next claim starts reading its due rows (`None`: from its first).
+    scan_from: Option<OffsetDateTime>,
+}
+
+impl Usage {
+    fn answered_lately(&self, now: Instant) -> bool {
+        self.answered_at.is_some_and(|at| now.duration_since(at) < STALL)
+    }
+}
+
+#[derive(Debug)]
+struct State {
+    usage: HashMap<Uuid, Usage>,
+    last_rescan: Instant,
+}
+
+/// This instance's fairness state; clones share it.
+#[derive(Clone)]
+pub struct Scheduler {
+    /// Most concurrent requests to one subscription's receiver.
+    cap: i32,
+    rescan_every: Duration,
+    state: Arc<Mutex<State>>,
+    /// Signalled when a full subscription gets room.
+    room_freed: Arc<Notify>,
+}
+
+impl Scheduler {
+    pub fn new(cap: usize) -> Self {
+        Self::rescanning_every(cap, RESCAN_EVERY)
+    }
+
+    fn rescanning_every(cap: usize, rescan_every: Duration) -> Self {
+        let cap = cap.clamp(1, i32::MAX as usize / 4) as i32;
+        let state = State { usage: HashMap::new(), last_rescan: Instant::now() };
+        Self { cap, rescan_every, state: Arc::new(Mutex::new(state)), room_freed: Arc::default() }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What may be claimed now: every subscription known here with its room (full ones with
+    /// none) and where to read it from, and the small share for the others.
+    pub fn plan(&self) -> ClaimPlan {
+        let now = Instant::now();
+        let mut state = self.lock();
+        // Forget idle subscriptions once their history is too old to matter.
+        state.usage.retain(|_, u| u.claimed > 0 || u.answered_lately(now));
+        let rescan = state.last_rescan.elapsed() >= self.rescan_every;
+        if rescan {
+            state.last_rescan = now;
+        }
+        let known = state
+            .usage
+            .iter()
+            .map(|(id, u)| SubscriptionRoom {
+                subscription_id: *id,
+                room: self.room(u, now).max(0),
+                scan_from: if rescan { None } else { u.scan_from },
+            })
+            .collect();
+        ClaimPlan { known, small_share: self.small_share() }
+    }
+
+    /// Counts each claimed delivery against its subscription until its guard is dropped
+    /// (when its attempt is over), and remembers where each subscription's due rows now
+    /// start.
+    pub fn claimed(&self, deliveries: &[ClaimedDelivery]) -> Vec<InFlightGuard> {
+        let mut state = self.lock();
+        let mut heads: HashMap<Uuid, OffsetDateTime> = HashMap::new();
+        let guards = deliveries
+            .iter()
+            .map(|delivery| {
+                let head = heads.entry(delivery.subscription_id).or_insert(delivery.due_at);
+                *head = (*head).min(delivery.due_at);
+                let usage = state.usage.entry(delivery.subscription_id).or_insert_with(|| Usage {
+                    claimed: 0,
+                    answered_at: None,
+                    sending: Arc::new(Semaphore::new(self.cap as usize)),
+                    rate_limit: None,
+                    next_send: Instant::now(),
+                    scan_from: None,
+                });
+                usage.claimed += 1;
+                InFlightGuard::new(self.clone(), delivery.subscription_id, usage.sending.clone())
+            })
+            .collect();
+        for (id, head) in heads {
+            if let Some(usage) = state.usage.get_mut(&id) {
+                usage.scan_from = Some(head - MARGIN);
+            }
+        }
+        guards
+    }
+
+    /// The subscriptions of which `deliveries` (one claim under `plan`) took all the room
+    /// they had: they may have more due.
+    pub fn filled(&self, plan: &ClaimPlan, deliveries: &[ClaimedDelivery]) -> Vec<Uuid> {
+        let mut taken: HashMap<Uuid, i32> = HashMap::new();
+        for delivery in deliveries {
+            *taken.entry(delivery.subscription_id).or_default() += 1;
+        }
+        let room = |id: &Uuid| plan.known.iter().find(|k| k.subscription_id == *id).map_or(plan.small_share, |k| k.room);
+        taken.into_iter().filter(|(id, n)| *n >= room(id)).map(|(id, _)| id).collect()
+    }
+
+    /// Whether any of `subscriptions` has room now. After a claim, the claim loop asks this
+    /// of those that filled their room: attempts that finished while the claim ran may have
+    /// given one room again without its ever being full (and `room_freed` signals only that).
+    pub fn any_has_room(&self, subscriptions: &[Uuid]) -> bool {
+        let now = Instant::now();
+        let state = self.lock();
+        subscriptions.iter().any(|id| state.usage.get(id).is_none_or(|u| self.room(u, now) > 0))
+    }
+
+    /// The next claim reads every subscription from its start (something is due that a
+    /// position may have passed).
+    pub fn rescan(&self) {
+        let mut state = self.lock();
+        for usage in state.usage.values_mut() {
+            usage.scan_from = None;
+        }
+    }
+
+    /// Completes once a full subscription gets room after this call (it counts from its
+    /// creation, even before it is first polled).
+    pub fn room_freed(&self) -> Notified<'_> {
+        self.room_freed.notified()
+    }
+
+    /// How long the claim loop may sleep after a claim that took every due row it could,
+    /// given when the next delivery of a subscription with room is due (as read from the
+    /// scan positions): until then, at most `poll`, and no later than the next rescan while
+    /// a subscription with room is read from a position (a row committed late behind it
+    /// is found only by a rescan). Zero: claim again now (and from the start, if a due row
+    /// was missed).
+    pub fn sleep_for(&self, next_due: Option<OffsetDateTime>, now: OffsetDateTime, poll: Duration) -> Duration {
+        let until_due = next_due.map_or(poll, |due| Duration::try_from(due - now).unwrap_or(Duration::ZERO));
+        if until_due.is_zero() {
+            self.rescan();
+            return Duration::ZERO;
+        }
+        let instant = Instant::now();
+        let state = self.lock();
+        let positioned = state.usage.values().any(|u| u.scan_from.is_some() && self.room(u, instant) > 0);
+        let until_rescan = if positioned { self.rescan_every.saturating_sub(state.last_rescan.elapsed()) } else { poll };
+        until_due.min(until_rescan).min(poll)
+    }
+
+    /// How many more deliveries a subscription may have claimed.
+    fn room(&self, u: &Usage, now: Instant) -> i32 {
+        if !u.answered_lately(now) {
+            self.small_share() - u.claimed
+        } else if let Some(rate) = u.rate_limit {
+            // No more claimed than a second's worth: a paced row never waits long.
+            rate.min(self.allowance()) - u.claimed
+        } else if u.claimed > self.cap {
+            0
+        } else {
+            self.allowance() - u.claimed
+        }
+    }
+
+    /// Most deliveries a subscription may have claimed: its cap sending, a cap waiting.
+    fn allowance(&self) -> i32 {
+        2 * self.cap
+    }
+
+    /// What a subscription without a recent answer may have claimed.
+    fn small_share(&self) -> i32 {
+        (self.cap / 16).clamp(1, SMALL_SHARE)
+    }
+
+    /// One delivery's attempt is over (`answered`: the receiver sent an HTTP response).
+    /// Signals the claim loop if that gave a full subscription room.
+    pub(super) fn attempt_over(&self, subscription: Uuid, answered: bool) {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let Some(usage) = state.usage.get_mut(&subscription) else { return };
+        let was_full = self.room(usage, now) <= 0;
+        usage.claimed -= 1;
+        if answered {
+            usage.answered_at = Some(now);
+        }
+        let has_room = self.room(usage, now) > 0;
+        drop(state);
+        if was_full && has_room {
+            self.room_freed.notify_waiters();
+        }
+    }
+
+    /// Records the subscription's rate limit and, if it has one, reserves its next start
+    /// time (one request per interval, no burst beyond one).
+    pub(super) fn take_turn(&self, subscription: Uuid, rate_limit: Option<i32>) -> Option<Instant> {
+        let mut state = self.lock();
+        let usage = state.usage.get_mut(&subscription)?;
+        let was_full = self.room(usage, Instant::now()) <= 0;
+        usage.rate_limit = rate_limit;
+        let has_room = self.room(usage, Instant::now()) > 0;
+        let turn = rate_limit.filter(|rate| *rate > 0).map(|rate| {
+            let turn = usage.next_send.max(Instant::now());
+            usage.next_send = turn + Duration::from_secs_f64(1.0 / rate as f64);
+            turn
+        });
+        drop(state);
+        // A rate limit lifted or raised gives room as surely as a finished attempt.
+        if was_full && has_room {
+            self.room_freed.notify_waiters();
+        }
+        turn
+    }
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scheduler")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(subscription: Uuid, due_at: OffsetDateTime) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id: Uuid::now_v7(),
+            subscription_id: subscription,
+            event_type: None,
+            body: Vec::new(),
+            attempt_count: 1,
+            round_start_attempt: 0,
+            due_at,
+        }
+    }
+
+    fn claim(scheduler: &Scheduler, subscription: Uuid, count: usize) -> Vec<InFlightGuard> {
+        let now = OffsetDateTime::now_utc();
+        scheduler.claimed(&vec![delivery(subscription, now); count])
+    }
+
+    fn room(scheduler: &Scheduler, id: Uuid) -> i32 {
+        scheduler.plan().known.iter().find(|k| k.subscription_id == id).map_or(-1, |k| k.room)
+    }
+
+    /// The receiver answered this attempt.
+    fn answer(mut attempt: InFlightGuard) {
+        attempt.answered();
+    }
+
+    #[test]
+    fn a_subscription_starts_with_the_small_share_and_gets_the_whole_allowance_once_it_answers() {
+        let scheduler = Scheduler::new(32);
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let plan = scheduler.plan();
+        assert_eq!((plan.known.len(), plan.small_share), (0, 2), "nothing known; others get 32 / 16");
+
+        let mut claimed_a = claim(&scheduler, a, 2);
+        let _b = claim(&scheduler, b, 1);
+        assert_eq!(room(&scheduler, a), 0, "no answer yet: full at the small share");
+        assert_eq!(room(&scheduler, b), 1);
+
+        answer(claimed_a.pop().unwrap());
+        assert_eq!(room(&scheduler, a), 64 - 1, "answering: the whole allowance");
+
+        scheduler.lock().usage.get_mut(&a).unwrap().answered_at = Some(Instant::now() - STALL);
+        assert_eq!(room(&scheduler, a), 1, "no answer for a second: back to the small share");
+    }
+
+    #[test]
+    fn a_timeout_is_no_answer() {
+        let scheduler = Scheduler::new(32);
+        let a = Uuid::now_v7();
+        let mut claimed = claim(&scheduler, a, 2);
+        drop(claimed.pop()); // timed out
+        assert_eq!(room(&scheduler, a), 1, "still only the small share");
+    }
+
+    #[test]
+    fn a_subscription_gets_room_again_only_once_no_more_than_the_cap_is_claimed() {
+        let scheduler = Scheduler::new(4);
+        let a = Uuid::now_v7();
+        let mut claimed = claim(&scheduler, a, 8);
+        answer(claimed.pop().unwrap()); // answering, 7 claimed: 3 more than the cap
+        assert_eq!(room(&scheduler, a), 0, "full");
+        claimed.truncate(5);
+        assert_eq!(room(&scheduler, a), 0, "one more than the cap");
+        answer(claimed.pop().unwrap());
+        assert_eq!(room(&scheduler, a), 4, "the cap's worth claimed: room for another");
+    }
+
+    #[test]
+    fn a_full_subscription_getting_room_wakes_the_claim_loop_and_nothing_else_does() {
+        let scheduler = Scheduler::new(64);
+        let (full, busy) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut hanging = claim(&scheduler, full, 4);
+        let mut answering = claim(&scheduler, busy, 3);
+        answer(answering.pop().unwrap());
+
+        let mut room_freed = std::pin::pin!(scheduler.room_freed());
+        room_freed.as_mut().enable();
+        answer(answering.pop().unwrap());
+        assert!(futures_ready(room_freed.as_mut()).is_none(), "a subscription that had room already does not wake the loop");
+        drop(hanging.pop()); // a hanging receiver's attempt timed out: room for one
+        assert!(futures_ready(room_freed.as_mut()).is_some(), "a full subscription with room again does");
+        assert_eq!(room(&scheduler, full), 1);
+    }
+
+    #[test]
+    fn a_rate_limit_spaces_the_starts_and_bounds_what_is_claimed() {
+        let scheduler = Scheduler::new(64);
+        let a = Uuid::now_v7();
+        let mut claimed = claim(&scheduler, a, 3);
+        let turns: Vec<Instant> = (0..3).map(|_| scheduler.take_turn(a, Some(10)).unwrap()).collect();
+        assert!(turns[1] - turns[0] >= Duration::from_millis(100) && turns[2] - turns[1] >= Duration::from_millis(100));
+        answer(claimed.pop().unwrap());
+        assert_eq!(room(&scheduler, a), 10 - 2, "a second's worth, less what is claimed");
+    }
+
+    #[test]
+    fn a_paced_subscription_below_its_seconds_worth_wakes_the_claim_loop() {
+        let scheduler = Scheduler::new(4);
+        let a = Uuid::now_v7();
+        let mut claimed = claim(&scheduler, a, 8);
+        scheduler.take_turn(a, Some(6)); // paced at 6/s, more than the cap of 4
+        answer(claimed.pop().unwrap());
+        claimed.pop();
+        assert_eq!(room(&scheduler, a), 0, "six claimed: a second's worth");
+
+        let mut room_freed = std::pin::pin!(scheduler.room_freed());
+        room_freed.as_mut().enable();
+        claimed.pop(); // five claimed, still more than the cap
+        assert_eq!(room(&scheduler, a), 1);
+        assert!(futures_ready(room_freed.as_mut()).is_some(), "the claim loop is told");
+    }
+
+    #[test]
+    fn a_claim_reads_each_subscription_from_a_margin_before_its_last_head_and_rescans_every_second() {
+        let scheduler = Scheduler::rescanning_every(64, Duration::from_secs(3600));
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let head = OffsetDateTime::now_utc() - Duration::from_secs(60);
+        let _claimed = scheduler.claimed(&[delivery(a, head + Duration::from_secs(5)), delivery(a, head), delivery(b, head)]);
+        let from = |plan: &ClaimPlan, id| plan.known.iter().find(|k| k.subscription_id == id).unwrap().scan_from;
+        let plan = scheduler.plan();
+        assert_eq!(from(&plan, a), Some(head - MARGIN), "its earliest due row claimed, less the margin");
+
+        scheduler.rescan();
+        assert_eq!(from(&scheduler.plan(), a), None);
+
+        let every_time = Scheduler::rescanning_every(64, Duration::ZERO);
+        let _claimed = every_time.claimed(&[delivery(a, head)]);
+        assert_eq!(from(&every_time.plan(), a), None, "a rescan is due: from the start");
+    }
+
+    #[test]
+    fn the_loop_sleeps_until_the_next_due_delivery_at_most_the_poll_interval() {
+        let scheduler = Scheduler::rescanning_every(64, Duration::from_secs(3600));
+        let (now, poll) = (OffsetDateTime::now_utc(), Duration::from_secs(5));
+        assert_eq!(scheduler.sleep_for(None, now, poll), poll, "nothing due: the poll interval");
+        assert_eq!(scheduler.sleep_for(Some(now + Duration::from_secs(2)), now, poll), Duration::from_secs(2));
+        assert_eq!(scheduler.sleep_for(Some(now + Duration::from_secs(60)), now, poll), poll);
+
+        let a = Uuid::now_v7();
+        let _claimed = scheduler.claimed(&[delivery(a, now)]);
+        assert_eq!(scheduler.sleep_for(Some(now - Duration::from_secs(1)), now, poll), Duration::ZERO, "due already: claim now");
+        assert_eq!(scheduler.plan().known[0].scan_from, None, "the claim reads from the start: the row lies behind the position");
+    }
+
+    #[test]
+    fn the_loop_wakes_for_the_rescan_while_a_subscription_with_room_is_read_from_a_position() {
+        let poll = Duration::from_secs(3600);
+        let scheduler = Scheduler::rescanning_every(64, Duration::from_secs(1));
+        let now = OffsetDateTime::now_utc();
+        let (answering, hanging) = (Uuid::now_v7(), Uuid::now_v7());
+        let _hanging = claim(&scheduler, hanging, 4);
+        assert_eq!(scheduler.sleep_for(None, now, poll), poll, "a full subscription's late rows wait for its room");
+
+        let _answering = claim(&scheduler, answering, 1);
+        let sleep = scheduler.sleep_for(None, now, poll);
+        assert!(sleep > Duration::ZERO && sleep <= Duration::from_secs(1), "until the next rescan: {sleep:?}");
+    }
+
+    #[test]
+    fn a_subscription_that_filled_its_room_and_got_room_back_meanwhile_is_claimed_for_again() {
+        let scheduler = Scheduler::new(4);
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let mut earlier = claim(&scheduler, a, 5);
+        answer(earlier.pop().unwrap()); // answering, the cap's worth claimed
+        let plan = scheduler.plan();
+        assert_eq!(room(&scheduler, a), 4);
+        // The claim takes all of a's room, and b's small share (1).
+        let now = OffsetDateTime::now_utc();
+        let taken: Vec<_> = [vec![delivery(a, now); 4], vec![delivery(b, now)]].concat();
+        let filled = scheduler.filled(&plan, &taken);
+        assert_eq!(filled.len(), 2, "both used all their room");
+        // While the claim ran, a's earlier attempts all finished: once the claimed rows
+        // count, a still has room, without having been full in between (so no
+        // `room_freed`); the loop must see it.
+        earlier.drain(..).for_each(answer);
+        let _claimed = scheduler.claimed(&taken);
+        assert!(scheduler.any_has_room(&filled));
+        assert!(!scheduler.any_has_room(&[b]), "b is full");
+    }
+
+    /// Whether the notification has come, without waiting.
+    fn futures_ready(notified: std::pin::Pin<&mut Notified<'_>>) -> Option<()> {
+        let waker = std::task::Waker::noop();
+        match notified.poll(&mut std::task::Context::from_waker(waker)) {
+            std::task::Poll::Ready(()) => Some(()),
+            std::task::Poll::Pending => None,
+        }
+    }
+}

@@ -1,0 +1,115 @@
+//! Noisy-neighbour isolation: what a claim reads does not grow with the due backlog of a
+//! subscription that has no room (its receiver hangs) or with a paused subscription's parked
+//! rows. Checked on the plan's row counts, not on time.
+
+use serde_json::Value;
+use sqlx::{Executor, PgConnection, PgPool, Row};
+use uuid::Uuid;
+use webhookd::db::deliveries::{self, ClaimPlan, SubscriptionRoom};
+
+use crate::helpers::fresh_database;
+
+/// Due rows of the subscription without room: many times what any claim may take.
+const FULL_BACKLOG: i64 = 25_000;
+/// Most rows of `deliveries` a claim may read here: the healthy subscription's small share,
+/// a few index descents per subscription, and the locking and update of what it takes.
+const BOUNDED: f64 = 100.0;
+
+#[tokio::test]
+async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    let (hanging, paused, healthy) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+    // Statistics as autovacuum usually leaves them, taken while the queue was empty: the
+    // planner believes the queue's indexes hold about one row.
+    pool.execute("ANALYZE deliveries; ALTER TABLE deliveries SET (autovacuum_enabled = false)").await.unwrap();
+    // A receiver that hangs, with its whole backlog due (it is full at its small share);
+    // a paused subscription's parked rows; and a healthy subscription with a little due work.
+    queue(&pool, hanging, FULL_BACKLOG, "now() - interval '1 minute'").await;
+    queue(&pool, paused, 5_000, "'infinity'").await;
+    queue(&pool, healthy, 10, "now()").await;
+    let plan = ClaimPlan {
+        known: vec![SubscriptionRoom { subscription_id: hanging, room: 0, scan_from: None }],
+        small_share: 4,
+    };
+
+    let mut db = pool.acquire().await.unwrap();
+    let statement = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
+    db.execute(sqlx::AssertSqlSafe(format!("PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int) AS {statement}")))
+    .await
+    .unwrap();
+    let known = format!("ARRAY['{hanging}']::uuid[], ARRAY[0], ARRAY[NULL]::timestamptz[], 4");
+    for statistics in ["taken on an empty queue", "taken on this backlog"] {
+        // As the service runs it: in a transaction that keeps the planner on its index.
+        db.execute("BEGIN").await.unwrap();
+        deliveries::prefer_claim_index(&mut *db).await.unwrap();
+        // Asking for more than is due: the claim also reads when the next delivery is due.
+        let plan = explain(&mut db, &format!("EXECUTE claim(64, 60, '{}', {known})", Uuid::new_v4())).await;
+        db.execute("ROLLBACK").await.unwrap();
+        let read = rows_read(&plan[0]["Plan"]);
+        assert!(read <= BOUNDED, "with statistics {statistics}, the claim read {read} rows of deliveries:\n{plan:#}");
+        db.execute("ANALYZE deliveries").await.unwrap();
+    }
+
+    // And what it reads is the right thing: the healthy subscription's small share, and
+    // when the healthy subscription's next delivery is due, not the full or the paused one's.
+    let later: time::OffsetDateTime = sqlx::query_scalar("SELECT now() + interval '1 hour'").fetch_one(&pool).await.unwrap();
+    queue(&pool, healthy, 1, "now() + interval '1 hour'").await;
+    let claim = claim_like_the_service(&pool, &plan).await;
+    assert_eq!(claim.deliveries.len(), 4);
+    assert!(claim.deliveries.iter().all(|d| d.subscription_id == healthy));
+    assert!(claim.next_due.is_some_and(|due| due >= later), "{:?} is the healthy subscription's retry", claim.next_due);
+
+    let everyone_full = ClaimPlan { small_share: 0, ..plan };
+    let claim = claim_like_the_service(&pool, &everyone_full).await;
+    assert!(claim.deliveries.is_empty());
+    assert_eq!(claim.next_due, None, "no subscription with room has anything due");
+}
+
+/// One claim of up to 64 deliveries, as the service makes it.
+async fn claim_like_the_service(pool: &PgPool, plan: &ClaimPlan) -> deliveries::Claim {
+    let mut tx = pool.begin().await.unwrap();
+    deliveries::prefer_claim_index(&mut *tx).await.unwrap();
+    let claim = deliveries::claim_due(&mut *tx, 64, 60.0, Uuid::new_v4(), plan).await.unwrap();
+    tx.commit().await.unwrap();
+    claim
+}
+
+/// Queues `count` deliveries of `subscription`, due at `due` (an SQL expression).
+async fn queue(pool: &PgPool, subscription: Uuid, count: i64, due: &str) {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "WITH backlog AS (
+             SELECT gen_random_uuid() AS id FROM generate_series(1, $2)
+         ), bodies AS (
+             INSERT INTO delivery_bodies (delivery_id, body) SELECT id, '{{}}' FROM backlog
+         )
+         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at)
+         SELECT id, $1, 'queued', {due} FROM backlog"
+    )))
+    .bind(subscription)
+    .bind(count)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of a statement.
+async fn explain(db: &mut PgConnection, statement: &str) -> Value {
+    let row = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {statement}")))
+        .fetch_one(db)
+        .await
+        .unwrap();
+    // `json` comes back as its text; sqlx is built without its JSON support.
+    serde_json::from_str(&row.try_get_unchecked::<String, _>(0).unwrap()).unwrap()
+}
+
+/// Rows of `deliveries` the plan's scans read: those they returned and those they
+/// filtered out, over every loop.
+fn rows_read(node: &Value) -> f64 {
+    let number = |key: &str| node[key].as_f64().unwrap_or(0.0);
+    let own = if node["Relation Name"] == "deliveries" {
+        (number("Actual Rows") + number("Rows Removed by Filter") + number("Rows Removed by Index Recheck")) * number("Actual Loops")
+    } else {
+        0.0
+    };
+    own + node["Plans"].as_array().map_or(0.0, |children| children.iter().map(rows_read).sum())
+}
