@@ -8,5 +8,7 @@
 -- finished rows leave it, so it stays as small as the backlog.
 -- The id makes every entry's key unique, so that the claim can step from one row to the
 -- next of the same subscription (rows ingested in one commit share their due time).
+-- Parked rows (due 'infinity': their subscription is paused or disabled) are left out, so
+-- that a paused subscription costs a claim nothing, however many of them there are.
 CREATE INDEX deliveries_subscription_due_idx ON deliveries (subscription_id, next_attempt_at, id)
-    WHERE status IN ('queued', 'retrying', 'delivering');
+    WHERE status IN ('queued', 'retrying', 'delivering') AND next_attempt_at < 'infinity';

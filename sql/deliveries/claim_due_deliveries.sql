@@ -49,13 +49,13 @@ WITH RECURSIVE relaxed AS (
            'ffffffff-ffff-ffff-ffff-ffffffffffff'
 ), others (subscription_id, before) AS (
     SELECT (SELECT d.subscription_id FROM deliveries AS d
-            WHERE d.status IN ('queued', 'retrying', 'delivering')
+            WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at < 'infinity'
               AND d.subscription_id > g.after AND d.subscription_id < g.before
             ORDER BY d.subscription_id, d.next_attempt_at, d.id LIMIT 1), g.before
     FROM gaps AS g
     UNION ALL
     SELECT (SELECT d.subscription_id FROM deliveries AS d
-            WHERE d.status IN ('queued', 'retrying', 'delivering')
+            WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at < 'infinity'
               AND d.subscription_id > o.subscription_id AND d.subscription_id < o.before
             ORDER BY d.subscription_id, d.next_attempt_at, d.id LIMIT 1), o.before
     FROM others AS o
@@ -71,7 +71,7 @@ WITH RECURSIVE relaxed AS (
     CROSS JOIN LATERAL (
         SELECT d.next_attempt_at, d.id
         FROM deliveries AS d
-        WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = r.subscription_id
+        WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at < 'infinity' AND d.subscription_id = r.subscription_id
           AND (d.subscription_id, d.next_attempt_at) >= (r.subscription_id, COALESCE(r.scan_from, '-infinity'))
           AND (d.subscription_id, d.next_attempt_at) <= (r.subscription_id, now())
         ORDER BY d.subscription_id, d.next_attempt_at, d.id
@@ -99,7 +99,7 @@ WITH RECURSIVE relaxed AS (
     CROSS JOIN LATERAL (
         SELECT d.next_attempt_at, d.id
         FROM deliveries AS d
-        WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = p.subscription_id
+        WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at < 'infinity' AND d.subscription_id = p.subscription_id
           AND (d.subscription_id, d.next_attempt_at, d.id) > (p.subscription_id, p.next_attempt_at, p.id)
           AND (d.subscription_id, d.next_attempt_at) <= (p.subscription_id, now())
         ORDER BY d.subscription_id, d.next_attempt_at, d.id
@@ -157,7 +157,10 @@ WITH RECURSIVE relaxed AS (
 -- is sent rather than the claim failing for every delivery behind it.
 SELECT c.id, c.subscription_id, c.event_type, COALESCE(b.body, e.payload, ''::bytea) AS body,
        c.attempt_count, c.round_start_attempt, k.next_attempt_at AS due_at,
-       s.more, s.next_due_at
+       s.more, s.next_due_at,
+       -- Chosen rows that were not claimed: another claimer locked or took them meanwhile.
+       -- The loop looks again shortly rather than sleeping until the next due time.
+       (SELECT count(*) FROM claimed) < (SELECT count(*) FROM candidates) AS "lost!"
 FROM (
     SELECT m.more,
            CASE WHEN NOT m.more THEN (
@@ -166,7 +169,7 @@ FROM (
                CROSS JOIN LATERAL (
                    SELECT d.next_attempt_at
                    FROM deliveries AS d
-                   WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.subscription_id = r.subscription_id
+                   WHERE d.status IN ('queued', 'retrying', 'delivering') AND d.next_attempt_at < 'infinity' AND d.subscription_id = r.subscription_id
                      AND (d.subscription_id, d.next_attempt_at) > (r.subscription_id, now())
                      AND (d.subscription_id, d.next_attempt_at) < (r.subscription_id, 'infinity')
                    ORDER BY d.subscription_id, d.next_attempt_at, d.id
