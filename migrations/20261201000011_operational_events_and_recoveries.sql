@@ -34,7 +34,3 @@ CREATE INDEX recoveries_running_idx ON recoveries (created_at) WHERE status = 'r
 CREATE UNIQUE INDEX recoveries_one_running_idx ON recoveries (subscription_id) WHERE status = 'running';
 -- Retention of finished recoveries.
 CREATE INDEX recoveries_completed_idx ON recoveries (completed_at) WHERE status = 'done';
-
--- A subscription's failed deliveries by creation time: what a recovery counts and walks.
--- Partial, so the rows of a busy, healthy subscription are never read to find them.
-CREATE INDEX deliveries_failed_idx ON deliveries (subscription_id, created_at, id) WHERE status = 'failed';
