@@ -50,6 +50,20 @@ async fn post_form(app: &TestApp, url: &str, headers: &[(&str, &str)], body: &st
     request.body(body.to_owned()).send().await.unwrap()
 }
 
+/// Logs in with the admin token outside the browser; expects the redirect that sets the cookie.
+async fn log_in(client: &reqwest::Client, app: &TestApp) -> reqwest::Response {
+    let login = client
+        .post(app.url("/ui/login"))
+        .header("origin", &app.address)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 303);
+    login
+}
+
 /// The session cookie the browser holds for the app, as a `Cookie` header.
 async fn session_cookie(browser: &Browser) -> String {
     let cookie = browser.cookie("webhookd_session").await.expect("the browser has a session cookie");
@@ -432,15 +446,7 @@ async fn replacing_the_admin_token_ends_every_dashboard_session() {
     let database_url = crate::helpers::fresh_database().await;
     let app = crate::helpers::spawn_app_on(&database_url, &[]).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login = client
-        .post(app.url("/ui/login"))
-        .header("origin", &app.address)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={ADMIN_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 303);
+    let login = log_in(&client, &app).await;
     let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
     let overview = |app: &TestApp| client.get(app.url("/ui")).header("cookie", cookie.clone()).send();
     assert!(overview(&app).await.unwrap().text().await.unwrap().contains("Log out"), "logged in");
@@ -466,15 +472,7 @@ async fn the_name_search_is_served_by_its_index() {
 async fn the_session_cookie_is_secure_when_configured() {
     let app = spawn_app_with(&[("WEBHOOKD_UI_SECURE_COOKIES", "true")]).await;
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let login = client
-        .post(app.url("/ui/login"))
-        .header("origin", &app.address)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={ADMIN_TOKEN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 303);
+    let login = log_in(&client, &app).await;
     let cookie = login.headers()["set-cookie"].to_str().unwrap();
     assert!(cookie.ends_with("; HttpOnly; SameSite=Strict; Secure"), "{cookie}");
 }

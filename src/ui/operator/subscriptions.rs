@@ -14,6 +14,7 @@ use crate::api::subscriptions::{fields_of, SubscriptionsApi};
 use crate::db::attempts::{self, AttemptRow};
 use crate::db::deliveries::{self, DeliveryRow};
 use crate::db::subscriptions::{self, StateFilter, SubscriptionFields, SubscriptionRow};
+use crate::domain::operational_event;
 use crate::error::ApiError;
 use crate::ui::guard::check_same_origin;
 use crate::ui::session::require_operator;
@@ -372,6 +373,8 @@ pub(super) async fn subscription_action(
 
 /// Queues a `webhookd.test` delivery to an active subscription (whatever its event filter:
 /// the point is to see that the receiver answers).
+/// The event type of test events.
+const TEST_EVENT: &str = "webhookd.test";
 /// Least time between two test events to one subscription.
 const TEST_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -389,12 +392,11 @@ pub(crate) async fn send_test_event(context: &UiContext, id: Uuid) -> Result<Uui
         return Err(UiError::Api(ApiError::conflict("test_event_too_soon", "a test event was sent moments ago: wait a few seconds")));
     }
     let delivery_id = Uuid::now_v7();
-    let body = serde_json::json!({
-        "type": "webhookd.test",
-        "timestamp": OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-        "data": { "subscription_id": id, "message": "A test event sent from webhookd." },
-    });
-    deliveries::insert(pool, delivery_id, id, Some("webhookd.test"), body.to_string().as_bytes(), "queued").await?;
+    // The same envelope as webhookd's operational events.
+    let data = serde_json::json!({ "subscription_id": id, "message": "A test event sent from webhookd." });
+    let data = serde_json::value::to_raw_value(&data).map_err(|_| UiError::Api(ApiError::internal()))?;
+    let body = operational_event::envelope(TEST_EVENT, OffsetDateTime::now_utc(), &data);
+    deliveries::insert(pool, delivery_id, id, Some(TEST_EVENT), &body, "queued").await?;
     context.api.waker.wake();
     tracing::info!(subscription.id = %id, delivery.id = %delivery_id, "test event queued");
     Ok(delivery_id)
