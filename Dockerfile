@@ -18,11 +18,14 @@ ENV CARGO_PROFILE_RELEASE_DEBUG=0 \
 
 # 1. Dependencies only, against stub sources: this layer is reused until Cargo.toml or
 #    Cargo.lock changes, so a change in src/ recompiles webhookd alone.
+#    The test-support crate is a dev-dependency: never built here, but cargo reads its manifest.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src bench \
+COPY tests/support/Cargo.toml tests/support/
+RUN mkdir -p src bench tests/support/src \
     && echo 'fn main() {}' > src/main.rs \
     && : > src/lib.rs \
     && echo 'fn main() {}' > bench/main.rs \
+    && : > tests/support/src/lib.rs \
     && cargo build --release --locked --bin webhookd
 
 # 2. The real sources: whatever .dockerignore lets through (src/, sql/ and migrations/, both

@@ -38,6 +38,7 @@ use poem::http::StatusCode;
 use poem::{handler, web::Data, EndpointExt, IntoResponse, Request, Route, Server};
 use sqlx::PgPool;
 use webhookd::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
+use webhookd_test_support::free_port;
 
 const TOKEN: &str = "bench-admin-token-0123456789";
 /// Signing secret of the cost phase's subscriptions.
@@ -1038,32 +1039,15 @@ fn stop_service(service: &mut Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 async fn wait_healthy(client: &reqwest::Client, base: &str) -> anyhow::Result<()> {
-    for _ in 0..400 {
-        if let Ok(response) = client.get(format!("{base}/health")).send().await
-            && response.status() == 200
-        {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::bail!("service did not become healthy")
+    Ok(webhookd_test_support::wait_healthy(client, base, Duration::from_secs(20), || Ok(())).await?)
 }
 
+/// Creates a subscription to `target` (signed with `secret` when given); returns its id.
 async fn create_subscription(client: &reqwest::Client, base: &str, target: &str, secret: Option<&str>) -> anyhow::Result<String> {
-    let response = client
-        .post(format!("{base}/subscriptions"))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "target_url": target, "secret_key": secret }).to_string())
-        .send()
-        .await?;
-    let body: serde_json::Value = serde_json::from_slice(&response.bytes().await?)?;
-    Ok(body["id"].as_str().unwrap().to_owned())
+    let body = serde_json::json!({ "target_url": target, "secret_key": secret });
+    let id = webhookd_test_support::create_subscription(client, base, TOKEN, &body).await.map_err(anyhow::Error::msg)?;
+    Ok(id.to_string())
 }
 
 fn payload() -> String {

@@ -109,9 +109,7 @@ impl TestApp {
         if let Value::Object(fields) = extra {
             body.as_object_mut().unwrap().extend(fields);
         }
-        let answer = self.call("POST", "/subscriptions", Some(body)).await;
-        assert_eq!(answer.status, 201, "{:?}", answer.body);
-        answer.body["id"].as_str().unwrap().parse().unwrap()
+        webhookd_test_support::create_subscription(&self.http, &self.address, ADMIN_TOKEN, &body).await.unwrap()
     }
 
     /// Ingests raw bytes for a subscription.

@@ -20,9 +20,7 @@ pub fn webhookd_command() -> std::process::Command {
     command
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use webhookd_test_support::free_port;
 
 /// Runs the binary to its exit (listening on a free port, should it serve) with
 /// `environment`, off the runtime's threads; returns its exit code and standard error.
@@ -89,19 +87,14 @@ impl Service {
     }
 
     async fn wait_healthy(&mut self, limit: Duration) {
-        let client = http_client();
-        let deadline = Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("webhookd exited early ({status}); logs:\n{}", self.logs());
-            }
-            if let Ok(response) = client.get(format!("{}/health", self.base)).send().await
-                && response.status() == 200
-            {
-                return;
-            }
-            assert!(Instant::now() < deadline, "webhookd not healthy in {limit:?}; logs:\n{}", self.logs());
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        let child = &mut self.child;
+        let still_running = || match child.try_wait().unwrap() {
+            Some(status) => Err(status.to_string()),
+            None => Ok(()),
+        };
+        let healthy = webhookd_test_support::wait_healthy(&http_client(), &self.base, limit, still_running).await;
+        if let Err(error) = healthy {
+            panic!("{error}; logs:\n{}", self.logs());
         }
     }
 
@@ -153,16 +146,8 @@ impl Service {
 
     /// Creates a subscription through this instance.
     pub async fn create_subscription(&self, client: &reqwest::Client, target_url: &str) -> Uuid {
-        let response = client
-            .post(format!("{}/subscriptions", self.base))
-            .bearer_auth(ADMIN_TOKEN)
-            .header("content-type", "application/json")
-            .body(serde_json::json!({ "target_url": target_url }).to_string())
-            .send()
-            .await
-            .unwrap();
-        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-        body["id"].as_str().unwrap().parse().unwrap()
+        let body = serde_json::json!({ "target_url": target_url });
+        webhookd_test_support::create_subscription(client, &self.base, ADMIN_TOKEN, &body).await.unwrap()
     }
 }
 
