@@ -50,6 +50,20 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
         db.execute("ANALYZE deliveries").await.unwrap();
     }
 
+    // A subscription with room and a large backlog of its own: the claim reads what it
+    // takes, not its backlog (nor the full one's).
+    let busy = Uuid::now_v7();
+    queue(&pool, busy, FULL_BACKLOG, "now() - interval '30 seconds'").await;
+    db.execute("ANALYZE deliveries").await.unwrap();
+    let known = format!("ARRAY['{hanging}', '{busy}']::uuid[], ARRAY[0, 128], ARRAY[NULL, NULL]::timestamptz[], 4");
+    db.execute("BEGIN").await.unwrap();
+    deliveries::prefer_claim_index(&mut *db).await.unwrap();
+    let plan_busy = explain(&mut db, &format!("EXECUTE claim(64, 60, '{}', {known})", Uuid::new_v4())).await;
+    db.execute("ROLLBACK").await.unwrap();
+    let read = rows_read(&plan_busy[0]["Plan"]);
+    assert!(read <= BOUNDED + 3.0 * 64.0, "a claim of 64 beside a busy subscription's backlog read {read} rows of deliveries:\n{plan_busy:#}");
+    sqlx::query("DELETE FROM deliveries WHERE subscription_id = $1").bind(busy).execute(&pool).await.unwrap();
+
     // And what it reads is the right thing: the healthy subscription's small share, and
     // when the healthy subscription's next delivery is due, not the full or the paused one's.
     let later: time::OffsetDateTime = sqlx::query_scalar("SELECT now() + interval '1 hour'").fetch_one(&pool).await.unwrap();
