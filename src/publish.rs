@@ -4,10 +4,10 @@
 //! are signed, retried and logged like any other delivery.
 
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::db::{deliveries, events, subscriptions};
 use crate::domain::event_type::matching_patterns;
+use crate::domain::{DeliveryId, EventId, SubscriptionId};
 
 /// Who an event goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +23,8 @@ pub enum Audience {
 /// The stored event and its deliveries, as `(subscription, delivery)` ids.
 #[derive(Debug, Clone)]
 pub struct Published {
-    pub event_id: Uuid,
-    pub deliveries: Vec<(Uuid, Uuid)>,
+    pub event_id: EventId,
+    pub deliveries: Vec<(SubscriptionId, DeliveryId)>,
 }
 
 /// Stores the event and one delivery per subscription of `audience` that wants it.
@@ -34,7 +34,7 @@ pub async fn publish(tx: &mut PgConnection, audience: Audience, event_type: &str
 }
 
 /// The subscriptions of `audience` that want `event_type`.
-pub async fn subscribers(tx: &mut PgConnection, audience: Audience, event_type: &str) -> sqlx::Result<Vec<Uuid>> {
+pub async fn subscribers(tx: &mut PgConnection, audience: Audience, event_type: &str) -> sqlx::Result<Vec<SubscriptionId>> {
     let patterns = matching_patterns(event_type);
     match audience {
         Audience::Subscribers => subscriptions::matching_event(&mut *tx, &patterns).await,
@@ -43,10 +43,10 @@ pub async fn subscribers(tx: &mut PgConnection, audience: Audience, event_type: 
 }
 
 /// Stores the event and one delivery per subscription in `subscription_ids`.
-pub async fn publish_to(tx: &mut PgConnection, subscription_ids: Vec<Uuid>, event_type: &str, payload: &[u8]) -> sqlx::Result<Published> {
-    let event_id = Uuid::now_v7();
+pub async fn publish_to(tx: &mut PgConnection, subscription_ids: Vec<SubscriptionId>, event_type: &str, payload: &[u8]) -> sqlx::Result<Published> {
+    let event_id = EventId::new();
     events::insert(&mut *tx, event_id, event_type, payload).await?;
-    let delivery_ids: Vec<Uuid> = subscription_ids.iter().map(|_| Uuid::now_v7()).collect();
+    let delivery_ids: Vec<DeliveryId> = subscription_ids.iter().map(|_| DeliveryId::new()).collect();
     if !delivery_ids.is_empty() {
         deliveries::insert_for_event(&mut *tx, &delivery_ids, &subscription_ids, event_type, event_id).await?;
     }

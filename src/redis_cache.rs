@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::AsyncCommands;
 use tokio::sync::OnceCell;
-use uuid::Uuid;
 
 use crate::db::subscriptions::SubscriptionRow;
+use crate::domain::SubscriptionId;
 use crate::secrets::CacheSeal;
 use time::OffsetDateTime;
 
@@ -39,7 +39,7 @@ fn unix_millis() -> i64 {
     (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn key(id: Uuid) -> String {
+fn key(id: SubscriptionId) -> String {
     format!("webhookd:subscription:{id}")
 }
 
@@ -59,7 +59,7 @@ impl RedisCache {
 
     /// The cached subscription, or `None` on a miss, an error, a timeout, or an entry that
     /// does not open (modified or forged: logged, and read from PostgreSQL instead).
-    pub async fn get(&self, id: Uuid) -> Option<SubscriptionRow> {
+    pub async fn get(&self, id: SubscriptionId) -> Option<SubscriptionRow> {
         let name = key(id);
         let lookup = name.clone();
         let sealed: Vec<u8> = self.call(|mut c| async move { c.get::<_, Option<Vec<u8>>>(lookup).await }).await.flatten()?;
@@ -87,7 +87,7 @@ impl RedisCache {
     }
 
     /// Removes a subscription after a write.
-    pub async fn delete(&self, id: Uuid) {
+    pub async fn delete(&self, id: SubscriptionId) {
         let _: Option<usize> = self.call(|mut c| async move { c.del(key(id)).await }).await;
     }
 

@@ -17,7 +17,8 @@ use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use uuid::Uuid;
+
+use crate::domain::SubscriptionId;
 
 /// Prefix of a secret encrypted at rest.
 const SEALED_PREFIX: &str = "enc:v1:";
@@ -27,8 +28,8 @@ const NONCE_BYTES: usize = 24;
 /// sealed for another purpose, or copied to another subscription's row, does not open.
 const AT_REST_CONTEXT: &[u8] = b"webhookd subscription secret v1:";
 
-fn at_rest_aad(owner: Uuid) -> Vec<u8> {
-    [AT_REST_CONTEXT, owner.as_bytes().as_slice()].concat()
+fn at_rest_aad(owner: SubscriptionId) -> Vec<u8> {
+    [AT_REST_CONTEXT, owner.as_uuid().as_bytes().as_slice()].concat()
 }
 
 /// A subscription secret: shown only through [`SecretValue::expose`], never by `Debug`.
@@ -135,7 +136,7 @@ impl Keyring {
 
     /// Encrypts `plaintext`, a secret of subscription `owner`, with the current key.
     #[expect(clippy::expect_used, reason = "XChaCha20-Poly1305 encrypts any length that fits in memory")]
-    pub fn seal(&self, owner: Uuid, plaintext: &str) -> String {
+    pub fn seal(&self, owner: SubscriptionId, plaintext: &str) -> String {
         let nonce = random_nonce();
         let aad = at_rest_aad(owner);
         let payload = Payload { msg: plaintext.as_bytes(), aad: &aad };
@@ -144,7 +145,7 @@ impl Keyring {
     }
 
     /// Decrypts a value written by [`Keyring::seal`] for `owner`, with the current or previous key.
-    pub fn open(&self, owner: Uuid, stored: &str) -> Result<String, OpenError> {
+    pub fn open(&self, owner: SubscriptionId, stored: &str) -> Result<String, OpenError> {
         let (key_id, encoded) = split_sealed(stored).ok_or(OpenError::Corrupt)?;
         let key = [Some(&self.current), self.previous.as_ref()]
             .into_iter()
@@ -177,7 +178,7 @@ pub fn is_sealed(stored: &str) -> bool {
 
 /// The plaintext of a stored secret of subscription `owner`: opened with `keyring` when
 /// sealed, as is otherwise.
-pub fn reveal(owner: Uuid, stored: &str, keyring: Option<&Keyring>) -> Result<String, OpenError> {
+pub fn reveal(owner: SubscriptionId, stored: &str, keyring: Option<&Keyring>) -> Result<String, OpenError> {
     if !is_sealed(stored) {
         return Ok(stored.to_owned());
     }
@@ -235,42 +236,46 @@ impl CacheSeal {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uuid::Uuid;
 
     const KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
     const OTHER: &str = "HxYdHBsaGRgXFhUUExIREA8ODQwLCgkIBwYFBAMCAQA=";
-    const OWNER: Uuid = Uuid::from_u128(1);
+
+    fn owner() -> SubscriptionId {
+        Uuid::from_u128(1).into()
+    }
 
     #[test]
     fn secrets_at_rest_round_trip_and_say_which_key_sealed_them() {
         let keyring = Keyring::new(KEY, None).unwrap();
-        let sealed = keyring.seal(OWNER, "whsec_c2VjcmV0");
+        let sealed = keyring.seal(owner(), "whsec_c2VjcmV0");
         assert!(sealed.starts_with(&format!("enc:v1:{}:", keyring.key_id())));
         assert!(!sealed.contains("c2VjcmV0"));
-        assert_ne!(sealed, keyring.seal(OWNER, "whsec_c2VjcmV0"), "a fresh nonce each time");
-        assert_eq!(keyring.open(OWNER, &sealed).unwrap(), "whsec_c2VjcmV0");
-        assert!(matches!(keyring.open(Uuid::from_u128(2), &sealed), Err(OpenError::Corrupt)), "copied to another subscription");
+        assert_ne!(sealed, keyring.seal(owner(), "whsec_c2VjcmV0"), "a fresh nonce each time");
+        assert_eq!(keyring.open(owner(), &sealed).unwrap(), "whsec_c2VjcmV0");
+        assert!(matches!(keyring.open(Uuid::from_u128(2).into(), &sealed), Err(OpenError::Corrupt)), "copied to another subscription");
         assert!(!keyring.needs_sealing(&sealed));
         assert!(keyring.needs_sealing("plain-secret"));
 
         let other = Keyring::new(OTHER, None).unwrap();
-        assert!(matches!(other.open(OWNER, &sealed), Err(OpenError::UnknownKey(_))));
-        assert!(matches!(reveal(OWNER, &sealed, None), Err(OpenError::NoKey)));
-        assert_eq!(reveal(OWNER, "plain", None).unwrap(), "plain");
+        assert!(matches!(other.open(owner(), &sealed), Err(OpenError::UnknownKey(_))));
+        assert!(matches!(reveal(owner(), &sealed, None), Err(OpenError::NoKey)));
+        assert_eq!(reveal(owner(), "plain", None).unwrap(), "plain");
 
         // After a key rotation the previous key still opens, and the value wants resealing.
         let rotated = Keyring::new(OTHER, Some(KEY)).unwrap();
-        assert_eq!(rotated.open(OWNER, &sealed).unwrap(), "whsec_c2VjcmV0");
+        assert_eq!(rotated.open(owner(), &sealed).unwrap(), "whsec_c2VjcmV0");
         assert!(rotated.needs_sealing(&sealed));
     }
 
     #[test]
     fn a_tampered_secret_does_not_open() {
         let keyring = Keyring::new(KEY, None).unwrap();
-        let sealed = keyring.seal(OWNER, "a-secret-value");
+        let sealed = keyring.seal(owner(), "a-secret-value");
         let mut bytes = BASE64.decode(sealed.rsplit(':').next().unwrap()).unwrap();
         bytes[30] ^= 1;
         let tampered = format!("enc:v1:{}:{}", keyring.key_id(), BASE64.encode(bytes));
-        assert!(matches!(keyring.open(OWNER, &tampered), Err(OpenError::Corrupt)));
+        assert!(matches!(keyring.open(owner(), &tampered), Err(OpenError::Corrupt)));
     }
 
     #[test]

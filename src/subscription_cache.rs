@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use moka::future::Cache;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::db::subscriptions::{self, SubscriptionRow};
+use crate::domain::SubscriptionId;
 use crate::error::ApiError;
 use crate::redis_cache::RedisCache;
 use crate::secrets::{self, Keyring, SecretValue};
@@ -23,10 +23,10 @@ const ABSENT_CAPACITY: u64 = 10_000;
 
 #[derive(Clone)]
 pub struct SubscriptionCache {
-    cache: Cache<Uuid, Arc<SubscriptionRow>>,
+    cache: Cache<SubscriptionId, Arc<SubscriptionRow>>,
     /// Ids found not to exist, remembered briefly: a stranger posting to made-up ids costs
     /// one database read per id per [`ABSENT_TTL`], not one per request.
-    absent: Cache<Uuid, ()>,
+    absent: Cache<SubscriptionId, ()>,
     shared: Option<Arc<RedisCache>>,
     pool: PgPool,
     /// Opens secrets encrypted at rest (`None`: at-rest encryption is off).
@@ -83,7 +83,7 @@ impl SubscriptionCache {
 
     /// The subscription `id`, from memory when possible. Concurrent misses for the same id
     /// share one database read; an absent id is remembered for [`ABSENT_TTL`].
-    pub async fn get(&self, id: Uuid) -> Result<Lookup, LoadError> {
+    pub async fn get(&self, id: SubscriptionId) -> Result<Lookup, LoadError> {
         if self.absent.contains_key(&id) {
             return Ok(Lookup::Missing);
         }
@@ -130,13 +130,13 @@ impl SubscriptionCache {
         Ok(row)
     }
 
-    async fn read_shared(&self, id: Uuid) -> Option<SubscriptionRow> {
+    async fn read_shared(&self, id: SubscriptionId) -> Option<SubscriptionRow> {
         self.shared.as_ref()?.get(id).await
     }
 
     /// After this instance wrote subscription `id`: forget it here and in Redis (the other
     /// instances learn of it through the NOTIFY sent with the write).
-    pub async fn invalidate(&self, id: Uuid) {
+    pub async fn invalidate(&self, id: SubscriptionId) {
         self.cache.invalidate(&id).await;
         self.absent.invalidate(&id).await;
         if let Some(shared) = &self.shared {
@@ -152,7 +152,7 @@ impl SubscriptionCache {
     }
 
     /// After another instance wrote subscription `id`: forget the local copy.
-    pub async fn evict_local(&self, id: Uuid) {
+    pub async fn evict_local(&self, id: SubscriptionId) {
         self.cache.invalidate(&id).await;
         self.absent.invalidate(&id).await;
     }

@@ -3,7 +3,7 @@
 -- so the primary key walked backwards gives newest first and LIMIT stops the walk early;
 -- with a subscription the planner may use deliveries_subscription_idx instead. A filter
 -- that matches rarely walks further back (bounded by retention).
-SELECT id, subscription_id, event_type, event_id, status AS "status: _", attempt_count,
+SELECT id, subscription_id, event_type, event_id AS "event_id: _", status AS "status: _", attempt_count,
        NULLIF(next_attempt_at, 'infinity') AS next_attempt_at, last_error,
        created_at, completed_at
 FROM deliveries

@@ -1,5 +1,5 @@
 -- One delivery's state, without its body ('infinity', a parked row, reads as NULL).
-SELECT id, subscription_id, event_type, event_id, status AS "status: _", attempt_count,
+SELECT id, subscription_id, event_type, event_id AS "event_id: _", status AS "status: _", attempt_count,
        NULLIF(next_attempt_at, 'infinity') AS next_attempt_at, last_error,
        created_at, completed_at
 FROM deliveries

@@ -13,6 +13,7 @@ use crate::db::attempts::{self, AttemptRow};
 use crate::db::deliveries::{self, DeliveryRow};
 use crate::db::subscriptions;
 use crate::domain::lifecycle::{AttemptOutcome, DeliveryStatus};
+use crate::domain::{DeliveryId, SubscriptionId};
 use crate::error::ApiError;
 
 /// One HTTP attempt.
@@ -56,7 +57,7 @@ pub struct SubscriptionAttempt {
 
 impl From<AttemptRow> for SubscriptionAttempt {
     fn from(row: AttemptRow) -> Self {
-        Self { delivery_id: row.delivery_id, attempt: row.into() }
+        Self { delivery_id: row.delivery_id.into(), attempt: row.into() }
     }
 }
 
@@ -86,10 +87,10 @@ impl From<DeliveryRow> for Delivery {
         // A parked delivery's 'infinity' due time already reads as null (see the SQL).
         let next_attempt_at = row.next_attempt_at.filter(|_| status.is_waiting());
         Self {
-            id: row.id,
-            subscription_id: row.subscription_id,
+            id: row.id.into(),
+            subscription_id: row.subscription_id.into(),
             event_type: row.event_type,
-            event_id: row.event_id,
+            event_id: row.event_id.map(Uuid::from),
             status,
             attempt_count: row.attempt_count,
             next_attempt_at,
@@ -137,7 +138,7 @@ impl DeliveriesApi {
     }
 
     /// 404 unless the subscription exists or existed (a deleted one keeps its logs).
-    async fn require_subscription(&self, id: Uuid) -> Result<(), ApiError> {
+    async fn require_subscription(&self, id: SubscriptionId) -> Result<(), ApiError> {
         match subscriptions::select(&self.context.pool, id).await? {
             Some(_) => Ok(()),
             None => Err(ApiError::not_found("no subscription with this id")),
@@ -145,7 +146,7 @@ impl DeliveriesApi {
     }
 
     /// Re-queues a finished delivery (409 while it is in flight or was filtered).
-    pub(crate) async fn requeue(&self, id: Uuid) -> Result<DeliveryRow, ApiError> {
+    pub(crate) async fn requeue(&self, id: DeliveryId) -> Result<DeliveryRow, ApiError> {
         let pool = &self.context.pool;
         if !deliveries::retry(pool, id).await? {
             return match deliveries::select(pool, id).await? {
@@ -169,7 +170,7 @@ impl DeliveriesApi {
     #[oai(path = "/deliveries/:delivery_id", method = "get")]
     async fn get(&self, _auth: AdminAuth, delivery_id: Path<Uuid>) -> Result<Json<DeliveryDetail>, ApiError> {
         let pool = &self.context.pool;
-        let row = deliveries::select(pool, delivery_id.0)
+        let row = deliveries::select(pool, delivery_id.0.into())
             .await?
             .ok_or_else(|| ApiError::not_found("no delivery with this id"))?;
         let attempts = attempts::list_for_delivery(pool, row.id, row.created_at).await?;
@@ -185,7 +186,7 @@ impl DeliveriesApi {
     /// flight (queued, delivering, retrying) or was filtered.
     #[oai(path = "/deliveries/:delivery_id/retry", method = "post")]
     async fn retry(&self, _auth: AdminAuth, delivery_id: Path<Uuid>) -> Result<RetryResponse, ApiError> {
-        let row = self.requeue(delivery_id.0).await?;
+        let row = self.requeue(delivery_id.0.into()).await?;
         Ok(RetryResponse::Accepted(Json(row.into())))
     }
 
@@ -201,9 +202,10 @@ impl DeliveriesApi {
         status: Query<Option<DeliveryStatus>>,
     ) -> Result<Json<DeliveryList>, ApiError> {
         let limit = page_limit(limit.0, 20, 100)?;
-        self.require_subscription(id.0).await?;
+        let id = SubscriptionId::from(id.0);
+        self.require_subscription(id).await?;
         let status = status.0.map(DeliveryStatus::as_str);
-        let rows = deliveries::list_for_subscription(&self.context.pool, id.0, status, limit).await?;
+        let rows = deliveries::list_for_subscription(&self.context.pool, id, status, limit).await?;
         Ok(Json(DeliveryList { items: rows.into_iter().map(Delivery::from).collect() }))
     }
 
@@ -217,8 +219,9 @@ impl DeliveriesApi {
         limit: Query<Option<i64>>,
     ) -> Result<Json<AttemptList>, ApiError> {
         let limit = page_limit(limit.0, 20, 100)?;
-        self.require_subscription(id.0).await?;
-        let rows = attempts::list_for_subscription(&self.context.pool, id.0, limit).await?;
+        let id = SubscriptionId::from(id.0);
+        self.require_subscription(id).await?;
+        let rows = attempts::list_for_subscription(&self.context.pool, id, limit).await?;
         Ok(Json(AttemptList { items: rows.into_iter().map(SubscriptionAttempt::from).collect() }))
     }
 }

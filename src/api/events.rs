@@ -135,10 +135,10 @@ impl EventsApi {
     #[oai(path = "/events/:event_id", method = "get")]
     async fn get(&self, _auth: AdminAuth, event_id: Path<Uuid>) -> Result<Json<EventDetail>, ApiError> {
         let pool = &self.context.pool;
-        let event = events::select(pool, event_id.0).await?.ok_or_else(|| ApiError::not_found("no event with this id"))?;
+        let event = events::select(pool, event_id.0.into()).await?.ok_or_else(|| ApiError::not_found("no event with this id"))?;
         let rows = deliveries::list_for_event(pool, event.id).await?;
         Ok(Json(EventDetail {
-            event_id: event.id,
+            event_id: event.id.into(),
             event_type: event.event_type,
             created_at: event.created_at,
             deliveries: rows.into_iter().map(Delivery::from).collect(),
@@ -152,7 +152,7 @@ async fn fan_out(tx: &mut PgConnection, event_type: &str, payload: &[u8]) -> Res
     let deliveries = published
         .deliveries
         .into_iter()
-        .map(|(subscription_id, delivery_id)| EventDelivery { subscription_id, delivery_id })
+        .map(|(subscription_id, delivery_id)| EventDelivery { subscription_id: subscription_id.into(), delivery_id: delivery_id.into() })
         .collect();
-    Ok(Published { event_id: published.event_id, deliveries })
+    Ok(Published { event_id: published.event_id.into(), deliveries })
 }

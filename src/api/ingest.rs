@@ -18,6 +18,7 @@ use crate::db::deliveries::{self, NewDelivery};
 use crate::domain::event_type::{validate_producer_event_type, wants_event};
 use crate::db::subscriptions::SubscriptionRow;
 use crate::domain::lifecycle::DeliveryStatus;
+use crate::domain::{DeliveryId, SubscriptionId};
 use crate::domain::signing::{verify_hub_signature, verify_standard_webhooks_signature};
 use crate::error::ApiError;
 use crate::subscription_cache::Lookup;
@@ -143,7 +144,7 @@ impl IngestApi {
             validate_producer_event_type(name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
         }
         let idempotency_key = IdempotencyKey::parse(idempotency_key.0)?;
-        let subscription_id = match Uuid::parse_str(&subscription_id.0) {
+        let subscription_id = match subscription_id.0.parse::<SubscriptionId>() {
             Ok(id) => id,
             Err(_) if matches!(credential, Credential::Admin) => {
                 return Err(ApiError::bad_request("invalid_id", "the id in the path is not a valid UUID"));
@@ -224,11 +225,11 @@ impl IngestApi {
 impl IngestApi {
     /// The delivery whose id a Standard Webhooks `webhook-id` names, when it belongs to
     /// this subscription: a delivery sent by webhookd and posted back to ingest.
-    async fn replayed_delivery(&self, subscription_id: Uuid, webhook_id: &str) -> Result<Option<Accepted>, ApiError> {
-        let Ok(id) = Uuid::parse_str(webhook_id) else { return Ok(None) };
+    async fn replayed_delivery(&self, subscription_id: SubscriptionId, webhook_id: &str) -> Result<Option<Accepted>, ApiError> {
+        let Ok(id) = webhook_id.parse::<DeliveryId>() else { return Ok(None) };
         let found = deliveries::select(&self.context.pool, id).await?;
         Ok(found.filter(|d| d.subscription_id == subscription_id).map(|d| Accepted {
-            delivery_id: d.id,
+            delivery_id: d.id.into(),
             status: if d.status == DeliveryStatus::Filtered { AcceptedStatus::Filtered } else { AcceptedStatus::Queued },
         }))
     }
@@ -265,7 +266,7 @@ fn timestamp_is_fresh(timestamp: &str, now: OffsetDateTime) -> bool {
 
 /// One webhook to record.
 struct Store<'a> {
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     event_type: Option<&'a str>,
     body: Vec<u8>,
     status: AcceptedStatus,
@@ -281,14 +282,14 @@ impl Store<'_> {
 
     /// Inserts within the caller's transaction (the idempotent path).
     async fn insert(&self, db: impl sqlx::PgExecutor<'_>) -> Result<Accepted, ApiError> {
-        let delivery_id = Uuid::now_v7();
+        let delivery_id = DeliveryId::new();
         deliveries::insert(db, delivery_id, self.subscription_id, self.event_type, &self.body, self.status_text()).await?;
-        Ok(Accepted { delivery_id, status: self.status })
+        Ok(Accepted { delivery_id: delivery_id.into(), status: self.status })
     }
 
     /// Inserts through the group commit, sharing a commit with concurrent requests.
     async fn insert_grouped(self, group_commit: &GroupCommit) -> Result<Accepted, ApiError> {
-        let delivery_id = Uuid::now_v7();
+        let delivery_id = DeliveryId::new();
         let status = self.status_text();
         group_commit
             .insert(NewDelivery {
@@ -299,7 +300,7 @@ impl Store<'_> {
                 status,
             })
             .await?;
-        Ok(Accepted { delivery_id, status: self.status })
+        Ok(Accepted { delivery_id: delivery_id.into(), status: self.status })
     }
 }
 

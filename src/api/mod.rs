@@ -20,10 +20,10 @@ use poem::middleware::{NormalizePath, TrailingSlash};
 use poem::{Endpoint, EndpointExt, IntoResponse, Route};
 use poem_openapi::OpenApiService;
 use sqlx::PgPool;
-use uuid::Uuid;
 
 use crate::config::{Secret, Settings};
 use crate::delivery::Waker;
+use crate::domain::SubscriptionId;
 use crate::metrics::Metrics;
 use crate::secrets::Keyring;
 use crate::error::{standard_error_response, ApiError};
@@ -51,7 +51,7 @@ pub struct ApiContext {
 
 impl ApiContext {
     /// A secret of subscription `owner` as it is to be stored: encrypted when a key is configured.
-    pub fn seal(&self, owner: Uuid, secret: &str) -> String {
+    pub fn seal(&self, owner: SubscriptionId, secret: &str) -> String {
         match &self.keyring {
             Some(keyring) => keyring.seal(owner, secret),
             None => secret.to_owned(),

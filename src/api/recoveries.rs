@@ -13,6 +13,7 @@ use super::{ApiContext, ApiTags};
 use crate::db::recoveries::{self as store, NewRecovery, RecoveryRow};
 use crate::db::{deliveries, subscriptions};
 use crate::domain::lifecycle::RecoveryStatus;
+use crate::domain::{RecoveryId, SubscriptionId};
 use crate::error::ApiError;
 
 /// Which failed deliveries to re-queue.
@@ -64,8 +65,8 @@ pub struct Recovery {
 impl From<RecoveryRow> for Recovery {
     fn from(row: RecoveryRow) -> Self {
         Self {
-            id: row.id,
-            subscription_id: row.subscription_id,
+            id: row.id.into(),
+            subscription_id: row.subscription_id.into(),
             status: row.status,
             matched: row.matched.into(),
             requeued: row.requeued.into(),
@@ -118,6 +119,7 @@ impl RecoveriesApi {
     #[oai(path = "/subscriptions/:id/recover", method = "post")]
     async fn recover(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<RecoverRequest>) -> Result<RecoverResponse, ApiError> {
         let request = body.0;
+        let id = SubscriptionId::from(id.0);
         let since = in_utc(request.since, "since")?;
         let until = request.until.map(|until| in_utc(until, "until")).transpose()?.unwrap_or_else(OffsetDateTime::now_utc);
         if since >= until {
@@ -125,11 +127,11 @@ impl RecoveriesApi {
         }
         let limit = self.context.settings.delivery.recover_max;
         let mut tx = self.context.pool.begin().await?;
-        let subscription = subscriptions::select(&mut *tx, id.0)
+        let subscription = subscriptions::select(&mut *tx, id)
             .await?
             .filter(|s| s.deleted_at.is_none())
             .ok_or_else(|| ApiError::not_found("no subscription with this id"))?;
-        let matched = deliveries::count_failed_in_range(&mut *tx, id.0, since, until, i64::from(limit) + 1).await?;
+        let matched = deliveries::count_failed_in_range(&mut *tx, id, since, until, i64::from(limit) + 1).await?;
         if matched > i64::from(limit) {
             return Err(ApiError::bad_request(
                 "too_many_deliveries",
@@ -142,7 +144,7 @@ impl RecoveriesApi {
         if !subscription.is_active {
             return Err(ApiError::conflict("subscription_inactive", "the subscription is inactive; activate it before recovering its deliveries"));
         }
-        let recovery = NewRecovery { id: Uuid::now_v7(), subscription_id: id.0, since, until, matched: matched as i32 };
+        let recovery = NewRecovery { id: RecoveryId::new(), subscription_id: id, since, until, matched: matched as i32 };
         match store::insert(&mut *tx, &recovery).await {
             // recoveries_one_running_idx: two at once could each re-queue a delivery.
             Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
@@ -152,14 +154,14 @@ impl RecoveriesApi {
         };
         tx.commit().await?;
         self.context.waker.wake_operations();
-        tracing::info!(recovery.id = %recovery.id, subscription.id = %id.0, matched, "recovery started");
-        Ok(RecoverResponse::Started(Json(RecoveryStarted { recovery_id: recovery.id, matched })))
+        tracing::info!(recovery.id = %recovery.id, subscription.id = %id, matched, "recovery started");
+        Ok(RecoverResponse::Started(Json(RecoveryStarted { recovery_id: recovery.id.into(), matched })))
     }
 
     /// Get a recovery and how far it got.
     #[oai(path = "/recoveries/:id", method = "get")]
     async fn get(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<Recovery>, ApiError> {
-        let row = store::select(&self.context.pool, id.0).await?.ok_or_else(|| ApiError::not_found("no recovery with this id"))?;
+        let row = store::select(&self.context.pool, id.0.into()).await?.ok_or_else(|| ApiError::not_found("no recovery with this id"))?;
         Ok(Json(row.into()))
     }
 }

@@ -15,6 +15,7 @@ use crate::delivery::ssrf;
 use crate::domain::event_type::validate_event_pattern;
 use crate::domain::signing::generate_secret;
 use crate::domain::lifecycle::DisabledReason;
+use crate::domain::SubscriptionId;
 use crate::secrets::SecretValue;
 use crate::domain::target_url::TargetUrl;
 use crate::error::ApiError;
@@ -58,7 +59,7 @@ pub struct Subscription {
 impl From<&SubscriptionRow> for Subscription {
     fn from(row: &SubscriptionRow) -> Self {
         Self {
-            id: row.id,
+            id: row.id.into(),
             name: row.name.clone(),
             target_url: row.target_url.clone(),
             event_types: row.event_types.clone(),
@@ -242,7 +243,7 @@ impl SubscriptionsApi {
         let cursor = match cursor.0.as_deref() {
             None | Some("") => None,
             Some(text) => Some(
-                Uuid::parse_str(text)
+                text.parse::<SubscriptionId>()
                     .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?,
             ),
         };
@@ -265,7 +266,7 @@ impl SubscriptionsApi {
     /// Get one subscription.
     #[oai(path = "/subscriptions/:id", method = "get")]
     async fn get(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<Subscription>, ApiError> {
-        match store::select(&self.context.pool, id.0).await? {
+        match store::select(&self.context.pool, id.0.into()).await? {
             Some(row) if row.deleted_at.is_none() => Ok(Json((&row).into())),
             _ => Err(no_subscription()),
         }
@@ -276,7 +277,7 @@ impl SubscriptionsApi {
     async fn patch(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<PatchSubscription>) -> Result<Json<Subscription>, ApiError> {
         let patch = body.0;
         let sets_secret = !patch.secret_key.is_undefined();
-        self.modify(id.0, sets_secret, |current| SubscriptionFields {
+        self.modify(id.0.into(), sets_secret, |current| SubscriptionFields {
             target_url: patch.target_url.unwrap_or(current.target_url),
             secret_key: merge_nullable(patch.secret_key, stored(current.secret_key)),
             event_types: patch.event_types.unwrap_or(current.event_types),
@@ -293,7 +294,7 @@ impl SubscriptionsApi {
     async fn put(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<ReplaceSubscription>) -> Result<Json<Subscription>, ApiError> {
         let replacement = body.0;
         let sets_secret = !replacement.secret_key.is_undefined();
-        self.modify(id.0, sets_secret, |current| SubscriptionFields {
+        self.modify(id.0.into(), sets_secret, |current| SubscriptionFields {
             target_url: replacement.target_url,
             secret_key: merge_nullable(replacement.secret_key, stored(current.secret_key)),
             event_types: replacement.event_types.unwrap_or_default(),
@@ -311,13 +312,13 @@ impl SubscriptionsApi {
     /// both the new and the previous secret, and inbound signatures with either are accepted.
     #[oai(path = "/subscriptions/:id/rotate-secret", method = "post")]
     async fn rotate_secret(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Json<RotatedSecret>, ApiError> {
-        self.rotate(id.0).await.map(Json)
+        self.rotate(id.0.into()).await.map(Json)
     }
 
     /// Delete a subscription. Its waiting deliveries stop; its logs stay until retention.
     #[oai(path = "/subscriptions/:id", method = "delete")]
     async fn delete(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Deleted, ApiError> {
-        self.remove(id.0).await?;
+        self.remove(id.0.into()).await?;
         Ok(Deleted::NoContent)
     }
 
@@ -340,23 +341,25 @@ impl SubscriptionsApi {
             None => crate::ui::portal_link::DEFAULT_LIFETIME,
             Some(text) => crate::ui::portal_link::parse_lifetime(text).map_err(|m| ApiError::bad_request("invalid_expires_in", m))?,
         };
-        match store::select(&self.context.pool, id.0).await? {
+        let id = SubscriptionId::from(id.0);
+        match store::select(&self.context.pool, id).await? {
             Some(row) if row.deleted_at.is_none() => {}
             _ => return Err(no_subscription()),
         }
-        let link = self.context.portal_links.signer().await?.issue(id.0, OffsetDateTime::now_utc(), lifetime);
+        let link = self.context.portal_links.signer().await?.issue(id, OffsetDateTime::now_utc(), lifetime);
         let url = crate::ui::portal_url(&self.context.settings, request, &link.token);
-        tracing::info!(subscription.id = %id.0, "portal link issued");
+        tracing::info!(subscription.id = %id, "portal link issued");
         Ok(PortalLinkCreated::Created(Json(PortalLink { url, expires_at: link.expires_at })))
     }
 
     /// Revoke every portal link issued so far for this subscription (links issued later work).
     #[oai(path = "/subscriptions/:id/portal-links", method = "delete")]
     async fn revoke_portal_links(&self, _auth: AdminAuth, id: Path<Uuid>) -> Result<Deleted, ApiError> {
-        if !store::revoke_portal_links(&self.context.pool, id.0).await? {
+        let id = SubscriptionId::from(id.0);
+        if !store::revoke_portal_links(&self.context.pool, id).await? {
             return Err(no_subscription());
         }
-        tracing::info!(subscription.id = %id.0, "portal links revoked");
+        tracing::info!(subscription.id = %id, "portal links revoked");
         Ok(Deleted::NoContent)
     }
 }
@@ -365,7 +368,7 @@ impl SubscriptionsApi {
     /// Validates, seals the secret of, and stores a new subscription.
     pub(crate) async fn create_row(&self, fields: SubscriptionFields) -> Result<SubscriptionRow, ApiError> {
         self.validate(&fields, true).await?;
-        let id = Uuid::now_v7();
+        let id = SubscriptionId::new();
         let fields = self.seal_secret(id, fields);
         let row = store::insert(&self.context.pool, id, &fields).await?;
         tracing::info!(subscription.id = %row.id, "subscription created");
@@ -374,7 +377,7 @@ impl SubscriptionsApi {
 
     /// Replaces the secret with a generated one (returned this once), keeping the old one
     /// valid for the rotation overlap.
-    pub(crate) async fn rotate(&self, id: Uuid) -> Result<RotatedSecret, ApiError> {
+    pub(crate) async fn rotate(&self, id: SubscriptionId) -> Result<RotatedSecret, ApiError> {
         let secret = generate_secret();
         let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
         let mut tx = self.context.pool.begin().await?;
@@ -388,7 +391,7 @@ impl SubscriptionsApi {
     }
 
     /// Soft-deletes a subscription and ends its waiting deliveries as failed.
-    pub(crate) async fn remove(&self, id: Uuid) -> Result<(), ApiError> {
+    pub(crate) async fn remove(&self, id: SubscriptionId) -> Result<(), ApiError> {
         let mut tx = self.context.pool.begin().await?;
         if !store::soft_delete(&mut *tx, id).await? {
             return Err(no_subscription());
@@ -407,7 +410,7 @@ impl SubscriptionsApi {
     /// value or null), which revokes every earlier secret, rotation overlap included.
     pub(crate) async fn modify(
         &self,
-        id: Uuid,
+        id: SubscriptionId,
         sets_secret: bool,
         change: impl FnOnce(SubscriptionRow) -> SubscriptionFields,
     ) -> Result<Json<Subscription>, ApiError> {
@@ -434,7 +437,7 @@ impl SubscriptionsApi {
     }
 
     /// A client-given secret as it is to be stored.
-    fn seal_secret(&self, owner: Uuid, mut fields: SubscriptionFields) -> SubscriptionFields {
+    fn seal_secret(&self, owner: SubscriptionId, mut fields: SubscriptionFields) -> SubscriptionFields {
         fields.secret_key = fields.secret_key.map(|secret| self.context.seal(owner, &secret));
         fields
     }

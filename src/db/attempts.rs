@@ -2,15 +2,15 @@
 
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use crate::domain::lifecycle::AttemptOutcome;
+use crate::domain::{DeliveryId, SubscriptionId};
 
 /// One attempt as logged (written by `deliveries::record_attempts`).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AttemptRow {
-    pub delivery_id: Uuid,
-    pub subscription_id: Uuid,
+    pub delivery_id: DeliveryId,
+    pub subscription_id: SubscriptionId,
     pub attempt_number: i32,
     pub outcome: AttemptOutcome,
     pub status_code: Option<i32>,
@@ -24,17 +24,17 @@ pub struct AttemptRow {
 /// A delivery's attempts in order; `since` is the delivery's creation time.
 pub async fn list_for_delivery(
     db: impl PgExecutor<'_>,
-    delivery_id: Uuid,
+    delivery_id: DeliveryId,
     since: OffsetDateTime,
 ) -> sqlx::Result<Vec<AttemptRow>> {
-    sqlx::query_file_as!(AttemptRow, "sql/attempts/list_attempts_for_delivery.sql", delivery_id, since).fetch_all(db).await
+    sqlx::query_file_as!(AttemptRow, "sql/attempts/list_attempts_for_delivery.sql", delivery_id.as_uuid(), since).fetch_all(db).await
 }
 
 /// A subscription's most recent attempts, newest first.
 pub async fn list_for_subscription(
     db: impl PgExecutor<'_>,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     limit: i64,
 ) -> sqlx::Result<Vec<AttemptRow>> {
-    sqlx::query_file_as!(AttemptRow, "sql/attempts/list_attempts_for_subscription.sql", subscription_id, limit).fetch_all(db).await
+    sqlx::query_file_as!(AttemptRow, "sql/attempts/list_attempts_for_subscription.sql", subscription_id.as_uuid(), limit).fetch_all(db).await
 }

@@ -3,18 +3,20 @@
 use sqlx::PgExecutor;
 
 use crate::db::attempts::AttemptRow;
+use crate::domain::ids::uuids;
 use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::operational_event;
+use crate::domain::{DeliveryId, EventId, SubscriptionId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// A delivery's state as shown to API clients (the body is left out).
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DeliveryRow {
-    pub id: Uuid,
-    pub subscription_id: Uuid,
+    pub id: DeliveryId,
+    pub subscription_id: SubscriptionId,
     pub event_type: Option<String>,
-    pub event_id: Option<Uuid>,
+    pub event_id: Option<EventId>,
     pub status: DeliveryStatus,
     pub attempt_count: i32,
     pub next_attempt_at: Option<OffsetDateTime>,
@@ -26,8 +28,8 @@ pub struct DeliveryRow {
 /// A delivery claimed by a worker, with what it needs to make the attempt.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ClaimedDelivery {
-    pub id: Uuid,
-    pub subscription_id: Uuid,
+    pub id: DeliveryId,
+    pub subscription_id: SubscriptionId,
     pub event_type: Option<String>,
     pub body: Vec<u8>,
     /// The number of the attempt about to be made (1-based).
@@ -48,7 +50,7 @@ impl ClaimedDelivery {
 /// What a finished attempt does to its delivery.
 #[derive(Debug, Clone)]
 pub struct OutcomeUpdate {
-    pub id: Uuid,
+    pub id: DeliveryId,
     pub lease_id: Uuid,
     pub status: DeliveryStatus,
     pub next_attempt_at: Option<OffsetDateTime>,
@@ -58,20 +60,20 @@ pub struct OutcomeUpdate {
 /// Records one webhook as `queued` or `filtered`; returns its creation time.
 pub async fn insert(
     db: impl PgExecutor<'_>,
-    id: Uuid,
-    subscription_id: Uuid,
+    id: DeliveryId,
+    subscription_id: SubscriptionId,
     event_type: Option<&str>,
     body: &[u8],
     status: &str,
 ) -> sqlx::Result<OffsetDateTime> {
-    sqlx::query_file_scalar!("sql/deliveries/insert_delivery.sql", id, subscription_id, event_type, body, status).fetch_one(db).await
+    sqlx::query_file_scalar!("sql/deliveries/insert_delivery.sql", id.as_uuid(), subscription_id.as_uuid(), event_type, body, status).fetch_one(db).await
 }
 
 /// A webhook to record, as ingest received it.
 #[derive(Debug, Clone)]
 pub struct NewDelivery {
-    pub id: Uuid,
-    pub subscription_id: Uuid,
+    pub id: DeliveryId,
+    pub subscription_id: SubscriptionId,
     pub event_type: Option<String>,
     pub body: Vec<u8>,
     /// `queued` or `filtered`.
@@ -82,8 +84,8 @@ pub struct NewDelivery {
 pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery]) -> sqlx::Result<()> {
     sqlx::query_file!(
         "sql/deliveries/insert_deliveries.sql",
-        &rows.iter().map(|r| r.id).collect::<Vec<_>>(),
-        &rows.iter().map(|r| r.subscription_id).collect::<Vec<_>>(),
+        &uuids(rows.iter().map(|r| r.id)),
+        &uuids(rows.iter().map(|r| r.subscription_id)),
         // `as _`: borrowed slices, not the owned types the check expects (no body copied).
         &rows.iter().map(|r| r.event_type.as_deref()).collect::<Vec<_>>() as _,
         &rows.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>() as _,
@@ -97,23 +99,31 @@ pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery]) -> sqlx:
 /// Queues one delivery of an event per subscription (`ids[i]` goes to `subscriptions[i]`).
 pub async fn insert_for_event(
     db: impl PgExecutor<'_>,
-    ids: &[Uuid],
-    subscriptions: &[Uuid],
+    ids: &[DeliveryId],
+    subscriptions: &[SubscriptionId],
     event_type: &str,
-    event_id: Uuid,
+    event_id: EventId,
 ) -> sqlx::Result<()> {
-    sqlx::query_file!("sql/deliveries/insert_event_deliveries.sql", ids, subscriptions, event_type, event_id).execute(db).await?;
+    sqlx::query_file!(
+        "sql/deliveries/insert_event_deliveries.sql",
+        &uuids(ids.iter().copied()),
+        &uuids(subscriptions.iter().copied()),
+        event_type,
+        event_id.as_uuid(),
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// The deliveries of one fan-out event.
-pub async fn list_for_event(db: impl PgExecutor<'_>, event_id: Uuid) -> sqlx::Result<Vec<DeliveryRow>> {
-    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_event.sql", event_id).fetch_all(db).await
+pub async fn list_for_event(db: impl PgExecutor<'_>, event_id: EventId) -> sqlx::Result<Vec<DeliveryRow>> {
+    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_event.sql", event_id.as_uuid()).fetch_all(db).await
 }
 
 /// Re-queues a finished delivery for a new round of attempts; false if it is not finished.
-pub async fn retry(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let row = sqlx::query_file!("sql/deliveries/retry_delivery.sql", id).fetch_optional(db).await?;
+pub async fn retry(db: impl PgExecutor<'_>, id: DeliveryId) -> sqlx::Result<bool> {
+    let row = sqlx::query_file!("sql/deliveries/retry_delivery.sql", id.as_uuid()).fetch_optional(db).await?;
     Ok(row.is_some())
 }
 
@@ -121,60 +131,60 @@ pub async fn retry(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
 /// counting no further than `at_most`.
 pub async fn count_failed_in_range(
     db: impl PgExecutor<'_>,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     since: OffsetDateTime,
     until: OffsetDateTime,
     at_most: i64,
 ) -> sqlx::Result<i64> {
-    sqlx::query_file_scalar!("sql/deliveries/count_failed_in_range.sql", subscription_id, since, until, at_most).fetch_one(db).await
+    sqlx::query_file_scalar!("sql/deliveries/count_failed_in_range.sql", subscription_id.as_uuid(), since, until, at_most).fetch_one(db).await
 }
 
 /// What one recovery batch takes: a subscription's deliveries created before `until` that
 /// had failed by `failed_by`, after `cursor` (creation time, id), at most `limit` of them.
 #[derive(Debug, Clone, Copy)]
 pub struct RecoveryBatch {
-    pub subscription_id: Uuid,
+    pub subscription_id: SubscriptionId,
     pub until: OffsetDateTime,
     pub failed_by: OffsetDateTime,
-    pub cursor: (OffsetDateTime, Uuid),
+    pub cursor: (OffsetDateTime, DeliveryId),
     pub limit: i64,
 }
 
 /// Re-queues one recovery batch, in (creation time, id) order, each delivery for a fresh
 /// round. Returns the positions of those re-queued.
-pub async fn requeue_failed_batch(db: impl PgExecutor<'_>, batch: &RecoveryBatch) -> sqlx::Result<Vec<(OffsetDateTime, Uuid)>> {
+pub async fn requeue_failed_batch(db: impl PgExecutor<'_>, batch: &RecoveryBatch) -> sqlx::Result<Vec<(OffsetDateTime, DeliveryId)>> {
     let rows = sqlx::query_file!(
         "sql/deliveries/requeue_failed_batch.sql",
-        batch.subscription_id,
+        batch.subscription_id.as_uuid(),
         batch.until,
         batch.cursor.0,
-        batch.cursor.1,
+        batch.cursor.1.as_uuid(),
         batch.limit,
         batch.failed_by,
     )
         .fetch_all(db)
         .await?;
-    Ok(rows.into_iter().map(|row| (row.created_at, row.id)).collect())
+    Ok(rows.into_iter().map(|row| (row.created_at, row.id.into())).collect())
 }
 
 /// Whether the subscription was sent a test event within the last `seconds`.
-pub async fn recent_test_event(db: impl PgExecutor<'_>, subscription_id: Uuid, seconds: f64) -> sqlx::Result<bool> {
-    sqlx::query_file_scalar!("sql/deliveries/recent_test_event.sql", subscription_id, seconds).fetch_one(db).await
+pub async fn recent_test_event(db: impl PgExecutor<'_>, subscription_id: SubscriptionId, seconds: f64) -> sqlx::Result<bool> {
+    sqlx::query_file_scalar!("sql/deliveries/recent_test_event.sql", subscription_id.as_uuid(), seconds).fetch_one(db).await
 }
 
 /// Reads one delivery's state.
-pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<DeliveryRow>> {
-    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/select_delivery.sql", id).fetch_optional(db).await
+pub async fn select(db: impl PgExecutor<'_>, id: DeliveryId) -> sqlx::Result<Option<DeliveryRow>> {
+    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/select_delivery.sql", id.as_uuid()).fetch_optional(db).await
 }
 
 /// Reads a subscription's most recent deliveries, optionally only those in `status`.
 pub async fn list_for_subscription(
     db: impl PgExecutor<'_>,
-    subscription_id: Uuid,
+    subscription_id: SubscriptionId,
     status: Option<&str>,
     limit: i64,
 ) -> sqlx::Result<Vec<DeliveryRow>> {
-    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_subscription.sql", subscription_id, status, limit)
+    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_subscription.sql", subscription_id.as_uuid(), status, limit)
         .fetch_all(db)
         .await
 }
@@ -192,7 +202,7 @@ pub struct ClaimPlan {
 /// How many more deliveries of one subscription a claim may take, and from where.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SubscriptionRoom {
-    pub subscription_id: Uuid,
+    pub subscription_id: SubscriptionId,
     pub room: i32,
     /// The earliest due time its rows are read from (`None`: its first row).
     pub scan_from: Option<OffsetDateTime>,
@@ -200,7 +210,7 @@ pub struct SubscriptionRoom {
 
 impl ClaimPlan {
     fn columns(&self) -> (Vec<Uuid>, Vec<i32>, Vec<Option<OffsetDateTime>>) {
-        let ids = self.known.iter().map(|k| k.subscription_id).collect();
+        let ids = uuids(self.known.iter().map(|k| k.subscription_id));
         let rooms = self.known.iter().map(|k| k.room).collect();
         let from = self.known.iter().map(|k| k.scan_from).collect();
         (ids, rooms, from)
@@ -251,8 +261,8 @@ pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, 
         .into_iter()
         .filter_map(|row| {
             Some(ClaimedDelivery {
-                id: row.id?,
-                subscription_id: row.subscription_id?,
+                id: row.id?.into(),
+                subscription_id: row.subscription_id?.into(),
                 event_type: row.event_type,
                 body: row.body.unwrap_or_default(),
                 attempt_count: row.attempt_count?,
@@ -274,9 +284,9 @@ pub async fn notify_work(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
 #[derive(Debug, Default)]
 pub struct Recorded {
     /// Deliveries whose outcome was applied (their lease still held).
-    pub updated: Vec<Uuid>,
+    pub updated: Vec<DeliveryId>,
     /// Active subscriptions whose failure streak is now long enough to disable them.
-    pub to_disable: Vec<Uuid>,
+    pub to_disable: Vec<SubscriptionId>,
 }
 
 /// Records many finished attempts in one statement: appends every attempt row, applies each
@@ -294,12 +304,12 @@ pub async fn record_attempts(
     let attempt_text = |f: fn(&AttemptRow) -> Option<String>| attempts.iter().map(f).collect::<Vec<_>>();
     let rows = sqlx::query_file!(
         "sql/deliveries/record_attempts.sql",
-        &outcomes.iter().map(|o| o.id).collect::<Vec<_>>(),
+        &uuids(outcomes.iter().map(|o| o.id)),
         &outcomes.iter().map(|o| o.lease_id).collect::<Vec<_>>(),
         &outcomes.iter().map(|o| o.status.as_str().to_owned()).collect::<Vec<_>>(),
         &outcomes.iter().map(|o| o.next_attempt_at).collect::<Vec<_>>() as &[Option<OffsetDateTime>],
         &outcome_column(|o| o.last_error.clone()) as &[Option<String>],
-        &attempts.iter().map(|a| a.subscription_id).collect::<Vec<_>>(),
+        &uuids(attempts.iter().map(|a| a.subscription_id)),
         &attempts.iter().map(|a| a.attempt_number).collect::<Vec<_>>(),
         &attempts.iter().map(|a| a.outcome.as_str().to_owned()).collect::<Vec<_>>(),
         &attempts.iter().map(|a| a.status_code).collect::<Vec<_>>() as &[Option<i32>],
@@ -315,8 +325,8 @@ pub async fn record_attempts(
     .await?;
     let mut recorded = Recorded::default();
     for row in rows {
-        recorded.updated.extend(row.id);
-        recorded.to_disable.extend(row.disable);
+        recorded.updated.extend(row.id.map(DeliveryId::from));
+        recorded.to_disable.extend(row.disable.map(SubscriptionId::from));
     }
     Ok(recorded)
 }
@@ -324,33 +334,33 @@ pub async fn record_attempts(
 /// Returns claimed deliveries to the queue unattempted, due at `due_at` (`None`: parked).
 pub async fn release(
     db: impl PgExecutor<'_>,
-    ids: &[Uuid],
+    ids: &[DeliveryId],
     lease_id: Uuid,
     due_at: Option<OffsetDateTime>,
 ) -> sqlx::Result<u64> {
-    let result = sqlx::query_file!("sql/deliveries/release_deliveries.sql", ids, lease_id, due_at).execute(db).await?;
+    let result = sqlx::query_file!("sql/deliveries/release_deliveries.sql", &uuids(ids.iter().copied()), lease_id, due_at).execute(db).await?;
     Ok(result.rows_affected())
 }
 
 /// Ends a claimed delivery as failed without an attempt, with `reason` as its last error.
-pub async fn cancel_claimed(db: impl PgExecutor<'_>, id: Uuid, lease_id: Uuid, reason: &str) -> sqlx::Result<()> {
-    sqlx::query_file!("sql/deliveries/cancel_claimed_delivery.sql", id, lease_id, reason).execute(db).await?;
+pub async fn cancel_claimed(db: impl PgExecutor<'_>, id: DeliveryId, lease_id: Uuid, reason: &str) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/deliveries/cancel_claimed_delivery.sql", id.as_uuid(), lease_id, reason).execute(db).await?;
     Ok(())
 }
 
 /// Parks the waiting deliveries of a paused subscription.
-pub async fn park_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
-    Ok(sqlx::query_file!("sql/deliveries/park_subscription_deliveries.sql", subscription_id).execute(db).await?.rows_affected())
+pub async fn park_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId) -> sqlx::Result<u64> {
+    Ok(sqlx::query_file!("sql/deliveries/park_subscription_deliveries.sql", subscription_id.as_uuid()).execute(db).await?.rows_affected())
 }
 
 /// Makes a reactivated subscription's parked deliveries due now.
-pub async fn resume_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
-    Ok(sqlx::query_file!("sql/deliveries/resume_subscription_deliveries.sql", subscription_id).execute(db).await?.rows_affected())
+pub async fn resume_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId) -> sqlx::Result<u64> {
+    Ok(sqlx::query_file!("sql/deliveries/resume_subscription_deliveries.sql", subscription_id.as_uuid()).execute(db).await?.rows_affected())
 }
 
 /// Fails the waiting deliveries of a deleted subscription.
-pub async fn cancel_for_subscription(db: impl PgExecutor<'_>, subscription_id: Uuid) -> sqlx::Result<u64> {
-    Ok(sqlx::query_file!("sql/deliveries/cancel_subscription_deliveries.sql", subscription_id).execute(db).await?.rows_affected())
+pub async fn cancel_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId) -> sqlx::Result<u64> {
+    Ok(sqlx::query_file!("sql/deliveries/cancel_subscription_deliveries.sql", subscription_id.as_uuid()).execute(db).await?.rows_affected())
 }
 
 /// The queue as the metrics endpoint reports it.
@@ -382,7 +392,7 @@ pub async fn finished_per_minute(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Mi
 /// Which deliveries a list shows; every field narrows it.
 #[derive(Debug, Clone, Default)]
 pub struct DeliveryFilter {
-    pub subscription_id: Option<Uuid>,
+    pub subscription_id: Option<SubscriptionId>,
     pub status: Option<DeliveryStatus>,
     pub event_type: Option<String>,
 }
@@ -392,14 +402,14 @@ pub struct DeliveryFilter {
 pub async fn list_newest(
     db: impl PgExecutor<'_>,
     filter: &DeliveryFilter,
-    before: Option<Uuid>,
+    before: Option<DeliveryId>,
     limit: i64,
 ) -> sqlx::Result<Vec<DeliveryRow>> {
     sqlx::query_file_as!(
         DeliveryRow,
         "sql/deliveries/list_deliveries.sql",
-        before,
-        filter.subscription_id,
+        before.map(DeliveryId::as_uuid),
+        filter.subscription_id.map(SubscriptionId::as_uuid),
         filter.status.map(DeliveryStatus::as_str),
         filter.event_type.as_deref(),
         limit,
@@ -410,8 +420,8 @@ pub async fn list_newest(
 
 /// The start of what a delivery sends, at most `limit` bytes, and its whole length
 /// (`None`: no such delivery, or its body is gone).
-pub async fn body_start(db: impl PgExecutor<'_>, id: Uuid, limit: i32) -> sqlx::Result<Option<BodyStart>> {
-    let row = sqlx::query_file!("sql/deliveries/select_delivery_body.sql", id, limit).fetch_optional(db).await?;
+pub async fn body_start(db: impl PgExecutor<'_>, id: DeliveryId, limit: i32) -> sqlx::Result<Option<BodyStart>> {
+    let row = sqlx::query_file!("sql/deliveries/select_delivery_body.sql", id.as_uuid(), limit).fetch_optional(db).await?;
     Ok(row.and_then(|row| Some(BodyStart { shown: row.shown?, length: row.length? as usize })))
 }
 

@@ -2,21 +2,22 @@
 
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
-use uuid::Uuid;
+
+use crate::domain::EventId;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EventRow {
-    pub id: Uuid,
+    pub id: EventId,
     pub event_type: String,
     pub created_at: OffsetDateTime,
 }
 
 /// Stores an event's payload once; returns its creation time.
-pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, event_type: &str, payload: &[u8]) -> sqlx::Result<OffsetDateTime> {
-    sqlx::query_file_scalar!("sql/events/insert_event.sql", id, event_type, payload).fetch_one(db).await
+pub async fn insert(db: impl PgExecutor<'_>, id: EventId, event_type: &str, payload: &[u8]) -> sqlx::Result<OffsetDateTime> {
+    sqlx::query_file_scalar!("sql/events/insert_event.sql", id.as_uuid(), event_type, payload).fetch_one(db).await
 }
 
 /// Reads one event, without its payload.
-pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<EventRow>> {
-    sqlx::query_file_as!(EventRow, "sql/events/select_event.sql", id).fetch_optional(db).await
+pub async fn select(db: impl PgExecutor<'_>, id: EventId) -> sqlx::Result<Option<EventRow>> {
+    sqlx::query_file_as!(EventRow, "sql/events/select_event.sql", id.as_uuid()).fetch_optional(db).await
 }

@@ -4,15 +4,15 @@ use sqlx::PgExecutor;
 
 use crate::domain::lifecycle::DisabledReason;
 use crate::secrets::SecretValue;
+use crate::domain::SubscriptionId;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 /// A stored subscription, secret included: never serialise this type to clients (serde
 /// is for the sealed entries of the shared Redis cache only). The secrets are as stored
 /// (encrypted when at-rest encryption is on) until the subscription cache reveals them.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct SubscriptionRow {
-    pub id: Uuid,
+    pub id: SubscriptionId,
     pub name: Option<String>,
     pub target_url: String,
     pub secret_key: Option<SecretValue>,
@@ -52,7 +52,7 @@ impl SubscriptionRow {
 /// One subscription's secrets as stored.
 #[derive(Debug, sqlx::FromRow)]
 pub struct StoredSecrets {
-    pub id: Uuid,
+    pub id: SubscriptionId,
     pub secret_key: Option<SecretValue>,
     pub previous_secret_key: Option<SecretValue>,
 }
@@ -65,7 +65,7 @@ pub async fn list_stored_secrets(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<St
 pub async fn reseal_secrets(db: impl PgExecutor<'_>, before: &StoredSecrets, after: [Option<&str>; 2]) -> sqlx::Result<bool> {
     let row = sqlx::query_file!(
         "sql/subscriptions/reseal_secrets.sql",
-        before.id,
+        before.id.as_uuid(),
         after[0],
         after[1],
         before.secret_key.as_ref().map(SecretValue::expose),
@@ -90,11 +90,11 @@ pub struct SubscriptionFields {
 }
 
 /// Inserts a new subscription.
-pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, fields: &SubscriptionFields) -> sqlx::Result<SubscriptionRow> {
+pub async fn insert(db: impl PgExecutor<'_>, id: SubscriptionId, fields: &SubscriptionFields) -> sqlx::Result<SubscriptionRow> {
     sqlx::query_file_as!(
         SubscriptionRow,
         "sql/subscriptions/insert_subscription.sql",
-        id,
+        id.as_uuid(),
         fields.name,
         fields.target_url,
         fields.secret_key,
@@ -108,13 +108,13 @@ pub async fn insert(db: impl PgExecutor<'_>, id: Uuid, fields: &SubscriptionFiel
 }
 
 /// Reads one subscription, including a soft-deleted one.
-pub async fn select(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription.sql", id).fetch_optional(db).await
+pub async fn select(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<Option<SubscriptionRow>> {
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription.sql", id.as_uuid()).fetch_optional(db).await
 }
 
 /// Reads a page of live subscriptions after `cursor`.
-pub async fn list(db: impl PgExecutor<'_>, cursor: Option<Uuid>, limit: i64) -> sqlx::Result<Vec<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/list_subscriptions.sql", cursor, limit).fetch_all(db).await
+pub async fn list(db: impl PgExecutor<'_>, cursor: Option<SubscriptionId>, limit: i64) -> sqlx::Result<Vec<SubscriptionRow>> {
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/list_subscriptions.sql", cursor.map(SubscriptionId::as_uuid), limit).fetch_all(db).await
 }
 
 /// Replaces a live subscription's fields; `None` if there is no live subscription `id`.
@@ -122,14 +122,14 @@ pub async fn list(db: impl PgExecutor<'_>, cursor: Option<Uuid>, limit: i64) -> 
 /// also ends any rotation overlap.
 pub async fn update(
     db: impl PgExecutor<'_>,
-    id: Uuid,
+    id: SubscriptionId,
     fields: &SubscriptionFields,
     revoke_previous_secrets: bool,
 ) -> sqlx::Result<Option<SubscriptionRow>> {
     sqlx::query_file_as!(
         SubscriptionRow,
         "sql/subscriptions/update_subscription.sql",
-        id,
+        id.as_uuid(),
         fields.name,
         fields.target_url,
         fields.secret_key,
@@ -144,50 +144,52 @@ pub async fn update(
 }
 
 /// Soft-deletes a live subscription; false if there was none.
-pub async fn soft_delete(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let deleted = sqlx::query_file!("sql/subscriptions/soft_delete_subscription.sql", id).fetch_optional(db).await?;
+pub async fn soft_delete(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<bool> {
+    let deleted = sqlx::query_file!("sql/subscriptions/soft_delete_subscription.sql", id.as_uuid()).fetch_optional(db).await?;
     Ok(deleted.is_some())
 }
 
 /// Reads a live subscription and locks its row for the rest of the transaction.
-pub async fn select_for_update(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_update.sql", id).fetch_optional(db).await
+pub async fn select_for_update(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<Option<SubscriptionRow>> {
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_update.sql", id.as_uuid()).fetch_optional(db).await
 }
 
 /// Reads a subscription (deleted or not) and keeps it from changing until the transaction ends.
-pub async fn select_for_share(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_share.sql", id).fetch_optional(db).await
+pub async fn select_for_share(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<Option<SubscriptionRow>> {
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_share.sql", id.as_uuid()).fetch_optional(db).await
 }
 
 /// Takes an active subscription out of service; returns when, or `None` if it was inactive
 /// or deleted already.
-pub async fn disable(db: impl PgExecutor<'_>, id: Uuid, reason: DisabledReason) -> sqlx::Result<Option<OffsetDateTime>> {
-    sqlx::query_file_scalar!("sql/subscriptions/disable_subscription.sql", id, reason.as_str()).fetch_optional(db).await
+pub async fn disable(db: impl PgExecutor<'_>, id: SubscriptionId, reason: DisabledReason) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_file_scalar!("sql/subscriptions/disable_subscription.sql", id.as_uuid(), reason.as_str()).fetch_optional(db).await
 }
 
 /// Replaces the secret, keeping the old one valid for `overlap_seconds`.
 pub async fn rotate_secret(
     db: impl PgExecutor<'_>,
-    id: Uuid,
+    id: SubscriptionId,
     new_secret: &str,
     overlap_seconds: f64,
 ) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/rotate_secret.sql", id, new_secret, overlap_seconds).fetch_optional(db).await
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/rotate_secret.sql", id.as_uuid(), new_secret, overlap_seconds).fetch_optional(db).await
 }
 
 /// Ids of the active subscriptions wanting an event that matches any of `patterns`.
-pub async fn matching_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_file_scalar!("sql/subscriptions/match_subscriptions_for_event.sql", patterns).fetch_all(db).await
+pub async fn matching_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<SubscriptionId>> {
+    let ids = sqlx::query_file_scalar!("sql/subscriptions/match_subscriptions_for_event.sql", patterns).fetch_all(db).await?;
+    Ok(ids.into_iter().map(SubscriptionId::from).collect())
 }
 
 /// Ids of the active subscriptions whose filters name an operational event (one of
 /// `patterns`); subscriptions without filters are not among them.
-pub async fn matching_operational_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_file_scalar!("sql/subscriptions/match_subscriptions_for_operational_event.sql", patterns).fetch_all(db).await
+pub async fn matching_operational_event(db: impl PgExecutor<'_>, patterns: &[String]) -> sqlx::Result<Vec<SubscriptionId>> {
+    let ids = sqlx::query_file_scalar!("sql/subscriptions/match_subscriptions_for_operational_event.sql", patterns).fetch_all(db).await?;
+    Ok(ids.into_iter().map(SubscriptionId::from).collect())
 }
 
 /// Tells every instance (over NOTIFY, delivered at commit) that subscription `id` changed.
-pub async fn notify_changed(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<()> {
+pub async fn notify_changed(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<()> {
     sqlx::query_file!("sql/subscriptions/notify_subscription_changed.sql", id.to_string()).execute(db).await?;
     Ok(())
 }
@@ -241,10 +243,10 @@ pub async fn search(
     db: impl PgExecutor<'_>,
     query: &str,
     state: Option<StateFilter>,
-    cursor: Option<Uuid>,
+    cursor: Option<SubscriptionId>,
     limit: i64,
 ) -> sqlx::Result<Vec<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/search_subscriptions.sql", query, state.map(StateFilter::as_str), cursor, limit)
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/search_subscriptions.sql", query, state.map(StateFilter::as_str), cursor.map(SubscriptionId::as_uuid), limit)
         .fetch_all(db)
         .await
 }
@@ -253,10 +255,10 @@ pub async fn search(
 pub async fn list_in_state(
     db: impl PgExecutor<'_>,
     state: Option<StateFilter>,
-    cursor: Option<Uuid>,
+    cursor: Option<SubscriptionId>,
     limit: i64,
 ) -> sqlx::Result<Vec<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/list_subscriptions_in_state.sql", state.map(StateFilter::as_str), cursor, limit)
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/list_subscriptions_in_state.sql", state.map(StateFilter::as_str), cursor.map(SubscriptionId::as_uuid), limit)
         .fetch_all(db)
         .await
 }
@@ -264,7 +266,7 @@ pub async fn list_in_state(
 /// A subscription disabled by webhookd or failing now, as the overview lists it.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TroubledSubscription {
-    pub id: Uuid,
+    pub id: SubscriptionId,
     pub name: Option<String>,
     pub target_url: String,
     pub disabled_reason: Option<DisabledReason>,
@@ -279,8 +281,8 @@ pub async fn list_troubled(db: impl PgExecutor<'_>, limit: i64) -> sqlx::Result<
 }
 
 /// Revokes every portal link issued so far for a live subscription; false if there is none.
-pub async fn revoke_portal_links(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<bool> {
-    let row = sqlx::query_file!("sql/subscriptions/revoke_portal_links.sql", id).fetch_optional(db).await?;
+pub async fn revoke_portal_links(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<bool> {
+    let row = sqlx::query_file!("sql/subscriptions/revoke_portal_links.sql", id.as_uuid()).fetch_optional(db).await?;
     Ok(row.is_some())
 }
 
@@ -294,6 +296,6 @@ pub struct PortalLinkState {
 }
 
 /// Reads what a portal link for subscription `id` is checked against (`None`: no such id).
-pub async fn portal_link_state(db: impl PgExecutor<'_>, id: Uuid) -> sqlx::Result<Option<PortalLinkState>> {
-    sqlx::query_file_as!(PortalLinkState, "sql/subscriptions/select_portal_links_valid_after.sql", id).fetch_optional(db).await
+pub async fn portal_link_state(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<Option<PortalLinkState>> {
+    sqlx::query_file_as!(PortalLinkState, "sql/subscriptions/select_portal_links_valid_after.sql", id.as_uuid()).fetch_optional(db).await
 }

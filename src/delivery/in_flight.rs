@@ -4,16 +4,16 @@
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use uuid::Uuid;
 
 use super::scheduler::Scheduler;
+use crate::domain::SubscriptionId;
 
 /// One claimed delivery of a subscription, counted by the scheduler until its attempt is
 /// over (the guard is dropped).
 #[derive(Debug)]
 pub struct InFlightGuard {
     scheduler: Scheduler,
-    subscription: Uuid,
+    subscription: SubscriptionId,
     sending: Arc<Semaphore>,
     permit: Option<OwnedSemaphorePermit>,
     /// Whether the receiver answered this attempt (any HTTP status). A timeout or a refused
@@ -22,7 +22,7 @@ pub struct InFlightGuard {
 }
 
 impl InFlightGuard {
-    pub(super) fn new(scheduler: Scheduler, subscription: Uuid, sending: Arc<Semaphore>) -> Self {
+    pub(super) fn new(scheduler: Scheduler, subscription: SubscriptionId, sending: Arc<Semaphore>) -> Self {
         Self { scheduler, subscription, sending, permit: None, answered: false }
     }
 
@@ -91,13 +91,14 @@ mod tests {
 
     use super::*;
     use crate::db::deliveries::ClaimedDelivery;
+    use crate::domain::DeliveryId;
 
     #[tokio::test]
     async fn no_more_than_the_cap_send_at_once() {
         let scheduler = Scheduler::new(2);
         let delivery = ClaimedDelivery {
-            id: Uuid::now_v7(),
-            subscription_id: Uuid::now_v7(),
+            id: DeliveryId::new(),
+            subscription_id: SubscriptionId::new(),
             event_type: None,
             body: Vec::new(),
             attempt_count: 1,

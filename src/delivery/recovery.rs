@@ -10,11 +10,11 @@
 
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::db::deliveries::{self, RecoveryBatch};
 use crate::db::{operational_events, recoveries, subscriptions};
 use crate::domain::operational_event::OperationalEvent;
+use crate::domain::RecoveryId;
 
 /// Running recoveries looked at per round.
 const RECOVERIES_PER_ROUND: i64 = 100;
@@ -62,7 +62,7 @@ pub async fn run_round(pool: &PgPool, batch_size: i64, shutdown: &CancellationTo
     Ok(round)
 }
 
-async fn run_batch(pool: &PgPool, id: Uuid, batch_size: i64) -> sqlx::Result<Batch> {
+async fn run_batch(pool: &PgPool, id: RecoveryId, batch_size: i64) -> sqlx::Result<Batch> {
     let mut tx = pool.begin().await?;
     let Some(recovery) = recoveries::lock_running(&mut *tx, id).await? else {
         return Ok(Batch::Idle);

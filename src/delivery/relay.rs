@@ -8,10 +8,10 @@ use std::collections::HashMap;
 use serde_json::value::RawValue;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
 use crate::db::operational_events;
 use crate::domain::operational_event::envelope;
+use crate::domain::SubscriptionId;
 use crate::publish::{self, Audience};
 
 /// Events relayed per transaction.
@@ -37,7 +37,7 @@ async fn relay_batch(pool: &PgPool) -> sqlx::Result<(usize, usize)> {
     let events = operational_events::take(&mut *tx, BATCH).await?;
     let mut deliveries = 0;
     // Who wants each type, asked once per batch; with nobody subscribed nothing is stored.
-    let mut audiences: HashMap<&str, Vec<Uuid>> = HashMap::new();
+    let mut audiences: HashMap<&str, Vec<SubscriptionId>> = HashMap::new();
     for event in &events {
         if !audiences.contains_key(event.event_type.as_str()) {
             let subscribers = publish::subscribers(&mut tx, Audience::Operators, &event.event_type).await?;

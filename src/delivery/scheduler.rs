@@ -46,10 +46,10 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, Semaphore};
-use uuid::Uuid;
 
 use super::in_flight::InFlightGuard;
 use crate::db::deliveries::{ClaimPlan, ClaimedDelivery, SubscriptionRoom};
+use crate::domain::SubscriptionId;
 
 /// No answer for this long while deliveries are claimed puts a subscription on the small share.
 pub const STALL: Duration = Duration::from_secs(1);
@@ -85,7 +85,7 @@ impl Usage {
 
 #[derive(Debug)]
 struct State {
-    usage: HashMap<Uuid, Usage>,
+    usage: HashMap<SubscriptionId, Usage>,
     last_rescan: Instant,
 }
 
@@ -143,7 +143,7 @@ impl Scheduler {
     /// start.
     pub fn claimed(&self, deliveries: &[ClaimedDelivery]) -> Vec<InFlightGuard> {
         let mut state = self.lock();
-        let mut heads: HashMap<Uuid, OffsetDateTime> = HashMap::new();
+        let mut heads: HashMap<SubscriptionId, OffsetDateTime> = HashMap::new();
         let guards = deliveries
             .iter()
             .map(|delivery| {
@@ -171,19 +171,19 @@ impl Scheduler {
 
     /// The subscriptions of which `deliveries` (one claim under `plan`) took all the room
     /// they had: they may have more due.
-    pub fn filled(&self, plan: &ClaimPlan, deliveries: &[ClaimedDelivery]) -> Vec<Uuid> {
-        let mut taken: HashMap<Uuid, i32> = HashMap::new();
+    pub fn filled(&self, plan: &ClaimPlan, deliveries: &[ClaimedDelivery]) -> Vec<SubscriptionId> {
+        let mut taken: HashMap<SubscriptionId, i32> = HashMap::new();
         for delivery in deliveries {
             *taken.entry(delivery.subscription_id).or_default() += 1;
         }
-        let room = |id: &Uuid| plan.known.iter().find(|k| k.subscription_id == *id).map_or(plan.small_share, |k| k.room);
+        let room = |id: &SubscriptionId| plan.known.iter().find(|k| k.subscription_id == *id).map_or(plan.small_share, |k| k.room);
         taken.into_iter().filter(|(id, n)| *n >= room(id)).map(|(id, _)| id).collect()
     }
 
     /// Whether any of `subscriptions` has room now. After a claim, the claim loop asks this
     /// of those that filled their room: attempts that finished while the claim ran may have
     /// given one room again without its ever being full (and `room_freed` signals only that).
-    pub fn any_has_room(&self, subscriptions: &[Uuid]) -> bool {
+    pub fn any_has_room(&self, subscriptions: &[SubscriptionId]) -> bool {
         let now = Instant::now();
         let state = self.lock();
         subscriptions.iter().any(|id| state.usage.get(id).is_none_or(|u| self.room(u, now) > 0))
@@ -249,7 +249,7 @@ impl Scheduler {
 
     /// One delivery's attempt is over (`answered`: the receiver sent an HTTP response).
     /// Signals the claim loop if that gave a full subscription room.
-    pub(super) fn attempt_over(&self, subscription: Uuid, answered: bool) {
+    pub(super) fn attempt_over(&self, subscription: SubscriptionId, answered: bool) {
         let now = Instant::now();
         let mut state = self.lock();
         let Some(usage) = state.usage.get_mut(&subscription) else { return };
@@ -267,7 +267,7 @@ impl Scheduler {
 
     /// Records the subscription's rate limit and, if it has one, reserves its next start
     /// time (one request per interval, no burst beyond one).
-    pub(super) fn take_turn(&self, subscription: Uuid, rate_limit: Option<i32>) -> Option<Instant> {
+    pub(super) fn take_turn(&self, subscription: SubscriptionId, rate_limit: Option<i32>) -> Option<Instant> {
         let mut state = self.lock();
         let usage = state.usage.get_mut(&subscription)?;
         let was_full = self.room(usage, Instant::now()) <= 0;
@@ -296,10 +296,11 @@ impl std::fmt::Debug for Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::DeliveryId;
 
-    fn delivery(subscription: Uuid, due_at: OffsetDateTime) -> ClaimedDelivery {
+    fn delivery(subscription: SubscriptionId, due_at: OffsetDateTime) -> ClaimedDelivery {
         ClaimedDelivery {
-            id: Uuid::now_v7(),
+            id: DeliveryId::new(),
             subscription_id: subscription,
             event_type: None,
             body: Vec::new(),
@@ -309,12 +310,12 @@ mod tests {
         }
     }
 
-    fn claim(scheduler: &Scheduler, subscription: Uuid, count: usize) -> Vec<InFlightGuard> {
+    fn claim(scheduler: &Scheduler, subscription: SubscriptionId, count: usize) -> Vec<InFlightGuard> {
         let now = OffsetDateTime::now_utc();
         scheduler.claimed(&vec![delivery(subscription, now); count])
     }
 
-    fn room(scheduler: &Scheduler, id: Uuid) -> i32 {
+    fn room(scheduler: &Scheduler, id: SubscriptionId) -> i32 {
         scheduler.plan().known.iter().find(|k| k.subscription_id == id).map_or(-1, |k| k.room)
     }
 
@@ -326,7 +327,7 @@ mod tests {
     #[test]
     fn a_subscription_starts_with_the_small_share_and_gets_the_whole_allowance_once_it_answers() {
         let scheduler = Scheduler::new(32);
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (SubscriptionId::new(), SubscriptionId::new());
         let plan = scheduler.plan();
         assert_eq!((plan.known.len(), plan.small_share), (0, 2), "nothing known; others get 32 / 16");
 
@@ -345,7 +346,7 @@ mod tests {
     #[test]
     fn a_timeout_is_no_answer() {
         let scheduler = Scheduler::new(32);
-        let a = Uuid::now_v7();
+        let a = SubscriptionId::new();
         let mut claimed = claim(&scheduler, a, 2);
         drop(claimed.pop()); // timed out
         assert_eq!(room(&scheduler, a), 1, "still only the small share");
@@ -354,7 +355,7 @@ mod tests {
     #[test]
     fn a_subscription_gets_room_again_only_once_no_more_than_the_cap_is_claimed() {
         let scheduler = Scheduler::new(4);
-        let a = Uuid::now_v7();
+        let a = SubscriptionId::new();
         let mut claimed = claim(&scheduler, a, 8);
         answer(claimed.pop().unwrap()); // answering, 7 claimed: 3 more than the cap
         assert_eq!(room(&scheduler, a), 0, "full");
@@ -367,7 +368,7 @@ mod tests {
     #[test]
     fn a_full_subscription_getting_room_wakes_the_claim_loop_and_nothing_else_does() {
         let scheduler = Scheduler::new(64);
-        let (full, busy) = (Uuid::now_v7(), Uuid::now_v7());
+        let (full, busy) = (SubscriptionId::new(), SubscriptionId::new());
         let mut hanging = claim(&scheduler, full, 4);
         let mut answering = claim(&scheduler, busy, 3);
         answer(answering.pop().unwrap());
@@ -384,7 +385,7 @@ mod tests {
     #[test]
     fn a_rate_limit_spaces_the_starts_and_bounds_what_is_claimed() {
         let scheduler = Scheduler::new(64);
-        let a = Uuid::now_v7();
+        let a = SubscriptionId::new();
         let mut claimed = claim(&scheduler, a, 3);
         let turns: Vec<Instant> = (0..3).map(|_| scheduler.take_turn(a, Some(10)).unwrap()).collect();
         assert!(turns[1] - turns[0] >= Duration::from_millis(100) && turns[2] - turns[1] >= Duration::from_millis(100));
@@ -395,7 +396,7 @@ mod tests {
     #[test]
     fn a_paced_subscription_below_its_seconds_worth_wakes_the_claim_loop() {
         let scheduler = Scheduler::new(4);
-        let a = Uuid::now_v7();
+        let a = SubscriptionId::new();
         let mut claimed = claim(&scheduler, a, 8);
         scheduler.take_turn(a, Some(6)); // paced at 6/s, more than the cap of 4
         answer(claimed.pop().unwrap());
@@ -412,7 +413,7 @@ mod tests {
     #[test]
     fn a_claim_reads_each_subscription_from_a_margin_before_its_last_head_and_rescans_every_second() {
         let scheduler = Scheduler::rescanning_every(64, Duration::from_secs(3600));
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (SubscriptionId::new(), SubscriptionId::new());
         let head = OffsetDateTime::now_utc() - Duration::from_secs(60);
         let _claimed = scheduler.claimed(&[delivery(a, head + Duration::from_secs(5)), delivery(a, head), delivery(b, head)]);
         let from = |plan: &ClaimPlan, id| plan.known.iter().find(|k| k.subscription_id == id).unwrap().scan_from;
@@ -435,7 +436,7 @@ mod tests {
         assert_eq!(scheduler.sleep_for(Some(now + Duration::from_secs(2)), now, poll), Duration::from_secs(2));
         assert_eq!(scheduler.sleep_for(Some(now + Duration::from_secs(60)), now, poll), poll);
 
-        let a = Uuid::now_v7();
+        let a = SubscriptionId::new();
         let _claimed = scheduler.claimed(&[delivery(a, now)]);
         assert_eq!(scheduler.sleep_for(Some(now - Duration::from_secs(1)), now, poll), Duration::ZERO, "due already: claim now");
         assert_eq!(scheduler.plan().known[0].scan_from, None, "the claim reads from the start: the row lies behind the position");
@@ -446,7 +447,7 @@ mod tests {
         let poll = Duration::from_secs(3600);
         let scheduler = Scheduler::rescanning_every(64, Duration::from_secs(1));
         let now = OffsetDateTime::now_utc();
-        let (answering, hanging) = (Uuid::now_v7(), Uuid::now_v7());
+        let (answering, hanging) = (SubscriptionId::new(), SubscriptionId::new());
         let _hanging = claim(&scheduler, hanging, 4);
         assert_eq!(scheduler.sleep_for(None, now, poll), poll, "a full subscription's late rows wait for its room");
 
@@ -458,7 +459,7 @@ mod tests {
     #[test]
     fn a_subscription_that_filled_its_room_and_got_room_back_meanwhile_is_claimed_for_again() {
         let scheduler = Scheduler::new(4);
-        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let (a, b) = (SubscriptionId::new(), SubscriptionId::new());
         let mut earlier = claim(&scheduler, a, 5);
         answer(earlier.pop().unwrap()); // answering, the cap's worth claimed
         let plan = scheduler.plan();

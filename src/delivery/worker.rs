@@ -23,6 +23,7 @@ use crate::db::{operational_events, subscriptions};
 use crate::domain::lifecycle::{self, DisabledReason};
 use crate::domain::operational_event::OperationalEvent;
 use crate::domain::retry::RetrySchedule;
+use crate::domain::SubscriptionId;
 use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
@@ -249,7 +250,7 @@ impl DeliveryTask {
 /// Takes the subscription out of service: inactive, its waiting deliveries parked as for
 /// a pause, every instance told, and `webhookd.subscription.disabled` queued, all in one
 /// transaction. Attempts already under way finish.
-pub(super) async fn disable_subscription(context: &DeliveryContext, id: Uuid, reason: DisabledReason) {
+pub(super) async fn disable_subscription(context: &DeliveryContext, id: SubscriptionId, reason: DisabledReason) {
     let disabled = async {
         let mut tx = context.pool.begin().await?;
         let disabled_at = subscriptions::disable(&mut *tx, id, reason).await?;
@@ -324,11 +325,12 @@ mod tests {
     use crate::domain::lifecycle::AttemptOutcome::*;
     use crate::domain::lifecycle::DeliveryStatus::*;
     use crate::domain::lifecycle::SendOutcome;
+    use crate::domain::DeliveryId;
 
     fn delivery(attempt: i32) -> ClaimedDelivery {
         ClaimedDelivery {
-            id: Uuid::now_v7(),
-            subscription_id: Uuid::now_v7(),
+            id: DeliveryId::new(),
+            subscription_id: SubscriptionId::new(),
             event_type: None,
             body: b"{}".to_vec(),
             attempt_count: attempt,
@@ -340,7 +342,7 @@ mod tests {
     fn subscription() -> SubscriptionRow {
         let now = OffsetDateTime::now_utc();
         SubscriptionRow {
-            id: Uuid::now_v7(), name: None, target_url: "http://example.com/".into(), secret_key: None,
+            id: SubscriptionId::new(), name: None, target_url: "http://example.com/".into(), secret_key: None,
             event_types: vec![], is_active: true, created_at: now, updated_at: now, deleted_at: None,
             previous_secret_key: None, previous_secret_expires_at: None, rate_limit: None, github_signature: false,
             disabled_reason: None, disabled_at: None,

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
+use super::ids::{RecoveryId, SubscriptionId};
 use super::lifecycle::DisabledReason;
 
 /// A subscription was taken out of service by webhookd (see `DisabledReason`).
@@ -23,8 +23,8 @@ pub const RECOVERY_COMPLETED: &str = "webhookd.recovery.completed";
 /// An operational event raised from Rust, stored in the same transaction as its cause.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OperationalEvent {
-    SubscriptionDisabled { subscription_id: Uuid, reason: DisabledReason, disabled_at: OffsetDateTime },
-    RecoveryCompleted { recovery_id: Uuid, subscription_id: Uuid, matched: i64, requeued: i64 },
+    SubscriptionDisabled { subscription_id: SubscriptionId, reason: DisabledReason, disabled_at: OffsetDateTime },
+    RecoveryCompleted { recovery_id: RecoveryId, subscription_id: SubscriptionId, matched: i64, requeued: i64 },
 }
 
 impl OperationalEvent {
@@ -86,7 +86,7 @@ mod tests {
 
     #[test]
     fn a_disabled_subscription_names_its_reason() {
-        let id = Uuid::nil();
+        let id = SubscriptionId::from(uuid::Uuid::nil());
         let at = OffsetDateTime::from_unix_timestamp(0).unwrap();
         let event = OperationalEvent::SubscriptionDisabled { subscription_id: id, reason: DisabledReason::EndpointGone, disabled_at: at };
         assert_eq!(event.event_type(), "webhookd.subscription.disabled");

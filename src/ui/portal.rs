@@ -10,7 +10,6 @@ use poem::web::{Data, Form, Path, Query};
 use poem::{get, handler, post, Request, Response, Route};
 use serde::Deserialize;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::guard::check_same_origin;
 use super::operator::{self, ActionForm};
@@ -22,6 +21,7 @@ use crate::api::subscriptions::{fields_of, SubscriptionsApi};
 use crate::db::subscriptions::{self, SubscriptionFields};
 use crate::delivery::ssrf;
 use crate::domain::lifecycle::DeliveryStatus;
+use crate::domain::DeliveryId;
 use crate::domain::target_url::TargetUrl;
 use crate::error::ApiError;
 
@@ -106,7 +106,7 @@ fn done_message(code: Option<&str>) -> Option<&'static str> {
 /// answer as for an id that does not exist, so a link tells nothing about others).
 async fn own_delivery(context: &UiContext, claims: &LinkClaims, id: &str) -> Result<operator::DeliveryDetail, UiError> {
     const NOT_FOUND: UiError = UiError::NotFound("There is no delivery with this id for this subscription.");
-    let id = Uuid::parse_str(id).map_err(|_| NOT_FOUND)?;
+    let id = id.parse::<DeliveryId>().map_err(|_| NOT_FOUND)?;
     let detail = operator::load_delivery(context, id).await.map_err(|error| match error {
         UiError::NotFound(_) => NOT_FOUND,
         other => other,

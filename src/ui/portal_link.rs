@@ -16,13 +16,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
 use crate::db::ui_keys;
 use crate::domain::signing::hmac;
+use crate::domain::SubscriptionId;
 
 /// How long a link lasts when the request does not say.
 pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
@@ -54,7 +54,7 @@ pub struct IssuedLink {
 /// What a valid signature vouches for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkClaims {
-    pub subscription_id: Uuid,
+    pub subscription_id: SubscriptionId,
     pub issued_at: OffsetDateTime,
     pub expires_at: OffsetDateTime,
 }
@@ -102,11 +102,11 @@ impl Signer<'_> {
     }
 
     /// Issues a link for `subscription_id` valid from `now` for `lifetime`.
-    pub fn issue(&self, subscription_id: Uuid, now: OffsetDateTime, lifetime: Duration) -> IssuedLink {
+    pub fn issue(&self, subscription_id: SubscriptionId, now: OffsetDateTime, lifetime: Duration) -> IssuedLink {
         let expires_at = now + lifetime;
         let mut bytes = Vec::with_capacity(TOKEN_LEN);
         bytes.push(VERSION);
-        bytes.extend_from_slice(subscription_id.as_bytes());
+        bytes.extend_from_slice(subscription_id.as_uuid().as_bytes());
         bytes.extend_from_slice(&micros(now).to_be_bytes());
         bytes.extend_from_slice(&micros(expires_at).to_be_bytes());
         let tag = hmac(self.key, &[b"webhookd portal links v1", &bytes]);
@@ -133,7 +133,7 @@ impl Signer<'_> {
         let mut id = [0; 16];
         id.copy_from_slice(&signed[1..17]);
         let claims = LinkClaims {
-            subscription_id: Uuid::from_bytes(id),
+            subscription_id: uuid::Uuid::from_bytes(id).into(),
             issued_at: from_micros(i64::from_be_bytes(field(17..25)))?,
             expires_at: from_micros(i64::from_be_bytes(field(25..33)))?,
         };
@@ -180,7 +180,7 @@ mod tests {
     #[test]
     fn a_link_is_valid_for_its_subscription_until_it_expires() {
         let links = Signer { key: &[1; 32] };
-        let id = Uuid::now_v7();
+        let id = SubscriptionId::new();
         let link = links.issue(id, at(0), Duration::from_secs(60));
         let claims = links.verify(&link.token, at(59)).unwrap();
         assert_eq!(claims.subscription_id, id);
@@ -191,7 +191,7 @@ mod tests {
     #[test]
     fn a_tampered_link_or_another_servers_link_is_invalid() {
         let links = Signer { key: &[1; 32] };
-        let link = links.issue(Uuid::now_v7(), at(0), Duration::from_secs(60));
+        let link = links.issue(SubscriptionId::new(), at(0), Duration::from_secs(60));
         let mut bytes = URL_SAFE_NO_PAD.decode(&link.token).unwrap();
         bytes[5] ^= 1; // another subscription id
         assert_eq!(links.verify(&URL_SAFE_NO_PAD.encode(&bytes), at(1)), Err(LinkError::Invalid));
@@ -204,7 +204,7 @@ mod tests {
     #[test]
     fn a_revocation_covers_links_issued_until_then() {
         let links = Signer { key: &[1; 32] };
-        let link = links.issue(Uuid::now_v7(), at(10), Duration::from_secs(600));
+        let link = links.issue(SubscriptionId::new(), at(10), Duration::from_secs(600));
         let claims = links.verify(&link.token, at(11)).unwrap();
         assert!(!claims.revoked_by(None));
         assert!(claims.revoked_by(Some(at(10))));

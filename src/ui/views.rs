@@ -212,8 +212,8 @@ pub(crate) fn attempts_table(rows: &[AttemptRow], link: Option<&dyn Fn(&AttemptR
 }
 
 /// The first block of a UUID: enough to tell rows apart on screen (the link has it all).
-pub(crate) fn short_id(id: uuid::Uuid) -> String {
-    let text = id.to_string();
+pub(crate) fn short_id(id: impl Into<uuid::Uuid>) -> String {
+    let text = id.into().to_string();
     format!("{}…{}", &text[..8], &text[text.len() - 4..])
 }
 

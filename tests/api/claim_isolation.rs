@@ -28,7 +28,7 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
     queue(&pool, paused, 5_000, "'infinity'").await;
     queue(&pool, healthy, 10, "now()").await;
     let plan = ClaimPlan {
-        known: vec![SubscriptionRoom { subscription_id: hanging, room: 0, scan_from: None }],
+        known: vec![SubscriptionRoom { subscription_id: hanging.into(), room: 0, scan_from: None }],
         small_share: 4,
     };
 
@@ -70,7 +70,7 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
     queue(&pool, healthy, 1, "now() + interval '1 hour'").await;
     let claim = claim_like_the_service(&pool, &plan).await;
     assert_eq!(claim.deliveries.len(), 4);
-    assert!(claim.deliveries.iter().all(|d| d.subscription_id == healthy));
+    assert!(claim.deliveries.iter().all(|d| d.subscription_id.as_uuid() == healthy));
     assert!(claim.next_due.is_some_and(|due| due >= later), "{:?} is the healthy subscription's retry", claim.next_due);
 
     let everyone_full = ClaimPlan { small_share: 0, ..plan };

@@ -6,7 +6,6 @@ use poem::http::StatusCode;
 use poem::web::{Data, Path, Query};
 use poem::{handler, Request, Response};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::{flash, parse_id, respond, DoneQuery, PAGE};
 use crate::api::deliveries::DeliveriesApi;
@@ -14,6 +13,7 @@ use crate::db::attempts::{self, AttemptRow};
 use crate::db::deliveries::{self, DeliveryFilter, DeliveryRow};
 use crate::db::subscriptions::{self, SubscriptionRow};
 use crate::domain::lifecycle::DeliveryStatus;
+use crate::domain::{DeliveryId, SubscriptionId};
 use crate::error::ApiError;
 use crate::ui::guard::check_same_origin;
 use crate::ui::session::require_operator;
@@ -38,13 +38,13 @@ pub(super) async fn deliveries_page(request: &Request, context: Data<&UiContext>
         let nonempty = |v: &Option<String>| v.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
         let invalid = |m: &str| UiError::Api(ApiError::bad_request("invalid_filter", m));
         let subscription_id = nonempty(&query.subscription_id)
-            .map(|s| Uuid::parse_str(&s).map_err(|_| invalid("subscription_id is not a subscription id")))
+            .map(|s| s.parse::<SubscriptionId>().map_err(|_| invalid("subscription_id is not a subscription id")))
             .transpose()?;
         let status = nonempty(&query.status)
             .map(|s| DeliveryStatus::parse(&s).ok_or_else(|| invalid("unknown status")))
             .transpose()?;
         let event_type = nonempty(&query.event_type);
-        let before = nonempty(&query.before).and_then(|b| Uuid::parse_str(&b).ok());
+        let before = nonempty(&query.before).and_then(|b| b.parse::<DeliveryId>().ok());
         let filter = DeliveryFilter { subscription_id, status, event_type: event_type.clone() };
         let mut rows = deliveries::list_newest(&context.api.pool, &filter, before, PAGE + 1).await?;
         let more = rows.len() as i64 > PAGE;
@@ -89,7 +89,7 @@ pub(crate) struct DeliveryDetail {
     pub subscription: Option<SubscriptionRow>,
 }
 
-pub(crate) async fn load_delivery(context: &UiContext, id: Uuid) -> Result<DeliveryDetail, UiError> {
+pub(crate) async fn load_delivery(context: &UiContext, id: DeliveryId) -> Result<DeliveryDetail, UiError> {
     let pool = &context.api.pool;
     let delivery = deliveries::select(pool, id).await?.ok_or(UiError::NotFound("There is no delivery with this id."))?;
     let attempts = attempts::list_for_delivery(pool, id, delivery.created_at).await?;
@@ -156,7 +156,7 @@ pub(crate) fn delivery_sections(detail: &DeliveryDetail, retry_action: &str, sub
 pub(super) async fn delivery_page(request: &Request, context: Data<&UiContext>, id: Path<String>, query: Query<DoneQuery>) -> Response {
     let result = async {
         require_operator(&context, request).await?;
-        let id = parse_id(&id, "There is no delivery with this id.")?;
+        let id: DeliveryId = parse_id(&id, "There is no delivery with this id.")?;
         let detail = load_delivery(&context, id).await?;
         let subscription_link = format!("/ui/subscriptions/{}", detail.delivery.subscription_id);
         let body = html! {
@@ -176,7 +176,7 @@ pub(super) async fn retry_delivery(request: &Request, context: Data<&UiContext>,
     let result = async {
         check_same_origin(request, &context.api.settings)?;
         require_operator(&context, request).await?;
-        let id = parse_id(&id, "There is no delivery with this id.")?;
+        let id: DeliveryId = parse_id(&id, "There is no delivery with this id.")?;
         DeliveriesApi::new(context.api.clone()).requeue(id).await?;
         Ok(see_other(&format!("/ui/deliveries/{id}?done=retried")))
     }

@@ -19,7 +19,6 @@ use maud::{html, Markup};
 use poem::http::StatusCode;
 use poem::{get, post, Request, Response, Route};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use super::session;
 use super::views::{self, Nav, Section};
@@ -68,8 +67,8 @@ fn respond(request: &Request, context: &UiContext, result: Result<Response, UiEr
     result.unwrap_or_else(|error| error_page(request, context, error))
 }
 
-fn parse_id(text: &str, what: &'static str) -> Result<Uuid, UiError> {
-    Uuid::parse_str(text).map_err(|_| UiError::NotFound(what))
+fn parse_id<Id: std::str::FromStr>(text: &str, what: &'static str) -> Result<Id, UiError> {
+    text.parse().map_err(|_| UiError::NotFound(what))
 }
 
 /// Messages shown after a change; the query string names one, so no text is reflected.

@@ -7,7 +7,6 @@ use poem::web::{Data, Form, Path, Query};
 use poem::{handler, Request, Response};
 use serde::Deserialize;
 use time::OffsetDateTime;
-use uuid::Uuid;
 
 use super::{flash, parse_id, respond, DoneQuery, PAGE};
 use crate::api::subscriptions::{fields_of, SubscriptionsApi};
@@ -15,6 +14,7 @@ use crate::db::attempts::{self, AttemptRow};
 use crate::db::deliveries::{self, DeliveryRow};
 use crate::db::subscriptions::{self, StateFilter, SubscriptionFields, SubscriptionRow};
 use crate::domain::operational_event;
+use crate::domain::{DeliveryId, SubscriptionId};
 use crate::error::ApiError;
 use crate::ui::guard::check_same_origin;
 use crate::ui::session::require_operator;
@@ -60,7 +60,7 @@ async fn list_subscriptions(
     status: StatusCode,
 ) -> Result<Response, UiError> {
     let state = query.state.as_deref().and_then(StateFilter::parse);
-    let after = query.after.as_deref().and_then(|a| Uuid::parse_str(a).ok());
+    let after = query.after.as_deref().and_then(|a| a.parse::<SubscriptionId>().ok());
     let search = query.q.as_deref().unwrap_or("").trim();
     let pool = &context.api.pool;
     let mut rows = match subscriptions::name_query(search) {
@@ -175,7 +175,7 @@ fn state_badge(row: &SubscriptionRow) -> Markup {
 }
 
 /// Reads a live subscription with its recent deliveries and attempts.
-pub(crate) async fn load_subscription(context: &UiContext, id: Uuid) -> Result<(SubscriptionRow, Vec<DeliveryRow>, Vec<AttemptRow>), UiError> {
+pub(crate) async fn load_subscription(context: &UiContext, id: SubscriptionId) -> Result<(SubscriptionRow, Vec<DeliveryRow>, Vec<AttemptRow>), UiError> {
     let pool = &context.api.pool;
     let row = subscriptions::select(pool, id)
         .await?
@@ -194,7 +194,7 @@ pub(crate) fn subscription_sections(
     recent: &[DeliveryRow],
     attempts: &[AttemptRow],
     base: &str,
-    delivery_link: &dyn Fn(Uuid) -> String,
+    delivery_link: &dyn Fn(DeliveryId) -> String,
 ) -> Markup {
     let stats = views::attempt_stats(attempts);
     html! {
@@ -232,7 +232,7 @@ pub(crate) fn subscription_sections(
 pub(super) async fn subscription_page(request: &Request, context: Data<&UiContext>, id: Path<String>, query: Query<DoneQuery>) -> Response {
     let result = async {
         require_operator(&context, request).await?;
-        let id = parse_id(&id, "There is no subscription with this id.")?;
+        let id: SubscriptionId = parse_id(&id, "There is no subscription with this id.")?;
         let (row, recent, attempts) = load_subscription(&context, id).await?;
         let base = format!("/ui/subscriptions/{id}");
         let body = html! {
@@ -310,7 +310,7 @@ pub(super) async fn subscription_action(
         check_same_origin(request, &context.api.settings)?;
         require_operator(&context, request).await?;
         let (id, action) = &path.0;
-        let id = parse_id(id, "There is no subscription with this id.")?;
+        let id: SubscriptionId = parse_id(id, "There is no subscription with this id.")?;
         let api = SubscriptionsApi::new(context.api.clone());
         let page = format!("/ui/subscriptions/{id}");
         let form = form.0;
@@ -378,7 +378,7 @@ const TEST_EVENT: &str = "webhookd.test";
 /// Least time between two test events to one subscription.
 const TEST_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
-pub(crate) async fn send_test_event(context: &UiContext, id: Uuid) -> Result<Uuid, UiError> {
+pub(crate) async fn send_test_event(context: &UiContext, id: SubscriptionId) -> Result<DeliveryId, UiError> {
     let pool = &context.api.pool;
     let row = subscriptions::select(pool, id)
         .await?
@@ -391,7 +391,7 @@ pub(crate) async fn send_test_event(context: &UiContext, id: Uuid) -> Result<Uui
     if deliveries::recent_test_event(pool, id, TEST_EVENT_INTERVAL.as_secs_f64()).await? {
         return Err(UiError::Api(ApiError::conflict("test_event_too_soon", "a test event was sent moments ago: wait a few seconds")));
     }
-    let delivery_id = Uuid::now_v7();
+    let delivery_id = DeliveryId::new();
     // The same envelope as webhookd's operational events.
     let data = serde_json::json!({ "subscription_id": id, "message": "A test event sent from webhookd." });
     let data = serde_json::value::to_raw_value(&data).map_err(|_| UiError::Api(ApiError::internal()))?;
