@@ -12,6 +12,9 @@
 //!      and noisy neighbour (`noisy`): ingest→receipt latency of a healthy subscription at
 //!      200/s alone, then while another subscription's receiver hangs with 100,000 and with
 //!      1,000,000 deliveries due,
+//!      and scaling out (`scale`): ingest, and ingest until delivered, with 1, 2 and 3
+//!      instances accepting and delivering, and with 1 or 2 API-only instances beside one
+//!      delivering instance,
 //!   6. the service's RSS (idle and peak),
 //!   7. what a webhook costs (run first, on near-empty tables, the service logging at
 //!      `info` as in production): CPU-seconds of webhookd and of PostgreSQL, statements,
@@ -21,7 +24,9 @@
 //!
 //! Run: `cargo build --release && cargo run --release --example bench`
 //! (`BENCH_SECONDS` sets the ingest phase length, default 10; `BENCH_ONLY=drain,fairness`
-//! runs only the named phases of cost, ingest, drain, latency, fanout, fairness, noisy, flat;
+//! runs only the named phases of cost, ingest, drain, latency, fanout, fairness, noisy, scale,
+//! flat; `BENCH_POSTGRES=stock` runs PostgreSQL with its own default settings, as a managed
+//! database webhookd does not configure, instead of the embedded cluster's;
 //! `BENCH_COST_SECONDS` and `BENCH_COST_RATE` set the cost rounds' length and rate, default
 //! 25 s at 200/s; `BENCH_PROFILE=1` prints the statements that took the most database time
 //! in each phase.)
@@ -108,11 +113,7 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(&root)?;
     let cluster = EmbeddedPostgres::start(&ClusterOptions {
         directory: root.join("postgres"),
-        server_settings: vec![
-            ("max_connections".into(), "200".into()),
-            ("shared_preload_libraries".into(), "pg_stat_statements".into()),
-            ("shared_buffers".into(), std::env::var("BENCH_SHARED_BUFFERS").unwrap_or("128MB".into())),
-        ],
+        server_settings: server_settings()?,
         port: None,
     })?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -120,6 +121,26 @@ fn main() -> anyhow::Result<()> {
     drop(runtime);
     drop(cluster);
     Ok(())
+}
+
+/// The benchmark cluster's settings. `BENCH_POSTGRES=embedded` (the default): as webhookd's
+/// embedded cluster runs (autovacuum looks for work every 10 s). `stock`: PostgreSQL's own
+/// defaults, as a managed database that webhookd does not configure (autovacuum every
+/// minute, 100 connections). Both are durable (`fsync`, `synchronous_commit` on) and load
+/// pg_stat_statements for the statement profiles.
+fn server_settings() -> anyhow::Result<Vec<(String, String)>> {
+    let mode = std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "embedded".into());
+    let mut settings = vec![("shared_preload_libraries".to_owned(), "pg_stat_statements".to_owned())];
+    match mode.as_str() {
+        "embedded" => {
+            settings.push(("max_connections".into(), "200".into()));
+            settings.push(("shared_buffers".into(), std::env::var("BENCH_SHARED_BUFFERS").unwrap_or("128MB".into())));
+        }
+        // Later settings win: this undoes the embedded cluster's shorter naptime.
+        "stock" => settings.push(("autovacuum_naptime".into(), "1min".into())),
+        other => anyhow::bail!("BENCH_POSTGRES is `embedded` or `stock`, not `{other}`"),
+    }
+    Ok(settings)
 }
 
 /// Which phases to run (`BENCH_ONLY`), and whether to print statement profiles.
@@ -177,6 +198,8 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     // 0. The machine's limits, for comparison.
     let raw_http = raw_http_rate(&client, &receiver_url, Duration::from_secs(5)).await;
     let raw_commits = pgbench_commits(&database_url, &pool).await?;
+    let mode = std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "embedded".into());
+    rows.push(("PostgreSQL settings (BENCH_POSTGRES)".into(), mode));
     rows.push(("machine: raw single-row INSERT commits (pgbench, 1 KiB, 32 clients)".into(), format!("{raw_commits:.0}/s")));
     rows.push(("machine: raw HTTP POSTs, load generator → receiver, 64 connections".into(), format!("{raw_http:.0}/s")));
 
@@ -288,6 +311,14 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     // another subscription's receiver hangs with 100,000 and then 1,000,000 deliveries due.
     if bench.phases.wants("noisy") {
         rows.extend(bench.profiled("noisy neighbour", noisy_neighbour(&bench)).await?);
+    }
+
+    // 5c. Scaling out: several instances against the one PostgreSQL.
+    if bench.phases.wants("scale") {
+        stop_service(&mut service)?;
+        rows.extend(scale_out(&bench, binary, &database_url, seconds).await?);
+        service = start_service(binary, &database_url, port, Role::Full)?;
+        wait_healthy(&bench.client, &bench.base).await?;
     }
 
     // 6. Flat cost: the same measures again over 10 million rows of history.
@@ -1002,6 +1033,59 @@ enum Role {
     ApiOnly,
 }
 
+/// Instances of one scale-out layout: how many take ingest traffic and what they are.
+struct Layout {
+    name: &'static str,
+    /// Instances that accept and deliver; the first `ingesting` of them also get the traffic.
+    full: usize,
+    /// API-only instances (`WEBHOOKD_WORKER_CONCURRENCY=0`); they get the traffic when any.
+    api_only: usize,
+}
+
+const LAYOUTS: [Layout; 5] = [
+    Layout { name: "1 instance, accepting and delivering", full: 1, api_only: 0 },
+    Layout { name: "2 instances, each accepting and delivering", full: 2, api_only: 0 },
+    Layout { name: "3 instances, each accepting and delivering", full: 3, api_only: 0 },
+    Layout { name: "1 API-only instance + 1 delivering instance", full: 1, api_only: 1 },
+    Layout { name: "2 API-only instances + 1 delivering instance", full: 1, api_only: 2 },
+];
+
+/// Ingest for `seconds` spread over the instances that take traffic in each layout, then
+/// until everything accepted is delivered: (accepted/s, accepted and delivered/s) per layout.
+/// The bench's own service is stopped meanwhile.
+async fn scale_out(bench: &Bench, binary: &std::path::Path, database_url: &str, seconds: u64) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    for layout in &LAYOUTS {
+        let roles = std::iter::repeat_n(Role::ApiOnly, layout.api_only).chain(std::iter::repeat_n(Role::Full, layout.full));
+        let mut services = Vec::new();
+        for role in roles {
+            let port = free_port();
+            services.push((start_service(binary, database_url, port, role)?, format!("http://127.0.0.1:{port}"), role));
+        }
+        for (_, base, _) in &services {
+            wait_healthy(&bench.client, base).await?;
+        }
+        // With API-only instances, only they take traffic; otherwise every instance does.
+        let ingesting: Vec<String> = services
+            .iter()
+            .filter(|(_, _, role)| layout.api_only == 0 || *role == Role::ApiOnly)
+            .map(|(_, base, _)| format!("{base}/ingest/{}", bench.subscription))
+            .collect();
+        let started = Instant::now();
+        let accepted = post_spread_for(&bench.client, &ingesting, Some(TOKEN), Duration::from_secs(seconds)).await;
+        wait_for_receipts(&bench.pool).await;
+        let end_to_end = accepted as f64 / started.elapsed().as_secs_f64();
+        rows.push((
+            format!("scale-out: {}", layout.name),
+            format!("ingest {:.0}/s; accepted and delivered {end_to_end:.0}/s", accepted as f64 / seconds as f64),
+        ));
+        for (mut child, _, _) in services {
+            stop_service(&mut child)?;
+        }
+    }
+    Ok(rows)
+}
+
 fn start_service(binary: &std::path::Path, database_url: &str, port: u16, role: Role) -> anyhow::Result<Child> {
     Ok(service_command(binary, database_url, port, role).spawn()?)
 }
@@ -1063,12 +1147,18 @@ async fn ingest_for(bench: &Bench, duration: Duration) -> u64 {
 /// The load generator: `CONNECTIONS` connections POSTing 1 KiB bodies as fast as they can
 /// for `duration`; returns how many got a 2xx answer.
 async fn post_for(client: &reqwest::Client, url: &str, token: Option<&str>, duration: Duration) -> u64 {
+    post_spread_for(client, &[url.to_owned()], token, duration).await
+}
+
+/// [`post_for`] with the connections spread over `urls` in turn (one service per URL).
+async fn post_spread_for(client: &reqwest::Client, urls: &[String], token: Option<&str>, duration: Duration) -> u64 {
     let succeeded = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let body = bytes::Bytes::from(payload());
     let tasks: Vec<_> = (0..CONNECTIONS)
-        .map(|_| {
-            let (client, url, body, succeeded) = (client.clone(), url.to_owned(), body.clone(), succeeded.clone());
+        .map(|connection| {
+            let url = urls[connection % urls.len()].clone();
+            let (client, body, succeeded) = (client.clone(), body.clone(), succeeded.clone());
             let token = token.map(str::to_owned);
             tokio::spawn(async move {
                 while Instant::now() < deadline {
