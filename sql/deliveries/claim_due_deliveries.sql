@@ -93,6 +93,15 @@ WITH RECURSIVE relaxed AS (
     -- before sorts were ruled out, depending on the statistics; claim_isolation.rs checks
     -- the rows read). It used to take one row per index descent, which made a claim of 64
     -- rows of one subscription cost 9.5 ms instead of 2.
+    -- Rows are locked as they are read, and rows another claimer holds are skipped: the
+    -- read goes on to the next ones, so claimers working on the same subscription (other
+    -- instances) take its next rows side by side. When rows were chosen first and locked
+    -- afterwards, the second of two claimers chose the rows the first had just locked and
+    -- came back with nothing: two instances delivered less than one. A row another
+    -- claimer took or finished meanwhile no longer passes the check, made again on the
+    -- row's latest version once it is locked (a claimed row's lease ends in the future, a
+    -- finished one has no due time). Rows locked beyond the batch (at most one per
+    -- subscription, see `take`) are let go at commit.
     SELECT s.subscription_id, f.next_attempt_at, f.id
     FROM shares AS s
     CROSS JOIN LATERAL (
@@ -103,10 +112,9 @@ WITH RECURSIVE relaxed AS (
           AND (d.subscription_id, d.next_attempt_at) <= (s.subscription_id, now())
         ORDER BY d.subscription_id, d.next_attempt_at, d.id
         LIMIT s.take
+        FOR UPDATE OF d SKIP LOCKED
     ) AS f
 ), candidates AS (
-    -- Read without locking: only the rows chosen are locked (a row lock is a heap write and
-    -- a WAL record).
     SELECT p.id, p.subscription_id, p.next_attempt_at
     FROM picked AS p
     ORDER BY p.next_attempt_at
@@ -119,20 +127,6 @@ WITH RECURSIVE relaxed AS (
                       WHERE s.take < s.room
                         AND (SELECT count(*) FROM candidates AS c WHERE c.subscription_id = s.subscription_id) >= s.take)
            AS more
-), locked AS (
-    -- Lock what was chosen; rows another claimer holds are skipped, and a row another
-    -- claimer took or finished meanwhile no longer passes the check, made again on the
-    -- row's latest version once it is locked: a claimed row's lease ends in the future, a
-    -- finished one has no due time (migration 7).
-    -- Both this and the UPDATE must be primary-key lookups whatever the statistics say:
-    -- `= ANY(ARRAY(...))` rules out a semi-join planned as a scan per chosen row, and the
-    -- check deliberately leaves `status` out, which keeps the partial indexes out of the
-    -- plan (the planner sizes them by the last ANALYZE, usually of an empty queue, and
-    -- would scan the whole backlog through one; see migration 7).
-    SELECT d.id
-    FROM deliveries AS d
-    WHERE d.id = ANY (ARRAY(SELECT id FROM candidates)) AND d.next_attempt_at <= now()
-    FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE deliveries AS d
     SET status = 'delivering',
@@ -140,7 +134,9 @@ WITH RECURSIVE relaxed AS (
         lease_id = $3,
         next_attempt_at = now() + make_interval(secs => $2::float8)
     FROM relaxed
-    WHERE d.id = ANY (ARRAY(SELECT id FROM locked))
+    -- A primary-key lookup whatever the statistics say: `= ANY(ARRAY(...))` rules out a
+    -- semi-join planned as a scan per chosen row (see migration 7).
+    WHERE d.id = ANY (ARRAY(SELECT id FROM candidates))
     RETURNING d.id, d.subscription_id, d.event_type, d.event_id, d.attempt_count,
               d.round_start_attempt
 )
@@ -155,10 +151,7 @@ WITH RECURSIVE relaxed AS (
 -- is sent rather than the claim failing for every delivery behind it.
 SELECT c.id, c.subscription_id, c.event_type, COALESCE(b.body, e.payload, ''::bytea) AS body,
        c.attempt_count, c.round_start_attempt, k.next_attempt_at AS due_at,
-       s.more, s.next_due_at,
-       -- Chosen rows that were not claimed: another claimer locked or took them meanwhile.
-       -- The loop looks again shortly rather than sleeping until the next due time.
-       (SELECT count(*) FROM claimed) < (SELECT count(*) FROM candidates) AS "lost!"
+       s.more, s.next_due_at
 FROM (
     SELECT m.more,
            CASE WHEN NOT m.more THEN (

@@ -226,8 +226,7 @@ pub struct Claim {
     pub more: bool,
     /// When not: when the next delivery of a subscription with room is due after now
     /// (`None`: none is).
-    pub next_due: Option<OffsetDateTime>,    /// Some chosen rows were locked or taken by another claimer meanwhile: look again soon.
-    pub lost: bool,
+    pub next_due: Option<OffsetDateTime>,
 }
 
 /// For the rest of the transaction, keeps the planner on the claim's index (see the file):
@@ -255,7 +254,7 @@ pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, 
     .fetch_all(db)
     .await?;
     let Some(first) = rows.first() else { return Ok(Claim::default()) };
-    let (more, next_due, lost) = (first.more.unwrap_or(false), first.next_due_at, first.lost);
+    let (more, next_due) = (first.more.unwrap_or(false), first.next_due_at);
     // Nothing claimed: one row without a delivery (the claim's columns are all NULL).
     let deliveries = rows
         .into_iter()
@@ -271,7 +270,7 @@ pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, 
             })
         })
         .collect();
-    Ok(Claim { deliveries, more, next_due, lost })
+    Ok(Claim { deliveries, more, next_due })
 }
 
 /// Tells every instance's claim loop (LISTEN) that new work is due.

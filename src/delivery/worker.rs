@@ -28,8 +28,6 @@ use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
 const CLAIM_BATCH: usize = 256;
-/// Wait before looking again after another claimer locked or took rows this claim chose.
-const LOST_RETRY: Duration = Duration::from_millis(5);
 /// Wait after a failed claim (database down) before trying again.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
@@ -117,16 +115,10 @@ async fn claim(state: &ClaimLoop, scheduler: &Scheduler, first: OwnedSemaphorePe
     // may have more due, and nothing else would wake the loop for it.
     let more = claim.more;
     let filled = scheduler.filled(&plan, &claim.deliveries);
-    let (next_due, lost) = (claim.next_due, claim.lost);
+    let next_due = claim.next_due;
     spawn_deliveries(state, scheduler, claim.deliveries, first, capacity, lease_id);
     if more || scheduler.any_has_room(&filled) {
         return None;
-    }
-    // Another instance locked or took some of what this claim chose: more may be due behind
-    // them. Look again shortly (not at once: a row another claimer holds is gone from the
-    // queue as soon as that claim commits).
-    if lost {
-        return Some(Wait::Work(LOST_RETRY));
     }
     // Every due row of a subscription with room is claimed. What else is due belongs to
     // full subscriptions, which `room_freed` signals; sleep until the next delivery of a
