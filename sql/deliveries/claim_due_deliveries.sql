@@ -157,6 +157,8 @@ FROM (
            CASE WHEN NOT m.more THEN (
                SELECT min(f.next_attempt_at)
                FROM with_room AS r
+               LEFT JOIN (SELECT c.subscription_id, count(*) AS taken FROM candidates AS c GROUP BY c.subscription_id) AS t
+                   ON t.subscription_id = r.subscription_id
                CROSS JOIN LATERAL (
                    SELECT d.next_attempt_at
                    FROM deliveries AS d
@@ -166,6 +168,11 @@ FROM (
                    ORDER BY d.subscription_id, d.next_attempt_at, d.id
                    LIMIT 1
                ) AS f
+               -- Not those this claim filled: they are full now, and the loop waits for
+               -- their room. Reading them here stepped over the entries their claimed rows
+               -- leave behind at the lease's end (dead ones too, until vacuum): 2.5 ms of
+               -- each 64-row claim during a drain of one subscription.
+               WHERE r.room > COALESCE(t.taken, 0)
            ) END AS next_due_at
     FROM more AS m
 ) AS s

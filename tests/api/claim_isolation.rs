@@ -73,6 +73,17 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
     let claim = claim_like_the_service(&pool, &plan).await;
     assert_eq!(claim.deliveries.len(), 4);
     assert!(claim.deliveries.iter().all(|d| d.subscription_id.as_uuid() == healthy));
+    assert_eq!(claim.next_due, None, "the healthy subscription filled its room: the loop waits for room, not a time");
+    // With room to spare it takes the other 6 due now, and says when its next one is due:
+    // the end of the first claim's lease (a minute), then the retry in an hour.
+    let roomy = ClaimPlan { small_share: 16, ..plan.clone() };
+    let claim = claim_like_the_service(&pool, &roomy).await;
+    assert_eq!(claim.deliveries.len(), 6);
+    let lease_end = later - time::Duration::minutes(59);
+    assert!(claim.next_due.is_some_and(|due| due >= lease_end && due < later), "{:?} is the first lease's end", claim.next_due);
+    sqlx::query("UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL, lease_id = NULL WHERE status = 'delivering'").execute(&pool).await.unwrap();
+    let claim = claim_like_the_service(&pool, &roomy).await;
+    assert!(claim.deliveries.is_empty());
     assert!(claim.next_due.is_some_and(|due| due >= later), "{:?} is the healthy subscription's retry", claim.next_due);
 
     let everyone_full = ClaimPlan { small_share: 0, ..plan };
