@@ -23,14 +23,15 @@
 -- their rows). For the same reason a known subscription is read from $6, where the
 -- previous claim found its earliest due row less a margin; the claim loop rescans from the
 -- start every second, so a row committed late with an older due time waits at most that
--- long. Run after sql/deliveries/prefer_claim_index.sql, in the same transaction.
+-- long. Run on a connection set up by sql/deliveries/prefer_claim_index.sql, on its own
+-- (one statement, its own transaction).
 -- The gap bounds use the nil and the max UUID as "before the first" and "after the last":
 -- subscription ids are UUIDv7 made by the service, never either.
 --
 -- Each claimed row also carries when it became due (due_at: the lag metric and the next
 -- scan position).
 --
--- The claim commits without waiting for its WAL flush (synchronous_commit off for this
+-- The claim commits without waiting for its WAL flush (synchronous_commit off for its own
 -- transaction only): claims run one after another, and a flush each would cap the drain
 -- rate. Losing a claim in a database crash only puts the row back in the queue as it was
 -- (it may then be delivered twice, which at-least-once allows; its attempt is still

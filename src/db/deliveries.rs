@@ -1,6 +1,7 @@
 //! Statements on `deliveries`, the queue.
 
-use sqlx::PgExecutor;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, PgExecutor};
 
 use crate::db::attempts::AttemptRow;
 use crate::domain::ids::uuids;
@@ -229,16 +230,23 @@ pub struct Claim {
     pub next_due: Option<OffsetDateTime>,
 }
 
-/// For the rest of the transaction, keeps the planner on the claim's index (see the file):
-/// run it before [`claim_due`], in the same transaction.
+/// For the rest of the session, keeps the planner on the claim's index (see the file).
 pub async fn prefer_claim_index(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
     sqlx::query_file!("sql/deliveries/prefer_claim_index.sql").fetch_one(db).await?;
     Ok(())
 }
 
+/// Opens the connection a claim loop keeps for its claims, set up by [`prefer_claim_index`]:
+/// each claim is then one statement, one round trip. It is used for nothing else.
+pub async fn connect_for_claims(options: &PgConnectOptions) -> sqlx::Result<PgConnection> {
+    let mut connection = PgConnection::connect_with(options).await?;
+    prefer_claim_index(&mut connection).await?;
+    Ok(connection)
+}
+
 /// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`, no
 /// more of each subscription than its room in `plan`; reads nothing of a subscription
-/// without room. Run after [`prefer_claim_index`] in the same transaction.
+/// without room. Run it on a connection from [`connect_for_claims`], on its own.
 pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, lease_id: Uuid, plan: &ClaimPlan) -> sqlx::Result<Claim> {
     let (ids, rooms, from) = plan.columns();
     let rows = sqlx::query_file!(

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use time::OffsetDateTime;
+use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,6 +29,8 @@ use crate::subscription_cache::Lookup;
 
 /// Most deliveries claimed by one statement.
 const CLAIM_BATCH: usize = 256;
+/// Longest wait for the claim loop's connection (the pool waits as long for one).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Wait after a failed claim (database down) before trying again.
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
@@ -58,6 +61,8 @@ pub async fn claim_loop(state: ClaimLoop) {
     let settings = &state.context.settings;
     let capacity = Arc::new(Semaphore::new(settings.concurrency as usize));
     let scheduler = Scheduler::new(settings.max_in_flight_per_subscription as usize);
+    // The claim loop's own connection, beside the pool (see `connect_for_claims`).
+    let mut connection = None;
     loop {
         if state.shutdown.is_cancelled() {
             return;
@@ -66,7 +71,7 @@ pub async fn claim_loop(state: ClaimLoop) {
         let mut room_freed = std::pin::pin!(scheduler.room_freed());
         room_freed.as_mut().enable();
         let wait = match capacity.clone().try_acquire_owned() {
-            Ok(first) => match claim(&state, &scheduler, first, &capacity).await {
+            Ok(first) => match claim(&state, &mut connection, &scheduler, first, &capacity).await {
                 Some(wait) => wait,
                 None => continue,
             },
@@ -89,23 +94,31 @@ pub async fn claim_loop(state: ClaimLoop) {
 
 /// One claim of as many due deliveries as there are free send slots (`first` and the
 /// others), started at once. `None`: claim again now; otherwise what to wait for.
-async fn claim(state: &ClaimLoop, scheduler: &Scheduler, first: OwnedSemaphorePermit, capacity: &Arc<Semaphore>) -> Option<Wait> {
+async fn claim(
+    state: &ClaimLoop,
+    connection: &mut Option<PgConnection>,
+    scheduler: &Scheduler,
+    first: OwnedSemaphorePermit,
+    capacity: &Arc<Semaphore>,
+) -> Option<Wait> {
     let context = &state.context;
     let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
     let lease_id = Uuid::new_v4();
     let lease_seconds = context.settings.lease_duration().as_secs_f64();
     let plan = scheduler.plan();
     let claimed = async {
-        let mut tx = context.pool.begin().await?;
-        deliveries::prefer_claim_index(&mut *tx).await?;
-        let claim = deliveries::claim_due(&mut *tx, wanted as i64, lease_seconds, lease_id, &plan).await?;
-        tx.commit().await?;
-        Ok::<_, sqlx::Error>(claim)
+        let db = match connection {
+            Some(db) => db,
+            None => connection.insert(connect_for_claims(&context.pool).await?),
+        };
+        deliveries::claim_due(db, wanted as i64, lease_seconds, lease_id, &plan).await
     };
     let claim = match claimed.await {
         Ok(claim) => claim,
         Err(error) => {
             tracing::warn!(%error, "cannot claim deliveries; retrying");
+            // Whatever went wrong, the next claim starts on a new connection.
+            *connection = None;
             return Some(Wait::Retry(CLAIM_RETRY));
         }
     };
@@ -125,6 +138,14 @@ async fn claim(state: &ClaimLoop, scheduler: &Scheduler, first: OwnedSemaphorePe
     // subscription with room is due.
     let sleep = scheduler.sleep_for(next_due, OffsetDateTime::now_utc(), context.settings.poll_interval);
     (!sleep.is_zero()).then_some(Wait::Work(sleep))
+}
+
+/// Opens the claim loop's connection with the pool's settings, within the pool's usual wait
+/// for a connection.
+async fn connect_for_claims(pool: &PgPool) -> sqlx::Result<PgConnection> {
+    let options = pool.connect_options();
+    let connect = deliveries::connect_for_claims(&options);
+    tokio::time::timeout(CONNECT_TIMEOUT, connect).await.map_err(|_| sqlx::Error::PoolTimedOut)?
 }
 
 /// Starts one task per claimed delivery, each holding one of the instance's send permits

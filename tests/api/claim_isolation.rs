@@ -94,11 +94,8 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
 
 /// One claim of up to 64 deliveries, as the service makes it.
 async fn claim_like_the_service(pool: &PgPool, plan: &ClaimPlan) -> deliveries::Claim {
-    let mut tx = pool.begin().await.unwrap();
-    deliveries::prefer_claim_index(&mut *tx).await.unwrap();
-    let claim = deliveries::claim_due(&mut *tx, 64, 60.0, Uuid::new_v4(), plan).await.unwrap();
-    tx.commit().await.unwrap();
-    claim
+    let mut db = deliveries::connect_for_claims(&pool.connect_options()).await.unwrap();
+    deliveries::claim_due(&mut db, 64, 60.0, Uuid::new_v4(), plan).await.unwrap()
 }
 
 /// Queues `count` deliveries of `subscription`, due at `due` (an SQL expression).
