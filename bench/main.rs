@@ -315,6 +315,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
 
     // 5c. Scaling out: several instances against the one PostgreSQL.
     if bench.phases.wants("scale") {
+        earlier_peak_rss = earlier_peak_rss.max(rss_kib(service.id(), "VmHWM:"));
         stop_service(&mut service)?;
         rows.extend(scale_out(&bench, binary, &database_url, seconds).await?);
         service = start_service(binary, &database_url, port, Role::Full)?;

@@ -147,7 +147,9 @@ fn assert_reads_only_by_subscription(plan: &Value) {
     let mut nodes = vec![plan];
     while let Some(node) = nodes.pop() {
         assert_ne!(node["Node Type"], "Incremental Sort", "{node:#}");
-        assert!(!(node["Node Type"] == "Seq Scan" && node["Relation Name"] == "deliveries"), "{node:#}");
+        // Of any table: a generic plan made while bodies or events were few read them whole
+        // at every claim until the next ANALYZE.
+        assert_ne!(node["Node Type"], "Seq Scan", "{node:#}");
         if let Some(index) = node["Index Name"].as_str().filter(|name| name.starts_with("deliveries_")) {
             assert!(
                 ["deliveries_subscription_due_idx", "deliveries_pkey"].contains(&index),
