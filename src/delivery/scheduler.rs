@@ -60,6 +60,9 @@ pub const SMALL_SHARE: i32 = 4;
 const MARGIN: Duration = Duration::from_secs(1);
 /// How often a claim reads every subscription from its start.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
+/// How often, at most, a claim looks for subscriptions not known here, unless new work was
+/// signalled (see [`Scheduler::discover_soon`]).
+const DISCOVER_EVERY: Duration = Duration::from_millis(100);
 
 /// One subscription as this instance sees it.
 #[derive(Debug)]
@@ -87,6 +90,12 @@ impl Usage {
 struct State {
     usage: HashMap<SubscriptionId, Usage>,
     last_rescan: Instant,
+    /// When a claim last looked for subscriptions not known here (`None`: never).
+    last_discovery: Option<Instant>,
+    /// New work was signalled: the next claim looks for them whenever it last did.
+    discover_requested: bool,
+    /// Whether the last plan looked for them.
+    discovered_last: bool,
 }
 
 /// This instance's fairness state; clones share it.
@@ -107,7 +116,13 @@ impl Scheduler {
 
     fn rescanning_every(cap: usize, rescan_every: Duration) -> Self {
         let cap = cap.clamp(1, i32::MAX as usize / 4) as i32;
-        let state = State { usage: HashMap::new(), last_rescan: Instant::now() };
+        let state = State {
+            usage: HashMap::new(),
+            last_rescan: Instant::now(),
+            last_discovery: None,
+            discover_requested: false,
+            discovered_last: false,
+        };
         Self { cap, rescan_every, state: Arc::new(Mutex::new(state)), room_freed: Arc::default() }
     }
 
@@ -135,7 +150,24 @@ impl Scheduler {
                 scan_from: if rescan { None } else { u.scan_from },
             })
             .collect();
-        ClaimPlan { known, small_share: self.small_share() }
+        // Looking for unknown subscriptions is the claim's skip scan over the gaps between
+        // known ones, which steps over every index entry that rows finished since the last
+        // vacuum left there: after a burst of 300,000 finished rows on a stock autovacuum
+        // (a minute between looks) it cost 15 ms per claim. New work is signalled (ingest,
+        // NOTIFY), and retries of unknown subscriptions are found within DISCOVER_EVERY.
+        let discover = state.discover_requested || state.last_discovery.is_none_or(|at| now.duration_since(at) >= DISCOVER_EVERY);
+        if discover {
+            state.last_discovery = Some(now);
+            state.discover_requested = false;
+        }
+        state.discovered_last = discover;
+        // With no room for the others, the claim does not look for them at all.
+        ClaimPlan { known, small_share: if discover { self.small_share() } else { 0 } }
+    }
+
+    /// New work was signalled: the next claim also looks for subscriptions not known here.
+    pub fn discover_soon(&self) {
+        self.lock().discover_requested = true;
     }
 
     /// Counts each claimed delivery against its subscription until its guard is dropped
@@ -220,7 +252,13 @@ impl Scheduler {
         let state = self.lock();
         let positioned = state.usage.values().any(|u| u.scan_from.is_some() && self.room(u, instant) > 0);
         let until_rescan = if positioned { self.rescan_every.saturating_sub(state.last_rescan.elapsed()) } else { poll };
-        until_due.min(until_rescan).min(poll)
+        // A claim that did not look for unknown subscriptions did not see when their next
+        // rows are due: look by the time the next one may.
+        let until_discovery = match state.last_discovery {
+            Some(at) if !state.discovered_last => DISCOVER_EVERY.saturating_sub(at.elapsed()),
+            _ => poll,
+        };
+        until_due.min(until_rescan).min(until_discovery).min(poll)
     }
 
     /// How many more deliveries a subscription may have claimed.

@@ -1,5 +1,6 @@
 //! The claim loop and the per-delivery task.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -70,6 +71,11 @@ pub async fn claim_loop(state: ClaimLoop) {
         // Listen for freed room before claiming, so that room freed from now on is not missed.
         let mut room_freed = std::pin::pin!(scheduler.room_freed());
         room_freed.as_mut().enable();
+        // New work signalled while the loop was busy claiming: it may be an unknown
+        // subscription's, which the next claim then looks for.
+        if take_signal(&state.wake) {
+            scheduler.discover_soon();
+        }
         let wait = match capacity.clone().try_acquire_owned() {
             Ok(first) => match claim(&state, &mut connection, &scheduler, first, &capacity).await {
                 Some(wait) => wait,
@@ -85,11 +91,17 @@ pub async fn claim_loop(state: ClaimLoop) {
         tokio::select! {
             _ = state.shutdown.cancelled() => return,
             _ = capacity.acquire(), if wait == Wait::Capacity => {}
-            _ = state.wake.notified(), if work => {}
+            _ = state.wake.notified(), if work => scheduler.discover_soon(),
             _ = room_freed, if work => {}
             _ = tokio::time::sleep(sleep.unwrap_or_default()), if sleep.is_some() => {}
         }
     }
+}
+
+/// Whether `wake` was signalled since it was last waited on (taking the signal).
+fn take_signal(wake: &Notify) -> bool {
+    let notified = std::pin::pin!(wake.notified());
+    notified.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
 }
 
 /// One claim of as many due deliveries as there are free send slots (`first` and the
