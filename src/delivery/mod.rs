@@ -156,3 +156,9 @@ impl Engine {
         }
     }
 }
+
+/// Whether a notification has come, without waiting for one (taking it if it has).
+pub(crate) fn notified_already(notified: std::pin::Pin<&mut tokio::sync::futures::Notified<'_>>) -> bool {
+    use std::future::Future;
+    notified.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
+}

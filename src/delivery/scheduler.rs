@@ -38,6 +38,13 @@
 //! transaction's `now()`, taken when the transaction began). Once a second
 //! ([`RESCAN_EVERY`]) a claim reads every subscription from its start, so a row that
 //! slipped behind a position waits at most that long.
+//!
+//! **Discovery.** A subscription not known here is found by the claim's skip scan of the
+//! index between known ones, which also steps over the entries finished rows left there
+//! until the next vacuum. So a claim looks for them ([`Scheduler::plan`] gives them the
+//! small share; otherwise none) only when new work was signalled
+//! ([`Scheduler::discover_soon`]) or [`DISCOVER_EVERY`] after the last look, and a claim
+//! that did not look lets the loop sleep no longer than until the next look may happen.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -90,10 +97,9 @@ impl Usage {
 struct State {
     usage: HashMap<SubscriptionId, Usage>,
     last_rescan: Instant,
-    /// When a claim last looked for subscriptions not known here (`None`: never).
+    /// When a claim last looked for subscriptions not known here (`None`: the next claim
+    /// looks, as at the start or after new work was signalled).
     last_discovery: Option<Instant>,
-    /// New work was signalled: the next claim looks for them whenever it last did.
-    discover_requested: bool,
     /// Whether the last plan looked for them.
     discovered_last: bool,
 }
@@ -120,7 +126,6 @@ impl Scheduler {
             usage: HashMap::new(),
             last_rescan: Instant::now(),
             last_discovery: None,
-            discover_requested: false,
             discovered_last: false,
         };
         Self { cap, rescan_every, state: Arc::new(Mutex::new(state)), room_freed: Arc::default() }
@@ -155,10 +160,9 @@ impl Scheduler {
         // vacuum left there: after a burst of 300,000 finished rows on a stock autovacuum
         // (a minute between looks) it cost 15 ms per claim. New work is signalled (ingest,
         // NOTIFY), and retries of unknown subscriptions are found within DISCOVER_EVERY.
-        let discover = state.discover_requested || state.last_discovery.is_none_or(|at| now.duration_since(at) >= DISCOVER_EVERY);
+        let discover = state.last_discovery.is_none_or(|at| now.duration_since(at) >= DISCOVER_EVERY);
         if discover {
             state.last_discovery = Some(now);
-            state.discover_requested = false;
         }
         state.discovered_last = discover;
         // With no room for the others, the claim does not look for them at all.
@@ -167,7 +171,7 @@ impl Scheduler {
 
     /// New work was signalled: the next claim also looks for subscriptions not known here.
     pub fn discover_soon(&self) {
-        self.lock().discover_requested = true;
+        self.lock().last_discovery = None;
     }
 
     /// Counts each claimed delivery against its subscription until its guard is dropped
@@ -334,6 +338,7 @@ impl std::fmt::Debug for Scheduler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::delivery::notified_already;
     use crate::domain::DeliveryId;
 
     fn delivery(subscription: SubscriptionId, due_at: OffsetDateTime) -> ClaimedDelivery {
@@ -414,9 +419,9 @@ mod tests {
         let mut room_freed = std::pin::pin!(scheduler.room_freed());
         room_freed.as_mut().enable();
         answer(answering.pop().unwrap());
-        assert!(futures_ready(room_freed.as_mut()).is_none(), "a subscription that had room already does not wake the loop");
+        assert!(!notified_already(room_freed.as_mut()), "a subscription that had room already does not wake the loop");
         drop(hanging.pop()); // a hanging receiver's attempt timed out: room for one
-        assert!(futures_ready(room_freed.as_mut()).is_some(), "a full subscription with room again does");
+        assert!(notified_already(room_freed.as_mut()), "a full subscription with room again does");
         assert_eq!(room(&scheduler, full), 1);
     }
 
@@ -445,7 +450,7 @@ mod tests {
         room_freed.as_mut().enable();
         claimed.pop(); // five claimed, still more than the cap
         assert_eq!(room(&scheduler, a), 1);
-        assert!(futures_ready(room_freed.as_mut()).is_some(), "the claim loop is told");
+        assert!(notified_already(room_freed.as_mut()), "the claim loop is told");
     }
 
     #[test]
@@ -516,12 +521,20 @@ mod tests {
         assert!(!scheduler.any_has_room(&[b]), "b is full");
     }
 
-    /// Whether the notification has come, without waiting.
-    fn futures_ready(notified: std::pin::Pin<&mut Notified<'_>>) -> Option<()> {
-        let waker = std::task::Waker::noop();
-        match notified.poll(&mut std::task::Context::from_waker(waker)) {
-            std::task::Poll::Ready(()) => Some(()),
-            std::task::Poll::Pending => None,
-        }
+    #[test]
+    fn unknown_subscriptions_are_looked_for_on_new_work_or_after_a_while_and_the_loop_sleeps_no_longer() {
+        let scheduler = Scheduler::new(64);
+        let (now, poll) = (OffsetDateTime::now_utc(), Duration::from_secs(5));
+        assert_eq!(scheduler.plan().small_share, 4, "the first claim looks");
+        assert_eq!(scheduler.plan().small_share, 0, "the next one, at once after, does not");
+        let sleep = scheduler.sleep_for(None, now, poll);
+        assert!(sleep > Duration::ZERO && sleep <= DISCOVER_EVERY, "{sleep:?}: no longer than until the next look");
+
+        scheduler.discover_soon();
+        assert_eq!(scheduler.plan().small_share, 4, "new work: the next claim looks");
+        assert_eq!(scheduler.sleep_for(None, now, poll), poll, "a claim that looked saw everything due");
+
+        scheduler.lock().last_discovery = Some(Instant::now() - DISCOVER_EVERY);
+        assert_eq!(scheduler.plan().small_share, 4, "a while later it looks again");
     }
 }

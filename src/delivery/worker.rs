@@ -1,6 +1,5 @@
 //! The claim loop and the per-delivery task.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -73,7 +72,7 @@ pub async fn claim_loop(state: ClaimLoop) {
         room_freed.as_mut().enable();
         // New work signalled while the loop was busy claiming: it may be an unknown
         // subscription's, which the next claim then looks for.
-        if take_signal(&state.wake) {
+        if super::notified_already(std::pin::pin!(state.wake.notified())) {
             scheduler.discover_soon();
         }
         let wait = match capacity.clone().try_acquire_owned() {
@@ -98,12 +97,6 @@ pub async fn claim_loop(state: ClaimLoop) {
     }
 }
 
-/// Whether `wake` was signalled since it was last waited on (taking the signal).
-fn take_signal(wake: &Notify) -> bool {
-    let notified = std::pin::pin!(wake.notified());
-    notified.poll(&mut std::task::Context::from_waker(std::task::Waker::noop())).is_ready()
-}
-
 /// One claim of as many due deliveries as there are free send slots (`first` and the
 /// others), started at once. `None`: claim again now; otherwise what to wait for.
 async fn claim(
@@ -121,7 +114,7 @@ async fn claim(
     let claimed = async {
         let db = match connection {
             Some(db) => db,
-            None => connection.insert(connect_for_claims(&context.pool).await?),
+            None => connection.insert(open_claim_connection(&context.pool).await?),
         };
         deliveries::claim_due(db, wanted as i64, lease_seconds, lease_id, &plan).await
     };
@@ -154,7 +147,7 @@ async fn claim(
 
 /// Opens the claim loop's connection with the pool's settings, within the pool's usual wait
 /// for a connection.
-async fn connect_for_claims(pool: &PgPool) -> sqlx::Result<PgConnection> {
+async fn open_claim_connection(pool: &PgPool) -> sqlx::Result<PgConnection> {
     let options = pool.connect_options();
     let connect = deliveries::connect_for_claims(&options);
     tokio::time::timeout(CONNECT_TIMEOUT, connect).await.map_err(|_| sqlx::Error::PoolTimedOut)?
