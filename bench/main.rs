@@ -140,6 +140,10 @@ fn server_settings() -> anyhow::Result<Vec<(String, String)>> {
         "stock" => settings.push(("autovacuum_naptime".into(), "1min".into())),
         other => anyhow::bail!("BENCH_POSTGRES is `embedded` or `stock`, not `{other}`"),
     }
+    if Phases::from_env().profile {
+        // Planning time shows in the profile (a statement re-planned at every call).
+        settings.push(("pg_stat_statements.track_planning".into(), "on".into()));
+    }
     Ok(settings)
 }
 
@@ -398,15 +402,15 @@ impl Bench {
                 () = sample_background_work(&self.pool, &mut background) => samples += 1,
             }
         };
-        let top: Vec<(i64, i64, f64, f64, String)> = sqlx::query_as(
-            "SELECT calls, rows, total_exec_time, mean_exec_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
-             FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 6",
+        let top: Vec<(i64, i64, f64, f64, f64, String)> = sqlx::query_as(
+            "SELECT calls, rows, total_exec_time, mean_exec_time, total_plan_time, left(regexp_replace(query, '\\s+', ' ', 'g'), 100)
+             FROM pg_stat_statements ORDER BY total_exec_time + total_plan_time DESC LIMIT 6",
         )
         .fetch_all(&self.pool)
         .await?;
         eprintln!("-- {phase}: top statements by database time");
-        for (calls, rows, total, mean, query) in top {
-            eprintln!("{calls:>7} calls {rows:>8} rows {total:>7.0} ms total {mean:>6.3} ms mean  {query}");
+        for (calls, rows, total, mean, planning, query) in top {
+            eprintln!("{calls:>7} calls {rows:>8} rows {total:>7.0} ms total {mean:>6.3} ms mean {planning:>6.0} ms planning  {query}");
         }
         for (activity, seen) in background {
             eprintln!("   busy in {seen} of {samples} samples, 100 ms apart: {activity}");

@@ -83,15 +83,17 @@ pub async fn send(
         error,
         response_excerpt,
     };
+    // Parsed once here, for the check below and the request (a stored URL always parses).
+    let target = match TargetUrl::parse(target) {
+        Ok(target) => target,
+        Err(error) => return finish(SendOutcome::Failed, Some(error), None),
+    };
     // An IP written in the URL is never resolved, so the resolver cannot judge it: do it here.
-    if !allow_private_targets {
-        let literal = TargetUrl::parse(target).ok().and_then(|t| t.ip_literal());
-        if literal.is_some_and(|ip| !is_public(ip)) {
-            return finish(SendOutcome::Blocked, Some(BLOCKED_ADDRESS.to_owned()), None);
-        }
+    if !allow_private_targets && target.ip_literal().is_some_and(|ip| !is_public(ip)) {
+        return finish(SendOutcome::Blocked, Some(BLOCKED_ADDRESS.to_owned()), None);
     }
     let request = client
-        .post(target)
+        .post(target.into_url())
         .headers(delivery_headers(delivery, started_at, &body, signing))
         .body(body);
     let response = match request.send().await {

@@ -64,7 +64,7 @@ pub const STALL: Duration = Duration::from_secs(1);
 pub const SMALL_SHARE: i32 = 4;
 /// How far before where the last claim found a subscription's earliest due row the next
 /// claim starts reading it.
-const MARGIN: Duration = Duration::from_secs(1);
+const MARGIN: Duration = Duration::from_millis(100);
 /// How often a claim reads every subscription from its start.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);
 /// How often, at most, a claim looks for subscriptions not known here, unless new work was

@@ -40,6 +40,10 @@ impl TargetUrl {
         }
     }
 
+    pub fn into_url(self) -> Url {
+        self.0
+    }
+
     /// Host and port to resolve, with the scheme's default port filled in.
     pub fn host_and_port(&self) -> (String, u16) {
         let host = self.0.host_str().unwrap_or_default().trim_matches(['[', ']']).to_owned();
