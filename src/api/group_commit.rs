@@ -2,7 +2,7 @@
 //! committed, and one commit costs a disk flush; so requests arriving together share one
 //! multi-row INSERT (one commit). A request that arrives while the database is idle is
 //! written at once, alone: batching adds no latency at low load. Under load, requests queue
-//! while up to `WRITERS` commits are in flight, and the next batch takes all of them.
+//! while the commit in flight runs, and the next batch takes all of them.
 
 use std::sync::Arc;
 
@@ -11,8 +11,13 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::db::deliveries::{self, NewDelivery};
 
-/// Commits in flight at once.
-const WRITERS: usize = 4;
+/// Commits in flight at once. One: the fewer commits run side by side, the more rows each
+/// takes, and on the benchmark machine one writer accepted 18,400-19,500 requests/s where
+/// four accepted 12,200-15,100/s and two 12,900-14,100/s (API-only instance, 64
+/// connections, docs/benchmark.md): each statement costs the service a write and a
+/// wake-up of its database backend, and concurrent commits wait on each other's flushes.
+/// At low load a request is still written at once, so this adds no latency there.
+const WRITERS: usize = 1;
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
 /// Requests waiting for a batch; beyond this, handlers wait (back-pressure).
