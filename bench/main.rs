@@ -525,6 +525,17 @@ fn percentiles(bench: &Bench, sent: &[(String, Instant)]) -> anyhow::Result<(f64
         .filter_map(|(id, at)| arrived.get(id).map(|got| (*got - *at).as_secs_f64() * 1000.0))
         .collect();
     anyhow::ensure!(!latencies.is_empty(), "no webhook of the latency measure arrived");
+    if bench.phases.profile {
+        // The tail, in time: one stall or spread out?
+        let start = sent.first().map(|(_, at)| *at);
+        let slow: Vec<String> = sent
+            .iter()
+            .filter_map(|(id, at)| Some((*at, (*arrived.get(id)? - *at).as_secs_f64() * 1000.0)))
+            .filter(|(_, ms)| *ms > 20.0)
+            .map(|(at, ms)| format!("+{:.2}s {ms:.0}ms", (at - start.unwrap_or(at)).as_secs_f64()))
+            .collect();
+        eprintln!("-- latency over 20 ms, by send time: {}", slow.join(", "));
+    }
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     Ok((percentile(0.5), percentile(0.99), latencies.len()))
@@ -738,6 +749,7 @@ async fn cost_round(bench: &Bench, meter: &Meter<'_>, subscription: &str, second
     wait_for_receipts(&bench.pool).await;
     let started: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&bench.pool).await?;
     let before = meter.read(bench).await?;
+    let kinds_before = postgres_cpu_by_kind(meter.postmaster);
     // Last, so that the snapshot's own queries are not counted.
     sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
     let received = bench.receipts.count.load(Ordering::Relaxed);
@@ -752,6 +764,7 @@ async fn cost_round(bench: &Bench, meter: &Meter<'_>, subscription: &str, second
     wait_for_receipts(&bench.pool).await;
     let statements = statements_since_reset(&bench.pool).await?;
     let after = meter.read(bench).await?;
+    let kinds_after = postgres_cpu_by_kind(meter.postmaster);
     let attempts: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE subscription_id = $1::uuid AND created_at >= $2")
         .bind(subscription)
         .bind(started)
@@ -761,6 +774,11 @@ async fn cost_round(bench: &Bench, meter: &Meter<'_>, subscription: &str, second
     let webhooks = sent.len().max(1) as f64;
     let per_webhook = |f: fn(&Usage) -> f64| (f(&after) - f(&before)) / webhooks;
     let per_attempt = |f: fn(&Usage) -> f64| (f(&after) - f(&before)) / attempts.max(1) as f64;
+    let by_kind: Vec<String> = kinds_after
+        .iter()
+        .map(|(kind, cpu)| format!("{kind} {:.3}", (cpu - kinds_before.get(kind).unwrap_or(&0.0)) * 1000.0 / webhooks))
+        .collect();
+    eprintln!("-- cost round at {rate}/s: PostgreSQL CPU-ms per webhook by process: {}", by_kind.join(", "));
     Ok(Cost {
         webhooks: sent.len(),
         attempts: attempts as f64 / webhooks,
@@ -889,15 +907,42 @@ async fn postmaster_pid(pool: &PgPool) -> anyhow::Result<u32> {
 /// adds to the postmaster's cutime/cstime when it reaps them (connections that closed,
 /// autovacuum workers that finished).
 fn postgres_cpu(postmaster: u32) -> f64 {
-    let children: f64 = std::fs::read_dir("/proc")
+    let children: f64 = postmaster_children(postmaster).map(|pid| cpu_seconds(pid, false)).sum();
+    children + cpu_seconds(postmaster, true)
+}
+
+/// The running processes whose parent is `postmaster`.
+fn postmaster_children(postmaster: u32) -> impl Iterator<Item = u32> {
+    std::fs::read_dir("/proc")
         .into_iter()
         .flatten()
         .flatten()
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| proc_stat(pid).and_then(|fields| fields.get(1)?.parse::<u32>().ok()) == Some(postmaster))
-        .map(|pid| cpu_seconds(pid, false))
-        .sum();
-    children + cpu_seconds(postmaster, true)
+        .filter(move |&pid| proc_stat(pid).and_then(|fields| fields.get(1)?.parse::<u32>().ok()) == Some(postmaster))
+}
+
+/// CPU-seconds of PostgreSQL's processes by kind: each background process by its title
+/// ("walwriter", "autovacuum worker", ...), the client backends together, and the
+/// postmaster with its reaped children (autovacuum workers that have exited).
+fn postgres_cpu_by_kind(postmaster: u32) -> BTreeMap<String, f64> {
+    const BACKGROUND: [&str; 7] = [
+        "checkpointer",
+        "background writer",
+        "walwriter",
+        "autovacuum launcher",
+        "autovacuum worker",
+        "logical replication launcher",
+        "archiver",
+    ];
+    let mut kinds = BTreeMap::new();
+    for pid in postmaster_children(postmaster) {
+        let title = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let title = title.trim_start_matches("postgres: ");
+        let kind = BACKGROUND.iter().find(|b| title.starts_with(**b)).copied().unwrap_or("client backends");
+        *kinds.entry(kind.to_owned()).or_insert(0.0) += cpu_seconds(pid, false);
+    }
+    kinds.insert("postmaster and exited children".to_owned(), cpu_seconds(postmaster, true));
+    kinds
 }
 
 /// utime + stime of a process (all its threads), plus cutime + cstime (its reaped

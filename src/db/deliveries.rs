@@ -1,5 +1,7 @@
 //! Statements on `deliveries`, the queue.
 
+use std::time::Duration;
+
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgExecutor};
 
@@ -226,7 +228,7 @@ pub struct Claim {
     /// of it and had room for more.
     pub more: bool,
     /// When not: when the next delivery of a subscription with room is due after now
-    /// (`None`: none is).
+    /// (`None`: none is, within the claim's look-ahead).
     pub next_due: Option<OffsetDateTime>,
 }
 
@@ -246,8 +248,16 @@ pub async fn connect_for_claims(options: &PgConnectOptions) -> sqlx::Result<PgCo
 
 /// Claims up to `limit` due deliveries under `lease_id`, leased for `lease_seconds`, no
 /// more of each subscription than its room in `plan`; reads nothing of a subscription
-/// without room. Run it on a connection from [`connect_for_claims`], on its own.
-pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, lease_id: Uuid, plan: &ClaimPlan) -> sqlx::Result<Claim> {
+/// without room. When nothing more is due, says when the next delivery is, if within
+/// `look_ahead`. Run it on a connection from [`connect_for_claims`], on its own.
+pub async fn claim_due(
+    db: impl PgExecutor<'_>,
+    limit: i64,
+    lease_seconds: f64,
+    lease_id: Uuid,
+    plan: &ClaimPlan,
+    look_ahead: Duration,
+) -> sqlx::Result<Claim> {
     let (ids, rooms, from) = plan.columns();
     let rows = sqlx::query_file!(
         "sql/deliveries/claim_due_deliveries.sql",
@@ -258,6 +268,7 @@ pub async fn claim_due(db: impl PgExecutor<'_>, limit: i64, lease_seconds: f64, 
         &rooms,
         &from as &[Option<OffsetDateTime>],
         plan.small_share,
+        look_ahead.as_secs_f64(),
     )
     .fetch_all(db)
     .await?;

@@ -63,7 +63,10 @@ pub const STALL: Duration = Duration::from_secs(1);
 /// Most deliveries a subscription without a recent answer may have claimed.
 pub const SMALL_SHARE: i32 = 4;
 /// How far before where the last claim found a subscription's earliest due row the next
-/// claim starts reading it.
+/// claim starts reading it. Short: every row claimed within the margin leaves an entry the
+/// next claim steps over (a second's worth cost a 64-row claim of a drain 0.3 ms of its
+/// 2.2), while an ingest commit lands well within 100 ms of its `now()`; a row that does
+/// not waits for the next rescan.
 const MARGIN: Duration = Duration::from_millis(100);
 /// How often a claim reads every subscription from its start.
 const RESCAN_EVERY: Duration = Duration::from_secs(1);

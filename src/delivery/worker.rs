@@ -116,7 +116,8 @@ async fn claim(
             Some(db) => db,
             None => connection.insert(open_claim_connection(&context.pool).await?),
         };
-        deliveries::claim_due(db, wanted as i64, lease_seconds, lease_id, &plan).await
+        // No further ahead than the loop would sleep anyway (see `sleep_for`).
+        deliveries::claim_due(db, wanted as i64, lease_seconds, lease_id, &plan, context.settings.poll_interval).await
     };
     let claim = match claimed.await {
         Ok(claim) => claim,

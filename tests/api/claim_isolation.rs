@@ -3,6 +3,8 @@
 //! rows. Checked on the plan's row counts, not on time.
 
 use serde_json::Value;
+use std::time::Duration;
+
 use sqlx::{Executor, PgConnection, PgPool, Row};
 use uuid::Uuid;
 use webhookd::db::deliveries::{self, ClaimPlan, SubscriptionRoom};
@@ -11,6 +13,8 @@ use crate::helpers::fresh_database;
 
 /// Due rows of the subscription without room: many times what any claim may take.
 const FULL_BACKLOG: i64 = 25_000;
+/// Rows delivered before the claim after a drain.
+const DRAINED: i64 = 20_000;
 /// Most rows of `deliveries` a claim may read here: the healthy subscription's small share,
 /// a few index descents per subscription, and the locking and update of what it takes.
 const BOUNDED: f64 = 100.0;
@@ -34,10 +38,10 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
 
     let mut db = pool.acquire().await.unwrap();
     let statement = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
-    db.execute(sqlx::AssertSqlSafe(format!("PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int) AS {statement}")))
+    db.execute(sqlx::AssertSqlSafe(format!("PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int, float8) AS {statement}")))
     .await
     .unwrap();
-    let known = format!("ARRAY['{hanging}']::uuid[], ARRAY[0], ARRAY[NULL]::timestamptz[], 4");
+    let known = format!("ARRAY['{hanging}']::uuid[], ARRAY[0], ARRAY[NULL]::timestamptz[], 4, 5");
     for statistics in ["taken on an empty queue", "taken on this backlog"] {
         // As the service runs it: in a transaction that keeps the planner on its index.
         db.execute("BEGIN").await.unwrap();
@@ -56,7 +60,7 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
     let busy = Uuid::now_v7();
     queue(&pool, busy, FULL_BACKLOG, "now() - interval '30 seconds'").await;
     db.execute("ANALYZE deliveries").await.unwrap();
-    let known = format!("ARRAY['{hanging}', '{busy}']::uuid[], ARRAY[0, 128], ARRAY[NULL, NULL]::timestamptz[], 4");
+    let known = format!("ARRAY['{hanging}', '{busy}']::uuid[], ARRAY[0, 128], ARRAY[NULL, NULL]::timestamptz[], 4, 5");
     db.execute("BEGIN").await.unwrap();
     deliveries::prefer_claim_index(&mut *db).await.unwrap();
     let plan_busy = explain(&mut db, &format!("EXECUTE claim(64, 60, '{}', {known})", Uuid::new_v4())).await;
@@ -86,16 +90,67 @@ async fn a_claim_reads_none_of_the_backlog_of_a_subscription_without_room() {
     assert!(claim.deliveries.is_empty());
     assert!(claim.next_due.is_some_and(|due| due >= later), "{:?} is the healthy subscription's retry", claim.next_due);
 
+    let a_minute_ahead = claim_looking_ahead(&pool, &roomy, Duration::from_secs(60)).await;
+    assert_eq!(a_minute_ahead.next_due, None, "the retry in an hour is beyond the look-ahead");
+
     let everyone_full = ClaimPlan { small_share: 0, ..plan };
     let claim = claim_like_the_service(&pool, &everyone_full).await;
     assert!(claim.deliveries.is_empty());
     assert_eq!(claim.next_due, None, "no subscription with room has anything due");
 }
 
-/// One claim of up to 64 deliveries, as the service makes it.
+/// After a drain, every delivered row has left two dead entries in the claim's index until
+/// vacuum: one where it was due and one where its lease would have ended, ahead of now. A
+/// claim of the next webhook reads neither: it starts from where the last claim found the
+/// subscription's head, and looks for the next due row no further than the loop would
+/// sleep (5 s here). Looking to the end of the subscription, each claim at 200/s stepped
+/// over the whole drain's lease-end entries (2 ms a claim for one row, stock autovacuum).
+#[tokio::test]
+async fn a_claim_after_a_drain_steps_over_none_of_its_dead_entries() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    pool.execute("ALTER TABLE deliveries SET (autovacuum_enabled = false)").await.unwrap();
+    let subscription = Uuid::now_v7();
+    queue(&pool, subscription, DRAINED, "now() - interval '1 minute'").await;
+    // Claimed under a 50 s lease, then delivered: as a drain leaves them.
+    pool.execute(
+        "UPDATE deliveries SET status = 'delivering', attempt_count = 1, lease_id = gen_random_uuid(),
+                               next_attempt_at = now() + interval '50 seconds';
+         UPDATE deliveries SET status = 'succeeded', lease_id = NULL, next_attempt_at = NULL, completed_at = now();
+         ANALYZE deliveries",
+    )
+    .await
+    .unwrap();
+    let head: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&pool).await.unwrap();
+    queue(&pool, subscription, 1, "now()").await;
+
+    let mut db = pool.acquire().await.unwrap();
+    let statement = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
+    db.execute(sqlx::AssertSqlSafe(format!("PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int, float8) AS {statement}")))
+        .await
+        .unwrap();
+    // Positioned 100 ms before the last claim's head, as the scheduler positions it.
+    let from = (head - time::Duration::milliseconds(100)).format(&time::format_description::well_known::Rfc3339).unwrap();
+    let known = format!("ARRAY['{subscription}']::uuid[], ARRAY[64], ARRAY['{from}']::timestamptz[], 4, 5");
+    db.execute("BEGIN").await.unwrap();
+    deliveries::prefer_claim_index(&mut *db).await.unwrap();
+    let plan = explain(&mut db, &format!("EXECUTE claim(64, 60, '{}', {known})", Uuid::new_v4())).await;
+    db.execute("ROLLBACK").await.unwrap();
+    let root = &plan[0]["Plan"];
+    assert_eq!(root["Actual Rows"], 1, "the new webhook is claimed:\n{plan:#}");
+    let pages = root["Shared Hit Blocks"].as_f64().unwrap() + root["Shared Read Blocks"].as_f64().unwrap();
+    // Claiming one row touches a few dozen pages (its indexes, its body); stepping over the
+    // drain's entries touched thousands.
+    assert!(pages <= 150.0, "the claim of one webhook touched {pages} pages:\n{plan:#}");
+}
+
+/// One claim of up to 64 deliveries, as the service makes it, looking two hours ahead.
 async fn claim_like_the_service(pool: &PgPool, plan: &ClaimPlan) -> deliveries::Claim {
+    claim_looking_ahead(pool, plan, Duration::from_secs(7200)).await
+}
+
+async fn claim_looking_ahead(pool: &PgPool, plan: &ClaimPlan, look_ahead: Duration) -> deliveries::Claim {
     let mut db = deliveries::connect_for_claims(&pool.connect_options()).await.unwrap();
-    deliveries::claim_due(&mut db, 64, 60.0, Uuid::new_v4(), plan).await.unwrap()
+    deliveries::claim_due(&mut db, 64, 60.0, Uuid::new_v4(), plan, look_ahead).await.unwrap()
 }
 
 /// Queues `count` deliveries of `subscription`, due at `due` (an SQL expression).

@@ -218,7 +218,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     let claim = include_str!("../../sql/deliveries/claim_due_deliveries.sql");
     let record = include_str!("../../sql/deliveries/record_attempts.sql");
     db.execute(sqlx::AssertSqlSafe(format!(
-        "PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int) AS {claim};
+        "PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int, float8) AS {claim};
          PREPARE record(uuid[], uuid[], text[], timestamptz[], text[], uuid[], int[], text[], int[],
                         text[], int[], text[], text[], timestamptz[], float8, text) AS {record};
          BEGIN;
@@ -227,7 +227,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     .await
     .unwrap();
     let lease = uuid::Uuid::new_v4();
-    let claim_plan = explain_analyze(&mut db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', '{{}}', 64)")).await;
+    let claim_plan = explain_analyze(&mut db, &format!("EXECUTE claim(64, 60, '{lease}', '{{}}', '{{}}', '{{}}', 64, 5)")).await;
     let claimed: Vec<uuid::Uuid> = sqlx::query_scalar("SELECT id FROM deliveries WHERE lease_id = $1")
         .bind(lease)
         .fetch_all(&mut *db)
