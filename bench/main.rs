@@ -143,6 +143,8 @@ fn server_settings() -> anyhow::Result<Vec<(String, String)>> {
     if Phases::from_env().profile {
         // Planning time shows in the profile (a statement re-planned at every call).
         settings.push(("pg_stat_statements.track_planning".into(), "on".into()));
+        // When checkpoints ran and how long their file syncs took, in postgres.log.
+        settings.push(("log_checkpoints".into(), "on".into()));
     }
     Ok(settings)
 }
@@ -419,13 +421,17 @@ impl Bench {
     }
 }
 
-/// One sample of what PostgreSQL's autovacuum workers and checkpointer are busy with,
-/// counted by activity into `seen`; then waits 100 ms before the next.
+/// One sample of what PostgreSQL's autovacuum workers and checkpointer are busy with, and
+/// of client backends waiting on WAL or file I/O (a commit waiting for its flush), counted
+/// by activity into `seen`; then waits 100 ms before the next.
 async fn sample_background_work(pool: &PgPool, seen: &mut BTreeMap<String, u32>) {
     let busy: Vec<(String,)> = sqlx::query_as(
-        "SELECT backend_type || ': ' || coalesce(nullif(query, ''), wait_event, 'working')
+        "SELECT backend_type || ': ' || CASE WHEN backend_type = 'client backend'
+                                              THEN wait_event || ' in ' || left(query, 70)
+                                              ELSE coalesce(nullif(query, ''), wait_event, 'working') END
          FROM pg_stat_activity
-         WHERE backend_type IN ('autovacuum worker', 'checkpointer') AND (backend_type <> 'checkpointer' OR wait_event IS DISTINCT FROM 'CheckpointerMain')",
+         WHERE backend_type IN ('autovacuum worker', 'checkpointer') AND (backend_type <> 'checkpointer' OR wait_event IS DISTINCT FROM 'CheckpointerMain')
+            OR backend_type = 'client backend' AND wait_event IN ('WALSync', 'WALWrite', 'WALInitSync', 'WALInitWrite', 'DataFileExtend')",
     )
     .fetch_all(pool)
     .await
