@@ -129,7 +129,7 @@ fn main() -> anyhow::Result<()> {
 /// minute, 100 connections). Both are durable (`fsync`, `synchronous_commit` on) and load
 /// pg_stat_statements for the statement profiles.
 fn server_settings() -> anyhow::Result<Vec<(String, String)>> {
-    let mode = std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "embedded".into());
+    let mode = postgres_mode();
     let mut settings = vec![("shared_preload_libraries".to_owned(), "pg_stat_statements".to_owned())];
     match mode.as_str() {
         "embedded" => {
@@ -147,6 +147,11 @@ fn server_settings() -> anyhow::Result<Vec<(String, String)>> {
         settings.push(("log_checkpoints".into(), "on".into()));
     }
     Ok(settings)
+}
+
+/// `BENCH_POSTGRES`: `embedded` (the default) or `stock`.
+fn postgres_mode() -> String {
+    std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "embedded".into())
 }
 
 /// Which phases to run (`BENCH_ONLY`), and whether to print statement profiles.
@@ -204,8 +209,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, seconds: u64)
     // 0. The machine's limits, for comparison.
     let raw_http = raw_http_rate(&client, &receiver_url, Duration::from_secs(2)).await;
     let raw_commits = pgbench_commits(&database_url, &pool).await?;
-    let mode = std::env::var("BENCH_POSTGRES").unwrap_or_else(|_| "embedded".into());
-    rows.push(("PostgreSQL settings (BENCH_POSTGRES)".into(), mode));
+    rows.push(("PostgreSQL settings (BENCH_POSTGRES)".into(), postgres_mode()));
     rows.push(("machine: raw single-row INSERT commits (pgbench, 1 KiB, 32 clients)".into(), format!("{raw_commits:.0}/s")));
     rows.push(("machine: raw HTTP POSTs, load generator → receiver, 64 connections".into(), format!("{raw_http:.0}/s")));
 
@@ -1096,7 +1100,7 @@ enum Role {
 /// Instances of one scale-out layout: how many take ingest traffic and what they are.
 struct Layout {
     name: &'static str,
-    /// Instances that accept and deliver; the first `ingesting` of them also get the traffic.
+    /// Instances that accept and deliver; they get the traffic when there is no API-only one.
     full: usize,
     /// API-only instances (`WEBHOOKD_WORKER_CONCURRENCY=0`); they get the traffic when any.
     api_only: usize,
