@@ -131,6 +131,9 @@ impl Application {
             &self.context.waker,
             shutdown.clone(),
         );
+        if let Some(handoff) = engine.handoff() {
+            self.context.group_commit.hand_off_to(handoff);
+        }
         let upkeep = tokio::spawn(maintain(
             self.context.pool.clone(),
             settings.retention.period,

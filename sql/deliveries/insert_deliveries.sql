@@ -1,6 +1,9 @@
 -- Records many ingested webhooks in one statement (group commit): element i of each array
--- describes delivery i. Status is 'queued' (due now) or 'filtered' (finished at once).
--- Bodies go to delivery_bodies, written once (see migration 6).
+-- describes delivery i. Status is 'queued' (due now), 'filtered' (finished at once), or
+-- 'delivering': handed to the ingesting instance's senders (src/delivery/handoff.rs), so
+-- written claimed as a claim would leave it, under lease $6 until now() + $7 seconds, its
+-- first attempt counted. Should that instance die, the lease expires and any instance
+-- claims the row. Bodies go to delivery_bodies, written once (see migration 6).
 WITH received AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::text[])
         AS d(id, subscription_id, event_type, body, status)
@@ -8,8 +11,12 @@ WITH received AS (
     INSERT INTO delivery_bodies (delivery_id, body)
     SELECT id, body FROM received
 )
-INSERT INTO deliveries (id, subscription_id, event_type, status, next_attempt_at, completed_at)
+INSERT INTO deliveries (id, subscription_id, event_type, status, next_attempt_at, completed_at,
+                        lease_id, attempt_count)
 SELECT d.id, d.subscription_id, d.event_type, d.status,
-       CASE WHEN d.status = 'queued' THEN now() END,
-       CASE WHEN d.status = 'filtered' THEN now() END
+       CASE d.status WHEN 'queued' THEN now()
+                     WHEN 'delivering' THEN now() + make_interval(secs => $7::float8) END,
+       CASE WHEN d.status = 'filtered' THEN now() END,
+       CASE WHEN d.status = 'delivering' THEN $6::uuid END,
+       CASE WHEN d.status = 'delivering' THEN 1 ELSE 0 END
 FROM received AS d

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::auth::AdminAuth;
 use super::body::{read_limited, validate_json, RawJsonBody};
 use super::idempotency::{self, IdempotencyKey, Reservation};
+use super::group_commit::Placed;
 use super::{ApiContext, ApiTags, GroupCommit};
 use crate::db::deliveries::{self, NewDelivery};
 use crate::domain::event_type::{validate_producer_event_type, wants_event};
@@ -191,23 +192,29 @@ impl IngestApi {
         let length = bytes.len();
         let store = Store { subscription_id: subscription.id, event_type: event_type.as_deref(), body: bytes, status };
         // `created`: false when a repeated key answered with the first request's delivery.
-        let (accepted, created) = match idempotency_key {
-            None => (store.insert_grouped(&self.context.group_commit).await?, true),
+        // `placed`: whether a claim must find it, or this instance is already sending it.
+        let (accepted, created, placed) = match idempotency_key {
+            None => {
+                let (accepted, placed) = store.insert_grouped(&self.context.group_commit).await?;
+                (accepted, true, placed)
+            }
             Some(key) => {
                 let scope = format!("ingest:{}", subscription.id);
                 let hash = request_hash(event_type.as_deref(), &store.body);
                 match idempotency::reserve(&self.context.pool, &scope, &key, &hash).await? {
-                    Reservation::Replay(first) => (first, false),
+                    Reservation::Replay(first) => (first, false, Placed::Queued),
                     Reservation::Fresh(mut tx) => {
                         let accepted = store.insert(&mut *tx).await?;
                         idempotency::commit(tx, &scope, &key, &accepted).await?;
-                        (accepted, true)
+                        (accepted, true, Placed::Queued)
                     }
                 }
             }
         };
         if created && matches!(accepted.status, AcceptedStatus::Queued) {
-            self.context.waker.wake();
+            if placed == Placed::Queued {
+                self.context.waker.wake();
+            }
             self.context.metrics.webhooks_ingested(1);
         }
         tracing::info!(
@@ -288,10 +295,10 @@ impl Store<'_> {
     }
 
     /// Inserts through the group commit, sharing a commit with concurrent requests.
-    async fn insert_grouped(self, group_commit: &GroupCommit) -> Result<Accepted, ApiError> {
+    async fn insert_grouped(self, group_commit: &GroupCommit) -> Result<(Accepted, Placed), ApiError> {
         let delivery_id = DeliveryId::new();
         let status = self.status_text();
-        group_commit
+        let placed = group_commit
             .insert(NewDelivery {
                 id: delivery_id,
                 subscription_id: self.subscription_id,
@@ -300,7 +307,7 @@ impl Store<'_> {
                 status,
             })
             .await?;
-        Ok(Accepted { delivery_id: delivery_id.into(), status: self.status })
+        Ok((Accepted { delivery_id: delivery_id.into(), status: self.status }, placed))
     }
 }
 

@@ -79,12 +79,21 @@ pub struct NewDelivery {
     pub subscription_id: SubscriptionId,
     pub event_type: Option<String>,
     pub body: Vec<u8>,
-    /// `queued` or `filtered`.
+    /// [`Self::QUEUED`], [`Self::CLAIMED`] or `filtered`.
     pub status: &'static str,
 }
 
-/// Records many webhooks in one statement (ingest's group commit).
-pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery]) -> sqlx::Result<()> {
+impl NewDelivery {
+    /// Due now, for a claim.
+    pub const QUEUED: &'static str = "queued";
+    /// Handed to this instance's senders at ingest: written claimed, its first attempt
+    /// under way (see `delivery/handoff.rs`).
+    pub const CLAIMED: &'static str = "delivering";
+}
+
+/// Records many webhooks in one statement (ingest's group commit). Those written claimed
+/// hold lease `lease_id` for `lease_seconds`.
+pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery], lease_id: Uuid, lease_seconds: f64) -> sqlx::Result<()> {
     sqlx::query_file!(
         "sql/deliveries/insert_deliveries.sql",
         &uuids(rows.iter().map(|r| r.id)),
@@ -93,6 +102,8 @@ pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery]) -> sqlx:
         &rows.iter().map(|r| r.event_type.as_deref()).collect::<Vec<_>>() as _,
         &rows.iter().map(|r| r.body.as_slice()).collect::<Vec<_>>() as _,
         &rows.iter().map(|r| r.status).collect::<Vec<_>>() as _,
+        lease_id,
+        lease_seconds,
     )
     .execute(db)
     .await?;

@@ -2,13 +2,15 @@
 //!
 //! ```text
 //!  ingest ──commit──▶ deliveries ◀──claim (SKIP LOCKED, lease)── claim loop
-//!     │                                                          │ spawn ≤ concurrency
-//!     └─ wake() ─▶ local Notify ─────────────────────────────────┘
+//!     │   └─ written claimed when a send slot is free (handoff) ──┐ │ spawn ≤ concurrency
+//!     └─ wake() ─▶ local Notify ──────────────────────────────────┼─┘
+//!                                                      send tasks ◀┘
 //!              └▶ NOTIFY (debounced) ─▶ other instances' listeners
 //!  send task ──HTTP──▶ receiver;  outcome ──▶ recorder ──one statement per batch──▶ DB
 //! ```
 
 mod dispatch;
+mod handoff;
 mod in_flight;
 mod listener;
 mod operations;
@@ -34,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::subscription_cache::SubscriptionCache;
 
 pub use dispatch::{build_client, install_tls_provider};
+pub use handoff::{Handoff, HeldSlot};
 pub use listener::subscribe;
 
 /// The NOTIFY channel on which instances tell each other that work is due.
@@ -100,6 +103,7 @@ pub struct Engine {
     in_flight: TaskTracker,
     abort_sends: CancellationToken,
     recorder: recorder::RecorderHandle,
+    handoff: Option<Handoff>,
 }
 
 impl Engine {
@@ -112,15 +116,11 @@ impl Engine {
         let (recorder, recorder_sender) = recorder::spawn(context.clone(), waker.local.clone());
         let in_flight = TaskTracker::new();
         let abort_sends = CancellationToken::new();
-        let claim_loop = (context.settings.concurrency > 0).then(|| {
-            tokio::spawn(worker::claim_loop(worker::ClaimLoop {
-                context: context.clone(),
-                wake: waker.local.clone(),
-                shutdown: shutdown.clone(),
-                in_flight: in_flight.clone(),
-                abort_sends: abort_sends.clone(),
-                outcomes: recorder_sender,
-            }))
+        let senders = worker::Senders::new(context.clone(), in_flight.clone(), abort_sends.clone(), recorder_sender);
+        let delivers = context.settings.concurrency > 0;
+        let handoff = delivers.then(|| Handoff::new(senders.clone()));
+        let claim_loop = delivers.then(|| {
+            tokio::spawn(worker::claim_loop(worker::ClaimLoop { senders, wake: waker.local.clone(), shutdown: shutdown.clone() }))
         });
         let mut background = vec![
             tokio::spawn(listener::listen(
@@ -135,12 +135,21 @@ impl Engine {
         if context.settings.concurrency > 0 {
             background.push(tokio::spawn(operations::run(context.clone(), shutdown)));
         }
-        Self { claim_loop, background, in_flight, abort_sends, recorder }
+        Self { claim_loop, background, in_flight, abort_sends, recorder, handoff }
+    }
+
+    /// Where ingest hands fresh webhooks to this instance's senders (`None`: an API-only
+    /// instance, which delivers nothing).
+    pub fn handoff(&self) -> Option<Handoff> {
+        self.handoff.clone()
     }
 
     /// After shutdown was signalled: waits up to `grace` for in-flight deliveries, releases
     /// the ones still running back to the queue, and writes every recorded outcome.
     pub async fn stop(self, grace: Duration) {
+        if let Some(handoff) = &self.handoff {
+            handoff.close();
+        }
         if let Some(claim_loop) = self.claim_loop {
             let _ = claim_loop.await;
         }

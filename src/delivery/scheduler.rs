@@ -188,14 +188,7 @@ impl Scheduler {
             .map(|delivery| {
                 let head = heads.entry(delivery.subscription_id).or_insert(delivery.due_at);
                 *head = (*head).min(delivery.due_at);
-                let usage = state.usage.entry(delivery.subscription_id).or_insert_with(|| Usage {
-                    claimed: 0,
-                    answered_at: None,
-                    sending: Arc::new(Semaphore::new(self.cap as usize)),
-                    rate_limit: None,
-                    next_send: Instant::now(),
-                    scan_from: None,
-                });
+                let usage = state.usage.entry(delivery.subscription_id).or_insert_with(|| self.unclaimed());
                 usage.claimed += 1;
                 InFlightGuard::new(self.clone(), delivery.subscription_id, usage.sending.clone())
             })
@@ -206,6 +199,34 @@ impl Scheduler {
             }
         }
         guards
+    }
+
+    /// Counts one webhook handed over at ingest (`handoff.rs`) against its subscription, if
+    /// the subscription has room and no more than the cap claimed: the rest of its
+    /// allowance stays for the claim loop, so rows waiting in the database (retries, a
+    /// backlog) are never starved by a steady stream of new ones. `None`: the webhook is
+    /// queued as usual.
+    pub fn take_fresh(&self, subscription: SubscriptionId) -> Option<InFlightGuard> {
+        let now = Instant::now();
+        let mut state = self.lock();
+        let usage = state.usage.entry(subscription).or_insert_with(|| self.unclaimed());
+        if usage.claimed >= self.cap || self.room(usage, now) <= 0 {
+            return None;
+        }
+        usage.claimed += 1;
+        Some(InFlightGuard::new(self.clone(), subscription, usage.sending.clone()))
+    }
+
+    /// A subscription as first seen: nothing claimed, no answer yet.
+    fn unclaimed(&self) -> Usage {
+        Usage {
+            claimed: 0,
+            answered_at: None,
+            sending: Arc::new(Semaphore::new(self.cap as usize)),
+            rate_limit: None,
+            next_send: Instant::now(),
+            scan_from: None,
+        }
     }
 
     /// The subscriptions of which `deliveries` (one claim under `plan`) took all the room
@@ -426,6 +447,21 @@ mod tests {
         drop(hanging.pop()); // a hanging receiver's attempt timed out: room for one
         assert!(notified_already(room_freed.as_mut()), "a full subscription with room again does");
         assert_eq!(room(&scheduler, full), 1);
+    }
+
+    #[test]
+    fn ingest_hands_over_fresh_webhooks_only_within_room_and_up_to_the_cap() {
+        let scheduler = Scheduler::new(4); // small share: 1
+        let a = SubscriptionId::new();
+        let first = scheduler.take_fresh(a).expect("a new subscription has its small share");
+        assert!(scheduler.take_fresh(a).is_none(), "no answer yet: the small share is taken");
+        answer(first);
+        let fresh: Vec<_> = std::iter::from_fn(|| scheduler.take_fresh(a)).take(10).collect();
+        assert_eq!(fresh.len(), 4, "answering: up to the cap, then the webhook is queued");
+        assert_eq!(room(&scheduler, a), 4, "the rest of the allowance is left for claims");
+        let _claimed = claim(&scheduler, a, 4);
+        drop(fresh);
+        assert!(scheduler.take_fresh(a).is_none(), "a subscription with its cap's worth claimed takes none");
     }
 
     #[test]

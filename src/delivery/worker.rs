@@ -35,12 +35,50 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const CLAIM_RETRY: Duration = Duration::from_secs(1);
 
 pub struct ClaimLoop {
-    pub context: Arc<DeliveryContext>,
+    pub senders: Senders,
     pub wake: Arc<Notify>,
     pub shutdown: CancellationToken,
+}
+
+/// What starts delivery tasks, shared by the claim loop and the ingest handoff
+/// (`handoff.rs`): the instance's send slots, its per-subscription fairness state, and where
+/// finished attempts go.
+#[derive(Clone)]
+pub struct Senders {
+    pub context: Arc<DeliveryContext>,
+    /// One permit per delivery task: at most `WEBHOOKD_WORKER_CONCURRENCY` at once.
+    pub capacity: Arc<Semaphore>,
+    pub scheduler: Scheduler,
     pub in_flight: TaskTracker,
     pub abort_sends: CancellationToken,
     pub outcomes: mpsc::Sender<Finished>,
+}
+
+impl Senders {
+    pub fn new(context: Arc<DeliveryContext>, in_flight: TaskTracker, abort_sends: CancellationToken, outcomes: mpsc::Sender<Finished>) -> Self {
+        let capacity = Arc::new(Semaphore::new(context.settings.concurrency as usize));
+        let scheduler = Scheduler::new(context.settings.max_in_flight_per_subscription as usize);
+        Self { context, capacity, scheduler, in_flight, abort_sends, outcomes }
+    }
+
+    /// Starts one delivery's task under lease `lease_id`, holding `slot` until its outcome
+    /// is recorded.
+    pub fn start(&self, delivery: ClaimedDelivery, slot: Slot, lease_id: Uuid) {
+        let span = tracing::info_span!(
+            "delivery",
+            delivery.id = %delivery.id,
+            subscription.id = %delivery.subscription_id,
+            attempt = delivery.attempt_count
+        );
+        let task = DeliveryTask {
+            context: self.context.clone(),
+            lease_id,
+            abort: self.abort_sends.clone(),
+            outcomes: self.outcomes.clone(),
+            slot,
+        };
+        self.in_flight.spawn(task.run(delivery).instrument(span));
+    }
 }
 
 /// What the claim loop waits for before it claims again.
@@ -58,9 +96,8 @@ enum Wait {
 /// Claims due deliveries while there is a free send slot and something to claim, then
 /// sleeps until something may be claimed again: one `select!` over every wake-up.
 pub async fn claim_loop(state: ClaimLoop) {
-    let settings = &state.context.settings;
-    let capacity = Arc::new(Semaphore::new(settings.concurrency as usize));
-    let scheduler = Scheduler::new(settings.max_in_flight_per_subscription as usize);
+    let capacity = &state.senders.capacity;
+    let scheduler = &state.senders.scheduler;
     // The claim loop's own connection, beside the pool (see `connect_for_claims`).
     let mut connection = None;
     loop {
@@ -76,7 +113,7 @@ pub async fn claim_loop(state: ClaimLoop) {
             scheduler.discover_soon();
         }
         let wait = match capacity.clone().try_acquire_owned() {
-            Ok(first) => match claim(&state, &mut connection, &scheduler, first, &capacity).await {
+            Ok(first) => match claim(&state.senders, &mut connection, first).await {
                 Some(wait) => wait,
                 None => continue,
             },
@@ -99,15 +136,16 @@ pub async fn claim_loop(state: ClaimLoop) {
 
 /// One claim of as many due deliveries as there are free send slots (`first` and the
 /// others), started at once. `None`: claim again now; otherwise what to wait for.
-async fn claim(
-    state: &ClaimLoop,
-    connection: &mut Option<PgConnection>,
-    scheduler: &Scheduler,
-    first: OwnedSemaphorePermit,
-    capacity: &Arc<Semaphore>,
-) -> Option<Wait> {
-    let context = &state.context;
-    let wanted = (1 + capacity.available_permits()).min(CLAIM_BATCH);
+async fn claim(senders: &Senders, connection: &mut Option<PgConnection>, first: OwnedSemaphorePermit) -> Option<Wait> {
+    let (context, scheduler, capacity) = (&senders.context, &senders.scheduler, &senders.capacity);
+    // Every claimed row gets its permit now: taken later, some could have gone to webhooks
+    // handed over at ingest meanwhile, leaving claimed rows without a task.
+    let mut permits = vec![first];
+    while permits.len() < CLAIM_BATCH {
+        let Ok(permit) = capacity.clone().try_acquire_owned() else { break };
+        permits.push(permit);
+    }
+    let wanted = permits.len();
     let lease_id = Uuid::new_v4();
     let lease_seconds = context.settings.lease_duration().as_secs_f64();
     let plan = scheduler.plan();
@@ -135,7 +173,7 @@ async fn claim(
     let more = claim.more;
     let filled = scheduler.filled(&plan, &claim.deliveries);
     let next_due = claim.next_due;
-    spawn_deliveries(state, scheduler, claim.deliveries, first, capacity, lease_id);
+    spawn_deliveries(senders, claim.deliveries, permits, lease_id);
     if more || scheduler.any_has_room(&filled) {
         return None;
     }
@@ -154,33 +192,12 @@ async fn open_claim_connection(pool: &PgPool) -> sqlx::Result<PgConnection> {
     tokio::time::timeout(CONNECT_TIMEOUT, connect).await.map_err(|_| sqlx::Error::PoolTimedOut)?
 }
 
-/// Starts one task per claimed delivery, each holding one of the instance's send permits
-/// (`first`, then as many more as there are claimed rows).
-fn spawn_deliveries(
-    state: &ClaimLoop,
-    scheduler: &Scheduler,
-    claimed: Vec<ClaimedDelivery>,
-    first: OwnedSemaphorePermit,
-    capacity: &Arc<Semaphore>,
-    lease_id: Uuid,
-) {
-    let guards = scheduler.claimed(&claimed);
-    let permits = std::iter::once(first).chain(std::iter::from_fn(|| capacity.clone().try_acquire_owned().ok()));
+/// Starts one task per claimed delivery, each holding one of the send permits taken for
+/// the claim (at least as many as rows claimed; the rest are given back).
+fn spawn_deliveries(senders: &Senders, claimed: Vec<ClaimedDelivery>, permits: Vec<OwnedSemaphorePermit>, lease_id: Uuid) {
+    let guards = senders.scheduler.claimed(&claimed);
     for ((delivery, guard), permit) in claimed.into_iter().zip(guards).zip(permits) {
-        let span = tracing::info_span!(
-            "delivery",
-            delivery.id = %delivery.id,
-            subscription.id = %delivery.subscription_id,
-            attempt = delivery.attempt_count
-        );
-        let task = DeliveryTask {
-            context: state.context.clone(),
-            lease_id,
-            abort: state.abort_sends.clone(),
-            outcomes: state.outcomes.clone(),
-            slot: Slot::new(guard, permit),
-        };
-        state.in_flight.spawn(task.run(delivery).instrument(span));
+        senders.start(delivery, Slot::new(guard, permit), lease_id);
     }
 }
 

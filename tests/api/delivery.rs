@@ -144,31 +144,40 @@ async fn an_expired_lease_is_claimed_again_and_delivered() {
     assert_eq!(receiver.received()[0].headers["x-webhook-attempt"], "2");
 }
 
+/// Queues a row as another instance's ingest would, due `age` ago (its transaction's
+/// `now()`), and announces it with that instance's NOTIFY.
+async fn queue_announced(pool: &sqlx::PgPool, subscription: uuid::Uuid, body: &str, age: &str) -> uuid::Uuid {
+    let id = uuid::Uuid::now_v7();
+    sqlx::query(
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, convert_to($3, 'UTF8')))
+         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at)
+         VALUES ($1, $2, 'queued', now() - $4::interval)",
+    )
+    .bind(id)
+    .bind(subscription)
+    .bind(body)
+    .bind(age)
+    .execute(pool)
+    .await
+    .unwrap();
+    sqlx::query("SELECT pg_notify('webhookd_work', '')").execute(pool).await.unwrap();
+    id
+}
+
 #[tokio::test]
 async fn a_webhook_committed_late_with_an_earlier_due_time_is_still_delivered() {
     // No poll to fall back on: the claim loop must find the row by itself.
     let app = spawn_app_with(&[("WEBHOOKD_POLL_INTERVAL", "1h")]).await;
     let receiver = Receiver::answering(200).await;
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
-    // Deliveries flowing: claims now start where the queue's head was.
-    for _ in 0..3 {
-        let id = app.ingest(subscription, "{}").await;
+    // Deliveries flowing through claims (rows other instances accepted): claims now start
+    // where the queue's head was.
+    for n in 0..3 {
+        let id = queue_announced(&app.pool, subscription, &format!("{{\"n\":{n}}}"), "0 seconds").await;
         app.wait_until_finished(id, LIMIT).await;
     }
     // A row whose transaction began an hour ago commits only now, behind that position.
-    let late = uuid::Uuid::now_v7();
-    sqlx::query(
-        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{\"late\":true}'))
-         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at)
-         VALUES ($1, $2, 'queued', now() - interval '1 hour')",
-    )
-    .bind(late)
-    .bind(subscription)
-    .execute(&app.pool)
-    .await
-    .unwrap();
-    let next = app.ingest(subscription, "{}").await;
-    app.wait_until_finished(next, LIMIT).await;
+    let late = queue_announced(&app.pool, subscription, r#"{"late":true}"#, "1 hour").await;
 
     let delivery = app.wait_until_finished(late, Duration::from_secs(5)).await;
     assert_eq!(delivery["status"], "succeeded");

@@ -103,6 +103,48 @@ async fn a_kill_9_during_delivery_loses_nothing_and_duplicates_only_what_was_in_
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_handed_to_the_senders_at_ingest_is_written_claimed_and_survives_a_kill_9() {
+    let database = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    // The first request hangs until the kill; the next ones are answered.
+    let receiver = Receiver::start(vec![Reply::Hang], Reply::Status(200)).await;
+    let settings = [("WEBHOOKD_LEASE_DURATION", "3s"), ("WEBHOOKD_DELIVERY_TIMEOUT", "2s"), ("WEBHOOKD_POLL_INTERVAL", "500ms")];
+    let mut service = Service::start(&database, &settings).await;
+    let client = http_client();
+    let subscription = service.create_subscription(&client, &receiver.url).await;
+    let (status, id) = service.ingest(&client, subscription, "{\"handed\":true}".into()).await;
+    assert_eq!(status, 202);
+    let id = id.unwrap();
+
+    // Written claimed by the very transaction that accepted it (the one that wrote its
+    // body): no claim statement, no second version of the row.
+    let (state, attempt, same_transaction): (String, i32, bool) = sqlx::query_as(
+        "SELECT d.status, d.attempt_count, d.xmin = b.xmin
+         FROM deliveries AS d JOIN delivery_bodies AS b ON b.delivery_id = d.id WHERE d.id = $1",
+    )
+    .bind(id)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((state.as_str(), attempt, same_transaction), ("delivering", 1, true));
+    while receiver.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    service.kill().await;
+
+    // Its lease runs out and another instance sends it again: nothing accepted is lost.
+    let _restarted = Service::start(&database, &settings).await;
+    wait_all_finished(&pool, Duration::from_secs(30)).await;
+    let (state, attempt): (String, i32) =
+        sqlx::query_as("SELECT status, attempt_count FROM deliveries WHERE id = $1").bind(id).fetch_one(&pool).await.unwrap();
+    assert_eq!((state.as_str(), attempt), ("succeeded", 2), "the attempt lost with the first instance still counts");
+    let received = receiver.received();
+    assert_eq!(received.len(), 2);
+    assert!(received.iter().all(|r| r.headers["webhook-id"] == id.to_string().as_str() && r.body == br#"{"handed":true}"#));
+    assert_eq!(received[1].headers["x-webhook-attempt"], "2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_in_flight_deliveries_finish_and_a_restart_delivers_the_rest() {
     let database = fresh_database().await;
     let pool = sqlx::PgPool::connect(&database).await.unwrap();

@@ -1,0 +1,91 @@
+//! Handing freshly ingested webhooks straight to this instance's senders.
+//!
+//! Without it, a webhook accepted by an instance that also delivers is written `queued`,
+//! then claimed by the claim loop (a second statement and a second version of the row,
+//! with entries in every index), then sent. With it, the ingest's group commit asks here
+//! for a send slot before writing; a webhook that gets one is written already claimed
+//! (`delivering`, under a lease, its attempt counted) in the same commit that makes it
+//! durable, and its task starts once that commit is done. Nothing about the guarantees
+//! changes: the row is committed before the 202 and before its send, and if this instance
+//! dies its lease expires and any instance claims it, exactly as for a claimed row.
+//!
+//! A webhook gets a slot only under the claim loop's own rules (the instance's concurrency,
+//! the subscription's room, see `scheduler.rs`), and only while its subscription has no
+//! more than the cap claimed, so rows already waiting in the database keep their turn.
+
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use time::OffsetDateTime;
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+use uuid::Uuid;
+
+use super::in_flight::{InFlightGuard, Slot};
+use super::worker::Senders;
+use crate::db::deliveries::{ClaimedDelivery, NewDelivery};
+use crate::domain::SubscriptionId;
+
+/// Gives fresh webhooks this instance's free send slots; clones share them.
+#[derive(Clone)]
+pub struct Handoff {
+    /// `None` once the engine stops: no more slots, and the recorder's channel is let go
+    /// (the recorder finishes once every sender of outcomes is gone).
+    senders: Arc<Mutex<Option<Senders>>>,
+    lease_seconds: f64,
+}
+
+/// A send slot held for one webhook while its batch is written. Dropped unused (the write
+/// failed), it gives the slot back.
+pub struct HeldSlot {
+    senders: Senders,
+    attempt: InFlightGuard,
+    permit: OwnedSemaphorePermit,
+    /// Keeps the engine's shutdown waiting until the webhook's task has started (or the slot
+    /// was given back), so that its outcome is recorded before the engine stops.
+    _tracked: TaskTrackerToken,
+}
+
+impl Handoff {
+    pub(super) fn new(senders: Senders) -> Self {
+        let lease_seconds = senders.context.settings.lease_duration().as_secs_f64();
+        Self { senders: Arc::new(Mutex::new(Some(senders))), lease_seconds }
+    }
+
+    /// No more slots: the engine is stopping.
+    pub(super) fn close(&self) {
+        self.lock().take();
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<Senders>> {
+        self.senders.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A send slot for a webhook of `subscription` about to be written, if one is free.
+    pub fn hold(&self, subscription: SubscriptionId) -> Option<HeldSlot> {
+        let senders = self.lock().clone()?;
+        let permit = senders.capacity.clone().try_acquire_owned().ok()?;
+        let attempt = senders.scheduler.take_fresh(subscription)?;
+        let tracked = senders.in_flight.token();
+        Some(HeldSlot { senders, attempt, permit, _tracked: tracked })
+    }
+
+    /// How long the lease of a webhook written as claimed lasts, in seconds.
+    pub fn lease_seconds(&self) -> f64 {
+        self.lease_seconds
+    }
+
+    /// Starts the delivery of `row`, just committed as claimed under `lease_id` (its batch
+    /// written at `written_at`), with the slot held for it.
+    pub fn start(slot: HeldSlot, row: NewDelivery, written_at: OffsetDateTime, lease_id: Uuid) {
+        let delivery = ClaimedDelivery {
+            id: row.id,
+            subscription_id: row.subscription_id,
+            event_type: row.event_type,
+            body: row.body,
+            attempt_count: 1,
+            round_start_attempt: 0,
+            due_at: written_at,
+        };
+        slot.senders.start(delivery, Slot::new(slot.attempt, slot.permit), lease_id);
+    }
+}
