@@ -97,10 +97,10 @@ WITH RECURSIVE relaxed AS (
     -- of deliveries_subscription_due_idx per subscription. The ORDER BY is all three keys
     -- of that index, and the subscription is the outer row's (not a constant), so no
     -- other index gives this order without a sort, and the transaction allows none
-    -- (prefer_claim_index.sql): the planner cannot read deliveries_due_idx in due order and
-    -- filter by subscription, nor all of a subscription's rows and sort them (it did both
-    -- before sorts were ruled out, depending on the statistics; claim_isolation.rs checks
-    -- the rows read). It used to take one row per index descent, which made a claim of 64
+    -- (prefer_claim_index.sql): the planner cannot read all of a subscription's rows and
+    -- sort them, nor, while deliveries_due_idx existed (until migration 33), read that in
+    -- due order and filter by subscription (it did both before sorts were ruled out,
+    -- depending on the statistics; claim_isolation.rs checks the rows read). It used to take one row per index descent, which made a claim of 64
     -- rows of one subscription cost 9.5 ms instead of 2.
     -- Rows are locked as they are read, and rows another claimer holds are skipped: the
     -- read goes on to the next ones, so claimers working on the same subscription (other

@@ -8,8 +8,8 @@
 -- (tests/api/claim_isolation.rs). A sort the claim does need (the batch in due order)
 -- still happens: disabling only makes the planner avoid sorts where it has a choice.
 -- Incremental sorts are off too: `enable_sort` does not cover them, and with statistics that
--- made deliveries_due_idx look small the planner read it in due order and sorted each
--- subscription's few rows incrementally, stepping over every row due before them, at
+-- made deliveries_due_idx (dropped since: migration 33) look small the planner read it in
+-- due order and sorted each subscription's few rows incrementally, stepping over every row due before them, at
 -- every head and share of every claim: claims of 600 ms for as long as a backlog of
 -- hanging subscriptions due first lasted (the benchmark's hanging-first fairness round).
 -- JIT is off for the same transaction: the penalty that disabling adds to those sorts'

@@ -4,7 +4,8 @@
 -- (NULL once finished), $5 the last error; $6.. are the attempt log columns.
 -- Returns the ids of the deliveries that were updated (in `id`). Holding the lease implies
 -- being 'delivering' (migration 7); testing the status as well would let the planner read
--- the deliveries through deliveries_due_idx, the whole backlog per batch.
+-- the deliveries through a partial index of unfinished rows, the whole backlog per batch
+-- (it did, through deliveries_due_idx, dropped since: migration 33).
 --
 -- Failure streaks (migration 10): a subscription's streak starts at its first failed attempt
 -- and ends with a success. Only subscriptions whose streak changes are written, so a healthy

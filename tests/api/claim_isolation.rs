@@ -143,6 +143,66 @@ async fn a_claim_after_a_drain_steps_over_none_of_its_dead_entries() {
     assert!(pages <= 150.0, "the claim of one webhook touched {pages} pages:\n{plan:#}");
 }
 
+/// What pausing, resuming, expiring parked rows and the queue-depth metric read: a
+/// subscription's waiting rows, or the queue's, never a subscription's finished history
+/// (deliveries_subscription_idx) nor another's backlog, whatever the statistics say.
+#[tokio::test]
+async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    pool.execute("ANALYZE deliveries; ALTER TABLE deliveries SET (autovacuum_enabled = false)").await.unwrap();
+    // The queue a fifth of the table, as history outgrows it (with more than half of the
+    // table waiting, reading it whole is the better plan).
+    let (busy, quiet, backlog) = (Uuid::now_v7(), Uuid::now_v7(), 5_000);
+    queue(&pool, busy, backlog, "now()").await;
+    // A long history of finished deliveries, then 100 waiting and 100 parked.
+    queue(&pool, quiet, DRAINED, "now()").await;
+    sqlx::query("UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL, completed_at = now() WHERE subscription_id = $1")
+        .bind(quiet)
+        .execute(&pool)
+        .await
+        .unwrap();
+    queue(&pool, quiet, 100, "now()").await;
+    queue(&pool, quiet, 100, "'infinity'").await;
+
+    // Each statement with its arguments and the most rows of deliveries it may read.
+    let statements = [
+        ("park", include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), format!("('{quiet}')"), 100.0),
+        ("resume", include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), format!("('{quiet}')"), 100.0),
+        ("depth", include_str!("../../sql/deliveries/queue_depth.sql"), String::new(), backlog as f64 + 200.0),
+        // Its plan on "empty" statistics joins the parked rows it found to their updates in
+        // a loop, which counts each many times over; what matters is which index it reads.
+        ("expire", include_str!("../../sql/maintenance/expire_parked_deliveries.sql"), "(now() + interval '1 day', 1000)".into(), f64::INFINITY),
+    ];
+    let mut db = pool.acquire().await.unwrap();
+    for (name, statement, _, _) in &statements {
+        db.execute(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {statement}"))).await.unwrap();
+    }
+    for statistics in ["taken on an empty queue", "taken on these rows"] {
+        for (name, _, arguments, most) in &statements {
+            db.execute("BEGIN").await.unwrap();
+            let plan = explain(&mut db, &format!("EXECUTE {name}{arguments}")).await;
+            db.execute("ROLLBACK").await.unwrap();
+            let read = rows_read(&plan[0]["Plan"]);
+            assert!(read <= *most, "with statistics {statistics}, {name} read {read} rows of deliveries:\n{plan:#}");
+            assert_reads_deliveries_through(&plan[0]["Plan"], &["deliveries_subscription_due_idx", "deliveries_parked_idx", "deliveries_pkey"]);
+        }
+        db.execute("ANALYZE deliveries").await.unwrap();
+    }
+}
+
+/// Every read of deliveries in the plan goes through one of `indexes`.
+fn assert_reads_deliveries_through(plan: &Value, indexes: &[&str]) {
+    let mut nodes = vec![plan];
+    while let Some(node) = nodes.pop() {
+        let whole = node["Relation Name"] == "deliveries" && node["Node Type"] == "Seq Scan";
+        assert!(!whole, "deliveries read whole:\n{plan:#}");
+        if let Some(index) = node["Index Name"].as_str().filter(|name| name.starts_with("deliveries_")) {
+            assert!(indexes.contains(&index), "deliveries read through {index}:\n{plan:#}");
+        }
+        nodes.extend(node["Plans"].as_array().into_iter().flatten());
+    }
+}
+
 /// One claim of up to 64 deliveries, as the service makes it, looking two hours ahead.
 async fn claim_like_the_service(pool: &PgPool, plan: &ClaimPlan) -> deliveries::Claim {
     claim_looking_ahead(pool, plan, Duration::from_secs(7200)).await
@@ -195,7 +255,7 @@ fn rows_read(node: &Value) -> f64 {
 
 /// The plan reaches deliveries only through deliveries_subscription_due_idx (the claim's
 /// reads) and the primary key (locking and updating what it chose), and sorts nothing
-/// incrementally: read in due order through deliveries_due_idx, with each subscription's
+/// incrementally: read in due order through deliveries_due_idx (dropped since), with each subscription's
 /// rows sorted incrementally, a claim steps over every row due before a subscription's
 /// (claims of 600 ms behind hanging subscriptions' backlogs in the benchmark).
 fn assert_reads_only_by_subscription(plan: &Value) {

@@ -4,7 +4,7 @@
 //!
 //! What each page reads (see also the README's "Dashboard" section):
 //! - overview: `finished_per_minute` (last hour of `deliveries_finished_idx`), `queue_depth`
-//!   (the rows of `deliveries_due_idx`), `list_troubled` (≤ 50 subscriptions); cached 5 s.
+//!   (the rows of the partial indexes of unfinished deliveries), `list_troubled` (≤ 50 subscriptions); cached 5 s.
 //! - subscriptions: one page (≤ 50) by primary key, or by the name search index.
 //! - a subscription: its row, ≤ 20 deliveries and ≤ 100 attempts through their
 //!   subscription indexes.
