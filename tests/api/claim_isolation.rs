@@ -143,7 +143,8 @@ async fn a_claim_after_a_drain_steps_over_none_of_its_dead_entries() {
     assert!(pages <= 150.0, "the claim of one webhook touched {pages} pages:\n{plan:#}");
 }
 
-/// What pausing, resuming, expiring parked rows and the queue-depth metric read: a
+/// What pausing, resuming, cancelling (a deleted subscription's), expiring parked rows and
+/// the queue-depth metric read: a
 /// subscription's waiting rows, or the queue's, never a subscription's finished history
 /// (deliveries_subscription_idx) nor another's backlog, whatever the statistics say.
 #[tokio::test]
@@ -168,6 +169,7 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
     let statements = [
         ("park", include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), format!("('{quiet}')"), 100.0),
         ("resume", include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), format!("('{quiet}')"), 100.0),
+        ("cancel", include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), format!("('{quiet}')"), 200.0),
         ("depth", include_str!("../../sql/deliveries/queue_depth.sql"), String::new(), backlog as f64 + 200.0),
         // Its plan on "empty" statistics joins the parked rows it found to their updates in
         // a loop, which counts each many times over; what matters is which index it reads.
