@@ -140,6 +140,12 @@ fn server_settings() -> anyhow::Result<Vec<(String, String)>> {
         "stock" => settings.push(("autovacuum_naptime".into(), "1min".into())),
         other => anyhow::bail!("BENCH_POSTGRES is `embedded` or `stock`, not `{other}`"),
     }
+    // Experiments with the server's settings: `BENCH_PG_SETTINGS=name=value,name=value`,
+    // applied last.
+    for setting in std::env::var("BENCH_PG_SETTINGS").unwrap_or_default().split(',').filter(|s| !s.is_empty()) {
+        let (name, value) = setting.split_once('=').ok_or_else(|| anyhow::anyhow!("BENCH_PG_SETTINGS: `{setting}` is not name=value"))?;
+        settings.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
     if Phases::from_env().profile {
         // Planning time shows in the profile (a statement re-planned at every call).
         settings.push(("pg_stat_statements.track_planning".into(), "on".into()));
