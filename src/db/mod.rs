@@ -44,8 +44,24 @@ pub async fn connect_once(url: &str) -> Result<(), sqlx::Error> {
     }
 }
 
+/// How often an instance waiting for another's migrations asks for the lock again.
+const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(100);
+
 /// Applies the migrations in `migrations/` (embedded at build time). Concurrent callers
-/// are serialised by sqlx's advisory lock.
+/// (instances starting together) take turns on an advisory lock, asked for again every
+/// 100 ms rather than waited for: sqlx's own lock is a `pg_advisory_lock` that waits inside
+/// a statement, holding a snapshot, and a migration that builds or drops an index
+/// `CONCURRENTLY` waits for every older snapshot to go away, so the two instances waited
+/// for each other until PostgreSQL broke the deadlock by failing one start. The winner
+/// applies everything; the others then find nothing to do.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
-    sqlx::migrate!("./migrations").run(pool).await
+    let mut connection = pool.acquire().await?;
+    while !sqlx::query_file_scalar!("sql/cluster/try_migration_lock.sql").fetch_one(&mut *connection).await? {
+        tokio::time::sleep(MIGRATION_LOCK_POLL).await;
+    }
+    let applied = sqlx::migrate!("./migrations").run(&mut *connection).await;
+    let unlocked = sqlx::query_file_scalar!("sql/cluster/migration_unlock.sql").fetch_one(&mut *connection).await;
+    applied?;
+    unlocked?;
+    Ok(())
 }

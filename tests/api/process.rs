@@ -124,6 +124,35 @@ async fn migrate_applies_the_schema_to_an_empty_database() {
 }
 
 
+/// Instances starting together take turns at the migrations, and one waiting for its turn
+/// holds no snapshot. A migration that builds or drops an index CONCURRENTLY waits for every
+/// older snapshot; waited for inside a statement (sqlx's own lock), the turn held one, and
+/// the two starts waited for each other until PostgreSQL failed one of them.
+#[tokio::test]
+async fn an_instance_waiting_for_its_turn_at_migrations_does_not_block_an_index_build() {
+    use sqlx::Connection;
+    let database_url = fresh_database().await;
+    // Another instance is migrating: it holds the turn...
+    let mut migrating = sqlx::PgConnection::connect(&database_url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(8603390863846894436)").execute(&mut migrating).await.unwrap();
+    let mut command = webhookd();
+    command.arg("migrate").env("DATABASE_URL", &database_url).env("WEBHOOKD_DATA_DIR", scratch_dir("migrate-turns"));
+    let waiting = tokio::task::spawn_blocking(move || command.output().unwrap());
+    let mut observer = sqlx::PgConnection::connect(&database_url).await.unwrap();
+    let asked = "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%pg_try_advisory_lock(8603390863846894436)%' AND pid <> pg_backend_pid()";
+    while sqlx::query_scalar::<_, i64>(asked).fetch_one(&mut observer).await.unwrap() == 0 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // ...and builds an index CONCURRENTLY while this one waits for its turn.
+    let build = sqlx::query("CREATE INDEX CONCURRENTLY turns_test_idx ON deliveries (created_at)").execute(&mut migrating);
+    let built = tokio::time::timeout(Duration::from_secs(10), build).await;
+    assert!(matches!(built, Ok(Ok(_))), "the index build waited for the instance waiting its turn: {built:?}");
+    sqlx::query("SELECT pg_advisory_unlock(8603390863846894436)").execute(&mut migrating).await.unwrap();
+
+    let output = waiting.await.unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
 #[tokio::test]
 async fn maintenance_now_runs_one_pass_as_if_at_that_time_and_says_what_it_did() {
     let database_url = fresh_database().await;
