@@ -212,7 +212,7 @@ struct DeliveryTask {
 }
 
 impl DeliveryTask {
-    async fn run(mut self, delivery: ClaimedDelivery) {
+    async fn run(mut self, mut delivery: ClaimedDelivery) {
         // Boxed, as `send` below and the rare paths: see there.
         let subscription = match Box::pin(self.context.subscriptions.get(delivery.subscription_id)).await {
             Ok(Lookup::Found(subscription)) if subscription.deleted_at.is_none() => subscription,
@@ -226,7 +226,8 @@ impl DeliveryTask {
             // Parked until the subscription is reactivated.
             return Box::pin(self.release(&delivery, None)).await;
         }
-        let body = Bytes::from(delivery.body.clone());
+        // Moved, not copied: nothing after the send reads the body.
+        let body = Bytes::from(std::mem::take(&mut delivery.body));
         let signing = dispatch::Signing {
             secrets: subscription.live_secrets(OffsetDateTime::now_utc()),
             github_signature: subscription.github_signature,
