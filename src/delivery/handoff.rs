@@ -10,8 +10,9 @@
 //! dies its lease expires and any instance claims it, exactly as for a claimed row.
 //!
 //! A webhook gets a slot only under the claim loop's own rules (the instance's concurrency,
-//! the subscription's room, see `scheduler.rs`), and only while its subscription has no
-//! more than the cap claimed, so rows already waiting in the database keep their turn.
+//! the subscription's room, see `scheduler.rs`), only while its subscription has no more
+//! than the cap claimed, so that rows already waiting in the database always have room to
+//! be claimed, and never while a claim is in the database (`Scheduler::take_fresh`).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -62,11 +63,14 @@ impl Handoff {
 
     /// A send slot for a webhook of `subscription` about to be written, if one is free.
     pub fn hold(&self, subscription: SubscriptionId) -> Option<HeldSlot> {
-        let senders = self.lock().clone()?;
+        // All under the lock that `close` takes: a slot held once the engine has closed the
+        // handoff and started waiting for its tasks would start a task it does not wait for.
+        let open = self.lock();
+        let senders = open.as_ref()?;
         let permit = senders.capacity.clone().try_acquire_owned().ok()?;
         let attempt = senders.scheduler.take_fresh(subscription)?;
         let tracked = senders.in_flight.token();
-        Some(HeldSlot { senders, attempt, permit, _tracked: tracked })
+        Some(HeldSlot { senders: senders.clone(), attempt, permit, _tracked: tracked })
     }
 
     /// How long the lease of a webhook written as claimed lasts, in seconds.

@@ -105,6 +105,10 @@ struct State {
     last_discovery: Option<Instant>,
     /// Whether the last plan looked for them.
     discovered_last: bool,
+    /// A claim planned with the rooms of [`Scheduler::plan`] is in the database: until its
+    /// rows are counted ([`Scheduler::claimed`]), the ingest handoff takes no room, or the
+    /// two together could exceed a subscription's room (a hanging one's small share twice).
+    claiming: bool,
 }
 
 /// This instance's fairness state; clones share it.
@@ -130,6 +134,7 @@ impl Scheduler {
             last_rescan: Instant::now(),
             last_discovery: None,
             discovered_last: false,
+            claiming: false,
         };
         Self { cap, rescan_every, state: Arc::new(Mutex::new(state)), room_freed: Arc::default() }
     }
@@ -168,8 +173,14 @@ impl Scheduler {
             state.last_discovery = Some(now);
         }
         state.discovered_last = discover;
+        state.claiming = true;
         // With no room for the others, the claim does not look for them at all.
         ClaimPlan { known, small_share: if discover { self.small_share() } else { 0 } }
+    }
+
+    /// The claim planned last failed: nothing it planned was taken.
+    pub fn claim_failed(&self) {
+        self.lock().claiming = false;
     }
 
     /// New work was signalled: the next claim also looks for subscriptions not known here.
@@ -182,6 +193,7 @@ impl Scheduler {
     /// start.
     pub fn claimed(&self, deliveries: &[ClaimedDelivery]) -> Vec<InFlightGuard> {
         let mut state = self.lock();
+        state.claiming = false;
         let mut heads: HashMap<SubscriptionId, OffsetDateTime> = HashMap::new();
         let guards = deliveries
             .iter()
@@ -204,11 +216,15 @@ impl Scheduler {
     /// Counts one webhook handed over at ingest (`handoff.rs`) against its subscription, if
     /// the subscription has room and no more than the cap claimed: the rest of its
     /// allowance stays for the claim loop, so rows waiting in the database (retries, a
-    /// backlog) are never starved by a steady stream of new ones. `None`: the webhook is
-    /// queued as usual.
+    /// backlog) always have room to be claimed, however steady the stream of new ones (new
+    /// ones may still overtake them: order is not guaranteed). `None`, and always while a
+    /// claim is in the database: the webhook is queued as usual.
     pub fn take_fresh(&self, subscription: SubscriptionId) -> Option<InFlightGuard> {
         let now = Instant::now();
         let mut state = self.lock();
+        if state.claiming {
+            return None;
+        }
         let usage = state.usage.entry(subscription).or_insert_with(|| self.unclaimed());
         if usage.claimed >= self.cap || self.room(usage, now) <= 0 {
             return None;
@@ -462,6 +478,20 @@ mod tests {
         let _claimed = claim(&scheduler, a, 4);
         drop(fresh);
         assert!(scheduler.take_fresh(a).is_none(), "a subscription with its cap's worth claimed takes none");
+    }
+
+    #[test]
+    fn ingest_hands_over_nothing_while_a_claim_is_in_the_database() {
+        let scheduler = Scheduler::new(64); // small share: 4
+        let hanging = SubscriptionId::new();
+        let plan = scheduler.plan();
+        assert_eq!(plan.small_share, 4);
+        assert!(scheduler.take_fresh(hanging).is_none(), "the claim may take the whole small share");
+        let _claimed = claim(&scheduler, hanging, 4);
+        assert!(scheduler.take_fresh(hanging).is_none(), "and it did: nothing more for a receiver that never answered");
+        scheduler.plan();
+        scheduler.claim_failed();
+        assert!(scheduler.take_fresh(SubscriptionId::new()).is_some(), "a failed claim took nothing");
     }
 
     #[test]

@@ -161,6 +161,7 @@ async fn claim(senders: &Senders, connection: &mut Option<PgConnection>, first: 
         Ok(claim) => claim,
         Err(error) => {
             tracing::warn!(%error, "cannot claim deliveries; retrying");
+            scheduler.claim_failed();
             // Whatever went wrong, the next claim starts on a new connection.
             *connection = None;
             return Some(Wait::Retry(CLAIM_RETRY));
