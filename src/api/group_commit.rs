@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::db::deliveries::{self, NewDelivery};
 use crate::delivery::{Handoff, HeldSlot};
+use crate::domain::lifecycle::DeliveryStatus;
 
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
@@ -86,7 +87,7 @@ async fn batch_loop(pool: PgPool, mut receiver: mpsc::Receiver<(NewDelivery, Rep
         if result.is_ok() {
             for (row, slot) in rows.into_iter().zip(slots) {
                 if let Some(slot) = slot {
-                    Handoff::start(slot, row, written_at, lease_id);
+                    slot.start(row, written_at, lease_id);
                 }
             }
         }
@@ -103,9 +104,10 @@ async fn batch_loop(pool: PgPool, mut receiver: mpsc::Receiver<(NewDelivery, Rep
 fn hold_slots(handoff: Option<&Handoff>, rows: &mut [NewDelivery]) -> Vec<Option<HeldSlot>> {
     rows.iter_mut()
         .map(|row| {
-            let slot = handoff.filter(|_| row.status == NewDelivery::QUEUED).and_then(|h| h.hold(row.subscription_id));
+            let queued = row.status == DeliveryStatus::Queued.as_str();
+            let slot = handoff.filter(|_| queued).and_then(|h| h.hold(row.subscription_id));
             if slot.is_some() {
-                row.status = NewDelivery::CLAIMED;
+                row.status = DeliveryStatus::Delivering.as_str();
             }
             slot
         })

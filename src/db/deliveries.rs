@@ -79,16 +79,9 @@ pub struct NewDelivery {
     pub subscription_id: SubscriptionId,
     pub event_type: Option<String>,
     pub body: Vec<u8>,
-    /// [`Self::QUEUED`], [`Self::CLAIMED`] or `filtered`.
+    /// `queued`, `filtered`, or `delivering`: handed to this instance's senders at ingest,
+    /// written claimed with its first attempt under way (see `delivery/handoff.rs`).
     pub status: &'static str,
-}
-
-impl NewDelivery {
-    /// Due now, for a claim.
-    pub const QUEUED: &'static str = "queued";
-    /// Handed to this instance's senders at ingest: written claimed, its first attempt
-    /// under way (see `delivery/handoff.rs`).
-    pub const CLAIMED: &'static str = "delivering";
 }
 
 /// Records many webhooks in one statement (ingest's group commit). Those written claimed

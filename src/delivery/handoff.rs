@@ -77,10 +77,12 @@ impl Handoff {
     pub fn lease_seconds(&self) -> f64 {
         self.lease_seconds
     }
+}
 
+impl HeldSlot {
     /// Starts the delivery of `row`, just committed as claimed under `lease_id` (its batch
-    /// written at `written_at`), with the slot held for it.
-    pub fn start(slot: HeldSlot, row: NewDelivery, written_at: OffsetDateTime, lease_id: Uuid) {
+    /// written at `written_at`), with this slot.
+    pub fn start(self, row: NewDelivery, written_at: OffsetDateTime, lease_id: Uuid) {
         let delivery = ClaimedDelivery {
             id: row.id,
             subscription_id: row.subscription_id,
@@ -90,6 +92,6 @@ impl Handoff {
             round_start_attempt: 0,
             due_at: written_at,
         };
-        slot.senders.start(delivery, Slot::new(slot.attempt, slot.permit), lease_id);
+        self.senders.start(delivery, Slot::new(self.attempt, self.permit), lease_id);
     }
 }
