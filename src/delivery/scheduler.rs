@@ -15,7 +15,8 @@
 //!   (a semaphore of `cap` permits, see `in_flight.rs`) and a cap's worth waiting, so that
 //!   the receiver is never idle while the next claim runs. It gets room again only once
 //!   no more than the cap is claimed, then a cap's worth at once: claims come in batches,
-//!   not one row per finished attempt.
+//!   not one row per finished attempt. One claim takes at most a cap's worth: with less
+//!   than the cap claimed, the rest is left for the ingest handoff (`handoff.rs`).
 //! - Any other subscription (new, hanging, timing out) has the **small share**: a sixteenth
 //!   of the cap, between 1 and [`SMALL_SHARE`]. Like TCP's slow start: a fast receiver gets
 //!   the whole allowance within milliseconds of its first answer, a hanging one never holds
@@ -88,6 +89,19 @@ struct Usage {
     next_send: Instant,
     /// Where the next claim starts reading its due rows (`None`: from its first).
     scan_from: Option<OffsetDateTime>,
+    /// The room the claim in the database was planned with (`None`: no claim, or one
+    /// planned before this subscription was known here).
+    reserved: Option<i32>,
+}
+
+impl State {
+    /// The claim in the database returned (or failed): its reservations end.
+    fn claim_over(&mut self) {
+        self.claim = None;
+        for usage in self.usage.values_mut() {
+            usage.reserved = None;
+        }
+    }
 }
 
 impl Usage {
@@ -105,10 +119,17 @@ struct State {
     last_discovery: Option<Instant>,
     /// Whether the last plan looked for them.
     discovered_last: bool,
-    /// A claim planned with the rooms of [`Scheduler::plan`] is in the database: until its
-    /// rows are counted ([`Scheduler::claimed`]), the ingest handoff takes no room, or the
-    /// two together could exceed a subscription's room (a hanging one's small share twice).
-    claiming: bool,
+    /// A claim planned by [`Scheduler::plan`] is in the database. Until its rows are
+    /// counted ([`Scheduler::claimed`]), the ingest handoff leaves each subscription the
+    /// room the claim was planned with, or the two together could exceed the subscription's
+    /// room (a hanging one's small share twice).
+    claim: Option<ClaimInFlight>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ClaimInFlight {
+    /// Whether it looks for subscriptions not known here (each may get the small share).
+    discovering: bool,
 }
 
 /// This instance's fairness state; clones share it.
@@ -134,7 +155,7 @@ impl Scheduler {
             last_rescan: Instant::now(),
             last_discovery: None,
             discovered_last: false,
-            claiming: false,
+            claim: None,
         };
         Self { cap, rescan_every, state: Arc::new(Mutex::new(state)), room_freed: Arc::default() }
     }
@@ -154,13 +175,15 @@ impl Scheduler {
         if rescan {
             state.last_rescan = now;
         }
+        // At most a cap's worth per claim: with fewer than the cap claimed (a stream the
+        // handoff feeds), what the claim leaves of the allowance stays for the handoff.
         let known = state
             .usage
-            .iter()
-            .map(|(id, u)| SubscriptionRoom {
-                subscription_id: *id,
-                room: self.room(u, now).max(0),
-                scan_from: if rescan { None } else { u.scan_from },
+            .iter_mut()
+            .map(|(id, u)| {
+                let room = self.room(u, now).clamp(0, self.cap);
+                u.reserved = Some(room);
+                SubscriptionRoom { subscription_id: *id, room, scan_from: if rescan { None } else { u.scan_from } }
             })
             .collect();
         // Looking for unknown subscriptions is the claim's skip scan over the gaps between
@@ -173,14 +196,14 @@ impl Scheduler {
             state.last_discovery = Some(now);
         }
         state.discovered_last = discover;
-        state.claiming = true;
+        state.claim = Some(ClaimInFlight { discovering: discover });
         // With no room for the others, the claim does not look for them at all.
         ClaimPlan { known, small_share: if discover { self.small_share() } else { 0 } }
     }
 
     /// The claim planned last failed: nothing it planned was taken.
     pub fn claim_failed(&self) {
-        self.lock().claiming = false;
+        self.lock().claim_over();
     }
 
     /// New work was signalled: the next claim also looks for subscriptions not known here.
@@ -193,7 +216,7 @@ impl Scheduler {
     /// start.
     pub fn claimed(&self, deliveries: &[ClaimedDelivery]) -> Vec<InFlightGuard> {
         let mut state = self.lock();
-        state.claiming = false;
+        state.claim_over();
         let mut heads: HashMap<SubscriptionId, OffsetDateTime> = HashMap::new();
         let guards = deliveries
             .iter()
@@ -217,16 +240,23 @@ impl Scheduler {
     /// the subscription has room and no more than the cap claimed: the rest of its
     /// allowance stays for the claim loop, so rows waiting in the database (retries, a
     /// backlog) always have room to be claimed, however steady the stream of new ones (new
-    /// ones may still overtake them: order is not guaranteed). `None`, and always while a
-    /// claim is in the database: the webhook is queued as usual.
+    /// ones may still overtake them: order is not guaranteed). While a claim is in the
+    /// database, only room beyond what it was planned with counts, and a subscription not
+    /// known when it was planned gets none if the claim looks for unknown ones. `None`: the
+    /// webhook is queued as usual.
     pub fn take_fresh(&self, subscription: SubscriptionId) -> Option<InFlightGuard> {
         let now = Instant::now();
         let mut state = self.lock();
-        if state.claiming {
-            return None;
-        }
+        let claim = state.claim;
         let usage = state.usage.entry(subscription).or_insert_with(|| self.unclaimed());
-        if usage.claimed >= self.cap || self.room(usage, now) <= 0 {
+        let reserved = match (claim, usage.reserved) {
+            (None, _) => 0,
+            (Some(_), Some(planned)) => planned,
+            // Not known when the claim was planned: it may find this one's rows too.
+            (Some(claim), None) if claim.discovering => return None,
+            (Some(_), None) => 0,
+        };
+        if usage.claimed >= self.cap || self.room(usage, now) - reserved <= 0 {
             return None;
         }
         usage.claimed += 1;
@@ -242,6 +272,7 @@ impl Scheduler {
             rate_limit: None,
             next_send: Instant::now(),
             scan_from: None,
+            reserved: None,
         }
     }
 
@@ -399,7 +430,12 @@ mod tests {
     }
 
     fn room(scheduler: &Scheduler, id: SubscriptionId) -> i32 {
-        scheduler.plan().known.iter().find(|k| k.subscription_id == id).map_or(-1, |k| k.room)
+        let state = scheduler.lock();
+        state.usage.get(&id).map_or(-1, |usage| scheduler.room(usage, Instant::now()).max(0))
+    }
+
+    fn planned_room(plan: &ClaimPlan, id: SubscriptionId) -> i32 {
+        plan.known.iter().find(|k| k.subscription_id == id).map_or(-1, |k| k.room)
     }
 
     /// The receiver answered this attempt.
@@ -481,17 +517,29 @@ mod tests {
     }
 
     #[test]
-    fn ingest_hands_over_nothing_while_a_claim_is_in_the_database() {
-        let scheduler = Scheduler::new(64); // small share: 4
-        let hanging = SubscriptionId::new();
+    fn while_a_claim_is_in_the_database_ingest_hands_over_only_room_it_was_not_planned_with() {
+        let scheduler = Scheduler::new(32); // allowance 64, small share 2
+        let (answering, hanging) = (SubscriptionId::new(), SubscriptionId::new());
+        answer(scheduler.take_fresh(answering).unwrap());
+        let _hanging = scheduler.take_fresh(hanging).unwrap(); // one of its two, in flight
+
         let plan = scheduler.plan();
-        assert_eq!(plan.small_share, 4);
+        assert_eq!(planned_room(&plan, answering), 32, "a claim takes at most a cap's worth of the allowance of 64");
+        assert_eq!(planned_room(&plan, hanging), 1, "what is left of the small share");
+        let fresh: Vec<_> = std::iter::from_fn(|| scheduler.take_fresh(answering)).take(100).collect();
+        assert_eq!(fresh.len(), 32, "the allowance the claim leaves, up to the cap");
         assert!(scheduler.take_fresh(hanging).is_none(), "the claim may take the whole small share");
-        let _claimed = claim(&scheduler, hanging, 4);
-        assert!(scheduler.take_fresh(hanging).is_none(), "and it did: nothing more for a receiver that never answered");
+        assert!(scheduler.take_fresh(SubscriptionId::new()).is_none(), "a claim looking for unknown subscriptions may find this one");
+        let _claimed = scheduler.claimed(&vec![delivery(answering, OffsetDateTime::now_utc()); 32]);
+        assert_eq!(room(&scheduler, answering), 0, "together: the whole allowance, no more");
+
         scheduler.plan();
         scheduler.claim_failed();
-        assert!(scheduler.take_fresh(SubscriptionId::new()).is_some(), "a failed claim took nothing");
+        let plan = scheduler.plan(); // the next look for unknown subscriptions is due later
+        assert_eq!(plan.small_share, 0);
+        assert!(scheduler.take_fresh(SubscriptionId::new()).is_some(), "a claim not looking for it cannot find it");
+        scheduler.claim_failed();
+        assert!(scheduler.take_fresh(hanging).is_some(), "a failed claim took nothing");
     }
 
     #[test]
