@@ -4,8 +4,8 @@
 //! records what it receives and answers the benchmark's questions on `/control/*`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -32,12 +32,17 @@ struct Receipts {
     refused: Mutex<HashSet<String>>,
 }
 
-/// Runs the receiver until it is killed; prints its port on the first line of stdout.
+/// Runs the receiver until its stdin closes (the benchmark ended, however it ended) or it
+/// is killed. Prints its port on the first line of stdout, and nothing else.
 pub fn serve() -> anyhow::Result<()> {
+    std::thread::spawn(|| {
+        let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        std::process::exit(0);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let acceptor = TcpListener::bind("127.0.0.1:0").into_acceptor().await?;
-        let port = acceptor.local_addr()[0].as_socket_addr().map(|address| address.port()).unwrap_or_default();
+        let port = acceptor.local_addr()[0].as_socket_addr().map(|address| address.port()).ok_or_else(|| anyhow::anyhow!("no local address"))?;
         println!("{port}");
         let app = Route::new()
             .at("/hang", poem::post(hang_forever))
@@ -125,26 +130,45 @@ fn micros_since_epoch(time: SystemTime) -> u128 {
 /// The benchmark's handle on the receiver process, which it stops when dropped.
 pub struct Receiver {
     process: Child,
-    /// Where the service delivers: every path but those below answers 200.
+    /// Kept open: the receiver must never write to a closed pipe.
+    _stdout: BufReader<ChildStdout>,
+    /// Where the service delivers and where any path answers 200, except `/hang` (never
+    /// answers) and `/fail-once` (503 to each webhook's first attempt), see [`Self::url_for`].
     pub url: String,
-    control: String,
+    base: String,
     client: reqwest::Client,
 }
 
 impl Receiver {
+    /// Starts the receiver process (blocking until it listens). Its stdin is a pipe that
+    /// only closes when this process ends, which ends the receiver too.
     pub fn start() -> anyhow::Result<Self> {
-        let mut process = Command::new(std::env::current_exe()?).arg(ARGUMENT).stdout(Stdio::piped()).spawn()?;
-        let stdout = process.stdout.take().unwrap();
+        let mut process = Command::new(std::env::current_exe()?).arg(ARGUMENT).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        let mut stdout = BufReader::new(process.stdout.take().unwrap());
         let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let port: u16 = line.trim().parse()?;
+        let port = stdout.read_line(&mut line).map_err(anyhow::Error::from).and_then(|_| Ok(line.trim().parse::<u16>()?));
+        let port = match port {
+            Ok(port) => port,
+            Err(error) => {
+                let _ = process.kill();
+                let _ = process.wait();
+                anyhow::bail!("the receiver did not start (it said {line:?}): {error}");
+            }
+        };
         let base = format!("http://127.0.0.1:{port}");
-        Ok(Self { process, url: format!("{base}/hook"), control: format!("{base}/control"), client: reqwest::Client::new() })
+        // A stuck receiver fails the benchmark instead of hanging it.
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
+        Ok(Self { process, _stdout: stdout, url: format!("{base}/hook"), base, client })
+    }
+
+    /// The URL of one of the receiver's endpoints, `path` such as `/hang`.
+    pub fn url_for(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     /// [webhooks counted as received, bytes received, arrival times recorded]
     async fn stats(&self) -> anyhow::Result<[u64; 3]> {
-        let text = self.client.get(format!("{}/stats", self.control)).send().await?.error_for_status()?.text().await?;
+        let text = self.client.get(format!("{}/control/stats", self.base)).send().await?.error_for_status()?.text().await?;
         let numbers: Vec<u64> = text.split(' ').map(str::parse).collect::<Result<_, _>>()?;
         numbers.try_into().map_err(|_| anyhow::anyhow!("receiver stats: {text}"))
     }
@@ -167,21 +191,21 @@ impl Receiver {
     /// Starts or stops recording arrival times.
     pub async fn track(&self, on: bool) -> anyhow::Result<()> {
         let body = if on { "on" } else { "off" };
-        self.client.put(format!("{}/track", self.control)).body(body).send().await?.error_for_status()?;
+        self.client.put(format!("{}/control/track", self.base)).body(body).send().await?.error_for_status()?;
         Ok(())
     }
 
     pub async fn forget_arrivals(&self) -> anyhow::Result<()> {
-        self.client.delete(format!("{}/arrivals", self.control)).send().await?.error_for_status()?;
+        self.client.delete(format!("{}/control/arrivals", self.base)).send().await?.error_for_status()?;
         Ok(())
     }
 
     /// Arrival times recorded so far, by webhook-id.
     pub async fn arrivals(&self) -> anyhow::Result<HashMap<String, SystemTime>> {
-        let text = self.client.get(format!("{}/arrivals", self.control)).send().await?.error_for_status()?.text().await?;
+        let text = self.client.get(format!("{}/control/arrivals", self.base)).send().await?.error_for_status()?.text().await?;
         let mut arrivals = HashMap::new();
         for line in text.lines() {
-            let (id, micros) = line.split_once(' ').ok_or_else(|| anyhow::anyhow!("receiver arrivals: {line}"))?;
+            let (id, micros) = line.rsplit_once(' ').ok_or_else(|| anyhow::anyhow!("receiver arrivals: {line}"))?;
             let micros: u64 = micros.parse()?;
             arrivals.insert(id.to_owned(), SystemTime::UNIX_EPOCH + Duration::from_micros(micros));
         }

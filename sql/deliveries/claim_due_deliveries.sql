@@ -130,7 +130,8 @@ WITH RECURSIVE relaxed AS (
     LIMIT $1
 ), more AS (
     -- More may be due: the batch is full, or a subscription took its whole share and had
-    -- room for more (one that took its whole room is full now; the claim loop sees to it).
+    -- room for more (one that took all the room it was planned with, at most a cap's worth,
+    -- is full now or still has room: the claim loop sees to it).
     SELECT (SELECT count(*) FROM candidates) >= $1
            OR EXISTS (SELECT 1 FROM shares AS s
                       WHERE s.take < s.room
@@ -182,8 +183,8 @@ FROM (
                    ORDER BY d.subscription_id, d.next_attempt_at, d.id
                    LIMIT 1
                ) AS f
-               -- Not those this claim filled: they are full now, and the loop waits for
-               -- their room. Reading them here stepped over the entries their claimed rows
+               -- Not those this claim filled: the loop waits for their room, or claims
+               -- again at once for those that still have some. Reading them here stepped over the entries their claimed rows
                -- leave behind at the lease's end (dead ones too, until vacuum): 2.5 ms of
                -- each 64-row claim during a drain of one subscription.
                WHERE r.room > COALESCE(t.taken, 0)

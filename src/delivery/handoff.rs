@@ -12,8 +12,9 @@
 //! A webhook gets a slot only under the claim loop's own rules (the instance's concurrency,
 //! the subscription's room, see `scheduler.rs`), only while its subscription has no more
 //! than the cap claimed, so that rows already waiting in the database always have room to
-//! be claimed. While a claim is in the database, it takes none of the room that claim was
-//! planned with (`Scheduler::take_fresh`).
+//! be claimed. While a claim is in the database, the handoff leaves each subscription the
+//! room that claim was planned with, and gives nothing to a subscription the claim may
+//! find among those not known here (`Scheduler::take_fresh`).
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

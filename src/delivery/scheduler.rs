@@ -16,7 +16,8 @@
 //!   the receiver is never idle while the next claim runs. It gets room again only once
 //!   no more than the cap is claimed, then a cap's worth at once: claims come in batches,
 //!   not one row per finished attempt. One claim takes at most a cap's worth: with less
-//!   than the cap claimed, the rest is left for the ingest handoff (`handoff.rs`).
+//!   than the cap claimed, the rest is left for the ingest handoff (`handoff.rs`) or the
+//!   next claim.
 //! - Any other subscription (new, hanging, timing out) has the **small share**: a sixteenth
 //!   of the cap, between 1 and [`SMALL_SHARE`]. Like TCP's slow start: a fast receiver gets
 //!   the whole allowance within milliseconds of its first answer, a hanging one never holds
@@ -89,19 +90,6 @@ struct Usage {
     next_send: Instant,
     /// Where the next claim starts reading its due rows (`None`: from its first).
     scan_from: Option<OffsetDateTime>,
-    /// The room the claim in the database was planned with (`None`: no claim, or one
-    /// planned before this subscription was known here).
-    reserved: Option<i32>,
-}
-
-impl State {
-    /// The claim in the database returned (or failed): its reservations end.
-    fn claim_over(&mut self) {
-        self.claim = None;
-        for usage in self.usage.values_mut() {
-            usage.reserved = None;
-        }
-    }
 }
 
 impl Usage {
@@ -119,17 +107,12 @@ struct State {
     last_discovery: Option<Instant>,
     /// Whether the last plan looked for them.
     discovered_last: bool,
-    /// A claim planned by [`Scheduler::plan`] is in the database. Until its rows are
-    /// counted ([`Scheduler::claimed`]), the ingest handoff leaves each subscription the
-    /// room the claim was planned with, or the two together could exceed the subscription's
-    /// room (a hanging one's small share twice).
-    claim: Option<ClaimInFlight>,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct ClaimInFlight {
-    /// Whether it looks for subscriptions not known here (each may get the small share).
-    discovering: bool,
+    /// While a claim planned by [`Scheduler::plan`] is in the database (until
+    /// [`Scheduler::claimed`] or [`Scheduler::claim_failed`]): the room it was planned with
+    /// for each subscription known here. The ingest handoff leaves that room to the claim,
+    /// or the two together could exceed a subscription's room (a hanging one's small share
+    /// twice over).
+    planned_by_claim: Option<HashMap<SubscriptionId, i32>>,
 }
 
 /// This instance's fairness state; clones share it.
@@ -155,7 +138,7 @@ impl Scheduler {
             last_rescan: Instant::now(),
             last_discovery: None,
             discovered_last: false,
-            claim: None,
+            planned_by_claim: None,
         };
         Self { cap, rescan_every, state: Arc::new(Mutex::new(state)), room_freed: Arc::default() }
     }
@@ -164,8 +147,9 @@ impl Scheduler {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// What may be claimed now: every subscription known here with its room (full ones with
-    /// none) and where to read it from, and the small share for the others.
+    /// What may be claimed now: every subscription known here with its room, at most a
+    /// cap's worth (full ones with none), and where to read it from, and the small share for
+    /// the others.
     pub fn plan(&self) -> ClaimPlan {
         let now = Instant::now();
         let mut state = self.lock();
@@ -176,16 +160,18 @@ impl Scheduler {
             state.last_rescan = now;
         }
         // At most a cap's worth per claim: with fewer than the cap claimed (a stream the
-        // handoff feeds), what the claim leaves of the allowance stays for the handoff.
-        let known = state
+        // handoff feeds), what the claim leaves of the allowance stays for the handoff or
+        // the next claim.
+        let known: Vec<SubscriptionRoom> = state
             .usage
-            .iter_mut()
-            .map(|(id, u)| {
-                let room = self.room(u, now).clamp(0, self.cap);
-                u.reserved = Some(room);
-                SubscriptionRoom { subscription_id: *id, room, scan_from: if rescan { None } else { u.scan_from } }
+            .iter()
+            .map(|(id, u)| SubscriptionRoom {
+                subscription_id: *id,
+                room: self.room(u, now).clamp(0, self.cap),
+                scan_from: if rescan { None } else { u.scan_from },
             })
             .collect();
+        state.planned_by_claim = Some(known.iter().map(|k| (k.subscription_id, k.room)).collect());
         // Looking for unknown subscriptions is the claim's skip scan over the gaps between
         // known ones, which steps over every index entry that rows finished since the last
         // vacuum left there: after a burst of 300,000 finished rows on a stock autovacuum
@@ -196,14 +182,13 @@ impl Scheduler {
             state.last_discovery = Some(now);
         }
         state.discovered_last = discover;
-        state.claim = Some(ClaimInFlight { discovering: discover });
         // With no room for the others, the claim does not look for them at all.
         ClaimPlan { known, small_share: if discover { self.small_share() } else { 0 } }
     }
 
     /// The claim planned last failed: nothing it planned was taken.
     pub fn claim_failed(&self) {
-        self.lock().claim_over();
+        self.lock().planned_by_claim = None;
     }
 
     /// New work was signalled: the next claim also looks for subscriptions not known here.
@@ -216,7 +201,7 @@ impl Scheduler {
     /// start.
     pub fn claimed(&self, deliveries: &[ClaimedDelivery]) -> Vec<InFlightGuard> {
         let mut state = self.lock();
-        state.claim_over();
+        state.planned_by_claim = None;
         let mut heads: HashMap<SubscriptionId, OffsetDateTime> = HashMap::new();
         let guards = deliveries
             .iter()
@@ -247,15 +232,16 @@ impl Scheduler {
     pub fn take_fresh(&self, subscription: SubscriptionId) -> Option<InFlightGuard> {
         let now = Instant::now();
         let mut state = self.lock();
-        let claim = state.claim;
-        let usage = state.usage.entry(subscription).or_insert_with(|| self.unclaimed());
-        let reserved = match (claim, usage.reserved) {
-            (None, _) => 0,
-            (Some(_), Some(planned)) => planned,
-            // Not known when the claim was planned: it may find this one's rows too.
-            (Some(claim), None) if claim.discovering => return None,
-            (Some(_), None) => 0,
+        let reserved = match state.planned_by_claim.as_ref().map(|planned| planned.get(&subscription)) {
+            None => 0,
+            Some(Some(planned)) => *planned,
+            // Not known when the claim was planned: a claim looking for unknown
+            // subscriptions may take its small share of this one's rows.
+            Some(None) if state.discovered_last => return None,
+            // A claim not looking for unknown subscriptions cannot take this one's rows.
+            Some(None) => 0,
         };
+        let usage = state.usage.entry(subscription).or_insert_with(|| self.unclaimed());
         if usage.claimed >= self.cap || self.room(usage, now) - reserved <= 0 {
             return None;
         }
@@ -272,12 +258,11 @@ impl Scheduler {
             rate_limit: None,
             next_send: Instant::now(),
             scan_from: None,
-            reserved: None,
         }
     }
 
     /// The subscriptions of which `deliveries` (one claim under `plan`) took all the room
-    /// they had: they may have more due.
+    /// planned for them: they may have more due.
     pub fn filled(&self, plan: &ClaimPlan, deliveries: &[ClaimedDelivery]) -> Vec<SubscriptionId> {
         let mut taken: HashMap<SubscriptionId, i32> = HashMap::new();
         for delivery in deliveries {
@@ -519,27 +504,32 @@ mod tests {
     #[test]
     fn while_a_claim_is_in_the_database_ingest_hands_over_only_room_it_was_not_planned_with() {
         let scheduler = Scheduler::new(32); // allowance 64, small share 2
-        let (answering, hanging) = (SubscriptionId::new(), SubscriptionId::new());
+        let (answering, hanging, paced) = (SubscriptionId::new(), SubscriptionId::new(), SubscriptionId::new());
         answer(scheduler.take_fresh(answering).unwrap());
         let _hanging = scheduler.take_fresh(hanging).unwrap(); // one of its two, in flight
+        answer(scheduler.take_fresh(paced).unwrap());
+        scheduler.take_turn(paced, Some(10)); // a second's worth: 10
 
         let plan = scheduler.plan();
         assert_eq!(planned_room(&plan, answering), 32, "a claim takes at most a cap's worth of the allowance of 64");
         assert_eq!(planned_room(&plan, hanging), 1, "what is left of the small share");
+        assert_eq!(planned_room(&plan, paced), 10);
         let fresh: Vec<_> = std::iter::from_fn(|| scheduler.take_fresh(answering)).take(100).collect();
         assert_eq!(fresh.len(), 32, "the allowance the claim leaves, up to the cap");
-        assert!(scheduler.take_fresh(hanging).is_none(), "the claim may take the whole small share");
+        assert!(scheduler.take_fresh(hanging).is_none(), "the claim may take the rest of the small share");
+        assert!(scheduler.take_fresh(paced).is_none(), "the claim may take the whole second's worth");
         assert!(scheduler.take_fresh(SubscriptionId::new()).is_none(), "a claim looking for unknown subscriptions may find this one");
-        let _claimed = scheduler.claimed(&vec![delivery(answering, OffsetDateTime::now_utc()); 32]);
-        assert_eq!(room(&scheduler, answering), 0, "together: the whole allowance, no more");
+        let _claimed = claim(&scheduler, answering, 32);
+        assert_eq!(scheduler.lock().usage[&answering].claimed, 64, "together: the whole allowance, no more");
+        assert!(scheduler.take_fresh(hanging).is_some(), "once the claim is counted, the room it did not take is free");
 
-        scheduler.plan();
+        scheduler.lock().last_discovery = Some(Instant::now());
+        let plan = scheduler.plan();
+        assert_eq!(plan.small_share, 0, "this claim does not look for unknown subscriptions");
+        assert!(scheduler.take_fresh(SubscriptionId::new()).is_some(), "so it cannot take this one's rows");
+        assert!(scheduler.take_fresh(paced).is_none());
         scheduler.claim_failed();
-        let plan = scheduler.plan(); // the next look for unknown subscriptions is due later
-        assert_eq!(plan.small_share, 0);
-        assert!(scheduler.take_fresh(SubscriptionId::new()).is_some(), "a claim not looking for it cannot find it");
-        scheduler.claim_failed();
-        assert!(scheduler.take_fresh(hanging).is_some(), "a failed claim took nothing");
+        assert!(scheduler.take_fresh(paced).is_some(), "a failed claim took nothing");
     }
 
     #[test]

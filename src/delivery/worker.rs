@@ -167,10 +167,11 @@ async fn claim(senders: &Senders, connection: &mut Option<PgConnection>, first: 
             return Some(Wait::Retry(CLAIM_RETRY));
         }
     };
-    // More may be due: claim again as soon as there is a free slot; the subscriptions that
-    // filled their room are full now, and the next claim does not read them. The same if
-    // one of those got room back while the claim ran (its earlier attempts finished): it
-    // may have more due, and nothing else would wake the loop for it.
+    // More may be due: claim again as soon as there is a free slot. The same if a
+    // subscription took all the room the claim was planned with (at most a cap's worth) and
+    // still has room (it had more, or its earlier attempts finished while the claim ran): it
+    // may have more due, and nothing else would wake the loop for it. Those without room
+    // are full, and the next claim does not read them.
     let more = claim.more;
     let filled = scheduler.filled(&plan, &claim.deliveries);
     let next_due = claim.next_due;
