@@ -56,9 +56,9 @@ const DRAIN_COUNT: i64 = 100_000;
 const HISTORY_DELIVERIES: i64 = 5_000_000;
 /// Webhooks queued for each of the fairness phase's 100 subscriptions.
 const FAIRNESS_PER_SUBSCRIPTION: u64 = 1_000;
-/// How often the timed phases ask the receiver how much has arrived: each question is a
-/// request to its process, on the cores the service shares, and a phase of 5-10 s is
-/// timed to within 0.4 %.
+/// How often the benchmark asks the receiver how much has arrived: each question is a
+/// request to its process, on the cores the service shares, and a timed phase of 5-10 s
+/// is still timed to within 0.4 %.
 const RECEIVER_POLL: Duration = Duration::from_millis(20);
 /// Webhooks a second in the cost phase (`BENCH_COST_RATE` changes it): the latency phase's
 /// steady, moderate rate, well below saturation. Batching (group commit, claims, outcome
@@ -588,7 +588,7 @@ async fn healthy_latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize)> {
     let started = Instant::now();
     while bench.receiver.arrivals_recorded().await? < sent.len() as u64 {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the healthy subscription's webhooks did not all arrive");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(RECEIVER_POLL).await;
     }
     bench.receiver.track(false).await?;
     percentiles(bench, &sent).await
@@ -736,7 +736,7 @@ async fn cost_round(bench: &Bench, meter: &Meter<'_>, subscription: &str, second
     let waiting = Instant::now();
     while bench.receiver.count().await? - received < sent.len() as u64 {
         anyhow::ensure!(waiting.elapsed() < Duration::from_secs(300), "a cost round's webhooks were not all delivered");
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        tokio::time::sleep(RECEIVER_POLL).await;
     }
     wait_for_receipts(&bench.pool).await;
     let statements = statements_since_reset(&bench.pool).await?;
