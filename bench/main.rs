@@ -43,8 +43,10 @@ use sqlx::PgPool;
 use webhookd::embedded_postgres::{ClusterOptions, EmbeddedPostgres};
 use webhookd_test_support::free_port;
 
+use disk::{DiskProbe, FlushLatency};
 use receiver::Receiver;
 
+mod disk;
 mod receiver;
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -245,12 +247,12 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
             let vacuums: Vec<(String, String)> = sqlx::query_as("SELECT relid::regclass::text, phase FROM pg_stat_progress_vacuum").fetch_all(&bench.pool).await?;
             eprintln!("-- latency: vacuums running at its start: {vacuums:?}");
         }
-        let (p50, p99, samples, statements) = bench.profiled("latency", latency(&bench)).await?;
+        let (latency, statements) = bench.profiled("latency", latency(&bench)).await?;
         if bench.phases.profile {
             let after = bench.background_work().await?;
             eprintln!("-- latency: checkpoints {} → {}, autovacuums of deliveries {} → {}", background.0, after.0, background.1, after.1);
         }
-        rows.push(("ingest→receipt latency at 200/s".into(), format!("p50 {p50:.1} ms, p99 {p99:.1} ms ({samples} samples)")));
+        rows.push(("ingest→receipt latency at 200/s".into(), latency.to_string()));
         rows.push(("database statements per webhook (ingest + delivery, warm cache, 200/s)".into(), format!("{statements:.2}")));
     }
 
@@ -476,20 +478,42 @@ async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port
 }
 
 /// Ingest→receipt latency at a steady 200/s: (p50 ms, p99 ms, samples, statements per webhook).
-async fn latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize, f64)> {
+async fn latency(bench: &Bench) -> anyhow::Result<(Latency, f64)> {
     bench.receiver.track(true).await?;
     sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
+    let probe = start_disk_probe()?;
     let sent = steady_ingest(bench, &bench.subscription, 200, Duration::from_secs(10)).await;
     wait_for_receipts(&bench.pool).await;
+    let disk = probe.finish()?;
     bench.receiver.track(false).await?;
     let statements = statements_since_reset(&bench.pool).await?;
-    let (p50, p99, samples) = percentiles(bench, &sent).await?;
-    Ok((p50, p99, samples, statements as f64 / sent.len().max(1) as f64))
+    let latency = percentiles(bench, &sent, disk).await?;
+    Ok((latency, statements as f64 / sent.len().max(1) as f64))
+}
+
+/// What a latency window measured: ingest→receipt p50 and p99 in ms, how many webhooks
+/// arrived, and the disk's own flush latency meanwhile.
+struct Latency {
+    p50: f64,
+    p99: f64,
+    samples: usize,
+    disk: FlushLatency,
+}
+
+impl std::fmt::Display for Latency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "p50 {:.1} ms, p99 {:.1} ms ({} samples; the disk's own flushes meanwhile: {})", self.p50, self.p99, self.samples, self.disk)
+    }
+}
+
+/// Starts the disk probe beside the cluster's data directory (the same file system).
+fn start_disk_probe() -> anyhow::Result<DiskProbe> {
+    Ok(DiskProbe::start(std::env::temp_dir().join("webhookd-bench").join("disk-probe"))?)
 }
 
 /// p50 and p99 in ms of ingest→receipt of the webhooks `sent` (as recorded while
-/// the receiver was tracking), and how many arrived.
-async fn percentiles(bench: &Bench, sent: &[(String, SystemTime)]) -> anyhow::Result<(f64, f64, usize)> {
+/// the receiver was tracking), and how many arrived, beside the `disk` probe's figures.
+async fn percentiles(bench: &Bench, sent: &[(String, SystemTime)], disk: FlushLatency) -> anyhow::Result<Latency> {
     let arrived = bench.receiver.arrivals().await?;
     let mut latencies: Vec<f64> = sent
         .iter()
@@ -509,7 +533,7 @@ async fn percentiles(bench: &Bench, sent: &[(String, SystemTime)]) -> anyhow::Re
     }
     latencies.sort_by(f64::total_cmp);
     let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Ok((percentile(0.5), percentile(0.99), latencies.len()))
+    Ok(Latency { p50: percentile(0.5), p99: percentile(0.99), samples: latencies.len(), disk })
 }
 
 /// Milliseconds from `earlier` to `later`, wall-clock times of this machine (the load
@@ -528,9 +552,8 @@ const NOISY_BACKLOGS: [i64; 2] = [100_000, 1_000_000];
 /// due throughout. Returns table rows.
 async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
-    let (p50, p99, samples) = healthy_latency(bench).await?;
-    let alone = p50;
-    rows.push(("noisy neighbour: latency at 200/s, alone (same run)".into(), format!("p50 {p50:.1} ms, p99 {p99:.1} ms ({samples} samples)")));
+    let alone = healthy_latency(bench).await?;
+    rows.push(("noisy neighbour: latency at 200/s, alone (same run)".into(), alone.to_string()));
     let hanging_url = bench.receiver.url_for("/hang");
     let hanging = create_subscription(&bench.client, &bench.base, &hanging_url, None).await?;
     let mut queued = 0;
@@ -557,10 +580,10 @@ async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
         sqlx::raw_sql("CHECKPOINT").execute(&bench.pool).await?;
         sqlx::query("SELECT pg_notify('webhookd_work', '')").execute(&bench.pool).await?;
         wait_until_sending(bench, &hanging).await?;
-        let (p50, p99, samples) = healthy_latency(bench).await?;
+        let beside = healthy_latency(bench).await?;
         rows.push((
             format!("noisy neighbour: the same while another subscription's receiver hangs with {backlog} due"),
-            format!("p50 {p50:.1} ms ({:+.1} ms), p99 {p99:.1} ms ({samples} samples)", p50 - alone),
+            format!("{beside}; p50 {:+.1} ms from alone", beside.p50 - alone.p50),
         ));
     }
     // Retire it: its backlog removed at once (cancelling a million rows through the API is
@@ -579,19 +602,20 @@ async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Ingest→receipt latency of the bench's subscription at a steady 200/s for 10 s: (p50 ms,
-/// p99 ms, samples). Waits for its own webhooks only (the queue may hold others' for good).
-async fn healthy_latency(bench: &Bench) -> anyhow::Result<(f64, f64, usize)> {
+/// Ingest→receipt latency of the bench's subscription at a steady 200/s for 10 s. Waits for its own webhooks only (the queue may hold others' for good).
+async fn healthy_latency(bench: &Bench) -> anyhow::Result<Latency> {
     bench.receiver.forget_arrivals().await?;
     bench.receiver.track(true).await?;
+    let probe = start_disk_probe()?;
     let sent = steady_ingest(bench, &bench.subscription, 200, Duration::from_secs(10)).await;
     let started = Instant::now();
     while bench.receiver.arrivals_recorded().await? < sent.len() as u64 {
         anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the healthy subscription's webhooks did not all arrive");
         tokio::time::sleep(RECEIVER_POLL).await;
     }
+    let disk = probe.finish()?;
     bench.receiver.track(false).await?;
-    percentiles(bench, &sent).await
+    percentiles(bench, &sent, disk).await
 }
 
 /// Waits until the service is sending to `subscription` (it has a delivery claimed).
