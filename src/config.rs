@@ -91,6 +91,12 @@ pub struct DatabaseSettings {
     #[arg(long = "db-pool-size", env = "WEBHOOKD_DB_POOL_SIZE", default_value_t = 16,
           value_parser = clap::value_parser!(u32).range(2..=1000), global = true)]
     pub pool_size: u32,
+    /// Longest the delivery engine and the ingest writer wait for one statement's answer;
+    /// then the connection is dropped and the work retried on a new one. A database that
+    /// vanishes without closing its sockets (a failover, a dropped NAT mapping) never
+    /// answers, and nothing else would end the wait.
+    #[arg(long = "db-statement-deadline", env = "WEBHOOKD_DB_STATEMENT_DEADLINE", default_value = "30s", value_parser = positive_duration, global = true)]
+    pub statement_deadline: Duration,
     /// Apply migrations when `serve` starts.
     #[arg(long, env = "WEBHOOKD_AUTO_MIGRATE", default_value = "true", value_parser = BoolishValueParser::new(), action = ArgAction::Set, global = true)]
     pub auto_migrate: bool,

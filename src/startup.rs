@@ -84,7 +84,7 @@ impl Application {
             Ok(Ok(changes)) => Some(changes),
             _ => None,
         };
-        let group_commit = GroupCommit::start(pool.clone());
+        let group_commit = GroupCommit::start(pool.clone(), settings.database.statement_deadline);
         let metrics = Metrics::new();
         let portal_links = Arc::new(PortalLinks::new(pool.clone()));
         let context = ApiContext {
@@ -122,6 +122,7 @@ impl Application {
                 client,
                 subscriptions: self.context.subscriptions.clone(),
                 settings: settings.delivery.clone(),
+                statement_deadline: settings.database.statement_deadline,
                 allow_private_targets: settings.delivery.allow_private_targets,
                 metrics: self.context.metrics.clone(),
                 waker: self.context.waker.clone(),

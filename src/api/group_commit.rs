@@ -15,13 +15,14 @@
 //! is done, without a claim: one statement and one row version fewer per webhook.
 
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::deliveries::{self, NewDelivery};
+use crate::db::{self, deliveries::{self, NewDelivery}};
 use crate::delivery::{Handoff, HeldSlot};
 use crate::domain::lifecycle::DeliveryStatus;
 
@@ -49,11 +50,12 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts the batcher on the current runtime.
-    pub fn start(pool: PgPool) -> Self {
+    /// Starts the batcher on the current runtime; each batch's INSERT may wait at most
+    /// `deadline` for its answer (`db::within_deadline`).
+    pub fn start(pool: PgPool, deadline: Duration) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let handoff = Arc::new(OnceLock::new());
-        tokio::spawn(batch_loop(pool, receiver, handoff.clone()));
+        tokio::spawn(batch_loop(pool, deadline, receiver, handoff.clone()));
         Self { sender, handoff }
     }
 
@@ -73,7 +75,7 @@ impl GroupCommit {
 }
 
 /// Writes one batch at a time: what queued while the last commit ran is the next batch.
-async fn batch_loop(pool: PgPool, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
+async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
@@ -82,7 +84,7 @@ async fn batch_loop(pool: PgPool, mut receiver: mpsc::Receiver<(NewDelivery, Rep
         let lease_id = Uuid::new_v4();
         let lease_seconds = handoff.map_or(0.0, Handoff::lease_seconds);
         let written_at = OffsetDateTime::now_utc();
-        let result = deliveries::insert_many(&pool, &rows, lease_id, lease_seconds).await.map_err(Arc::new);
+        let result = insert(&pool, deadline, &rows, lease_id, lease_seconds).await.map_err(Arc::new);
         let placed: Vec<Placed> = slots.iter().map(|slot| if slot.is_some() { Placed::HandedOff } else { Placed::Queued }).collect();
         if result.is_ok() {
             for (row, slot) in rows.into_iter().zip(slots) {
@@ -97,6 +99,13 @@ async fn batch_loop(pool: PgPool, mut receiver: mpsc::Receiver<(NewDelivery, Rep
         }
     }
     // Every handle dropped: shutting down.
+}
+
+/// One batch's INSERT, on a connection it gives up on after `deadline`: the one writer
+/// must not wait for ever on a database that vanished (all ingest queues behind it).
+async fn insert(pool: &PgPool, deadline: Duration, rows: &[NewDelivery], lease_id: Uuid, lease_seconds: f64) -> sqlx::Result<()> {
+    let connection = pool.acquire().await?;
+    db::within_deadline(connection, deadline, async |db| deliveries::insert_many(db, rows, lease_id, lease_seconds).await).await
 }
 
 /// Holds a send slot for each queued row that can have one, and marks those rows to be

@@ -16,8 +16,9 @@ pub(crate) mod ui_sessions;
 
 use std::time::Duration;
 
+use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres};
 
 /// Opens the connection pool. Connections are made lazily so that the service starts (and
 /// answers 503) even while the database is down.
@@ -30,6 +31,34 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         // A request that cannot get a connection in time answers 503 instead of hanging.
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy_with(options))
+}
+
+/// Runs `statement` (a future using `connection`) for at most `deadline`. Past it, the
+/// connection is closed rather than given back to the pool, and the caller gets an I/O
+/// error (so an API caller answers 503, and the engine retries on a new connection).
+///
+/// Why: sqlx sets no TCP keepalive, so a statement sent to a database that vanished
+/// without closing the socket (a failover, a dropped NAT mapping) waits for its answer for
+/// ever, and a connection given back to the pool after such a wait hangs the pool's own
+/// check of it in the same way, holding its place in the pool for good.
+pub async fn within_deadline<T>(
+    mut connection: PoolConnection<Postgres>,
+    deadline: Duration,
+    statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>,
+) -> sqlx::Result<T> {
+    match tokio::time::timeout(deadline, statement(&mut connection)).await {
+        Ok(result) => result,
+        Err(_) => {
+            connection.close_on_drop();
+            Err(deadline_passed(deadline))
+        }
+    }
+}
+
+/// The error of a statement that had no answer within `deadline`.
+pub fn deadline_passed(deadline: Duration) -> sqlx::Error {
+    let message = format!("the database did not answer within {deadline:?} (WEBHOOKD_DB_STATEMENT_DEADLINE)");
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
 }
 
 /// Opens one connection outside the pool and closes it: the pool reports a failed connect

@@ -81,6 +81,8 @@ pub struct DeliveryContext {
     pub client: reqwest::Client,
     pub subscriptions: SubscriptionCache,
     pub settings: DeliverySettings,
+    /// Longest the engine waits for one statement's answer (`db::within_deadline`).
+    pub statement_deadline: Duration,
     pub allow_private_targets: bool,
     pub metrics: Arc<Metrics>,
     pub waker: Waker,

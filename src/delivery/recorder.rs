@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, OutcomeUpdate, Recorded};
 use crate::domain::lifecycle::{DeliveryStatus, DisabledReason};
-use crate::db::partitions;
+use crate::db::{self, partitions};
 
 /// Largest batch written at once.
 const MAX_BATCH: usize = 512;
@@ -62,7 +62,7 @@ pub fn spawn(context: Arc<DeliveryContext>, wake: Arc<Notify>) -> (RecorderHandl
 async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let recorded = write_until_done(&context.pool, &batch, context.settings.auto_disable_after).await;
+        let recorded = write_until_done(&context, &batch).await;
         if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
             wake.notify_one();
         }
@@ -81,10 +81,11 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
 
 /// Retries until the batch is written: an outcome is only dropped if the process dies,
 /// and then the lease expires and the delivery is attempted again.
-async fn write_until_done(pool: &PgPool, batch: &[Finished], disable_after: Duration) -> Recorded {
+async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Recorded {
+    let pool = &context.pool;
     let mut failures = 0u32;
     loop {
-        match write(pool, batch, disable_after).await {
+        match write(pool, context.statement_deadline, batch, context.settings.auto_disable_after).await {
             Ok(recorded) => {
                 let held = recorded.updated.len();
                 if held < batch.len() {
@@ -106,8 +107,11 @@ async fn write_until_done(pool: &PgPool, batch: &[Finished], disable_after: Dura
     }
 }
 
-async fn write(pool: &PgPool, batch: &[Finished], disable_after: Duration) -> sqlx::Result<Recorded> {
+/// One attempt at writing the batch, given up after `deadline` (`db::within_deadline`): an
+/// outcome statement waiting on a vanished database would hold every send slot of the batch.
+async fn write(pool: &PgPool, deadline: Duration, batch: &[Finished], disable_after: Duration) -> sqlx::Result<Recorded> {
     let updates: Vec<OutcomeUpdate> = batch.iter().map(|f| f.update.clone()).collect();
     let rows: Vec<AttemptRow> = batch.iter().map(|f| f.attempt.clone()).collect();
-    deliveries::record_attempts(pool, &updates, &rows, disable_after).await
+    let connection = pool.acquire().await?;
+    db::within_deadline(connection, deadline, async |db| deliveries::record_attempts(db, &updates, &rows, disable_after).await).await
 }

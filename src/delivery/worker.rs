@@ -20,7 +20,7 @@ use super::DeliveryContext;
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
 use crate::db::subscriptions::SubscriptionRow;
-use crate::db::{operational_events, subscriptions};
+use crate::db::{self, operational_events, subscriptions};
 use crate::domain::lifecycle::{self, DisabledReason};
 use crate::domain::operational_event::OperationalEvent;
 use crate::domain::retry::RetrySchedule;
@@ -157,7 +157,12 @@ async fn claim(senders: &Senders, connection: &mut Option<PgConnection>, first: 
         // No further ahead than the loop would sleep anyway (see `sleep_for`).
         deliveries::claim_due(db, wanted as i64, lease_seconds, lease_id, &plan, context.settings.poll_interval).await
     };
-    let claim = match claimed.await {
+    // A claim without an answer by the deadline (a database gone without closing the
+    // socket) is given up; its connection is dropped below, as after any error. Rows it
+    // may have claimed come back when their lease ends.
+    let deadline = context.statement_deadline;
+    let claimed = tokio::time::timeout(deadline, claimed).await.unwrap_or_else(|_| Err(db::deadline_passed(deadline)));
+    let claim = match claimed {
         Ok(claim) => claim,
         Err(error) => {
             tracing::warn!(%error, "cannot claim deliveries; retrying");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::helpers::{fresh_database, http_client, ingest_once, wait_all_finished, Receiver, Reply, Service};
+use crate::helpers::{fresh_database, http_client, ingest_once, wait_all_finished, Receiver, Reply, Service, VanishingProxy, ADMIN_TOKEN};
 
 /// Ingests `count` webhooks through `service` with `parallel` concurrent requests; returns
 /// the delivery ids that got a 202.
@@ -324,4 +324,49 @@ async fn a_database_restart_is_survived_with_503s_meanwhile_and_nothing_accepted
     let (_, id) = ingest_once(&client, &api.base, subscription, "{\"after\":true}".into()).await;
     wait_until_received(&receiver, &[id.unwrap()], Duration::from_secs(10)).await;
     assert!(after.elapsed() < Duration::from_secs(10));
+}
+
+/// Guarantee (README, "Guarantees"): a database that vanishes without closing its
+/// connections, as in a failover, holds delivery up for about the statement deadline, not
+/// for good. sqlx sets no TCP keepalive, so a statement sent on such a connection would
+/// wait for its answer for ever: the claim loop's own connection first of all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_gone_silent_holds_delivery_up_for_the_statement_deadline_not_for_good() {
+    let database = fresh_database().await;
+    let mut through_proxy = url::Url::parse(&database).unwrap();
+    let target = std::net::SocketAddr::new(
+        through_proxy.host_str().unwrap().parse().unwrap(),
+        through_proxy.port().unwrap(),
+    );
+    let proxy = VanishingProxy::start(target).await;
+    through_proxy.set_port(Some(proxy.address.port())).unwrap();
+    let receiver = Receiver::answering(200).await;
+    // Webhooks are accepted by an API-only instance connected straight to the database;
+    // only the delivering instance's connections go through the proxy and go silent.
+    let api = Service::start(&database, &[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let mut worker = Service::start(through_proxy.as_str(), &[("WEBHOOKD_DB_STATEMENT_DEADLINE", "1s"), ("WEBHOOKD_POLL_INTERVAL", "500ms")]).await;
+    let client = http_client();
+    let subscription = api.create_subscription(&client, &receiver.url).await;
+    let (status, first) = api.ingest(&client, subscription, "{\"n\":1}".into()).await;
+    assert_eq!(status, 202);
+    wait_until_received(&receiver, &[first.unwrap()], Duration::from_secs(10)).await;
+
+    proxy.vanish();
+    let (status, second) = api.ingest(&client, subscription, "{\"n\":2}".into()).await;
+    assert_eq!(status, 202);
+    let second = second.unwrap();
+    wait_until_received(&receiver, &[second], Duration::from_secs(20)).await;
+    // And its outcome is recorded, through a connection made after the old ones went silent.
+    let recorded = Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = client.get(format!("{}/deliveries/{second}", api.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        let delivery: serde_json::Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        if delivery["status"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < recorded, "the outcome was never recorded: {delivery}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(worker.is_running(), "the delivering instance kept running");
+    assert!(worker.logs().contains("did not answer within 1s"), "the deadline is what ended the wait");
 }

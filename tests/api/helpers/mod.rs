@@ -7,6 +7,7 @@ mod cluster;
 mod process;
 mod receiver;
 mod redis;
+mod vanishing_proxy;
 
 pub use app::*;
 pub use browser::*;
@@ -14,6 +15,7 @@ pub use cluster::*;
 pub use process::*;
 pub use receiver::*;
 pub use redis::*;
+pub use vanishing_proxy::*;
 
 /// The admin token every test app and test process uses.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
