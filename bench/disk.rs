@@ -59,8 +59,7 @@ impl DiskProbe {
         let mut late = thread.join().map_err(|_| anyhow::anyhow!("the disk probe panicked"))??;
         anyhow::ensure!(!late.is_empty(), "the disk probe flushed nothing");
         late.sort_by(f64::total_cmp);
-        let p99 = late[((late.len() as f64 * 0.99) as usize).min(late.len() - 1)];
-        Ok(FlushLatency { p99, max: late[late.len() - 1] })
+        Ok(FlushLatency { p99: super::percentile(&late, 0.99), max: late[late.len() - 1] })
     }
 }
 

@@ -477,7 +477,7 @@ async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port
     Ok(rate)
 }
 
-/// Ingest→receipt latency at a steady 200/s: (p50 ms, p99 ms, samples, statements per webhook).
+/// Ingest→receipt latency at a steady 200/s, and statements per webhook.
 async fn latency(bench: &Bench) -> anyhow::Result<(Latency, f64)> {
     bench.receiver.track(true).await?;
     sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
@@ -532,8 +532,12 @@ async fn percentiles(bench: &Bench, sent: &[(String, SystemTime)], disk: FlushLa
         eprintln!("-- latency over 20 ms, by send time: {}", slow.join(", "));
     }
     latencies.sort_by(f64::total_cmp);
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-    Ok(Latency { p50: percentile(0.5), p99: percentile(0.99), samples: latencies.len(), disk })
+    Ok(Latency { p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99), samples: latencies.len(), disk })
+}
+
+/// The `p` quantile (0..1) of `sorted`, which is sorted and not empty.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 * p) as usize).min(sorted.len() - 1)]
 }
 
 /// Milliseconds from `earlier` to `later`, wall-clock times of this machine (the load
@@ -602,7 +606,8 @@ async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     Ok(rows)
 }
 
-/// Ingest→receipt latency of the bench's subscription at a steady 200/s for 10 s. Waits for its own webhooks only (the queue may hold others' for good).
+/// Ingest→receipt latency of the bench's subscription at a steady 200/s for 10 s. Waits
+/// for its own webhooks only (the queue may hold others' for good).
 async fn healthy_latency(bench: &Bench) -> anyhow::Result<Latency> {
     bench.receiver.forget_arrivals().await?;
     bench.receiver.track(true).await?;

@@ -84,7 +84,10 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
         let lease_id = Uuid::new_v4();
         let lease_seconds = handoff.map_or(0.0, Handoff::lease_seconds);
         let written_at = OffsetDateTime::now_utc();
-        let result = insert(&pool, deadline, &rows, lease_id, lease_seconds).await.map_err(Arc::new);
+        // Given up after `deadline`: the one writer must not wait for ever on a database
+        // that vanished, with all ingest queued behind it.
+        let insert = async |db: &mut sqlx::PgConnection| deliveries::insert_many(db, &rows, lease_id, lease_seconds).await;
+        let result = db::within_deadline(&pool, deadline, insert).await.map_err(Arc::new);
         let placed: Vec<Placed> = slots.iter().map(|slot| if slot.is_some() { Placed::HandedOff } else { Placed::Queued }).collect();
         if result.is_ok() {
             for (row, slot) in rows.into_iter().zip(slots) {
@@ -99,13 +102,6 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
         }
     }
     // Every handle dropped: shutting down.
-}
-
-/// One batch's INSERT, on a connection it gives up on after `deadline`: the one writer
-/// must not wait for ever on a database that vanished (all ingest queues behind it).
-async fn insert(pool: &PgPool, deadline: Duration, rows: &[NewDelivery], lease_id: Uuid, lease_seconds: f64) -> sqlx::Result<()> {
-    let connection = pool.acquire().await?;
-    db::within_deadline(connection, deadline, async |db| deliveries::insert_many(db, rows, lease_id, lease_seconds).await).await
 }
 
 /// Holds a send slot for each queued row that can have one, and marks those rows to be

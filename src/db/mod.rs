@@ -16,9 +16,8 @@ pub(crate) mod ui_sessions;
 
 use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, Postgres};
+use sqlx::PgPool;
 
 /// Opens the connection pool. Connections are made lazily so that the service starts (and
 /// answers 503) even while the database is down.
@@ -33,19 +32,21 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         .connect_lazy_with(options))
 }
 
-/// Runs `statement` (a future using `connection`) for at most `deadline`. Past it, the
-/// connection is closed rather than given back to the pool, and the caller gets an I/O
-/// error (so an API caller answers 503, and the engine retries on a new connection).
+/// Runs `statement` on a connection from `pool` (whose wait for one is bounded by the pool's
+/// acquire timeout) for at most `deadline`. Past it, the connection is closed rather than
+/// given back to the pool, and the caller gets an I/O error (so an API caller answers 503,
+/// and the engine retries on a new connection).
 ///
 /// Why: sqlx sets no TCP keepalive, so a statement sent to a database that vanished
 /// without closing the socket (a failover, a dropped NAT mapping) waits for its answer for
 /// ever, and a connection given back to the pool after such a wait hangs the pool's own
 /// check of it in the same way, holding its place in the pool for good.
 pub async fn within_deadline<T>(
-    mut connection: PoolConnection<Postgres>,
+    pool: &PgPool,
     deadline: Duration,
     statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>,
 ) -> sqlx::Result<T> {
+    let mut connection = pool.acquire().await?;
     match tokio::time::timeout(deadline, statement(&mut connection)).await {
         Ok(result) => result,
         Err(_) => {

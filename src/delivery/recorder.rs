@@ -112,6 +112,5 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
 async fn write(pool: &PgPool, deadline: Duration, batch: &[Finished], disable_after: Duration) -> sqlx::Result<Recorded> {
     let updates: Vec<OutcomeUpdate> = batch.iter().map(|f| f.update.clone()).collect();
     let rows: Vec<AttemptRow> = batch.iter().map(|f| f.attempt.clone()).collect();
-    let connection = pool.acquire().await?;
-    db::within_deadline(connection, deadline, async |db| deliveries::record_attempts(db, &updates, &rows, disable_after).await).await
+    db::within_deadline(pool, deadline, async |db| deliveries::record_attempts(db, &updates, &rows, disable_after).await).await
 }
