@@ -4,7 +4,12 @@
 -- written claimed as a claim would leave it, under lease $6 until now() + $7 seconds, its
 -- first attempt counted. Should that instance die, the lease expires and any instance
 -- claims the row. Bodies go to delivery_bodies, written once (see migration 6).
-WITH received AS (
+--
+-- $8: commit without waiting for the WAL flush (src/api/group_commit.rs): the handed-over
+-- rows' sends start at once, and the batch's 202s wait for sql/deliveries/wait_until_durable.sql.
+WITH relaxed AS (
+    SELECT set_config('synchronous_commit', 'off', true) WHERE $8::bool
+), received AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::text[])
         AS d(id, subscription_id, event_type, body, status)
 ), bodies AS (
@@ -20,3 +25,5 @@ SELECT d.id, d.subscription_id, d.event_type, d.status,
        CASE WHEN d.status = 'delivering' THEN $6::uuid END,
        CASE WHEN d.status = 'delivering' THEN 1 ELSE 0 END
 FROM received AS d
+-- Joined only to be evaluated: it yields no row when $8 is false, hence the outer join.
+LEFT JOIN relaxed ON true

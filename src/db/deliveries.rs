@@ -85,8 +85,16 @@ pub struct NewDelivery {
 }
 
 /// Records many webhooks in one statement (ingest's group commit). Those written claimed
-/// hold lease `lease_id` for `lease_seconds`.
-pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery], lease_id: Uuid, lease_seconds: f64) -> sqlx::Result<()> {
+/// hold lease `lease_id` for `lease_seconds`. With `flush_later`, the commit returns before
+/// its WAL is flushed: the rows are visible, but durable only once [`wait_until_durable`]
+/// has returned on the same connection.
+pub async fn insert_many(
+    db: impl PgExecutor<'_>,
+    rows: &[NewDelivery],
+    lease_id: Uuid,
+    lease_seconds: f64,
+    flush_later: bool,
+) -> sqlx::Result<()> {
     sqlx::query_file!(
         "sql/deliveries/insert_deliveries.sql",
         &uuids(rows.iter().map(|r| r.id)),
@@ -97,10 +105,22 @@ pub async fn insert_many(db: impl PgExecutor<'_>, rows: &[NewDelivery], lease_id
         &rows.iter().map(|r| r.status).collect::<Vec<_>>() as _,
         lease_id,
         lease_seconds,
+        flush_later,
     )
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// Waits until all this connection committed before is on disk (see the SQL file).
+pub async fn wait_until_durable(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
+    sqlx::query_file_scalar!("sql/deliveries/wait_until_durable.sql").fetch_one(db).await?;
+    Ok(())
+}
+
+/// Whether the database lets this session run [`wait_until_durable`].
+pub async fn may_wait_until_durable(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
+    sqlx::query_file_scalar!("sql/deliveries/may_wait_until_durable.sql").fetch_one(db).await
 }
 
 /// Queues one delivery of an event per subscription (`ids[i]` goes to `subscriptions[i]`).

@@ -5,9 +5,10 @@
 //! with entries in every index), then sent. With it, the ingest's group commit asks here
 //! for a send slot before writing; a webhook that gets one is written already claimed
 //! (`delivering`, under a lease, its attempt counted) in the same commit that makes it
-//! durable, and its task starts once that commit is done. Nothing about the guarantees
-//! changes: the row is committed before the 202 and before its send, and if this instance
-//! dies its lease expires and any instance claims it, exactly as for a claimed row.
+//! durable, and its task starts once that commit is done (before its flush: see
+//! `api/group_commit.rs`). The row is committed before its send and durable before the
+//! 202, and if this instance dies its lease expires and any instance claims it, exactly as
+//! for a claimed row.
 //!
 //! A webhook gets a slot only under the claim loop's own rules (the instance's concurrency,
 //! the subscription's room, see `scheduler.rs`), only while its subscription has no more

@@ -259,6 +259,97 @@ async fn structured_logs_follow_one_webhook_from_ingest_to_its_last_attempt() {
     assert_eq!(lines[2]["outcome"], "success");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_sent_while_its_flush_is_pending_and_answered_202_only_once_durable() {
+    // A synchronous standby that never comes stands for a disk that does not finish a
+    // flush: every commit that waits for durability waits until the setting is lifted. It
+    // needs a cluster of the test's own (the shared one commits without waiting).
+    let cluster = own_cluster("standby", None);
+    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await.unwrap();
+    let admin = cluster.url_for("postgres");
+    let receiver = Receiver::answering(200).await;
+    let service = Service::start(&cluster.database_url(), &[]).await;
+    let client = http_client();
+    let subscription = service.create_subscription(&client, &receiver.url).await;
+    // The instance knows the subscription after one delivery, and hands its next webhooks
+    // to its senders even while a claim is in the database.
+    let (status, warm) = service.ingest(&client, subscription, "{\"warm\":true}".into()).await;
+    assert_eq!(status, 202);
+    wait_until_received(&receiver, &[warm.unwrap()], Duration::from_secs(10)).await;
+
+    set_synchronous_standby(&admin, "never").await;
+    let answer = {
+        let (client, base) = (client.clone(), service.base.clone());
+        tokio::spawn(async move { ingest_once(&client, &base, subscription, "{\"paused\":true}".into()).await })
+    };
+    let arrived = Instant::now() + Duration::from_secs(10);
+    while receiver.received().len() < 2 {
+        assert!(Instant::now() < arrived, "not delivered while its flush was pending");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!answer.is_finished(), "answered before the webhook was durable: {:?}", answer.await);
+
+    set_synchronous_standby(&admin, "").await;
+    let (status, id) = tokio::time::timeout(Duration::from_secs(10), answer).await.expect("answered once durable").unwrap();
+    assert_eq!(status, 202);
+    assert_eq!(receiver.received()[1].headers["webhook-id"], id.unwrap().to_string().as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_refuses_the_flush_wait_still_gets_every_webhook_accepted_and_delivered() {
+    use sqlx::Connection;
+    // A database of a role that is no superuser, where PUBLIC may not run the function the
+    // wait for a flush uses (a hardened database could be set up so).
+    let cluster = crate::helpers::cluster();
+    let name = format!("plain_{}", Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&cluster.url_for("postgres")).await.unwrap();
+    for statement in [format!("CREATE ROLE {name} LOGIN PASSWORD 'plain'"), format!("CREATE DATABASE {name} OWNER {name}")] {
+        sqlx::query(sqlx::AssertSqlSafe(statement)).execute(&mut admin).await.unwrap();
+    }
+    let mut database = sqlx::PgConnection::connect(&cluster.url_for(&name)).await.unwrap();
+    sqlx::query("REVOKE EXECUTE ON FUNCTION pg_catalog.pg_logical_emit_message(boolean, text, text) FROM PUBLIC").execute(&mut database).await.unwrap();
+    let mut as_role = url::Url::parse(&cluster.url_for(&name)).unwrap();
+    as_role.set_username(&name).unwrap();
+    as_role.set_password(Some("plain")).unwrap();
+
+    let receiver = Receiver::answering(200).await;
+    let service = Service::start(as_role.as_str(), &[]).await;
+    let client = http_client();
+    let subscription = service.create_subscription(&client, &receiver.url).await;
+    let mut accepted = Vec::new();
+    for n in 0..20 {
+        let (status, id) = service.ingest(&client, subscription, format!("{{\"n\":{n}}}")).await;
+        assert_eq!(status, 202, "webhook {n}");
+        accepted.push(id.unwrap());
+    }
+    wait_until_received(&receiver, &accepted, Duration::from_secs(10)).await;
+    assert!(service.logs().contains("does not let webhookd run pg_logical_emit_message"), "{}", service.logs());
+}
+
+/// Sets `synchronous_standby_names` and returns once commits follow it: a commit that
+/// waits for durability is held when a standby is named, and not otherwise. (A probe held
+/// is let go by closing its connection; its backend waits until the standby is lifted.
+/// A statement timeout would not end the wait: it does not cover the commit.)
+async fn set_synchronous_standby(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("ALTER SYSTEM SET synchronous_standby_names = '{name}'"))).execute(&mut admin).await.unwrap();
+    sqlx::query("SELECT pg_reload_conf()").execute(&mut admin).await.unwrap();
+    let settled = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut probe = sqlx::PgConnection::connect(admin_url).await.unwrap();
+        let commit = sqlx::query("SELECT pg_logical_emit_message(true, 'test', '')").execute(&mut probe);
+        let held = tokio::time::timeout(Duration::from_millis(300), commit).await.is_err();
+        let named = !name.is_empty();
+        if held == named {
+            return;
+        }
+        assert!(Instant::now() < settled, "synchronous_standby_names = '{name}' never took effect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A PostgreSQL of the test's own, so it can be stopped and started again on the same port.
 fn own_cluster(name: &str, port: Option<u16>) -> webhookd::embedded_postgres::EmbeddedPostgres {
     let directory = std::env::temp_dir().join("webhookd-tests").join(format!("{}-{name}", std::process::id())).join("postgres");
