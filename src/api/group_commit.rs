@@ -16,7 +16,8 @@
 //! batch commits without waiting for its flush, and its 202s wait for the [`Flusher`]
 //! instead (see [`Batch::write`]): the sends do not wait for the disk, the 202s do.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -28,6 +29,7 @@ use uuid::Uuid;
 use crate::db::{self, deliveries::{self, NewDelivery}};
 use crate::delivery::{Handoff, HeldSlot};
 use crate::domain::lifecycle::DeliveryStatus;
+use crate::domain::DeliveryId;
 
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
@@ -84,8 +86,12 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
         let slots = hold_slots(handoff.get(), &mut rows);
-        let placed: Vec<Placed> = slots.iter().map(|slot| if slot.is_some() { Placed::HandedOff } else { Placed::Queued }).collect();
-        let replies: Vec<(Reply, Placed)> = replies.into_iter().zip(placed).collect();
+        let replies: Vec<Pending> = replies
+            .into_iter()
+            .zip(&rows)
+            .zip(&slots)
+            .map(|((reply, row), slot)| Pending { reply, id: row.id, placed: if slot.is_some() { Placed::HandedOff } else { Placed::Queued } })
+            .collect();
         let any_handed_over = slots.iter().any(Option::is_some);
         let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.get().map_or(0.0, Handoff::lease_seconds) };
         let write = async |db: &mut sqlx::PgConnection| {
@@ -98,20 +104,31 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
             Ok(true) => {
                 // The next batch waits for this one's flush as a commit would, so batches
                 // stay as large; but no longer than FLUSH_PATIENCE, so that a pause of
-                // the disk holds up the 202s and not the sends.
+                // the disk holds up the 202s and not the sends; unless MAX_AHEAD rows
+                // already wait for a flush: then as long as it takes.
                 let flushed = flusher.reply_once_durable(replies);
-                let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
+                if flusher.rows_waiting() > MAX_AHEAD {
+                    let _ = flushed.await;
+                } else {
+                    let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
+                }
             }
-            result => reply_all(replies, &result.map(|_| ()).map_err(Arc::new)),
+            result => {
+                let result = result.map(|_| ()).map_err(Arc::new);
+                for pending in replies {
+                    let _ = pending.reply.send(result.clone().map(|()| pending.placed));
+                }
+            }
         }
     }
     // Every handle dropped: shutting down (the flusher answers what it holds, then ends).
 }
 
-fn reply_all(replies: Vec<(Reply, Placed)>, result: &Result<(), Arc<sqlx::Error>>) {
-    for (reply, placed) in replies {
-        let _ = reply.send(result.clone().map(|()| placed));
-    }
+/// A request waiting for its batch: where its answer goes, and what it will say.
+struct Pending {
+    reply: Reply,
+    id: DeliveryId,
+    placed: Placed,
 }
 
 /// One batch of webhooks and the send slots held for some of them.
@@ -128,12 +145,12 @@ impl Batch {
     ///
     /// With `flush_later` the commit does not wait for its flush: the sends start as soon as
     /// the rows are committed, and the 202s wait for the [`Flusher`]. So a pause of the
-    /// disk delays the 202s but not the deliveries (a virtual disk that stops for 100-600 ms
-    /// now and then made those pauses the p99 of ingest to receipt). A send may then reach
-    /// its receiver before the producer has its 202, and a database crash in the
-    /// milliseconds before the flush would lose the record of a webhook already sent; its
-    /// producer got no 202 and sends it again, as after any failed request. An accepted
-    /// webhook is never lost: no 202 goes out before its row is on disk.
+    /// disk delays the 202s but not the deliveries (a virtual disk that stops for 100-1,700
+    /// ms now and then made those pauses the p99 of ingest to receipt). A send may then
+    /// reach its receiver before the producer has its 202; and should the database crash
+    /// or fail over before the flush, the webhook's row is lost after its send, and its
+    /// producer is answered 503 (the flusher finds the row missing) and sends it again.
+    /// No 202 goes out before its row is durable.
     async fn write(self, db: &mut sqlx::PgConnection, flush_later: bool) -> sqlx::Result<()> {
         let written_at = OffsetDateTime::now_utc();
         deliveries::insert_many(&mut *db, &self.rows, self.lease_id, self.lease_seconds, flush_later).await?;
@@ -149,6 +166,13 @@ impl Batch {
 /// Longest the writer waits for a batch committed with `flush_later` to be flushed before
 /// it writes the next one: about as long as a flush takes on a disk that is not pausing.
 const FLUSH_PATIENCE: Duration = Duration::from_millis(2);
+/// Most webhooks sent ahead of their flush: beyond this, the writer waits for the flush
+/// (a disk that stays stopped, a synchronous standby gone), so that what a crash could
+/// take back from the record of sent webhooks stays bounded.
+const MAX_AHEAD: usize = 1_000;
+/// Tries at a wait for a flush that failed for want of the database (a lost connection,
+/// a deadline), each on a new connection, before its batches are answered 503.
+const FLUSH_TRIES: u32 = 3;
 
 /// Answers the batches committed without waiting for their flush, once they are durable:
 /// one wait for a flush covers every batch committed before it, so batches committed while
@@ -156,86 +180,132 @@ const FLUSH_PATIENCE: Duration = Duration::from_millis(2);
 struct Flusher {
     sender: mpsc::UnboundedSender<Committed>,
     /// Whether the database lets this service wait for a flush (UNKNOWN, ALLOWED, REFUSED):
-    /// asked once, and refused for good if a wait is ever refused.
+    /// tried once, and refused for good if a wait ever fails in the database itself.
     permission: Arc<AtomicU8>,
+    /// Webhooks committed and not yet answered.
+    waiting: Arc<AtomicUsize>,
 }
 
 const UNKNOWN: u8 = 0;
 const ALLOWED: u8 = 1;
 const REFUSED: u8 = 2;
 
-/// A batch's replies, and who to tell once they are sent.
+/// A batch's requests, and who to tell once they are answered.
 struct Committed {
-    replies: Vec<(Reply, Placed)>,
+    replies: Vec<Pending>,
     answered: oneshot::Sender<()>,
+}
+
+impl Committed {
+    /// Answers each request: 202 (its placement) if its row was found durable, 503 if it
+    /// was lost before its flush, or the wait's error.
+    fn answer(self, durable: &Result<HashSet<DeliveryId>, Arc<sqlx::Error>>) {
+        for pending in self.replies {
+            let answer = match durable {
+                Ok(found) if found.contains(&pending.id) => Ok(pending.placed),
+                Ok(_) => Err(Arc::new(lost_before_flush())),
+                Err(error) => Err(error.clone()),
+            };
+            let _ = pending.reply.send(answer);
+        }
+        let _ = self.answered.send(());
+    }
+}
+
+fn lost_before_flush() -> sqlx::Error {
+    let message = "the database lost the webhook before flushing it (a crash or failover): not stored";
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
 }
 
 impl Flusher {
     fn start(pool: PgPool, deadline: Duration) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let permission = Arc::new(AtomicU8::new(UNKNOWN));
-        tokio::spawn(flush_loop(pool, deadline, receiver, permission.clone()));
-        Self { sender, permission }
+        let waiting = Arc::new(AtomicUsize::new(0));
+        tokio::spawn(flush_loop(pool, deadline, receiver, permission.clone(), waiting.clone()));
+        Self { sender, permission, waiting }
     }
 
-    /// Whether a batch may commit without waiting for its flush; the first time, `db` asks
-    /// the database.
+    /// Whether a batch may commit without waiting for its flush. The first time, `db`
+    /// tries a wait: a database that refuses it (a function revoked from PUBLIC, a
+    /// PostgreSQL look-alike without it) gets commits that wait for their own flush.
     async fn may_flush_later(&self, db: &mut sqlx::PgConnection) -> sqlx::Result<bool> {
         match self.permission.load(Ordering::Relaxed) {
             ALLOWED => Ok(true),
             REFUSED => Ok(false),
-            _ if deliveries::may_wait_until_durable(db).await? => {
-                self.permission.store(ALLOWED, Ordering::Relaxed);
-                Ok(true)
-            }
-            _ => {
-                refuse_for_good(&self.permission);
-                Ok(false)
-            }
+            _ => match deliveries::wait_until_durable(db, &[]).await {
+                Ok(_) => {
+                    self.permission.store(ALLOWED, Ordering::Relaxed);
+                    Ok(true)
+                }
+                Err(sqlx::Error::Database(error)) => {
+                    refuse_for_good(&self.permission, &error);
+                    Ok(false)
+                }
+                Err(error) => Err(error),
+            },
         }
     }
 
-    /// Replies once the batch is durable; the returned future ends then.
-    fn reply_once_durable(&self, replies: Vec<(Reply, Placed)>) -> oneshot::Receiver<()> {
+    fn rows_waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Answers the requests once their rows are durable; the returned future ends then.
+    fn reply_once_durable(&self, replies: Vec<Pending>) -> oneshot::Receiver<()> {
         let (answered, done) = oneshot::channel();
+        self.waiting.fetch_add(replies.len(), Ordering::Relaxed);
         // The flush loop ends only after this sender is dropped, so the send cannot fail.
         let _ = self.sender.send(Committed { replies, answered });
         done
     }
 }
 
-fn refuse_for_good(permission: &AtomicU8) {
+fn refuse_for_good(permission: &AtomicU8, error: &dyn std::fmt::Display) {
     if permission.swap(REFUSED, Ordering::Relaxed) != REFUSED {
-        tracing::warn!("this database does not let webhookd run pg_logical_emit_message, which it uses to wait for a flush after a commit: ingest commits wait for their own flush, and a webhook's delivery starts after it");
+        tracing::warn!(%error, "this database does not let webhookd wait for a flush after a commit (pg_logical_emit_message): ingest commits wait for their own flush, and a webhook's delivery starts after it");
     }
 }
 
-async fn flush_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::UnboundedReceiver<Committed>, permission: Arc<AtomicU8>) {
-    let mut waiting = Vec::new();
-    while receiver.recv_many(&mut waiting, usize::MAX).await > 0 {
-        let result = db::within_deadline(&pool, deadline, async |db| deliveries::wait_until_durable(db).await).await;
-        if result.as_ref().is_err_and(flush_wait_not_allowed) {
-            // Revoked since it was asked: these batches are answered with an error, the
-            // next ones wait for their own flush.
-            refuse_for_good(&permission);
+async fn flush_loop(
+    pool: PgPool,
+    deadline: Duration,
+    mut receiver: mpsc::UnboundedReceiver<Committed>,
+    permission: Arc<AtomicU8>,
+    waiting: Arc<AtomicUsize>,
+) {
+    let mut batches = Vec::new();
+    while receiver.recv_many(&mut batches, usize::MAX).await > 0 {
+        let ids: Vec<DeliveryId> = batches.iter().flat_map(|c: &Committed| c.replies.iter().map(|p| p.id)).collect();
+        let durable = wait_until_durable(&pool, deadline, &ids, &permission).await.map_err(Arc::new);
+        for committed in batches.drain(..) {
+            committed.answer(&durable);
         }
-        // An error leaves these batches committed but perhaps not durable: their producers
-        // get an error (503 if the database is unreachable) and send them again, as after
-        // an ambiguous commit.
-        let result = result.map_err(Arc::new);
-        for committed in waiting.drain(..) {
-            reply_all(committed.replies, &result);
-            let _ = committed.answered.send(());
-        }
+        waiting.fetch_sub(ids.len(), Ordering::Relaxed);
     }
 }
 
-/// Whether `error` says the session may not run `wait_until_durable`, rather than that the
-/// database failed.
-fn flush_wait_not_allowed(error: &sqlx::Error) -> bool {
-    const INSUFFICIENT_PRIVILEGE: &str = "42501";
-    const UNDEFINED_FUNCTION: &str = "42883";
-    error.as_database_error().and_then(|e| e.code()).is_some_and(|code| code == INSUFFICIENT_PRIVILEGE || code == UNDEFINED_FUNCTION)
+/// Waits for the flush past `ids`, on a new connection each try. A failure for want of the
+/// database is tried again: these webhooks are committed and maybe sent, and an error
+/// would have their producers send them again under new ids.
+async fn wait_until_durable(pool: &PgPool, deadline: Duration, ids: &[DeliveryId], permission: &AtomicU8) -> sqlx::Result<HashSet<DeliveryId>> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match db::within_deadline(pool, deadline, async |db| deliveries::wait_until_durable(db, ids).await).await {
+            Err(sqlx::Error::Database(error)) => {
+                // Revoked since it was tried: these are answered with an error, the next
+                // batches wait for their own flush.
+                refuse_for_good(permission, &error);
+                return Err(sqlx::Error::Database(error));
+            }
+            Err(error) if tries < FLUSH_TRIES => {
+                tracing::warn!(%error, "cannot wait for ingest's flush; trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
+        }
+    }
 }
 
 /// Holds a send slot for each queued row that can have one, and marks those rows to be
@@ -251,4 +321,40 @@ fn hold_slots(handoff: Option<&Handoff>, rows: &mut [NewDelivery]) -> Vec<Option
             slot
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(placed: Placed) -> (Pending, oneshot::Receiver<Result<Placed, Arc<sqlx::Error>>>) {
+        let (reply, answer) = oneshot::channel();
+        (Pending { reply, id: DeliveryId::new(), placed }, answer)
+    }
+
+    #[test]
+    fn only_webhooks_found_durable_are_acknowledged() {
+        let (kept, kept_answer) = pending(Placed::HandedOff);
+        let (lost, lost_answer) = pending(Placed::Queued);
+        let durable = Ok(HashSet::from([kept.id]));
+        let (answered, done) = oneshot::channel();
+        Committed { replies: vec![kept, lost], answered }.answer(&durable);
+
+        assert_eq!(kept_answer.blocking_recv().unwrap().unwrap(), Placed::HandedOff);
+        let error = lost_answer.blocking_recv().unwrap().unwrap_err();
+        assert!(crate::error::is_unavailable(&error), "a lost webhook is answered 503: {error}");
+        assert!(done.blocking_recv().is_ok(), "the writer is told");
+    }
+
+    #[test]
+    fn a_failed_wait_answers_every_webhook_with_its_error() {
+        let (first, first_answer) = pending(Placed::HandedOff);
+        let (second, second_answer) = pending(Placed::HandedOff);
+        let (answered, _done) = oneshot::channel();
+        Committed { replies: vec![first, second], answered }.answer(&Err(Arc::new(sqlx::Error::PoolTimedOut)));
+
+        for answer in [first_answer, second_answer] {
+            assert!(matches!(*answer.blocking_recv().unwrap().unwrap_err(), sqlx::Error::PoolTimedOut));
+        }
+    }
 }

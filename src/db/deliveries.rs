@@ -1,5 +1,6 @@
 //! Statements on `deliveries`, the queue.
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use sqlx::postgres::PgConnectOptions;
@@ -87,7 +88,7 @@ pub struct NewDelivery {
 /// Records many webhooks in one statement (ingest's group commit). Those written claimed
 /// hold lease `lease_id` for `lease_seconds`. With `flush_later`, the commit returns before
 /// its WAL is flushed: the rows are visible, but durable only once [`wait_until_durable`]
-/// has returned on the same connection.
+/// has found them (on any connection).
 pub async fn insert_many(
     db: impl PgExecutor<'_>,
     rows: &[NewDelivery],
@@ -112,15 +113,11 @@ pub async fn insert_many(
     Ok(())
 }
 
-/// Waits until all this connection committed before is on disk (see the SQL file).
-pub async fn wait_until_durable(db: impl PgExecutor<'_>) -> sqlx::Result<()> {
-    sqlx::query_file_scalar!("sql/deliveries/wait_until_durable.sql").fetch_one(db).await?;
-    Ok(())
-}
-
-/// Whether the database lets this session run [`wait_until_durable`].
-pub async fn may_wait_until_durable(db: impl PgExecutor<'_>) -> sqlx::Result<bool> {
-    sqlx::query_file_scalar!("sql/deliveries/may_wait_until_durable.sql").fetch_one(db).await
+/// Waits until every row committed before is on disk, and returns which of `ids` exist
+/// then: those are durable; one missing was lost before its flush (see the SQL file).
+pub async fn wait_until_durable(db: impl PgExecutor<'_>, ids: &[DeliveryId]) -> sqlx::Result<HashSet<DeliveryId>> {
+    let row = sqlx::query_file!("sql/deliveries/wait_until_durable.sql", &uuids(ids.iter().copied())).fetch_one(db).await?;
+    Ok(row.durable.into_iter().map(DeliveryId::from).collect())
 }
 
 /// Queues one delivery of an event per subscription (`ids[i]` goes to `subscriptions[i]`).

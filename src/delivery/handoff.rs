@@ -4,8 +4,8 @@
 //! then claimed by the claim loop (a second statement and a second version of the row,
 //! with entries in every index), then sent. With it, the ingest's group commit asks here
 //! for a send slot before writing; a webhook that gets one is written already claimed
-//! (`delivering`, under a lease, its attempt counted) in the same commit that makes it
-//! durable, and its task starts once that commit is done (before its flush: see
+//! (`delivering`, under a lease, its attempt counted) in the same commit that inserts it,
+//! and its task starts once that commit is done (before its flush: see
 //! `api/group_commit.rs`). The row is committed before its send and durable before the
 //! 202, and if this instance dies its lease expires and any instance claims it, exactly as
 //! for a claimed row.
