@@ -86,12 +86,7 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
         let slots = hold_slots(handoff.get(), &mut rows);
-        let replies: Vec<Pending> = replies
-            .into_iter()
-            .zip(&rows)
-            .zip(&slots)
-            .map(|((reply, row), slot)| Pending { reply, id: row.id, placed: if slot.is_some() { Placed::HandedOff } else { Placed::Queued } })
-            .collect();
+        let replies = Pending::for_batch(replies, &rows, &slots);
         let any_handed_over = slots.iter().any(Option::is_some);
         let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.get().map_or(0.0, Handoff::lease_seconds) };
         let write = async |db: &mut sqlx::PgConnection| {
@@ -113,12 +108,7 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
                     let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
                 }
             }
-            result => {
-                let result = result.map(|_| ()).map_err(Arc::new);
-                for pending in replies {
-                    let _ = pending.reply.send(result.clone().map(|()| pending.placed));
-                }
-            }
+            result => Pending::answer_all(replies, &result.map(|_| ()).map_err(Arc::new)),
         }
     }
     // Every handle dropped: shutting down (the flusher answers what it holds, then ends).
@@ -129,6 +119,20 @@ struct Pending {
     reply: Reply,
     id: DeliveryId,
     placed: Placed,
+}
+
+impl Pending {
+    fn for_batch(replies: Vec<Reply>, rows: &[NewDelivery], slots: &[Option<HeldSlot>]) -> Vec<Self> {
+        let placed = |slot: &Option<HeldSlot>| if slot.is_some() { Placed::HandedOff } else { Placed::Queued };
+        replies.into_iter().zip(rows).zip(slots).map(|((reply, row), slot)| Self { reply, id: row.id, placed: placed(slot) }).collect()
+    }
+
+    /// Answers every request of a batch that failed, or was committed with its own flush.
+    fn answer_all(replies: Vec<Self>, result: &Result<(), Arc<sqlx::Error>>) {
+        for pending in replies {
+            let _ = pending.reply.send(result.clone().map(|()| pending.placed));
+        }
+    }
 }
 
 /// One batch of webhooks and the send slots held for some of them.
