@@ -89,8 +89,11 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
         let replies = Pending::for_batch(replies, &rows, &slots);
         let any_handed_over = slots.iter().any(Option::is_some);
         let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.get().map_or(0.0, Handoff::lease_seconds) };
+        // Beyond MAX_AHEAD webhooks waiting for a flush (a disk that stays stopped, a
+        // synchronous standby gone), a batch commits with its own flush, as it always may.
+        let ahead = flusher.rows_waiting() < MAX_AHEAD;
         let write = async |db: &mut sqlx::PgConnection| {
-            let flush_later = any_handed_over && flusher.may_flush_later(db).await?;
+            let flush_later = any_handed_over && ahead && flusher.may_flush_later(db).await?;
             batch.write(db, flush_later).await.map(|()| flush_later)
         };
         // Given up after `deadline`: the one writer must not wait for ever on a database
@@ -99,14 +102,9 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
             Ok(true) => {
                 // The next batch waits for this one's flush as a commit would, so batches
                 // stay as large; but no longer than FLUSH_PATIENCE, so that a pause of
-                // the disk holds up the 202s and not the sends; unless MAX_AHEAD rows
-                // already wait for a flush: then as long as it takes.
+                // the disk holds up the 202s and not the sends.
                 let flushed = flusher.reply_once_durable(replies);
-                if flusher.rows_waiting() > MAX_AHEAD {
-                    let _ = flushed.await;
-                } else {
-                    let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
-                }
+                let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
             }
             result => Pending::answer_all(replies, &result.map(|_| ()).map_err(Arc::new)),
         }
@@ -170,9 +168,10 @@ impl Batch {
 /// Longest the writer waits for a batch committed with `flush_later` to be flushed before
 /// it writes the next one: about as long as a flush takes on a disk that is not pausing.
 const FLUSH_PATIENCE: Duration = Duration::from_millis(2);
-/// Most webhooks sent ahead of their flush: beyond this, the writer waits for the flush
-/// (a disk that stays stopped, a synchronous standby gone), so that what a crash could
-/// take back from the record of sent webhooks stays bounded.
+/// Most webhooks sent ahead of their flush: beyond this, batches commit with their own
+/// flush again (their sends wait for it, and the writer's wait is bounded by the statement
+/// deadline as ever), so that what a crash could take back from the record of sent
+/// webhooks stays bounded.
 const MAX_AHEAD: usize = 1_000;
 /// Tries at a wait for a flush that failed for want of the database (a lost connection,
 /// a deadline), each on a new connection, before its batches are answered 503.
