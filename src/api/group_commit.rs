@@ -280,7 +280,7 @@ async fn flush_loop(
     let mut batches = Vec::new();
     while receiver.recv_many(&mut batches, usize::MAX).await > 0 {
         let ids: Vec<DeliveryId> = batches.iter().flat_map(|c: &Committed| c.replies.iter().map(|p| p.id)).collect();
-        let durable = wait_until_durable(&pool, deadline, &ids, &permission).await.map_err(Arc::new);
+        let durable = flush_with_retries(&pool, deadline, &ids, &permission).await.map_err(Arc::new);
         for committed in batches.drain(..) {
             committed.answer(&durable);
         }
@@ -291,7 +291,7 @@ async fn flush_loop(
 /// Waits for the flush past `ids`, on a new connection each try. A failure for want of the
 /// database is tried again: these webhooks are committed and maybe sent, and an error
 /// would have their producers send them again under new ids.
-async fn wait_until_durable(pool: &PgPool, deadline: Duration, ids: &[DeliveryId], permission: &AtomicU8) -> sqlx::Result<HashSet<DeliveryId>> {
+async fn flush_with_retries(pool: &PgPool, deadline: Duration, ids: &[DeliveryId], permission: &AtomicU8) -> sqlx::Result<HashSet<DeliveryId>> {
     let mut tries = 0;
     loop {
         tries += 1;
