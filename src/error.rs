@@ -87,8 +87,10 @@ impl ApiError {
             format!("the body is larger than the {limit}-byte limit (WEBHOOKD_MAX_PAYLOAD)"),
         ))
     }
+    /// Not "nothing was stored": a write whose commit or flush could not be confirmed may
+    /// have been kept (and a webhook among it sent), so the request may have taken effect.
     pub fn unavailable() -> Self {
-        Self::Unavailable(body("database_unavailable", "the database is unavailable; nothing was stored, retry later"))
+        Self::Unavailable(body("database_unavailable", "the database is unavailable or could not confirm the write; retry later"))
     }
     pub fn internal() -> Self {
         Self::Internal(body("internal_error", "an unexpected error occurred; it has been logged"))

@@ -16,8 +16,8 @@
 //! batch commits without waiting for its flush, and its 202s wait for the [`Flusher`]
 //! instead (see [`Batch::write`]): the sends do not wait for the disk, the 202s do.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+mod flusher;
+
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -30,6 +30,7 @@ use crate::db::{self, deliveries::{self, NewDelivery}};
 use crate::delivery::{Handoff, HeldSlot};
 use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::DeliveryId;
+use flusher::Flusher;
 
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
@@ -173,143 +174,6 @@ const FLUSH_PATIENCE: Duration = Duration::from_millis(2);
 /// deadline as ever), so that what a crash could take back from the record of sent
 /// webhooks stays bounded.
 const MAX_AHEAD: usize = 1_000;
-/// Tries at a wait for a flush that failed for want of the database (a lost connection,
-/// a deadline), each on a new connection, before its batches are answered 503.
-const FLUSH_TRIES: u32 = 3;
-
-/// Answers the batches committed without waiting for their flush, once they are durable:
-/// one wait for a flush covers every batch committed before it, so batches committed while
-/// one wait is under way share the next.
-struct Flusher {
-    sender: mpsc::UnboundedSender<Committed>,
-    /// Whether the database lets this service wait for a flush (UNKNOWN, ALLOWED, REFUSED):
-    /// tried once, and refused for good if a wait ever fails in the database itself.
-    permission: Arc<AtomicU8>,
-    /// Webhooks committed and not yet answered.
-    waiting: Arc<AtomicUsize>,
-}
-
-const UNKNOWN: u8 = 0;
-const ALLOWED: u8 = 1;
-const REFUSED: u8 = 2;
-
-/// A batch's requests, and who to tell once they are answered.
-struct Committed {
-    replies: Vec<Pending>,
-    answered: oneshot::Sender<()>,
-}
-
-impl Committed {
-    /// Answers each request: 202 (its placement) if its row was found durable, 503 if it
-    /// was lost before its flush, or the wait's error.
-    fn answer(self, durable: &Result<HashSet<DeliveryId>, Arc<sqlx::Error>>) {
-        for pending in self.replies {
-            let answer = match durable {
-                Ok(found) if found.contains(&pending.id) => Ok(pending.placed),
-                Ok(_) => Err(Arc::new(lost_before_flush())),
-                Err(error) => Err(error.clone()),
-            };
-            let _ = pending.reply.send(answer);
-        }
-        let _ = self.answered.send(());
-    }
-}
-
-fn lost_before_flush() -> sqlx::Error {
-    let message = "the database lost the webhook before flushing it (a crash or failover): not stored";
-    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
-}
-
-impl Flusher {
-    fn start(pool: PgPool, deadline: Duration) -> Self {
-        let (sender, receiver) = mpsc::unbounded_channel();
-        let permission = Arc::new(AtomicU8::new(UNKNOWN));
-        let waiting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(flush_loop(pool, deadline, receiver, permission.clone(), waiting.clone()));
-        Self { sender, permission, waiting }
-    }
-
-    /// Whether a batch may commit without waiting for its flush. The first time, `db`
-    /// tries a wait: a database that refuses it (a function revoked from PUBLIC, a
-    /// PostgreSQL look-alike without it) gets commits that wait for their own flush.
-    async fn may_flush_later(&self, db: &mut sqlx::PgConnection) -> sqlx::Result<bool> {
-        match self.permission.load(Ordering::Relaxed) {
-            ALLOWED => Ok(true),
-            REFUSED => Ok(false),
-            _ => match deliveries::wait_until_durable(db, &[]).await {
-                Ok(_) => {
-                    self.permission.store(ALLOWED, Ordering::Relaxed);
-                    Ok(true)
-                }
-                Err(sqlx::Error::Database(error)) => {
-                    refuse_for_good(&self.permission, &error);
-                    Ok(false)
-                }
-                Err(error) => Err(error),
-            },
-        }
-    }
-
-    fn rows_waiting(&self) -> usize {
-        self.waiting.load(Ordering::Relaxed)
-    }
-
-    /// Answers the requests once their rows are durable; the returned future ends then.
-    fn reply_once_durable(&self, replies: Vec<Pending>) -> oneshot::Receiver<()> {
-        let (answered, done) = oneshot::channel();
-        self.waiting.fetch_add(replies.len(), Ordering::Relaxed);
-        // The flush loop ends only after this sender is dropped, so the send cannot fail.
-        let _ = self.sender.send(Committed { replies, answered });
-        done
-    }
-}
-
-fn refuse_for_good(permission: &AtomicU8, error: &dyn std::fmt::Display) {
-    if permission.swap(REFUSED, Ordering::Relaxed) != REFUSED {
-        tracing::warn!(%error, "this database does not let webhookd wait for a flush after a commit (pg_logical_emit_message): ingest commits wait for their own flush, and a webhook's delivery starts after it");
-    }
-}
-
-async fn flush_loop(
-    pool: PgPool,
-    deadline: Duration,
-    mut receiver: mpsc::UnboundedReceiver<Committed>,
-    permission: Arc<AtomicU8>,
-    waiting: Arc<AtomicUsize>,
-) {
-    let mut batches = Vec::new();
-    while receiver.recv_many(&mut batches, usize::MAX).await > 0 {
-        let ids: Vec<DeliveryId> = batches.iter().flat_map(|c: &Committed| c.replies.iter().map(|p| p.id)).collect();
-        let durable = flush_with_retries(&pool, deadline, &ids, &permission).await.map_err(Arc::new);
-        for committed in batches.drain(..) {
-            committed.answer(&durable);
-        }
-        waiting.fetch_sub(ids.len(), Ordering::Relaxed);
-    }
-}
-
-/// Waits for the flush past `ids`, on a new connection each try. A failure for want of the
-/// database is tried again: these webhooks are committed and maybe sent, and an error
-/// would have their producers send them again under new ids.
-async fn flush_with_retries(pool: &PgPool, deadline: Duration, ids: &[DeliveryId], permission: &AtomicU8) -> sqlx::Result<HashSet<DeliveryId>> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match db::within_deadline(pool, deadline, async |db| deliveries::wait_until_durable(db, ids).await).await {
-            Err(sqlx::Error::Database(error)) => {
-                // Revoked since it was tried: these are answered with an error, the next
-                // batches wait for their own flush.
-                refuse_for_good(permission, &error);
-                return Err(sqlx::Error::Database(error));
-            }
-            Err(error) if tries < FLUSH_TRIES => {
-                tracing::warn!(%error, "cannot wait for ingest's flush; trying again");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            result => return result,
-        }
-    }
-}
 
 /// Holds a send slot for each queued row that can have one, and marks those rows to be
 /// written claimed.
@@ -324,40 +188,4 @@ fn hold_slots(handoff: Option<&Handoff>, rows: &mut [NewDelivery]) -> Vec<Option
             slot
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pending(placed: Placed) -> (Pending, oneshot::Receiver<Result<Placed, Arc<sqlx::Error>>>) {
-        let (reply, answer) = oneshot::channel();
-        (Pending { reply, id: DeliveryId::new(), placed }, answer)
-    }
-
-    #[test]
-    fn only_webhooks_found_durable_are_acknowledged() {
-        let (kept, kept_answer) = pending(Placed::HandedOff);
-        let (lost, lost_answer) = pending(Placed::Queued);
-        let durable = Ok(HashSet::from([kept.id]));
-        let (answered, done) = oneshot::channel();
-        Committed { replies: vec![kept, lost], answered }.answer(&durable);
-
-        assert_eq!(kept_answer.blocking_recv().unwrap().unwrap(), Placed::HandedOff);
-        let error = lost_answer.blocking_recv().unwrap().unwrap_err();
-        assert!(crate::error::is_unavailable(&error), "a lost webhook is answered 503: {error}");
-        assert!(done.blocking_recv().is_ok(), "the writer is told");
-    }
-
-    #[test]
-    fn a_failed_wait_answers_every_webhook_with_its_error() {
-        let (first, first_answer) = pending(Placed::HandedOff);
-        let (second, second_answer) = pending(Placed::HandedOff);
-        let (answered, _done) = oneshot::channel();
-        Committed { replies: vec![first, second], answered }.answer(&Err(Arc::new(sqlx::Error::PoolTimedOut)));
-
-        for answer in [first_answer, second_answer] {
-            assert!(matches!(*answer.blocking_recv().unwrap().unwrap_err(), sqlx::Error::PoolTimedOut));
-        }
-    }
 }
