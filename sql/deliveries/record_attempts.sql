@@ -16,6 +16,12 @@
 -- A delivery that gave up (now `failed`) queues a `webhookd.delivery.failed` operational
 -- event (type $16) in this same statement, so the event is never lost and never delays the outcome;
 -- deliveries of `webhookd.*` events never do (a failing operator endpoint would feed itself).
+--
+-- $17: this batch was tried before and that try's commit may have happened (its answer was
+-- lost: a dropped connection, the statement deadline). The deliveries' updates are then
+-- no-ops (their leases are gone), and attempts already logged are not logged again, nor
+-- counted twice in a streak: each is known by its delivery, number and time. False on a
+-- first try, which skips that look-up.
 WITH updated AS (
     UPDATE deliveries AS d
     SET status = o.status,
@@ -43,13 +49,21 @@ WITH updated AS (
                           error, duration_ms, response_excerpt, target_url, created_at)
     SELECT * FROM unnest($1::uuid[], $6::uuid[], $7::int[], $8::text[], $9::int[], $10::text[],
                          $11::int[], $12::text[], $13::text[], $14::timestamptz[])
+        AS a(delivery_id, subscription_id, attempt_number, outcome, status_code, error,
+             duration_ms, response_excerpt, target_url, created_at)
+    WHERE NOT $17::bool OR NOT EXISTS (
+        SELECT FROM attempts AS earlier
+        WHERE earlier.delivery_id = a.delivery_id AND earlier.attempt_number = a.attempt_number
+          AND earlier.created_at = a.created_at
+    )
+    RETURNING subscription_id, outcome, created_at
 ), batch_streaks AS (
-    SELECT a.subscription_id,
-           bool_or(a.outcome = 'success') AS succeeded,
-           min(a.created_at) FILTER (WHERE a.outcome <> 'success') AS first_failure,
-           count(*) FILTER (WHERE a.outcome <> 'success') AS failures
-    FROM unnest($6::uuid[], $8::text[], $14::timestamptz[]) AS a(subscription_id, outcome, created_at)
-    GROUP BY a.subscription_id
+    SELECT subscription_id,
+           bool_or(outcome = 'success') AS succeeded,
+           min(created_at) FILTER (WHERE outcome <> 'success') AS first_failure,
+           count(*) FILTER (WHERE outcome <> 'success') AS failures
+    FROM logged
+    GROUP BY subscription_id
 ), streaks AS (
     UPDATE subscriptions AS s
     SET failing_since = CASE WHEN b.succeeded THEN NULL ELSE COALESCE(s.failing_since, b.first_failure) END,

@@ -331,12 +331,15 @@ pub struct Recorded {
 /// Records many finished attempts in one statement: appends every attempt row, applies each
 /// outcome whose lease still held, and keeps the subscriptions' failure streaks (a streak
 /// longer than `disable_after` with 3 failures or more is reported; zero: never).
-/// `outcomes[i]` and `attempts[i]` describe the same attempt.
+/// `outcomes[i]` and `attempts[i]` describe the same attempt. `tried_before`: this batch
+/// was written before and that commit's outcome is unknown; attempts already logged are
+/// then neither logged nor counted again.
 pub async fn record_attempts(
     db: impl PgExecutor<'_>,
     outcomes: &[OutcomeUpdate],
     attempts: &[AttemptRow],
     disable_after: std::time::Duration,
+    tried_before: bool,
 ) -> sqlx::Result<Recorded> {
     debug_assert_eq!(outcomes.len(), attempts.len());
     let outcome_column = |f: fn(&OutcomeUpdate) -> Option<String>| outcomes.iter().map(f).collect::<Vec<_>>();
@@ -359,6 +362,7 @@ pub async fn record_attempts(
         &attempts.iter().map(|a| a.created_at).collect::<Vec<_>>(),
         disable_after.as_secs_f64(),
         operational_event::DELIVERY_FAILED,
+        tried_before,
     )
     .fetch_all(db)
     .await?;

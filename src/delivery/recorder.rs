@@ -85,7 +85,10 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
     let pool = &context.pool;
     let mut failures = 0u32;
     loop {
-        match write(pool, context.statement_deadline, batch, context.settings.auto_disable_after).await {
+        // After a failure the batch may be written already (a commit whose answer was lost):
+        // the statement then checks for each attempt row before appending it.
+        let tried_before = failures > 0;
+        match write(pool, context.statement_deadline, batch, context.settings.auto_disable_after, tried_before).await {
             Ok(recorded) => {
                 let held = recorded.updated.len();
                 if held < batch.len() {
@@ -109,8 +112,9 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
 
 /// One attempt at writing the batch, given up after `deadline` (`db::within_deadline`): an
 /// outcome statement waiting on a vanished database would hold every send slot of the batch.
-async fn write(pool: &PgPool, deadline: Duration, batch: &[Finished], disable_after: Duration) -> sqlx::Result<Recorded> {
+async fn write(pool: &PgPool, deadline: Duration, batch: &[Finished], disable_after: Duration, tried_before: bool) -> sqlx::Result<Recorded> {
     let updates: Vec<OutcomeUpdate> = batch.iter().map(|f| f.update.clone()).collect();
     let rows: Vec<AttemptRow> = batch.iter().map(|f| f.attempt.clone()).collect();
-    db::within_deadline(pool, deadline, async |db| deliveries::record_attempts(db, &updates, &rows, disable_after).await).await
+    let record = async |db: &mut sqlx::PgConnection| deliveries::record_attempts(db, &updates, &rows, disable_after, tried_before).await;
+    db::within_deadline(pool, deadline, record).await
 }

@@ -229,7 +229,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     db.execute(sqlx::AssertSqlSafe(format!(
         "PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int, float8) AS {claim};
          PREPARE record(uuid[], uuid[], text[], timestamptz[], text[], uuid[], int[], text[], int[],
-                        text[], int[], text[], text[], timestamptz[], float8, text) AS {record};
+                        text[], int[], text[], text[], timestamptz[], float8, text, bool) AS {record};
          BEGIN;
          {prefer}"
     )))
@@ -261,17 +261,22 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         array("now()", "timestamptz"),
     ];
     db.execute("SET LOCAL enable_sort TO DEFAULT").await.unwrap(); // the claim's setting only
-    let record_plan = explain_analyze(&mut db, &format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000, 'webhookd.delivery.failed')", outcomes.join(", "))).await;
+    let record = |tried_before| format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000, 'webhookd.delivery.failed', {tried_before})", outcomes.join(", "));
+    let record_plan = explain_analyze(&mut db, &record(false)).await;
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 'succeeded'")
         .bind(&claimed)
         .fetch_one(&mut *db)
         .await
         .unwrap();
     assert_eq!(recorded, 64, "every outcome recorded");
+    // Written again (its first answer lost): each attempt row is looked for by its delivery.
+    let again_plan = explain_analyze(&mut db, &record(true)).await;
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE delivery_id = ANY($1)").bind(&claimed).fetch_one(&mut *db).await.unwrap();
+    assert_eq!(logged, 64, "no attempt logged twice");
 
     // Looked up by id, each statement reads a few rows more than it changes; scanning the
     // queue's index instead, it reads and filters out the rest of the backlog.
-    for (statement, plan) in [("claim", &claim_plan), ("record", &record_plan)] {
+    for (statement, plan) in [("claim", &claim_plan), ("record", &record_plan), ("record written again", &again_plan)] {
         let filtered_out: u64 = plan
             .lines()
             .filter_map(|line| line.trim().strip_prefix("Rows Removed by Filter: "))

@@ -504,3 +504,58 @@ async fn a_database_gone_silent_holds_delivery_up_for_the_statement_deadline_not
     assert!(worker.is_running(), "the delivering instance kept running");
     assert!(worker.logs().contains("did not answer within 1s"), "the deadline is what ended the wait");
 }
+
+#[tokio::test]
+async fn an_outcome_batch_written_again_after_its_answer_was_lost_logs_and_counts_each_attempt_once() {
+    // The recorder writes a batch of outcomes again when it got no answer to the first
+    // write (a dropped connection, the statement deadline), which may have committed.
+    let pool = sqlx::PgPool::connect(&fresh_database().await).await.unwrap();
+    let (subscription, delivery, lease) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::new_v4());
+    sqlx::query("INSERT INTO subscriptions (id, target_url) VALUES ($1, 'http://127.0.0.1:9/hook')").bind(subscription).execute(&pool).await.unwrap();
+    sqlx::query(
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
+         INSERT INTO deliveries (id, subscription_id, status, attempt_count, next_attempt_at, lease_id)
+         VALUES ($1, $2, 'delivering', 1, now() + interval '1 minute', $3)",
+    )
+    .bind(delivery)
+    .bind(subscription)
+    .bind(lease)
+    .execute(&pool)
+    .await
+    .unwrap();
+    webhookd::db::partitions::ensure_partitions(&pool, time::OffsetDateTime::now_utc()).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    // The service's own statement, as it runs it: a failed first attempt (HTTP 500), a
+    // retry due in 10 s.
+    let write = async |tried_before: bool| -> Vec<Option<Uuid>> {
+        let error = "receiver answered HTTP 500";
+        sqlx::query_scalar(include_str!("../../sql/deliveries/record_attempts.sql"))
+            .bind([delivery])
+            .bind([lease])
+            .bind(["retrying"])
+            .bind([now + Duration::from_secs(10)])
+            .bind([error])
+            .bind([subscription])
+            .bind([1])
+            .bind(["failed_attempt"])
+            .bind([500])
+            .bind([error])
+            .bind([3])
+            .bind([None::<String>])
+            .bind(["http://127.0.0.1:9/hook"])
+            .bind([now])
+            .bind(0.0)
+            .bind("webhookd.delivery.failed")
+            .bind(tried_before)
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    };
+    assert_eq!(write(false).await, [Some(delivery)], "the first write applies the outcome");
+    assert!(write(true).await.is_empty(), "the lease was given up by the first write");
+
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE delivery_id = $1").bind(delivery).fetch_one(&pool).await.unwrap();
+    assert_eq!(logged, 1, "the attempt shows once in the delivery's history");
+    let streak: i32 = sqlx::query_scalar("SELECT failed_in_streak FROM subscriptions WHERE id = $1").bind(subscription).fetch_one(&pool).await.unwrap();
+    assert_eq!(streak, 1, "and counts once towards disabling its subscription");
+}
