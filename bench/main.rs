@@ -169,7 +169,10 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
     let client = reqwest::Client::builder().pool_max_idle_per_host(CONNECTIONS * 2).build()?;
     let mut rows: Vec<Row> = Vec::new();
 
-    // 0. The machine's limits, for comparison.
+    // 0. The machine's limits, for comparison. Each ratio below is to the same limit
+    // measured again right before its phase: on this machine both swing by a third from
+    // one minute to the next, and a ratio to a figure taken minutes earlier measured the
+    // swing as much as the service.
     let raw_http = raw_http_rate(&client, &receiver.url, Duration::from_secs(2)).await;
     let raw_commits = pgbench_commits(&database_url, &pool).await?;
     rows.push(("PostgreSQL settings (BENCH_POSTGRES)".into(), postgres_mode()));
@@ -206,18 +209,20 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
     // 1. Ingest throughput: accepting only, then while delivering the same stream.
     let (mut accept_rate, mut ingest_rate) = (None, None);
     if bench.phases.wants("ingest") {
+        let raw_commits = pgbench_commits(&database_url, &bench.pool).await?;
         let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds).await?;
         accept_rate = Some(rate);
-        rows.push(("ingest, 64 connections, 1 KiB bodies, API-only instance (group commit)".into(), format!("{rate:.0}/s ({:.2}× raw commits)", rate / raw_commits)));
+        rows.push(("ingest, 64 connections, 1 KiB bodies, API-only instance (group commit)".into(), format!("{rate:.0}/s ({})", ratio(rate, raw_commits, "raw commits"))));
         // What a webhook costs when everything is batched as far as it goes (the cost
         // phase measures it at a moderate rate).
+        let raw_http = raw_http_rate(&bench.client, &bench.receiver.url, Duration::from_secs(2)).await;
         let postmaster = postmaster_pid(&bench.pool).await?;
         let before = usage(&bench, service.id(), postmaster).await?;
         sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
         let rate = bench.profiled("ingest", ingest_rate_for(&bench, seconds)).await?;
         let statements = statements_since_reset(&bench.pool).await?;
         let after = usage(&bench, service.id(), postmaster).await?;
-        rows.push(("ingest as above, the instance also delivering the stream".into(), format!("{rate:.0}/s ({:.2}× raw HTTP)", rate / raw_http)));
+        rows.push(("ingest as above, the instance also delivering the stream".into(), format!("{rate:.0}/s ({})", ratio(rate, raw_http, "raw HTTP"))));
         let webhooks = rate * seconds as f64;
         rows.push((
             "cost per webhook in the phase above (at saturation, one attempt, unsigned, logs at warn)".into(),
@@ -235,8 +240,9 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
     // 2. Drain: stop the service, queue 100,000 webhooks directly, start it, time the drain.
     let mut drain_rate = None;
     if bench.phases.wants("drain") {
+        let raw_http = raw_http_rate(&bench.client, &bench.receiver.url, Duration::from_secs(2)).await;
         let rate = drain(&bench, binary, &database_url, port, &mut service).await?;
-        rows.push((format!("delivery, draining {DRAIN_COUNT} queued for one subscription"), format!("{rate:.0}/s ({:.2}× raw HTTP)", rate / raw_http)));
+        rows.push((format!("delivery, draining {DRAIN_COUNT} queued for one subscription"), format!("{rate:.0}/s ({})", ratio(rate, raw_http, "raw HTTP"))));
         drain_rate = Some(rate);
     }
 
@@ -1295,6 +1301,11 @@ async fn wait_for_receipts(pool: &PgPool) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// A rate as a multiple of the machine's limit measured right before it.
+fn ratio(rate: f64, limit: f64, limit_name: &str) -> String {
+    format!("{:.2}× {limit_name} measured just before, {limit:.0}/s", rate / limit)
 }
 
 /// Raw HTTP requests/s from the load generator straight to the receiver (no webhookd).
