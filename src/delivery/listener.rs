@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
+use sqlx::postgres::{PgListener, PgPoolOptions};
 use sqlx::PgPool;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -23,8 +23,14 @@ const NOTIFY_INTERVAL: Duration = Duration::from_millis(20);
 /// was served (see [`subscribe`]). The LISTEN is re-established after a lost connection;
 /// since notifications sent meanwhile are lost, every reconnect wakes the claim loop and
 /// empties the local cache.
+///
+/// A connection can also go silent without being lost (a failover or a dropped NAT mapping
+/// that leaves the socket open: sqlx sets no TCP keepalive), and a silent LISTEN hears
+/// nothing for good. So after `deadline` without a notification the connection must answer
+/// a query within `deadline`, or it is dropped and the LISTEN made again on a new one.
 pub async fn listen(
     pool: PgPool,
+    deadline: Duration,
     initial: Option<PgListener>,
     wake: Arc<Notify>,
     cache: SubscriptionCache,
@@ -56,6 +62,15 @@ pub async fn listen(
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                // Each notification restarts the wait (the select is built anew).
+                () = tokio::time::sleep(deadline) => {
+                    if !answers_within(&mut listener, deadline).await {
+                        tracing::warn!(?deadline, "LISTEN connection silent; listening again on a new connection");
+                        failures = 1;
+                        break;
+                    }
+                }
+                // Cancel-safe: a message is taken off the socket only once whole.
                 received = listener.try_recv() => match received {
                     Ok(Some(notification)) if notification.channel() == SUBSCRIPTIONS_CHANNEL => {
                         match notification.payload().parse() {
@@ -82,9 +97,22 @@ pub async fn listen(
     }
 }
 
-/// Opens a connection that LISTENs on both channels.
+/// Whether the LISTEN connection answers a query within `deadline`.
+async fn answers_within(listener: &mut PgListener, deadline: Duration) -> bool {
+    matches!(tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&mut *listener)).await, Ok(Ok(_)))
+}
+
+/// Opens a connection that LISTENs on both channels. The connection comes from a pool of
+/// its own, made with `pool`'s settings: dropping a listener sends UNLISTEN and waits for
+/// its answer before giving the connection back, so a silent one would hold its place in
+/// `pool` for good; in a pool of its own it holds nothing anyone else needs.
 pub async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await?;
+    let own = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_lazy_with((*pool.connect_options()).clone());
+    let mut listener = PgListener::connect_with(&own).await?;
     listener.listen_all([WORK_CHANNEL, SUBSCRIPTIONS_CHANNEL]).await?;
     Ok(listener)
 }

@@ -127,6 +127,7 @@ impl Engine {
         let mut background = vec![
             tokio::spawn(listener::listen(
                 context.pool.clone(),
+                context.statement_deadline,
                 listener,
                 waker.local.clone(),
                 context.subscriptions.clone(),

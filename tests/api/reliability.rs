@@ -466,25 +466,8 @@ async fn a_database_restart_is_survived_with_503s_meanwhile_and_nothing_accepted
 /// wait for its answer for ever: the claim loop's own connection first of all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_gone_silent_holds_delivery_up_for_the_statement_deadline_not_for_good() {
-    let database = fresh_database().await;
-    let mut through_proxy = url::Url::parse(&database).unwrap();
-    let target = std::net::SocketAddr::new(
-        through_proxy.host_str().unwrap().parse().unwrap(),
-        through_proxy.port().unwrap(),
-    );
-    let proxy = VanishingProxy::start(target).await;
-    through_proxy.set_port(Some(proxy.address.port())).unwrap();
-    let receiver = Receiver::answering(200).await;
-    // Webhooks are accepted by an API-only instance connected straight to the database;
-    // only the delivering instance's connections go through the proxy and go silent.
-    let api = Service::start(&database, &[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
-    let mut worker = Service::start(through_proxy.as_str(), &[("WEBHOOKD_DB_STATEMENT_DEADLINE", "1s"), ("WEBHOOKD_POLL_INTERVAL", "500ms")]).await;
-    let client = http_client();
-    let subscription = api.create_subscription(&client, &receiver.url).await;
-    let (status, first) = api.ingest(&client, subscription, "{\"n\":1}".into()).await;
-    assert_eq!(status, 202);
-    wait_until_received(&receiver, &[first.unwrap()], Duration::from_secs(10)).await;
-
+    let settings = [("WEBHOOKD_DB_STATEMENT_DEADLINE", "1s"), ("WEBHOOKD_POLL_INTERVAL", "500ms")];
+    let Proxied { proxy, api, mut worker, client, subscription, receiver, .. } = behind_a_vanishing_proxy(&settings).await;
     proxy.vanish();
     let (status, second) = api.ingest(&client, subscription, "{\"n\":2}".into()).await;
     assert_eq!(status, 202);
@@ -503,6 +486,75 @@ async fn a_database_gone_silent_holds_delivery_up_for_the_statement_deadline_not
     }
     assert!(worker.is_running(), "the delivering instance kept running");
     assert!(worker.logs().contains("did not answer within 1s"), "the deadline is what ended the wait");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_listen_connection_is_replaced_and_wake_ups_come_through_again() {
+    // The delivering instance polls only every minute: within this test, only a wake-up
+    // over its LISTEN connection starts its claims.
+    let settings = [
+        ("WEBHOOKD_DB_STATEMENT_DEADLINE", "1s"),
+        ("WEBHOOKD_POLL_INTERVAL", "60s"),
+        ("WEBHOOKD_LEASE_DURATION", "3s"),
+        ("WEBHOOKD_DELIVERY_TIMEOUT", "2s"),
+    ];
+    let Proxied { database, proxy, api, worker, client, subscription, receiver } = behind_a_vanishing_proxy(&settings).await;
+
+    // Every connection of the delivering instance goes silent, never closed.
+    proxy.vanish();
+    let replaced = Instant::now() + Duration::from_secs(15);
+    while !worker.logs().contains("LISTEN re-established") {
+        assert!(Instant::now() < replaced, "the silent LISTEN connection was never replaced:\n{}", worker.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, second) = api.ingest(&client, subscription, "{\"n\":2}".into()).await;
+    assert_eq!(status, 202);
+    let second = second.unwrap();
+    // Claimed at once: the NOTIFY reached the new LISTEN (the poll is a minute away).
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let claimed = Instant::now() + Duration::from_secs(10);
+    loop {
+        let attempts: i32 = sqlx::query_scalar("SELECT attempt_count FROM deliveries WHERE id = $1").bind(second).fetch_one(&pool).await.unwrap();
+        if attempts > 0 {
+            break;
+        }
+        assert!(Instant::now() < claimed, "not woken for a webhook accepted elsewhere:\n{}", worker.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // And delivered: the pool's other silent connections are dropped one by one as checks
+    // of them time out, and an attempt they failed is claimed again after its short lease.
+    wait_until_received(&receiver, &[second], Duration::from_secs(30)).await;
+}
+
+/// A database; an API-only instance connected straight to it, which accepts the webhooks
+/// (queued, then a NOTIFY); and a delivering instance with `settings` whose connections
+/// all go through a proxy that can make them silent at once. One webhook has been
+/// delivered through them.
+struct Proxied {
+    database: String,
+    proxy: VanishingProxy,
+    api: Service,
+    worker: Service,
+    client: reqwest::Client,
+    subscription: Uuid,
+    receiver: Receiver,
+}
+
+async fn behind_a_vanishing_proxy(settings: &[(&str, &str)]) -> Proxied {
+    let database = fresh_database().await;
+    let mut through_proxy = url::Url::parse(&database).unwrap();
+    let target = std::net::SocketAddr::new(through_proxy.host_str().unwrap().parse().unwrap(), through_proxy.port().unwrap());
+    let proxy = VanishingProxy::start(target).await;
+    through_proxy.set_port(Some(proxy.address.port())).unwrap();
+    let receiver = Receiver::answering(200).await;
+    let api = Service::start(&database, &[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let worker = Service::start(through_proxy.as_str(), settings).await;
+    let client = http_client();
+    let subscription = api.create_subscription(&client, &receiver.url).await;
+    let (status, first) = api.ingest(&client, subscription, "{\"n\":1}".into()).await;
+    assert_eq!(status, 202);
+    wait_until_received(&receiver, &[first.unwrap()], Duration::from_secs(10)).await;
+    Proxied { database, proxy, api, worker, client, subscription, receiver }
 }
 
 #[tokio::test]
