@@ -10,6 +10,7 @@ pub(crate) mod maintenance;
 pub(crate) mod operational_events;
 pub mod partitions;
 pub(crate) mod recoveries;
+pub(crate) mod silence;
 pub(crate) mod subscriptions;
 pub(crate) mod ui_keys;
 pub(crate) mod ui_sessions;
@@ -29,6 +30,9 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         .min_connections(0)
         // A request that cannot get a connection in time answers 503 instead of hanging.
         .acquire_timeout(Duration::from_secs(3))
+        // Instead of sqlx's own ping, which waits as long as the acquire timeout allows.
+        .test_before_acquire(false)
+        .before_acquire(silence::check_idle)
         .connect_lazy_with(options))
 }
 
@@ -51,6 +55,7 @@ pub async fn within_deadline<T>(
         Ok(result) => result,
         Err(_) => {
             connection.close_on_drop();
+            silence::found_silent();
             Err(deadline_passed(deadline))
         }
     }

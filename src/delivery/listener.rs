@@ -65,6 +65,7 @@ pub async fn listen(
                 // Each notification restarts the wait (the select is built anew).
                 () = tokio::time::sleep(deadline) => {
                     if !answers_within(&mut listener, deadline).await {
+                        crate::db::silence::found_silent();
                         tracing::warn!(?deadline, "LISTEN connection silent; listening again on a new connection");
                         failures = 1;
                         break;

@@ -1,0 +1,83 @@
+//! Telling silent connections from live ones. sqlx sets no TCP keepalive, so a database
+//! that vanishes without closing its sockets (a failover, a dropped NAT mapping) leaves
+//! connections that never answer. The service notices when a statement goes unanswered
+//! past its deadline ([`super::within_deadline`], the claim loop, the LISTEN check). From
+//! then on, a connection that was idle in the pool since before that moment is dropped,
+//! unasked, when it is next taken: each would otherwise cost a request a hung check until
+//! the pool's acquire timeout, one connection at a time, and an instance could take a
+//! minute to get through the silent connections of a full pool after a failover. Other
+//! idle connections are checked with a ping that must answer within [`PING_LIMIT`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use sqlx::pool::PoolConnectionMetadata;
+use sqlx::{Connection, PgConnection};
+
+/// Longest a pooled connection's check may take: an idle backend answers a ping at once,
+/// so a second means the connection is silent, or the machine far too busy to matter.
+const PING_LIMIT: Duration = Duration::from_secs(1);
+
+/// When a connection was last found silent, in milliseconds since [`epoch`], plus one
+/// (0: never).
+static FOUND_SILENT_AT: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    u64::try_from(epoch().elapsed().as_millis()).unwrap_or(u64::MAX - 1) + 1
+}
+
+/// A connection went unanswered past its deadline: every connection idle since before now
+/// is as likely to be silent.
+pub fn found_silent() {
+    FOUND_SILENT_AT.fetch_max(now_ms(), Ordering::Relaxed);
+}
+
+/// Whether a connection idle for `idle_for` was already idle when a connection was last
+/// found silent.
+fn idle_since_found_silent(idle_for: Duration) -> bool {
+    let found_at = FOUND_SILENT_AT.load(Ordering::Relaxed);
+    let idle_since = now_ms().saturating_sub(u64::try_from(idle_for.as_millis()).unwrap_or(u64::MAX));
+    found_at > 0 && idle_since <= found_at
+}
+
+/// The pool's check of an idle connection before handing it out (`before_acquire`):
+/// `Ok(false)` drops it (the pool then takes another or opens one), an error drops it too.
+pub fn check_idle(connection: &mut PgConnection, metadata: PoolConnectionMetadata) -> Pin<Box<dyn Future<Output = sqlx::Result<bool>> + Send + '_>> {
+    Box::pin(async move {
+        if idle_since_found_silent(metadata.idle_for) {
+            return Ok(false);
+        }
+        match tokio::time::timeout(PING_LIMIT, connection.ping()).await {
+            Ok(answered) => answered.map(|()| true),
+            Err(_) => {
+                found_silent();
+                let message = format!("an idle connection did not answer a ping within {PING_LIMIT:?}");
+                Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message)))
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connections_idle_since_before_a_silence_are_dropped_unasked() {
+        // One test for the process-wide mark: before any silence, nothing is dropped.
+        assert!(!idle_since_found_silent(Duration::from_secs(3600)), "no silence found yet");
+        std::thread::sleep(Duration::from_millis(20));
+        found_silent();
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(idle_since_found_silent(Duration::from_millis(500)), "idle since before the silence");
+        assert!(!idle_since_found_silent(Duration::from_millis(5)), "taken back after it");
+    }
+}
