@@ -7,6 +7,10 @@
 //! the pool's acquire timeout, one connection at a time, and an instance could take a
 //! minute to get through the silent connections of a full pool after a failover. Other
 //! idle connections are checked with a ping that must answer within [`PING_LIMIT`].
+//!
+//! A database that is alive but slow past a deadline (a lock wait, a synchronous standby
+//! that stops confirming) is treated the same way: the idle connections are closed and
+//! new ones opened, which costs each a connection set-up and nothing else.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,10 +53,11 @@ fn idle_since_found_silent(idle_for: Duration) -> bool {
 }
 
 /// The pool's check of an idle connection before handing it out (`before_acquire`):
-/// `Ok(false)` drops it (the pool then takes another or opens one), an error drops it too.
+/// `Ok(false)` closes it and an error drops it; either way the pool opens a new one.
 pub fn check_idle(connection: &mut PgConnection, metadata: PoolConnectionMetadata) -> Pin<Box<dyn Future<Output = sqlx::Result<bool>> + Send + '_>> {
     Box::pin(async move {
         if idle_since_found_silent(metadata.idle_for) {
+            tracing::info!(idle_ms = metadata.idle_for.as_millis() as u64, "dropping a pooled connection left idle since a connection was found silent");
             return Ok(false);
         }
         match tokio::time::timeout(PING_LIMIT, connection.ping()).await {

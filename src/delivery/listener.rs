@@ -41,7 +41,13 @@ pub async fn listen(
     while !shutdown.is_cancelled() {
         let connected = match initial.take() {
             Some(listener) => Ok(listener),
-            None => subscribe(&pool).await,
+            // Bounded, and given up at shutdown: the database may be the silent one.
+            None => tokio::select! {
+                _ = shutdown.cancelled() => return,
+                subscribed = tokio::time::timeout(deadline, subscribe(&pool)) => {
+                    subscribed.unwrap_or_else(|_| Err(crate::db::deadline_passed(deadline)))
+                }
+            },
         };
         let mut listener = match connected {
             Ok(listener) => listener,
@@ -64,14 +70,27 @@ pub async fn listen(
                 _ = shutdown.cancelled() => return,
                 // Each notification restarts the wait (the select is built anew).
                 () = tokio::time::sleep(deadline) => {
-                    if !answers_within(&mut listener, deadline).await {
-                        crate::db::silence::found_silent();
-                        tracing::warn!(?deadline, "LISTEN connection silent; listening again on a new connection");
-                        failures = 1;
-                        break;
+                    let checked = tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        checked = tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&mut listener)) => checked,
+                    };
+                    match checked {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "LISTEN connection failed its check; reconnecting");
+                            failures = 1;
+                            break;
+                        }
+                        Err(_) => {
+                            crate::db::silence::found_silent();
+                            tracing::warn!(?deadline, "LISTEN connection silent; listening again on a new connection");
+                            failures = 1;
+                            break;
+                        }
                     }
                 }
-                // Cancel-safe: a message is taken off the socket only once whole.
+                // Cancel-safe: with reconnects left to this loop (see `subscribe`), it only
+                // reads, and takes a message off the socket only once whole.
                 received = listener.try_recv() => match received {
                     Ok(Some(notification)) if notification.channel() == SUBSCRIPTIONS_CHANNEL => {
                         match notification.payload().parse() {
@@ -80,11 +99,12 @@ pub async fn listen(
                         }
                     }
                     Ok(Some(_)) => wake.notify_one(),
-                    // The connection was lost; try_recv reconnects on the next call.
+                    // The connection was lost: LISTEN again on a new one, out here, where no
+                    // other branch can cancel it halfway.
                     Ok(None) => {
                         tracing::warn!("LISTEN connection lost; reconnecting");
-                        cache.evict_all_local();
-                        wake.notify_one();
+                        failures = 1;
+                        break;
                     }
                     Err(error) => {
                         tracing::warn!(%error, "LISTEN failed; reconnecting");
@@ -98,11 +118,6 @@ pub async fn listen(
     }
 }
 
-/// Whether the LISTEN connection answers a query within `deadline`.
-async fn answers_within(listener: &mut PgListener, deadline: Duration) -> bool {
-    matches!(tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&mut *listener)).await, Ok(Ok(_)))
-}
-
 /// Opens a connection that LISTENs on both channels. The connection comes from a pool of
 /// its own, made with `pool`'s settings: dropping a listener sends UNLISTEN and waits for
 /// its answer before giving the connection back, so a silent one would hold its place in
@@ -114,6 +129,9 @@ pub async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
         .acquire_timeout(Duration::from_secs(3))
         .connect_lazy_with((*pool.connect_options()).clone());
     let mut listener = PgListener::connect_with(&own).await?;
+    // A lost connection ends `try_recv` with `None` instead of reconnecting inside it:
+    // `listen` reconnects, where a reconnect cannot be cancelled halfway.
+    listener.eager_reconnect(false);
     listener.listen_all([WORK_CHANNEL, SUBSCRIPTIONS_CHANNEL]).await?;
     Ok(listener)
 }

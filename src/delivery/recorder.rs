@@ -91,11 +91,11 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
         match write(pool, context.statement_deadline, batch, context.settings.auto_disable_after, tried_before).await {
             Ok(recorded) => {
                 let held = recorded.updated.len();
-                if held < batch.len() {
-                    tracing::warn!(lost = batch.len() - held, "leases expired before outcomes were recorded; those deliveries were claimed again");
-                }
                 if failures > 0 {
-                    tracing::info!(failures, "attempt outcomes recorded after retrying");
+                    // Outcomes not applied now may have been by the try whose answer was lost.
+                    tracing::info!(failures, applied_now = held, outcomes = batch.len(), "attempt outcomes recorded after retrying");
+                } else if held < batch.len() {
+                    tracing::warn!(lost = batch.len() - held, "leases expired before outcomes were recorded; those deliveries were claimed again");
                 }
                 return recorded;
             }

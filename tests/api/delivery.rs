@@ -269,8 +269,12 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         .await
         .unwrap();
     assert_eq!(recorded, 64, "every outcome recorded");
-    // Written again (its first answer lost): each attempt row is looked for by its delivery.
+    // Written again (its first answer lost): each attempt row is looked for by its delivery,
+    // in the generic plan the service's prepared statement soon runs with (where the flag is
+    // a parameter, not a constant folded away).
+    db.execute("SET LOCAL plan_cache_mode = force_generic_plan").await.unwrap();
     let again_plan = explain_analyze(&mut db, &record(true)).await;
+    assert!(again_plan.contains("delivery_id_attempt_number_idx"), "looked up by index:\n{again_plan}");
     let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE delivery_id = ANY($1)").bind(&claimed).fetch_one(&mut *db).await.unwrap();
     assert_eq!(logged, 64, "no attempt logged twice");
 
