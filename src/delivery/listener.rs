@@ -70,23 +70,13 @@ pub async fn listen(
                 _ = shutdown.cancelled() => return,
                 // Each notification restarts the wait (the select is built anew).
                 () = tokio::time::sleep(deadline) => {
-                    let checked = tokio::select! {
+                    let alive = tokio::select! {
                         _ = shutdown.cancelled() => return,
-                        checked = tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&mut listener)) => checked,
+                        alive = answers_within(&mut listener, deadline) => alive,
                     };
-                    match checked {
-                        Ok(Ok(_)) => {}
-                        Ok(Err(error)) => {
-                            tracing::warn!(%error, "LISTEN connection failed its check; reconnecting");
-                            failures = 1;
-                            break;
-                        }
-                        Err(_) => {
-                            crate::db::silence::found_silent();
-                            tracing::warn!(?deadline, "LISTEN connection silent; listening again on a new connection");
-                            failures = 1;
-                            break;
-                        }
+                    if !alive {
+                        failures = 1;
+                        break;
                     }
                 }
                 // Cancel-safe: with reconnects left to this loop (see `subscribe`), it only
@@ -114,6 +104,23 @@ pub async fn listen(
                     }
                 },
             }
+        }
+    }
+}
+
+/// Whether a quiet LISTEN connection still answers a query within `deadline`. One that
+/// does not answer at all marks the database silent (`db::silence`).
+async fn answers_within(listener: &mut PgListener, deadline: Duration) -> bool {
+    match tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&mut *listener)).await {
+        Ok(Ok(_)) => true,
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "LISTEN connection failed its check; reconnecting");
+            false
+        }
+        Err(_) => {
+            crate::db::silence::found_silent();
+            tracing::warn!(?deadline, "LISTEN connection silent; listening again on a new connection");
+            false
         }
     }
 }

@@ -577,24 +577,29 @@ async fn an_outcome_batch_written_again_after_its_answer_was_lost_logs_and_count
     // The recorder writes a batch of outcomes again when it got no answer to the first
     // write (a dropped connection, the statement deadline), which may have committed.
     let pool = sqlx::PgPool::connect(&fresh_database().await).await.unwrap();
-    let (subscription, delivery, lease) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::new_v4());
+    let subscription = Uuid::now_v7();
     sqlx::query("INSERT INTO subscriptions (id, target_url) VALUES ($1, 'http://127.0.0.1:9/hook')").bind(subscription).execute(&pool).await.unwrap();
-    sqlx::query(
-        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
-         INSERT INTO deliveries (id, subscription_id, status, attempt_count, next_attempt_at, lease_id)
-         VALUES ($1, $2, 'delivering', 1, now() + interval '1 minute', $3)",
-    )
-    .bind(delivery)
-    .bind(subscription)
-    .bind(lease)
-    .execute(&pool)
-    .await
-    .unwrap();
+    // Two deliveries in flight: the first try of one batch committed, that of the other
+    // never reached the database.
+    let (committed, never_written) = ((Uuid::now_v7(), Uuid::new_v4()), (Uuid::now_v7(), Uuid::new_v4()));
+    for (delivery, lease) in [committed, never_written] {
+        sqlx::query(
+            "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
+             INSERT INTO deliveries (id, subscription_id, status, attempt_count, next_attempt_at, lease_id)
+             VALUES ($1, $2, 'delivering', 1, now() + interval '1 minute', $3)",
+        )
+        .bind(delivery)
+        .bind(subscription)
+        .bind(lease)
+        .execute(&pool)
+        .await
+        .unwrap();
+    }
     webhookd::db::partitions::ensure_partitions(&pool, time::OffsetDateTime::now_utc()).await.unwrap();
     let now = time::OffsetDateTime::now_utc();
     // The service's own statement, as it runs it: a failed first attempt (HTTP 500), a
     // retry due in 10 s.
-    let write = async |tried_before: bool| -> Vec<Option<Uuid>> {
+    let write = async |(delivery, lease): (Uuid, Uuid), tried_before: bool| -> Vec<Option<Uuid>> {
         let error = "receiver answered HTTP 500";
         sqlx::query_scalar(include_str!("../../sql/deliveries/record_attempts.sql"))
             .bind([delivery])
@@ -618,11 +623,14 @@ async fn an_outcome_batch_written_again_after_its_answer_was_lost_logs_and_count
             .await
             .unwrap()
     };
-    assert_eq!(write(false).await, [Some(delivery)], "the first write applies the outcome");
-    assert!(write(true).await.is_empty(), "the lease was given up by the first write");
+    assert_eq!(write(committed, false).await, [Some(committed.0)], "the first write applies the outcome");
+    assert!(write(committed, true).await.is_empty(), "the lease was given up by the first write");
+    assert_eq!(write(never_written, true).await, [Some(never_written.0)], "a retry of a write that never happened applies it");
 
-    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE delivery_id = $1").bind(delivery).fetch_one(&pool).await.unwrap();
-    assert_eq!(logged, 1, "the attempt shows once in the delivery's history");
+    for (delivery, _) in [committed, never_written] {
+        let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE delivery_id = $1").bind(delivery).fetch_one(&pool).await.unwrap();
+        assert_eq!(logged, 1, "the attempt shows once in the delivery's history");
+    }
     let streak: i32 = sqlx::query_scalar("SELECT failed_in_streak FROM subscriptions WHERE id = $1").bind(subscription).fetch_one(&pool).await.unwrap();
-    assert_eq!(streak, 1, "and counts once towards disabling its subscription");
+    assert_eq!(streak, 2, "and each attempt counts once towards disabling its subscription");
 }
