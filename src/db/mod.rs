@@ -20,6 +20,9 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 
+/// Longest a caller waits for a pooled connection.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// Opens the connection pool. Connections are made lazily so that the service starts (and
 /// answers 503) even while the database is down.
 pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
@@ -29,7 +32,7 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         .max_connections(max_connections)
         .min_connections(0)
         // A request that cannot get a connection in time answers 503 instead of hanging.
-        .acquire_timeout(Duration::from_secs(3))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         // Instead of sqlx's own ping, which waits as long as the acquire timeout allows.
         .test_before_acquire(false)
         .before_acquire(silence::check_idle)
@@ -55,14 +58,16 @@ pub async fn within_deadline<T>(
         Ok(result) => result,
         Err(_) => {
             connection.close_on_drop();
-            silence::found_silent();
-            Err(deadline_passed(deadline))
+            Err(no_answer_within(deadline))
         }
     }
 }
 
-/// The error of a statement that had no answer within `deadline`.
-pub fn deadline_passed(deadline: Duration) -> sqlx::Error {
+/// The error of a statement that had no answer within `deadline`. No answer at all is how
+/// a silent database shows, so this also records it (`silence::found_silent`): every
+/// caller that gives up on a statement at its deadline goes through here.
+pub fn no_answer_within(deadline: Duration) -> sqlx::Error {
+    silence::found_silent();
     let message = format!("the database did not answer within {deadline:?} (WEBHOOKD_DB_STATEMENT_DEADLINE)");
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
 }

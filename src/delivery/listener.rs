@@ -9,7 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::WORK_CHANNEL;
-use crate::db::deliveries;
+use crate::db::{self, deliveries};
 use crate::subscription_cache::SubscriptionCache;
 
 /// The NOTIFY channel on which writers announce a changed subscription (payload: its id).
@@ -45,7 +45,7 @@ pub async fn listen(
             None => tokio::select! {
                 _ = shutdown.cancelled() => return,
                 subscribed = tokio::time::timeout(deadline, subscribe(&pool)) => {
-                    subscribed.unwrap_or_else(|_| Err(crate::db::deadline_passed(deadline)))
+                    subscribed.unwrap_or_else(|_| Err(db::no_answer_within(deadline)))
                 }
             },
         };
@@ -109,7 +109,7 @@ pub async fn listen(
 }
 
 /// Whether a quiet LISTEN connection still answers a query within `deadline`. One that
-/// does not answer at all marks the database silent (`db::silence`).
+/// does not answer at all marks the database silent (`db::no_answer_within`).
 async fn answers_within(listener: &mut PgListener, deadline: Duration) -> bool {
     match tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&mut *listener)).await {
         Ok(Ok(_)) => true,
@@ -118,8 +118,8 @@ async fn answers_within(listener: &mut PgListener, deadline: Duration) -> bool {
             false
         }
         Err(_) => {
-            crate::db::silence::found_silent();
-            tracing::warn!(?deadline, "LISTEN connection silent; listening again on a new connection");
+            let error = db::no_answer_within(deadline);
+            tracing::warn!(%error, "LISTEN connection silent; listening again on a new connection");
             false
         }
     }
@@ -133,7 +133,7 @@ pub async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
     let own = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
-        .acquire_timeout(Duration::from_secs(3))
+        .acquire_timeout(db::ACQUIRE_TIMEOUT)
         .connect_lazy_with((*pool.connect_options()).clone());
     let mut listener = PgListener::connect_with(&own).await?;
     // A lost connection ends `try_recv` with `None` instead of reconnecting inside it:

@@ -20,9 +20,7 @@ use crate::domain::DeliveryId;
 /// a deadline), each on a new connection, before its batches are answered 503.
 const FLUSH_TRIES: u32 = 3;
 
-/// Answers the batches committed without waiting for their flush, once they are durable:
-/// one wait for a flush covers every batch committed before it, so batches committed while
-/// one wait is under way share the next.
+/// The writer's handle on the flush loop (see the module's documentation).
 pub(super) struct Flusher {
     sender: mpsc::UnboundedSender<Committed>,
     /// Whether the database lets this service wait for a flush (UNKNOWN, ALLOWED, REFUSED):
