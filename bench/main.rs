@@ -329,7 +329,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
         let later = time::OffsetDateTime::now_utc() + Duration::from_secs(4 * 24 * 3600);
         // With the history phase, autovacuum may hold the partitions: a pass that gives up
         // on its lock timeout is reported rather than ending the benchmark.
-        let report = match webhookd::maintenance::run_once(&bench.pool, later, Duration::from_secs(72 * 3600)).await {
+        let report = match webhookd::maintenance::run_once(&bench.pool, later, Duration::from_secs(72 * 3600), Duration::from_secs(30)).await {
             Ok(report) => report,
             Err(error) => {
                 eprintln!("maintenance pass failed: {error:#}");

@@ -47,7 +47,7 @@ pub enum ApiError {
     /// Unexpected server error (logged with details server-side).
     #[oai(status = 500)]
     Internal(Json<ErrorBody>),
-    /// The database is unreachable; retry later. Nothing was stored.
+    /// The database is unreachable or could not confirm in time; retry later (a write may have taken effect: retry it with the same Idempotency-Key).
     #[oai(status = 503)]
     Unavailable(Json<ErrorBody>),
 }
@@ -91,6 +91,13 @@ impl ApiError {
     /// have been kept (and a webhook among it sent), so the request may have taken effect.
     pub fn unavailable() -> Self {
         Self::Unavailable(body("database_unavailable", "the database is unavailable or could not confirm the write; retry later"))
+    }
+    /// A request given up at its deadline (`api::deadline`): the database did not answer.
+    pub fn no_answer_within(limit: std::time::Duration) -> Self {
+        Self::Unavailable(body(
+            "database_unavailable",
+            format!("the database did not answer within {}s; the request may or may not have taken effect; retry later", limit.as_secs()),
+        ))
     }
     pub fn internal() -> Self {
         Self::Internal(body("internal_error", "an unexpected error occurred; it has been logged"))

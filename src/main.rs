@@ -98,7 +98,7 @@ async fn execute(command: Command, settings: Settings, database_url: &Secret, cl
             if settings.database.auto_migrate {
                 db::migrate(&pool).await.context("cannot apply migrations")?;
             }
-            let report = webhookd::maintenance::run_once(&pool, now, settings.retention.period).await?;
+            let report = webhookd::maintenance::run_once(&pool, now, settings.retention.period, settings.database.statement_deadline).await?;
             print!("{report}");
             Ok(())
         }

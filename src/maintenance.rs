@@ -18,8 +18,8 @@ use std::time::Duration;
 use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 
+use crate::db::{self, partitions};
 use crate::db::maintenance::{self, Sweep};
-use crate::db::partitions;
 
 /// Rows per batch statement: small enough that each holds its locks only briefly.
 const BATCH: i64 = 2_000;
@@ -58,54 +58,73 @@ impl fmt::Display for Report {
     }
 }
 
-/// Runs one pass as if the time were `now`, unless another instance is running one.
-pub async fn run_once(pool: &PgPool, now: OffsetDateTime, retention: Duration) -> anyhow::Result<Report> {
+/// Runs one pass as if the time were `now`, unless another instance is running one. Each
+/// statement is given up after `deadline` (`db::bounded`): a database gone silent must not
+/// stall retention for good.
+pub async fn run_once(pool: &PgPool, now: OffsetDateTime, retention: Duration, deadline: Duration) -> anyhow::Result<Report> {
     let mut connection = pool.acquire().await?;
-    if !maintenance::try_lock(&mut connection).await? {
+    let locked = db::bounded(deadline, maintenance::try_lock(&mut connection)).await;
+    if !locked.inspect_err(|_| connection.close_on_drop())? {
         return Ok(Report { skipped: true, ..Report::default() });
     }
-    maintenance::set_lock_timeout(&mut connection).await?;
-    let result = run_locked(pool, &mut connection, now, retention).await;
-    // Always give the connection back as it was, even after a failure.
-    let _ = maintenance::reset_lock_timeout(&mut connection).await;
-    let _ = maintenance::unlock(&mut connection).await;
-    result
+    let pass = Pass { pool, deadline }.run(&mut connection, now, retention).await;
+    // The connection goes back to the pool as it was; or, if anything failed, it is closed:
+    // the lock and the settings end with the session, and one gone silent is asked nothing
+    // more.
+    let restored = pass.is_ok()
+        && db::bounded(deadline, maintenance::reset_lock_timeout(&mut connection)).await.is_ok()
+        && db::bounded(deadline, maintenance::unlock(&mut connection)).await.is_ok();
+    if !restored {
+        connection.close_on_drop();
+    }
+    Ok(pass?)
 }
 
-async fn run_locked(pool: &PgPool, connection: &mut PgConnection, now: OffsetDateTime, retention: Duration) -> anyhow::Result<Report> {
-    let cutoff = now - retention;
-    let mut report = Report { created_partitions: partitions::ensure_partitions(pool, now).await?, ..Report::default() };
-    maintenance::set_partition_lock_timeout(&mut *connection).await?;
-    for table in partitions::list_tables(&mut *connection).await? {
-        let day_ends = (table.day + time::Duration::days(1)).midnight().assume_utc();
-        if day_ends <= cutoff {
-            partitions::detach_and_drop(&mut *connection, &table).await?;
-            report.dropped_partitions.push(table.name);
-        }
-    }
-    maintenance::set_lock_timeout(&mut *connection).await?;
-    report.deleted_deliveries = batches(&mut *connection, Sweep::FinishedDeliveries, cutoff).await?;
-    report.expired_parked_deliveries = batches(&mut *connection, Sweep::ExpiredParkedDeliveries, cutoff).await?;
-    report.deleted_events = batches(&mut *connection, Sweep::OrphanEvents, cutoff).await?;
-    let idempotency_cutoff = now - Duration::from_secs(24 * 3600);
-    report.deleted_idempotency_keys = batches(&mut *connection, Sweep::ExpiredIdempotencyKeys, idempotency_cutoff).await?;
-    report.purged_subscriptions = batches(&mut *connection, Sweep::DeletedSubscriptions, cutoff).await?;
-    report.deleted_recoveries = batches(&mut *connection, Sweep::FinishedRecoveries, cutoff).await?;
-    Ok(report)
+/// One locked pass: the pool, for work on connections of its own, and each statement's limit.
+struct Pass<'a> {
+    pool: &'a PgPool,
+    deadline: Duration,
 }
 
-/// Runs batches of `sweep` until one reports fewer rows than a batch.
-async fn batches(connection: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
-    let mut total = 0;
-    for _ in 0..MAX_BATCHES {
-        let affected = maintenance::sweep(&mut *connection, sweep, cutoff, BATCH).await?;
-        let affected = affected as u64;
-        total += affected;
-        if affected < BATCH as u64 {
-            break;
+impl Pass<'_> {
+    async fn run(&self, connection: &mut PgConnection, now: OffsetDateTime, retention: Duration) -> sqlx::Result<Report> {
+        let deadline = self.deadline;
+        let cutoff = now - retention;
+        db::bounded(deadline, maintenance::set_lock_timeout(&mut *connection)).await?;
+        let created_partitions = db::bounded(deadline, partitions::ensure_partitions(self.pool, now)).await?;
+        let mut report = Report { created_partitions, ..Report::default() };
+        db::bounded(deadline, maintenance::set_partition_lock_timeout(&mut *connection)).await?;
+        for table in db::bounded(deadline, partitions::list_tables(&mut *connection)).await? {
+            let day_ends = (table.day + time::Duration::days(1)).midnight().assume_utc();
+            if day_ends <= cutoff {
+                db::bounded(deadline, partitions::detach_and_drop(&mut *connection, &table)).await?;
+                report.dropped_partitions.push(table.name);
+            }
         }
+        db::bounded(deadline, maintenance::set_lock_timeout(&mut *connection)).await?;
+        report.deleted_deliveries = self.batches(connection, Sweep::FinishedDeliveries, cutoff).await?;
+        report.expired_parked_deliveries = self.batches(connection, Sweep::ExpiredParkedDeliveries, cutoff).await?;
+        report.deleted_events = self.batches(connection, Sweep::OrphanEvents, cutoff).await?;
+        let idempotency_cutoff = now - Duration::from_secs(24 * 3600);
+        report.deleted_idempotency_keys = self.batches(connection, Sweep::ExpiredIdempotencyKeys, idempotency_cutoff).await?;
+        report.purged_subscriptions = self.batches(connection, Sweep::DeletedSubscriptions, cutoff).await?;
+        report.deleted_recoveries = self.batches(connection, Sweep::FinishedRecoveries, cutoff).await?;
+        Ok(report)
     }
-    Ok(total)
+
+    /// Runs batches of `sweep` until one reports fewer rows than a batch.
+    async fn batches(&self, connection: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
+        let mut total = 0;
+        for _ in 0..MAX_BATCHES {
+            let affected = db::bounded(self.deadline, maintenance::sweep(&mut *connection, sweep, cutoff, BATCH)).await?;
+            let affected = affected as u64;
+            total += affected;
+            if affected < BATCH as u64 {
+                break;
+            }
+        }
+        Ok(total)
+    }
 }
 
 /// Whether the partitions for today and the next two days exist (checked by `/health`).

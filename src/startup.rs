@@ -139,6 +139,7 @@ impl Application {
             self.context.pool.clone(),
             settings.retention.period,
             settings.retention.maintenance_interval,
+            settings.database.statement_deadline,
             shutdown.clone(),
         ));
         tracing::info!(port = self.port, "webhookd listening");
@@ -238,14 +239,14 @@ fn max_connections(settings: &Settings) -> usize {
 
 /// Runs a maintenance pass every `interval` (the first soon after start-up); only one
 /// instance at a time does the work. A failed pass is logged and retried sooner.
-async fn maintain(pool: PgPool, retention: Duration, interval: Duration, shutdown: CancellationToken) {
+async fn maintain(pool: PgPool, retention: Duration, interval: Duration, deadline: Duration, shutdown: CancellationToken) {
     let mut wait = MAINTENANCE_RETRY.min(interval);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        wait = match maintenance::run_once(&pool, OffsetDateTime::now_utc(), retention).await {
+        wait = match maintenance::run_once(&pool, OffsetDateTime::now_utc(), retention, deadline).await {
             Ok(report) => {
                 if !report.skipped {
                     tracing::info!(

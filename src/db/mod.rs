@@ -15,6 +15,7 @@ pub(crate) mod subscriptions;
 pub(crate) mod ui_keys;
 pub(crate) mod ui_sessions;
 
+use std::future::Future;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
@@ -36,6 +37,8 @@ pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Err
         // Instead of sqlx's own ping, which waits as long as the acquire timeout allows.
         .test_before_acquire(false)
         .before_acquire(silence::check_idle)
+        // Before sqlx's own check on release, which has no time limit.
+        .after_release(silence::check_released)
         .connect_lazy_with(options))
 }
 
@@ -59,6 +62,28 @@ pub async fn within_deadline<T>(
         Err(_) => {
             connection.close_on_drop();
             Err(no_answer_within(deadline))
+        }
+    }
+}
+
+/// Runs `work` (statements on connections it takes from the pool: a transaction, say) for
+/// at most `deadline`, then gives up with [`no_answer_within`]'s error. For work that
+/// cannot close its connection itself, as `within_deadline` does: the silence is recorded
+/// before `work` is dropped, so that the pool checks the connections it gives back within a
+/// second (`silence::check_released`) instead of waiting on them for good.
+pub async fn bounded<T>(deadline: Duration, work: impl Future<Output = sqlx::Result<T>>) -> sqlx::Result<T> {
+    before_deadline(deadline, work).await.unwrap_or_else(|| Err(no_answer_within(deadline)))
+}
+
+/// `work`'s output, or `None` once `deadline` has passed; then the silence is recorded
+/// first, and `work` (with whatever connections it holds) dropped after.
+pub async fn before_deadline<F: Future>(deadline: Duration, work: F) -> Option<F::Output> {
+    let work = std::pin::pin!(work);
+    tokio::select! {
+        output = work => Some(output),
+        () = tokio::time::sleep(deadline) => {
+            silence::found_silent();
+            None
         }
     }
 }

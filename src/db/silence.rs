@@ -9,6 +9,13 @@
 //! minute to get through the silent connections of a full pool after a failover. Other
 //! idle connections are checked with a ping that must answer within [`PING_LIMIT`].
 //!
+//! A connection given back to the pool soon after a silence was found
+//! ([`check_released`]) is pinged with the same limit before the pool's own check: that
+//! check (sqlx's, on every release) has no limit of its own, and on a silent connection it
+//! would hold the connection's place in the pool until the kernel gives up on the socket
+//! (about 15 minutes of retransmits). Such releases are those of API requests given up at
+//! their deadline (`api::deadline`), whose handlers are dropped mid-statement.
+//!
 //! A database that is alive but slow past a deadline (a lock wait, a synchronous standby
 //! that stops confirming) is treated the same way: the idle connections are closed and
 //! new ones opened, which costs each a connection set-up and nothing else.
@@ -25,6 +32,11 @@ use sqlx::{Connection, PgConnection};
 /// Longest a pooled connection's check may take: an idle backend answers a ping at once,
 /// so a second means the connection is silent, or the machine far too busy to matter.
 const PING_LIMIT: Duration = Duration::from_secs(1);
+
+/// How long after a silence was found released connections are pinged before sqlx's
+/// check: the releases it is for follow the finding at once (`api::deadline` records the
+/// silence, then drops the request), so this only has to cover scheduling delays.
+const RELEASE_CHECK_WINDOW: Duration = Duration::from_secs(10);
 
 /// When a connection was last found silent, in milliseconds since [`epoch`], plus one
 /// (0: never).
@@ -53,6 +65,12 @@ fn idle_since_found_silent(idle_for: Duration) -> bool {
     found_at > 0 && idle_since <= found_at
 }
 
+/// Whether a connection was found silent within the last `window`.
+fn found_within(window: Duration) -> bool {
+    let found_at = FOUND_SILENT_AT.load(Ordering::Relaxed);
+    found_at > 0 && now_ms().saturating_sub(found_at) <= u64::try_from(window.as_millis()).unwrap_or(u64::MAX)
+}
+
 /// The pool's check of an idle connection before handing it out (`before_acquire`):
 /// `Ok(false)` closes it and an error drops it; either way the pool opens a new one.
 pub fn check_idle(connection: &mut PgConnection, metadata: PoolConnectionMetadata) -> Pin<Box<dyn Future<Output = sqlx::Result<bool>> + Send + '_>> {
@@ -61,15 +79,34 @@ pub fn check_idle(connection: &mut PgConnection, metadata: PoolConnectionMetadat
             tracing::info!(idle_ms = metadata.idle_for.as_millis() as u64, "dropping a pooled connection left idle since a connection was found silent");
             return Ok(false);
         }
-        match tokio::time::timeout(PING_LIMIT, connection.ping()).await {
-            Ok(answered) => answered.map(|()| true),
-            Err(_) => {
-                found_silent();
-                let message = format!("an idle connection did not answer a ping within {PING_LIMIT:?}");
-                Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message)))
-            }
-        }
+        answers_ping(connection, "an idle connection").await.map(|()| true)
     })
+}
+
+/// The pool's check of a connection given back (`after_release`), before sqlx's own ping:
+/// nothing unless a silence was found lately, else a ping within [`PING_LIMIT`]. An error
+/// makes the pool drop the connection without a word to the server (its own ping and
+/// close would wait on the silent socket).
+pub fn check_released(connection: &mut PgConnection, _: PoolConnectionMetadata) -> Pin<Box<dyn Future<Output = sqlx::Result<bool>> + Send + '_>> {
+    Box::pin(async move {
+        if !found_within(RELEASE_CHECK_WINDOW) {
+            return Ok(true);
+        }
+        answers_ping(connection, "a connection given back to the pool").await.map(|()| true)
+    })
+}
+
+/// A ping answered within [`PING_LIMIT`]; no answer marks the silence. The ping first
+/// waits for anything still owed on the connection (a statement given up mid-way).
+async fn answers_ping(connection: &mut PgConnection, which: &str) -> sqlx::Result<()> {
+    match tokio::time::timeout(PING_LIMIT, connection.ping()).await {
+        Ok(answered) => answered,
+        Err(_) => {
+            found_silent();
+            let message = format!("{which} did not answer a ping within {PING_LIMIT:?}");
+            Err(sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message)))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -80,10 +117,13 @@ mod tests {
     fn only_connections_idle_since_before_a_silence_are_dropped_unasked() {
         // One test for the process-wide mark: before any silence, nothing is dropped.
         assert!(!idle_since_found_silent(Duration::from_secs(3600)), "no silence found yet");
+        assert!(!found_within(Duration::from_secs(3600)), "no silence found yet");
         std::thread::sleep(Duration::from_millis(20));
         found_silent();
         std::thread::sleep(Duration::from_millis(20));
         assert!(idle_since_found_silent(Duration::from_millis(500)), "idle since before the silence");
         assert!(!idle_since_found_silent(Duration::from_millis(5)), "taken back after it");
+        assert!(found_within(Duration::from_secs(1)), "found lately");
+        assert!(!found_within(Duration::from_millis(10)), "not within the last 10 ms");
     }
 }

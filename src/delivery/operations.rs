@@ -26,7 +26,7 @@ pub async fn run(context: Arc<DeliveryContext>, shutdown: CancellationToken) {
 /// recoveries completed now included). Returns whether recoveries progressed, so that the
 /// next round follows at once.
 async fn pass(context: &DeliveryContext, shutdown: &CancellationToken) -> bool {
-    let round = match recovery::run_round(&context.pool, i64::from(context.settings.recover_batch), shutdown).await {
+    let round = match recovery::run_round(&context.pool, i64::from(context.settings.recover_batch), context.statement_deadline, shutdown).await {
         Ok(round) => round,
         Err(error) => {
             tracing::warn!(%error, "cannot work on recoveries; retrying at the next pass");
@@ -38,7 +38,7 @@ async fn pass(context: &DeliveryContext, shutdown: &CancellationToken) -> bool {
         context.progressed();
         context.waker.wake();
     }
-    match relay::relay_all(&context.pool, shutdown).await {
+    match relay::relay_all(&context.pool, context.statement_deadline, shutdown).await {
         Ok(deliveries) if deliveries > 0 => context.waker.wake(),
         Ok(_) => {}
         Err(error) => tracing::warn!(%error, "cannot relay operational events; retrying at the next pass"),

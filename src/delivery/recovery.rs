@@ -8,11 +8,13 @@
 //! A recovery waits while its subscription is inactive (paused or disabled): re-queued
 //! deliveries would only be parked. One of a deleted subscription ends at once.
 
+use std::time::Duration;
+
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::deliveries::{self, RecoveryBatch};
-use crate::db::{operational_events, recoveries, subscriptions};
+use crate::db::{self, operational_events, recoveries, subscriptions};
 use crate::domain::operational_event::OperationalEvent;
 use crate::domain::RecoveryId;
 
@@ -46,14 +48,15 @@ impl Round {
 }
 
 /// One batch of every running recovery (round-robin, so a large recovery neither starves
-/// the others nor holds up the operational events relayed between rounds).
-pub async fn run_round(pool: &PgPool, batch_size: i64, shutdown: &CancellationToken) -> sqlx::Result<Round> {
+/// the others nor holds up the operational events relayed between rounds). Each statement
+/// or batch transaction is given up after `deadline` (`db::bounded`).
+pub async fn run_round(pool: &PgPool, batch_size: i64, deadline: Duration, shutdown: &CancellationToken) -> sqlx::Result<Round> {
     let mut round = Round::default();
-    for id in recoveries::list_running(pool, RECOVERIES_PER_ROUND).await? {
+    for id in db::bounded(deadline, recoveries::list_running(pool, RECOVERIES_PER_ROUND)).await? {
         if shutdown.is_cancelled() {
             break;
         }
-        match run_batch(pool, id, batch_size).await? {
+        match db::bounded(deadline, run_batch(pool, id, batch_size)).await? {
             Batch::Requeued(n) => round.requeued += n,
             Batch::Done => round.completed += 1,
             Batch::Idle => {}

@@ -4,12 +4,13 @@
 //! relay commits leaves the row for the next pass, on this or another instance.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::operational_events;
+use crate::db::{self, operational_events};
 use crate::domain::operational_event::envelope;
 use crate::domain::SubscriptionId;
 use crate::publish::{self, Audience};
@@ -18,11 +19,11 @@ use crate::publish::{self, Audience};
 const BATCH: i64 = 100;
 
 /// Relays queued events until none is left (or shutdown); returns how many deliveries
-/// were queued.
-pub async fn relay_all(pool: &PgPool, shutdown: &CancellationToken) -> sqlx::Result<usize> {
+/// were queued. Each batch's transaction is given up after `deadline` (`db::bounded`).
+pub async fn relay_all(pool: &PgPool, deadline: Duration, shutdown: &CancellationToken) -> sqlx::Result<usize> {
     let mut queued = 0;
     loop {
-        let (events, deliveries) = relay_batch(pool).await?;
+        let (events, deliveries) = db::bounded(deadline, relay_batch(pool)).await?;
         queued += deliveries;
         if events < BATCH as usize || shutdown.is_cancelled() {
             return Ok(queued);

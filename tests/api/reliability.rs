@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::helpers::{fresh_database, http_client, ingest_once, wait_all_finished, Receiver, Reply, Service, VanishingProxy, ADMIN_TOKEN};
+use crate::helpers::{fresh_database, http_client, ingest_once, wait_all_finished, wait_for_lock_waiters, Receiver, Reply, Service, VanishingProxy, ADMIN_TOKEN};
 
 /// Ingests `count` webhooks through `service` with `parallel` concurrent requests; returns
 /// the delivery ids that got a 202.
@@ -539,6 +539,94 @@ async fn after_a_database_goes_silent_wake_ups_come_through_and_silent_pooled_co
     let logs = worker.logs();
     assert!(logs.contains("dropping a pooled connection left idle since a connection was found silent"), "{logs}");
     assert!(!logs.contains("pool timed out"), "no request waited out the acquire timeout:\n{logs}");
+}
+
+#[tokio::test]
+async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_and_gives_its_connection_back() {
+    // A pool of two, both taken by requests waiting on a row lock when every connection
+    // goes silent: without a deadline they would wait for ever (the proxy never closes
+    // them), and so would every later request, for want of a connection. Deadline: body
+    // timeout + statement deadline = 3 s.
+    let settings = [("WEBHOOKD_DB_STATEMENT_DEADLINE", "2s"), ("WEBHOOKD_HTTP_BODY_TIMEOUT", "1s"), ("WEBHOOKD_DB_POOL_SIZE", "2")];
+    let Proxied { database, proxy, worker, client, subscription, .. } = behind_a_vanishing_proxy(&settings).await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let mut lock = pool.begin().await.unwrap();
+    sqlx::query("SELECT 1 FROM subscriptions WHERE id = $1 FOR UPDATE").bind(subscription).execute(&mut *lock).await.unwrap();
+    let url = format!("{}/subscriptions/{subscription}", worker.base);
+    let patches: Vec<_> = (0..2)
+        .map(|n| {
+            let body = serde_json::json!({ "name": format!("renamed {n}") }).to_string();
+            let request = client.patch(&url).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body(body);
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap())
+            })
+        })
+        .collect();
+    wait_for_lock_waiters(&pool, "%FOR UPDATE%", 2).await;
+
+    // Their statements' answers will never arrive.
+    proxy.vanish();
+    lock.commit().await.unwrap();
+    for patch in patches {
+        let answered = tokio::time::timeout(Duration::from_secs(10), patch).await;
+        let (status, body) = answered.unwrap_or_else(|_| panic!("a request caught by the silence never answered:\n{}", worker.logs())).unwrap();
+        assert_eq!(status, 503, "{body}");
+        assert_eq!(body["error"], "database_unavailable", "{body}");
+        assert!(body["message"].as_str().unwrap().contains("may or may not have taken effect"), "{body}");
+    }
+    // Their connections did not keep their places in the pool: the next request gets one
+    // at once (a new connection, through the proxy), not a 503 after the pool's wait.
+    let started = Instant::now();
+    let read = client.get(&url).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(read.status(), 200, "{}", worker.logs());
+    assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} for a connection:\n{}", started.elapsed(), worker.logs());
+    assert!(worker.logs().contains("a request got no answer from the database in time"), "{}", worker.logs());
+}
+
+#[tokio::test]
+async fn a_maintenance_pass_caught_by_a_silent_database_gives_up_at_its_deadline_and_frees_its_connections() {
+    use webhookd::db::partitions::{self, partition_name, DAYS_AHEAD};
+    let database = fresh_database().await;
+    let direct = sqlx::PgPool::connect(&database).await.unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    partitions::ensure_partitions(&direct, now).await.unwrap();
+    // The pass will create the last partition again, and wait for the lock on `attempts`
+    // (on a pooled connection without maintenance's lock timeout).
+    let last = partition_name(now.date() + time::Duration::days(DAYS_AHEAD));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {last}"))).execute(&direct).await.unwrap();
+    let mut lock = direct.begin().await.unwrap();
+    sqlx::query("LOCK TABLE attempts IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+
+    let mut through_proxy = url::Url::parse(&database).unwrap();
+    let target = std::net::SocketAddr::new(through_proxy.host_str().unwrap().parse().unwrap(), through_proxy.port().unwrap());
+    let proxy = VanishingProxy::start(target).await;
+    through_proxy.set_port(Some(proxy.address.port())).unwrap();
+    let pool = webhookd::db::connect_lazy(through_proxy.as_str(), 2).unwrap();
+    let deadline = Duration::from_secs(1);
+    let pass = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let started = Instant::now();
+            let result = webhookd::maintenance::run_once(&pool, now, Duration::from_secs(72 * 3600), deadline).await;
+            (result, started.elapsed())
+        }
+    });
+    wait_for_lock_waiters(&direct, "CREATE TABLE%", 1).await;
+
+    // The answer to the pass's statement will never arrive.
+    proxy.vanish();
+    lock.rollback().await.unwrap();
+    let (result, took) = tokio::time::timeout(Duration::from_secs(10), pass).await.expect("the pass waited on a silent database for good").unwrap();
+    let error = result.expect_err("the pass cannot have finished");
+    assert!(error.to_string().contains("did not answer within"), "{error:#}");
+    assert!(took < Duration::from_secs(5), "gave up after {took:?}");
+    // Neither of its connections kept its place in the pool (of two).
+    let started = Instant::now();
+    let (first, second) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
+    assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} for two connections", started.elapsed());
+    drop((first, second));
 }
 
 /// A database; an API-only instance connected straight to it, which accepts the webhooks

@@ -10,6 +10,8 @@ use webhookd::maintenance::run_once;
 use crate::helpers::{spawn_app, spawn_app_with, Receiver, Reply, ADMIN_TOKEN};
 
 const LIMIT: Duration = Duration::from_secs(15);
+/// Each maintenance statement's limit, as the service's default.
+const DEADLINE: Duration = Duration::from_secs(30);
 const RETENTION: Duration = Duration::from_secs(72 * 3600);
 
 async fn partitions(pool: &sqlx::PgPool) -> Vec<String> {
@@ -40,7 +42,7 @@ async fn a_pass_after_the_retention_drops_old_partitions_and_finished_deliveries
 
     // Five days later: today's and earlier partitions are past retention + one day.
     let later = OffsetDateTime::now_utc() + Duration::from_secs(5 * 24 * 3600);
-    let report = run_once(&app.pool, later, RETENTION).await.unwrap();
+    let report = run_once(&app.pool, later, RETENTION, DEADLINE).await.unwrap();
     assert!(!report.skipped);
     assert!(report.dropped_partitions.contains(&partition_name(today)), "{report:?}");
     let after = partitions(&app.pool).await;
@@ -82,7 +84,7 @@ async fn expired_idempotency_keys_orphan_events_and_deleted_subscriptions_are_re
     app.call("DELETE", &format!("/subscriptions/{subscription}"), None).await;
 
     let later = OffsetDateTime::now_utc() + Duration::from_secs(5 * 24 * 3600);
-    let report = run_once(&app.pool, later, RETENTION).await.unwrap();
+    let report = run_once(&app.pool, later, RETENTION, DEADLINE).await.unwrap();
     assert_eq!(report.deleted_deliveries, 1);
     assert_eq!(report.deleted_events, 1);
     assert_eq!(report.deleted_idempotency_keys, 1);
@@ -101,7 +103,7 @@ async fn a_pass_today_keeps_everything_within_the_retention() {
     let subscription = app.create_subscription(&receiver.url, json!({})).await;
     let id = app.ingest(subscription, "{}").await;
     app.wait_until_finished(id, LIMIT).await;
-    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION, DEADLINE).await.unwrap();
     assert!(report.dropped_partitions.is_empty());
     assert_eq!(report.deleted_deliveries, 0);
     assert_eq!(app.get(&format!("/deliveries/{id}")).await.body["attempts"].as_array().unwrap().len(), 2);
@@ -112,11 +114,11 @@ async fn only_one_instance_runs_maintenance_at_a_time() {
     let app = spawn_app().await;
     let mut holder = app.pool.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock(7236418113)").execute(&mut *holder).await.unwrap();
-    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION, DEADLINE).await.unwrap();
     assert!(report.skipped);
     sqlx::query("SELECT pg_advisory_unlock(7236418113)").execute(&mut *holder).await.unwrap();
     drop(holder);
-    assert!(!run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap().skipped);
+    assert!(!run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION, DEADLINE).await.unwrap().skipped);
 }
 
 #[tokio::test]
@@ -131,7 +133,7 @@ async fn a_missing_future_partition_shows_in_health_until_maintenance_creates_it
     assert_eq!(health.body["status"], "degraded");
     assert!(health.body["checks"]["attempt_partitions"].as_str().unwrap().contains(&tomorrow));
 
-    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION, DEADLINE).await.unwrap();
     assert_eq!(report.created_partitions, [tomorrow]);
     assert_eq!(app.get("/health").await.body["status"], "ok");
 }
@@ -157,7 +159,7 @@ async fn an_old_delivery_parked_moments_ago_is_not_failed_as_expired() {
     assert_eq!(app.call("POST", &format!("/deliveries/{old}/retry"), None).await.status, 202);
     app.wait_for_delivery(old, LIMIT, |d| d["status"] == "retrying" && d["next_attempt_at"].is_null()).await;
 
-    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION).await.unwrap();
+    let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION, DEADLINE).await.unwrap();
     assert_eq!(report.expired_parked_deliveries, 0, "parked just now: it has not waited a retention period");
     assert_eq!(app.get(&format!("/deliveries/{old}")).await.body["status"], "retrying", "still waiting, parked");
 }

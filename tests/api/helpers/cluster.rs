@@ -108,6 +108,23 @@ pub async fn subscription_reads(pool: &PgPool) -> i64 {
     .unwrap()
 }
 
+/// Waits until `count` backends wait for a lock while running a statement `LIKE pattern`.
+pub async fn wait_for_lock_waiters(pool: &PgPool, pattern: &str, count: i64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1")
+            .bind(pattern)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        if waiting == count {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{waiting} statements like `{pattern}` wait for a lock, not {count}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until no delivery in the database is unfinished.
 pub async fn wait_all_finished(pool: &PgPool, limit: Duration) {
     let deadline = Instant::now() + limit;

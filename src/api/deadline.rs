@@ -1,0 +1,33 @@
+//! A deadline on every request: its body's time (`WEBHOOKD_HTTP_BODY_TIMEOUT`) plus the
+//! database's (`WEBHOOKD_DB_STATEMENT_DEADLINE`). Past it, the request answers 503.
+//!
+//! Why: a handler's statements have no limit of their own, and sqlx sets no TCP keepalive.
+//! After a failover that leaves the old sockets open and silent, a request caught
+//! mid-statement would wait for its answer until the kernel gave up on the socket (about
+//! 15 minutes), holding its pooled connection the while: a few such requests and the pool
+//! is empty, ingest included. At the deadline the silence is recorded first, then the
+//! handler is dropped, and its connection goes back to a pool that now checks it within a
+//! second and drops it (`db::silence::check_released`).
+//!
+//! The request may or may not have taken effect (a write can commit after its answer was
+//! lost), as with any 503 from a database that could not confirm: the error says so.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use poem::{Endpoint, IntoResponse, Request, Response};
+
+use crate::db;
+use crate::error::ApiError;
+
+/// Answers `request` through `next`, or with 503 once `limit` has passed.
+pub async fn answer_within<E: Endpoint<Output = Response>>(next: Arc<E>, request: Request, limit: Duration) -> poem::Result<Response> {
+    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+    match db::before_deadline(limit, next.call(request)).await {
+        Some(response) => response,
+        None => {
+            tracing::warn!(%method, path, limit_ms = limit.as_millis() as u64, "a request got no answer from the database in time; answered 503");
+            Ok(ApiError::no_answer_within(limit).into_response())
+        }
+    }
+}
