@@ -82,7 +82,7 @@ async fn execute(command: Command, settings: Settings, database_url: &Secret, cl
     if let Some(cluster) = cluster {
         embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await?;
     }
-    let pool = db::connect_lazy(database_url.expose(), settings.database.pool_size).context("invalid DATABASE_URL")?;
+    let pool = db::connect_lazy(database_url.expose(), settings.database.pool_size, settings.database.statement_deadline).context("invalid DATABASE_URL")?;
     match command {
         Command::Migrate => {
             db::migrate(&pool).await.context("cannot apply migrations")?;

@@ -25,21 +25,32 @@ use sqlx::PgPool;
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Opens the connection pool. Connections are made lazily so that the service starts (and
-/// answers 503) even while the database is down.
-pub fn connect_lazy(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+/// answers 503) even while the database is down. Each new connection is set up by
+/// `sql/cluster/limit_session.sql`: a transaction left idle for twice `statement_deadline`
+/// (its client gone) is ended by the server.
+pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duration) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     let options = options.application_name("webhookd");
+    let idle_in_transaction = format!("{}ms", (2 * statement_deadline).as_millis());
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         // A request that cannot get a connection in time answers 503 instead of hanging.
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        .after_connect(move |connection, _| {
+            let idle_in_transaction = idle_in_transaction.clone();
+            Box::pin(async move { limit_session(connection, &idle_in_transaction).await })
+        })
         // Instead of sqlx's own ping, which waits as long as the acquire timeout allows.
         .test_before_acquire(false)
         .before_acquire(silence::check_idle)
         // Before sqlx's own check on release, which has no time limit.
         .after_release(silence::check_released)
         .connect_lazy_with(options))
+}
+
+async fn limit_session(connection: &mut sqlx::PgConnection, idle_in_transaction: &str) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/cluster/limit_session.sql", idle_in_transaction).fetch_one(connection).await.map(drop)
 }
 
 /// Runs `statement` on a connection from `pool` (whose wait for one is bounded by the pool's

@@ -141,7 +141,7 @@ async fn a_recovery_interrupted_by_kill_9_is_resumed_after_restart_without_reque
     let client = http_client();
     let receiver = Receiver::answering(500).await;
     let subscription = service.create_subscription(&client, &receiver.url).await;
-    let pool = webhookd::db::connect_lazy(&database_url, 2).unwrap();
+    let pool = webhookd::db::connect_lazy(&database_url, 2, std::time::Duration::from_secs(30)).unwrap();
     insert_failed_deliveries(&pool, subscription, FAILED as i32).await;
 
     let started = client

@@ -542,7 +542,7 @@ async fn after_a_database_goes_silent_wake_ups_come_through_and_silent_pooled_co
 }
 
 #[tokio::test]
-async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_and_gives_its_connection_back() {
+async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_and_gives_its_connection_and_locks_back() {
     // A pool of two, both taken by requests waiting on a row lock when every connection
     // goes silent: without a deadline they would wait for ever (the proxy never closes
     // them), and so would every later request, for want of a connection. Deadline: body
@@ -583,6 +583,15 @@ async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_
     assert_eq!(read.status(), 200, "{}", worker.logs());
     assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} for a connection:\n{}", started.elapsed(), worker.logs());
     assert!(worker.logs().contains("a request got no answer from the database in time"), "{}", worker.logs());
+    // On the server, the two requests' sessions are left idle in their transactions, the
+    // first holding the subscription's row lock, the second waiting for it (the proxy keeps
+    // their sockets open, as a vanished client host does). The server ends each after twice
+    // the statement deadline idle in it, and the row can be changed again.
+    let mut direct = pool.acquire().await.unwrap();
+    sqlx::query("SET lock_timeout = '20s'").execute(&mut *direct).await.unwrap();
+    let started = Instant::now();
+    sqlx::query("UPDATE subscriptions SET name = 'after the silence' WHERE id = $1").bind(subscription).execute(&mut *direct).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15), "the row stayed locked for {:?}", started.elapsed());
 }
 
 #[tokio::test]
@@ -603,8 +612,8 @@ async fn a_maintenance_pass_caught_by_a_silent_database_gives_up_at_its_deadline
     let target = std::net::SocketAddr::new(through_proxy.host_str().unwrap().parse().unwrap(), through_proxy.port().unwrap());
     let proxy = VanishingProxy::start(target).await;
     through_proxy.set_port(Some(proxy.address.port())).unwrap();
-    let pool = webhookd::db::connect_lazy(through_proxy.as_str(), 2).unwrap();
     let deadline = Duration::from_secs(1);
+    let pool = webhookd::db::connect_lazy(through_proxy.as_str(), 2, deadline).unwrap();
     let pass = tokio::spawn({
         let pool = pool.clone();
         async move {

@@ -59,7 +59,7 @@ pub async fn spawn_app_on(database_url: &str, overrides: &[(&str, &str)]) -> Tes
         webhookd::telemetry::init(webhookd::config::LogFormat::Pretty);
     }
     let settings = test_settings(database_url, overrides);
-    let pool = webhookd::db::connect_lazy(database_url, settings.database.pool_size).unwrap();
+    let pool = webhookd::db::connect_lazy(database_url, settings.database.pool_size, settings.database.statement_deadline).unwrap();
     let admin_token = settings.admin_token.clone().unwrap_or_else(|| Secret::new(ADMIN_TOKEN));
     let application = Application::build(settings, pool.clone(), admin_token).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", application.port());
