@@ -53,10 +53,13 @@ impl DiskProbe {
         Ok(Self { stop, thread: Some(thread) })
     }
 
-    pub fn finish(mut self) -> anyhow::Result<FlushLatency> {
+    /// Stops the probe and returns its figures. Its thread ends after the flush under way,
+    /// which a pausing disk can hold for seconds: waited for off the async workers.
+    pub async fn finish(mut self) -> anyhow::Result<FlushLatency> {
         self.stop.store(true, Ordering::Relaxed);
         let thread = self.thread.take().expect("a probe is finished once");
-        let mut late = thread.join().map_err(|_| anyhow::anyhow!("the disk probe panicked"))??;
+        let joined = tokio::task::spawn_blocking(move || thread.join()).await?;
+        let mut late = joined.map_err(|_| anyhow::anyhow!("the disk probe panicked"))??;
         anyhow::ensure!(!late.is_empty(), "the disk probe flushed nothing");
         late.sort_by(f64::total_cmp);
         Ok(FlushLatency { p99: super::percentile(&late, 0.99), max: late[late.len() - 1] })

@@ -485,16 +485,27 @@ async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port
 
 /// Ingest→receipt latency at a steady 200/s, and statements per webhook.
 async fn latency(bench: &Bench) -> anyhow::Result<(Latency, f64)> {
-    bench.receiver.track(true).await?;
     sqlx::query("SELECT pg_stat_statements_reset()").execute(&bench.pool).await?;
+    let (latency, sent) = latency_window(bench, async |_| {
+        wait_for_receipts(&bench.pool).await;
+        Ok(())
+    })
+    .await?;
+    let statements = statements_since_reset(&bench.pool).await?;
+    Ok((latency, statements as f64 / sent.max(1) as f64))
+}
+
+/// One latency window: the bench's subscription at a steady 200/s for 10 s, the disk probe
+/// flushing beside it; `arrived` waits until the webhooks sent have arrived. Returns the
+/// figures and how many webhooks were sent.
+async fn latency_window(bench: &Bench, arrived: impl AsyncFnOnce(&[Sent]) -> anyhow::Result<()>) -> anyhow::Result<(Latency, usize)> {
+    bench.receiver.track(true).await?;
     let probe = start_disk_probe()?;
     let sent = steady_ingest(bench, &bench.subscription, 200, Duration::from_secs(10)).await;
-    wait_for_receipts(&bench.pool).await;
-    let disk = probe.finish()?;
+    arrived(&sent).await?;
+    let disk = probe.finish().await?;
     bench.receiver.track(false).await?;
-    let statements = statements_since_reset(&bench.pool).await?;
-    let latency = percentiles(bench, &sent, disk).await?;
-    Ok((latency, statements as f64 / sent.len().max(1) as f64))
+    Ok((percentiles(bench, &sent, disk).await?, sent.len()))
 }
 
 /// What a latency window measured: ingest→receipt p50 and p99 in ms, how many webhooks
@@ -628,17 +639,15 @@ async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
 /// for its own webhooks only (the queue may hold others' for good).
 async fn healthy_latency(bench: &Bench) -> anyhow::Result<Latency> {
     bench.receiver.forget_arrivals().await?;
-    bench.receiver.track(true).await?;
-    let probe = start_disk_probe()?;
-    let sent = steady_ingest(bench, &bench.subscription, 200, Duration::from_secs(10)).await;
-    let started = Instant::now();
-    while bench.receiver.arrivals_recorded().await? < sent.len() as u64 {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the healthy subscription's webhooks did not all arrive");
-        tokio::time::sleep(RECEIVER_POLL).await;
-    }
-    let disk = probe.finish()?;
-    bench.receiver.track(false).await?;
-    percentiles(bench, &sent, disk).await
+    let arrived = async |sent: &[Sent]| {
+        let started = Instant::now();
+        while bench.receiver.arrivals_recorded().await? < sent.len() as u64 {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(120), "the healthy subscription's webhooks did not all arrive");
+            tokio::time::sleep(RECEIVER_POLL).await;
+        }
+        Ok(())
+    };
+    Ok(latency_window(bench, arrived).await?.0)
 }
 
 /// Waits until the service is sending to `subscription` (it has a delivery claimed).
