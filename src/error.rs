@@ -96,7 +96,7 @@ impl ApiError {
     pub fn no_answer_within(limit: std::time::Duration) -> Self {
         Self::Unavailable(body(
             "database_unavailable",
-            format!("the database did not answer within {}s; the request may or may not have taken effect; retry later", limit.as_secs()),
+            format!("the database did not answer within {limit:?}; the request may or may not have taken effect; retry later"),
         ))
     }
     pub fn internal() -> Self {

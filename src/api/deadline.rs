@@ -9,6 +9,10 @@
 //! handler is dropped, and its connection goes back to a pool that now checks it within a
 //! second and drops it (`db::silence::check_released`).
 //!
+//! A request that is slow with the database alive is given up the same way: a pause,
+//! resume or delete of a subscription updates its whole backlog in one statement, so with
+//! millions of deliveries waiting the statement deadline must allow for it.
+//!
 //! The request may or may not have taken effect (a write can commit after its answer was
 //! lost), as with any 503 from a database that could not confirm: the error says so.
 
@@ -17,16 +21,23 @@ use std::time::Duration;
 
 use poem::{Endpoint, IntoResponse, Request, Response};
 
+use super::metrics::RouteTemplates;
 use crate::db;
 use crate::error::ApiError;
 
-/// Answers `request` through `next`, or with 503 once `limit` has passed.
-pub async fn answer_within<E: Endpoint<Output = Response>>(next: Arc<E>, request: Request, limit: Duration) -> poem::Result<Response> {
-    let (method, path) = (request.method().clone(), request.uri().path().to_owned());
+/// Answers `request` through `next`, or with 503 once `limit` has passed. The log names the
+/// route's template, never the path: a portal link's path is its credential.
+pub async fn answer_within<E: Endpoint<Output = Response>>(
+    next: Arc<E>,
+    request: Request,
+    limit: Duration,
+    routes: Arc<RouteTemplates>,
+) -> poem::Result<Response> {
+    let (method, route) = (request.method().clone(), routes.route_of(request.uri().path()));
     match db::before_deadline(limit, next.call(request)).await {
         Some(response) => response,
         None => {
-            tracing::warn!(%method, path, limit_ms = limit.as_millis() as u64, "a request got no answer from the database in time; answered 503");
+            tracing::warn!(%method, route, limit_ms = limit.as_millis() as u64, "a request got no answer from the database in time; answered 503");
             Ok(ApiError::no_answer_within(limit).into_response())
         }
     }

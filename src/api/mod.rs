@@ -89,6 +89,7 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint<Output 
     let document = service.spec_endpoint();
     let templates = Arc::new(RouteTemplates::from_openapi(&service.spec(), &["/docs", "/openapi.json"]));
     let counters = context.metrics.clone();
+    let route_names = templates.clone();
     // Past this, a request answers 503 (deadline.rs): its body's time, then its database's.
     let limit = context.settings.http.body_timeout + context.settings.database.statement_deadline;
     let (dashboard, portal) = crate::ui::routes(context.clone(), admin_token.clone());
@@ -104,7 +105,7 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint<Output 
         .before(refuse_long_uris)
         .data(AdminToken(admin_token))
         .catch_all_error(standard_error_response)
-        .around(move |next, request| deadline::answer_within(next, request, limit))
+        .around(move |next, request| deadline::answer_within(next, request, limit, route_names.clone()))
         .around(move |next, request| metrics::count_request(next, request, counters.clone(), templates.clone()))
 }
 

@@ -26,12 +26,12 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Opens the connection pool. Connections are made lazily so that the service starts (and
 /// answers 503) even while the database is down. Each new connection is set up by
-/// `sql/cluster/limit_session.sql`: a transaction left idle for twice `statement_deadline`
-/// (its client gone) is ended by the server.
+/// `sql/cluster/limit_session.sql`, so that the server ends a session whose client vanished
+/// (see [`idle_in_transaction_limit`]).
 pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duration) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
     let options = options.application_name("webhookd");
-    let idle_in_transaction = format!("{}ms", (2 * statement_deadline).as_millis());
+    let idle_in_transaction = format!("{}ms", idle_in_transaction_limit(statement_deadline).as_millis());
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
@@ -39,7 +39,10 @@ pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duratio
         .acquire_timeout(ACQUIRE_TIMEOUT)
         .after_connect(move |connection, _| {
             let idle_in_transaction = idle_in_transaction.clone();
-            Box::pin(async move { limit_session(connection, &idle_in_transaction).await })
+            Box::pin(async move {
+                limit_session(connection, &idle_in_transaction).await;
+                Ok(())
+            })
         })
         // Instead of sqlx's own ping, which waits as long as the acquire timeout allows.
         .test_before_acquire(false)
@@ -49,8 +52,20 @@ pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duratio
         .connect_lazy_with(options))
 }
 
-async fn limit_session(connection: &mut sqlx::PgConnection, idle_in_transaction: &str) -> sqlx::Result<()> {
-    sqlx::query_file!("sql/cluster/limit_session.sql", idle_in_transaction).fetch_one(connection).await.map(drop)
+/// How long the server lets one of our sessions sit idle inside a transaction: the statement
+/// deadline (a request given up at its deadline frees its locks about as soon again), but
+/// at least 10 s, for what a transaction of ours may wait on between statements other than
+/// the database (a target's DNS look-up, at most 5 s), and at most what PostgreSQL accepts.
+fn idle_in_transaction_limit(statement_deadline: Duration) -> Duration {
+    statement_deadline.clamp(Duration::from_secs(10), Duration::from_millis(i32::MAX as u64))
+}
+
+/// Applies the session limits; a database that refuses them (one that only looks like
+/// PostgreSQL) is still used, with a warning: they are a safety net, not a requirement.
+async fn limit_session(connection: &mut sqlx::PgConnection, idle_in_transaction: &str) {
+    if let Err(error) = sqlx::query_file!("sql/cluster/limit_session.sql", idle_in_transaction).fetch_one(connection).await {
+        tracing::warn!(%error, "cannot set the session limits that let the database end sessions whose client vanished");
+    }
 }
 
 /// Runs `statement` on a connection from `pool` (whose wait for one is bounded by the pool's

@@ -111,10 +111,13 @@ async fn answers_ping(connection: &mut PgConnection, which: &str) -> sqlx::Resul
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
     use super::*;
 
-    #[test]
-    fn only_connections_idle_since_before_a_silence_are_dropped_unasked() {
+    #[tokio::test]
+    async fn only_connections_idle_since_before_a_silence_are_dropped_unasked() {
         // One test for the process-wide mark: before any silence, nothing is dropped.
         assert!(!idle_since_found_silent(Duration::from_secs(3600)), "no silence found yet");
         assert!(!found_within(Duration::from_secs(3600)), "no silence found yet");
@@ -125,5 +128,22 @@ mod tests {
         assert!(!idle_since_found_silent(Duration::from_millis(5)), "taken back after it");
         assert!(found_within(Duration::from_secs(1)), "found lately");
         assert!(!found_within(Duration::from_millis(10)), "not within the last 10 ms");
+
+        // Work given up at its deadline is dropped only once the silence is recorded: the
+        // pool's check of the connections it gives back depends on that order.
+        struct SeesTheMark(Arc<AtomicBool>);
+        impl Drop for SeesTheMark {
+            fn drop(&mut self) {
+                self.0.store(found_within(Duration::from_millis(5)), Ordering::SeqCst);
+            }
+        }
+        let saw = Arc::new(AtomicBool::new(false));
+        let guard = SeesTheMark(saw.clone());
+        let work = async move {
+            let _held = guard;
+            std::future::pending::<()>().await
+        };
+        assert!(crate::db::before_deadline(Duration::from_millis(50), work).await.is_none());
+        assert!(saw.load(Ordering::SeqCst), "the work was dropped before the silence was recorded");
     }
 }
