@@ -33,10 +33,12 @@ pub async fn answer_within<E: Endpoint<Output = Response>>(
     limit: Duration,
     routes: Arc<RouteTemplates>,
 ) -> poem::Result<Response> {
-    let (method, route) = (request.method().clone(), routes.route_of(request.uri().path()));
+    // Kept for the log only; the route is worked out only if the deadline passes.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     match db::before_deadline(limit, next.call(request)).await {
         Some(response) => response,
         None => {
+            let route = routes.route_of(uri.path());
             tracing::warn!(%method, route, limit_ms = limit.as_millis() as u64, "a request got no answer from the database in time; answered 503");
             Ok(ApiError::no_answer_within(limit).into_response())
         }

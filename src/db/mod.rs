@@ -83,9 +83,9 @@ pub async fn within_deadline<T>(
     statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>,
 ) -> sqlx::Result<T> {
     let mut connection = pool.acquire().await?;
-    match tokio::time::timeout(deadline, statement(&mut connection)).await {
-        Ok(result) => result,
-        Err(_) => {
+    match before_deadline(deadline, statement(&mut connection)).await {
+        Some(result) => result,
+        None => {
             connection.close_on_drop();
             Err(no_answer_within(deadline))
         }
@@ -102,7 +102,9 @@ pub async fn bounded<T>(deadline: Duration, work: impl Future<Output = sqlx::Res
 }
 
 /// `work`'s output, or `None` once `deadline` has passed; then the silence is recorded
-/// first, and `work` (with whatever connections it holds) dropped after.
+/// first, and `work` (with whatever connections it holds) dropped after. No answer at all
+/// is how a silent database shows: every wait for the database given up at a deadline
+/// goes through here, and so records it (`silence::found_silent`).
 pub async fn before_deadline<F: Future>(deadline: Duration, work: F) -> Option<F::Output> {
     let work = std::pin::pin!(work);
     tokio::select! {
@@ -114,11 +116,8 @@ pub async fn before_deadline<F: Future>(deadline: Duration, work: F) -> Option<F
     }
 }
 
-/// The error of a statement that had no answer within `deadline`. No answer at all is how
-/// a silent database shows, so this also records it (`silence::found_silent`): every
-/// caller that gives up on a statement at its deadline goes through here.
+/// The error of a statement that had no answer within `deadline` ([`before_deadline`]).
 pub fn no_answer_within(deadline: Duration) -> sqlx::Error {
-    silence::found_silent();
     let message = format!("the database did not answer within {deadline:?} (WEBHOOKD_DB_STATEMENT_DEADLINE)");
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::TimedOut, message))
 }

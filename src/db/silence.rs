@@ -1,8 +1,8 @@
 //! Telling silent connections from live ones. sqlx sets no TCP keepalive, so a database
 //! that vanishes without closing its sockets (a failover, a dropped NAT mapping) leaves
 //! connections that never answer. The service notices when a statement goes unanswered
-//! past its deadline ([`super::no_answer_within`]: the engine's statements, the claim
-//! loop, the LISTEN connection's check and re-subscribe). From
+//! past its deadline ([`super::before_deadline`]: the engine's statements, the claim
+//! loop, the LISTEN connection's check and re-subscribe, API requests, maintenance). From
 //! then on, a connection that was idle in the pool since before that moment is dropped,
 //! unasked, when it is next taken: each would otherwise cost a request a hung check until
 //! the pool's acquire timeout, one connection at a time, and an instance could take a

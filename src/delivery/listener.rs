@@ -44,9 +44,7 @@ pub async fn listen(
             // Bounded, and given up at shutdown: the database may be the silent one.
             None => tokio::select! {
                 _ = shutdown.cancelled() => return,
-                subscribed = tokio::time::timeout(deadline, subscribe(&pool)) => {
-                    subscribed.unwrap_or_else(|_| Err(db::no_answer_within(deadline)))
-                }
+                subscribed = db::bounded(deadline, subscribe(&pool)) => subscribed,
             },
         };
         let mut listener = match connected {
@@ -109,15 +107,15 @@ pub async fn listen(
 }
 
 /// Whether a quiet LISTEN connection still answers a query within `deadline`. One that
-/// does not answer at all marks the database silent (`db::no_answer_within`).
+/// does not answer at all marks the database silent (`db::before_deadline`).
 async fn answers_within(listener: &mut PgListener, deadline: Duration) -> bool {
-    match tokio::time::timeout(deadline, sqlx::query("SELECT 1").execute(&mut *listener)).await {
-        Ok(Ok(_)) => true,
-        Ok(Err(error)) => {
+    match db::before_deadline(deadline, sqlx::query("SELECT 1").execute(&mut *listener)).await {
+        Some(Ok(_)) => true,
+        Some(Err(error)) => {
             tracing::warn!(%error, "LISTEN connection failed its check; reconnecting");
             false
         }
-        Err(_) => {
+        None => {
             let error = db::no_answer_within(deadline);
             tracing::warn!(%error, "LISTEN connection silent; listening again on a new connection");
             false

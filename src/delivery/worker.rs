@@ -161,7 +161,7 @@ async fn claim(senders: &Senders, connection: &mut Option<PgConnection>, first: 
     // socket) is given up; its connection is dropped below, as after any error. Rows it
     // may have claimed come back when their lease ends.
     let deadline = context.statement_deadline;
-    let claimed = tokio::time::timeout(deadline, claimed).await.unwrap_or_else(|_| Err(db::no_answer_within(deadline)));
+    let claimed = db::bounded(deadline, claimed).await;
     let claim = match claimed {
         Ok(claim) => claim,
         Err(error) => {
