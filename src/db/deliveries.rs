@@ -391,19 +391,36 @@ pub async fn cancel_claimed(db: impl PgExecutor<'_>, id: DeliveryId, lease_id: U
     Ok(())
 }
 
-/// Parks the waiting deliveries of a paused subscription.
-pub async fn park_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId) -> sqlx::Result<u64> {
-    Ok(sqlx::query_file!("sql/deliveries/park_subscription_deliveries.sql", subscription_id.as_uuid()).execute(db).await?.rows_affected())
+/// Waits for, then holds until the transaction ends, the turn to change whether
+/// `subscription_id` is active or deleted, or to move its waiting deliveries
+/// (`delivery::backlog`).
+pub async fn take_backlog_turn(db: impl PgExecutor<'_>, subscription_id: SubscriptionId) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/deliveries/take_backlog_turn.sql", subscription_id.as_uuid()).execute(db).await?;
+    Ok(())
 }
 
-/// Makes a reactivated subscription's parked deliveries due now.
-pub async fn resume_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId) -> sqlx::Result<u64> {
-    Ok(sqlx::query_file!("sql/deliveries/resume_subscription_deliveries.sql", subscription_id.as_uuid()).execute(db).await?.rows_affected())
+/// Parks up to `limit` waiting deliveries of a paused subscription.
+pub async fn park_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId, limit: i64) -> sqlx::Result<u64> {
+    let parked = sqlx::query_file!("sql/deliveries/park_subscription_deliveries.sql", subscription_id.as_uuid(), limit).execute(db).await?;
+    Ok(parked.rows_affected())
 }
 
-/// Fails the waiting deliveries of a deleted subscription.
-pub async fn cancel_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId) -> sqlx::Result<u64> {
-    Ok(sqlx::query_file!("sql/deliveries/cancel_subscription_deliveries.sql", subscription_id.as_uuid()).execute(db).await?.rows_affected())
+/// Makes up to `limit` parked deliveries of a reactivated subscription due now.
+pub async fn resume_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId, limit: i64) -> sqlx::Result<u64> {
+    let resumed = sqlx::query_file!("sql/deliveries/resume_subscription_deliveries.sql", subscription_id.as_uuid(), limit).execute(db).await?;
+    Ok(resumed.rows_affected())
+}
+
+/// Fails up to `limit` waiting deliveries of a deleted subscription.
+pub async fn cancel_for_subscription(db: impl PgExecutor<'_>, subscription_id: SubscriptionId, limit: i64) -> sqlx::Result<u64> {
+    let cancelled = sqlx::query_file!("sql/deliveries/cancel_subscription_deliveries.sql", subscription_id.as_uuid(), limit).execute(db).await?;
+    Ok(cancelled.rows_affected())
+}
+
+/// Subscriptions whose waiting deliveries are not where their state puts them.
+pub async fn misplaced_backlogs(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<SubscriptionId>> {
+    let ids = sqlx::query_file_scalar!("sql/deliveries/misplaced_backlogs.sql").fetch_all(db).await?;
+    Ok(ids.into_iter().flatten().map(SubscriptionId::from).collect())
 }
 
 /// The queue as the metrics endpoint reports it.

@@ -159,6 +159,17 @@ pub async fn select_for_share(db: impl PgExecutor<'_>, id: SubscriptionId) -> sq
     sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/select_subscription_for_share.sql", id.as_uuid()).fetch_optional(db).await
 }
 
+/// Whether a subscription is active and whether it is deleted (`None`: purged).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubscriptionState {
+    pub is_active: bool,
+    pub deleted: bool,
+}
+
+pub async fn select_state(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<Option<SubscriptionState>> {
+    sqlx::query_file_as!(SubscriptionState, "sql/subscriptions/select_subscription_state.sql", id.as_uuid()).fetch_optional(db).await
+}
+
 /// Takes an active subscription out of service; returns when, or `None` if it was inactive
 /// or deleted already.
 pub async fn disable(db: impl PgExecutor<'_>, id: SubscriptionId, reason: DisabledReason) -> sqlx::Result<Option<OffsetDateTime>> {

@@ -9,6 +9,7 @@
 //!  send task ──HTTP──▶ receiver;  outcome ──▶ recorder ──one statement per batch──▶ DB
 //! ```
 
+pub mod backlog;
 mod dispatch;
 mod handoff;
 mod in_flight;
@@ -32,6 +33,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::DeliverySettings;
+use crate::domain::SubscriptionId;
 use crate::metrics::Metrics;
 use crate::subscription_cache::SubscriptionCache;
 
@@ -50,11 +52,17 @@ pub struct Waker {
     local: Arc<Notify>,
     remote: Arc<Notify>,
     operations: Arc<Notify>,
+    backlog: Arc<backlog::Requests>,
 }
 
 impl Waker {
     pub fn new() -> Self {
-        Self { local: Arc::new(Notify::new()), remote: Arc::new(Notify::new()), operations: Arc::new(Notify::new()) }
+        Self {
+            local: Arc::new(Notify::new()),
+            remote: Arc::new(Notify::new()),
+            operations: Arc::new(Notify::new()),
+            backlog: Arc::default(),
+        }
     }
 
     pub fn wake(&self) {
@@ -66,6 +74,13 @@ impl Waker {
     /// event queued. (Other instances find such work at their next poll.)
     pub fn wake_operations(&self) {
         self.operations.notify_one();
+    }
+
+    /// Asks this instance's backlog task to move the rest of `subscription`'s waiting
+    /// deliveries: its state changed, and its transaction moved a whole batch
+    /// ([`backlog`]), so more may be waiting.
+    pub fn move_backlog(&self, subscription: SubscriptionId) {
+        self.backlog.add(subscription);
     }
 }
 
@@ -109,9 +124,9 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Starts the LISTEN task and the NOTIFY sender, and, unless the concurrency is 0 (an
-    /// API-only instance), the claim loop, the recorder and the operations task (recoveries,
-    /// operational events). Everything stops claiming when
+    /// Starts the LISTEN task, the NOTIFY sender and the backlog task, and, unless the
+    /// concurrency is 0 (an API-only instance), the claim loop, the recorder and the
+    /// operations task (recoveries, operational events). Everything stops claiming when
     /// `shutdown` is cancelled; see [`Engine::stop`].
     pub fn start(context: DeliveryContext, listener: Option<PgListener>, waker: &Waker, shutdown: CancellationToken) -> Self {
         let context = Arc::new(context);
@@ -134,6 +149,7 @@ impl Engine {
                 shutdown.clone(),
             )),
             tokio::spawn(listener::notify_others(context.pool.clone(), waker.remote.clone(), shutdown.clone())),
+            tokio::spawn(backlog::run(context.clone(), shutdown.clone())),
         ];
         if context.settings.concurrency > 0 {
             background.push(tokio::spawn(operations::run(context.clone(), shutdown)));

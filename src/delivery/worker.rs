@@ -12,6 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::backlog::{self, Move};
 use super::dispatch::{self, AttemptResult};
 use super::in_flight::Slot;
 use super::recorder::Finished;
@@ -301,19 +302,25 @@ impl DeliveryTask {
 pub(super) async fn disable_subscription(context: &DeliveryContext, id: SubscriptionId, reason: DisabledReason) {
     let disabled = async {
         let mut tx = context.pool.begin().await?;
+        deliveries::take_backlog_turn(&mut *tx, id).await?;
         let disabled_at = subscriptions::disable(&mut *tx, id, reason).await?;
+        let mut parked = 0;
         if let Some(disabled_at) = disabled_at {
-            deliveries::park_for_subscription(&mut *tx, id).await?;
+            parked = Move::Park.batch(&mut tx, id).await?;
             subscriptions::notify_changed(&mut *tx, id).await?;
             let event = OperationalEvent::SubscriptionDisabled { subscription_id: id, reason, disabled_at };
             operational_events::insert(&mut *tx, &event).await?;
         }
-        tx.commit().await.map(|()| disabled_at.is_some())
+        tx.commit().await.map(|()| (disabled_at.is_some(), parked))
     };
-    match disabled.await {
-        Ok(newly_disabled) => {
+    // Bounded: the disable waits for its turn on the backlog (one batch) and writes one batch.
+    match db::bounded(context.statement_deadline, disabled).await {
+        Ok((newly_disabled, parked)) => {
             context.subscriptions.invalidate(id).await;
-            context.progressed(); // its waiting deliveries are parked
+            context.progressed(); // its waiting deliveries are being parked
+            if parked >= backlog::BATCH as u64 {
+                context.waker.move_backlog(id);
+            }
             if newly_disabled {
                 context.waker.wake_operations();
                 context.metrics.subscription_disabled(reason);

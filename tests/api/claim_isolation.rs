@@ -165,11 +165,13 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
     queue(&pool, quiet, 100, "now()").await;
     queue(&pool, quiet, 100, "'infinity'").await;
 
-    // Each statement with its arguments and the most rows of deliveries it may read.
+    // Each statement with its arguments and the most rows of deliveries it may read. A batch
+    // of the backlog task reads each row it moves twice: picked through a partial index of
+    // waiting rows, then updated by id.
     let statements = [
-        ("park", include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), format!("('{quiet}')"), 100.0),
-        ("resume", include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), format!("('{quiet}')"), 100.0),
-        ("cancel", include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), format!("('{quiet}')"), 200.0),
+        ("park", include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 200.0),
+        ("resume", include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 200.0),
+        ("cancel", include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 400.0),
         ("depth", include_str!("../../sql/deliveries/queue_depth.sql"), String::new(), backlog as f64 + 200.0),
         // Its plan on "empty" statistics joins the parked rows it found to their updates in
         // a loop, which counts each many times over; what matters is which index it reads.

@@ -3,6 +3,7 @@
 #![expect(clippy::unwrap_used, clippy::expect_used, reason = "a test fails loudly: the panic and its message are the report")]
 
 mod auth;
+mod backlog;
 mod bad_receivers;
 mod cache;
 mod claim_isolation;

@@ -564,7 +564,10 @@ async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_
             })
         })
         .collect();
-    wait_for_lock_waiters(&pool, "%FOR UPDATE%", 2).await;
+    // The first waits for the row, the second for its turn on the subscription's backlog
+    // lock, which the first holds (src/delivery/backlog.rs).
+    wait_for_lock_waiters(&pool, "%FOR UPDATE%", 1).await;
+    wait_for_lock_waiters(&pool, "%pg_advisory_xact_lock%", 1).await;
 
     // Their statements' answers will never arrive.
     proxy.vanish();
@@ -584,10 +587,10 @@ async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_
     assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} for a connection:\n{}", started.elapsed(), worker.logs());
     assert!(worker.logs().contains("a request got no answer from the database in time"), "{}", worker.logs());
     // On the server, the two requests' sessions are left idle in their transactions, the
-    // first holding the subscription's row lock, the second waiting for it (the proxy keeps
-    // their sockets open, as a vanished client host does). The server ends each once idle
-    // in it for 10 s (the statement deadline, at least 10 s), and the row can be changed
-    // again.
+    // first holding the subscription's row lock, the second its turn on the backlog lock
+    // once the first is gone (the proxy keeps their sockets open, as a vanished client host
+    // does). The server ends each once idle in it for 10 s (the statement deadline, at
+    // least 10 s), and the row can be changed again.
     let mut direct = pool.acquire().await.unwrap();
     sqlx::query("SET lock_timeout = '60s'").execute(&mut *direct).await.unwrap();
     let started = Instant::now();

@@ -165,7 +165,7 @@ impl TestApp {
     /// `limit`; returns its last error otherwise. A write between two checks is never missed
     /// (the receiver remembers it). A check also runs every second without one, for states
     /// the engine does not write.
-    async fn wait_for_progress<T, E>(&self, limit: Duration, mut check: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E> {
+    pub async fn wait_for_progress<T, E>(&self, limit: Duration, mut check: impl AsyncFnMut() -> Result<T, E>) -> Result<T, E> {
         let deadline = Instant::now() + limit;
         let mut progress = self.progress.clone();
         loop {

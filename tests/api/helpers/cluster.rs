@@ -108,11 +108,12 @@ pub async fn subscription_reads(pool: &PgPool) -> i64 {
     .unwrap()
 }
 
-/// Waits until `count` backends wait for a lock while running a statement `LIKE pattern`.
+/// Waits until `count` backends of this database wait for a lock while running a statement
+/// `LIKE pattern`.
 pub async fn wait_for_lock_waiters(pool: &PgPool, pattern: &str, count: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1")
+        let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE $1 AND datname = current_database()")
             .bind(pattern)
             .fetch_one(pool)
             .await
