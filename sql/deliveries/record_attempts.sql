@@ -22,7 +22,16 @@
 -- no-ops (their leases are gone), and attempts already logged are not logged again, nor
 -- counted twice in a streak: each is known by its delivery, number and time. False on a
 -- first try, which skips that look-up.
-WITH updated AS (
+--
+-- $18: the batch's key, the same for each of its tries. Each try holds an advisory lock on
+-- it until its transaction ends, taken before it writes anything (a one-time filter of
+-- whichever write runs first), and a later try first waits for that lock
+-- (wait_for_earlier_outcome_write.sql): a first try still running on the server after its
+-- client gave up on it (a lock wait, a slow flush) has committed or rolled back before the
+-- look-up above, which would otherwise miss its attempts and log them twice.
+WITH guard AS (
+    SELECT pg_advisory_xact_lock($18)
+), updated AS (
     UPDATE deliveries AS d
     SET status = o.status,
         next_attempt_at = o.next_attempt_at,
@@ -31,7 +40,7 @@ WITH updated AS (
         completed_at = CASE WHEN o.status IN ('succeeded', 'failed') THEN now() END
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
         AS o(id, lease_id, status, next_attempt_at, last_error)
-    WHERE d.id = o.id AND d.lease_id = o.lease_id
+    WHERE d.id = o.id AND d.lease_id = o.lease_id AND EXISTS (SELECT FROM guard)
     RETURNING d.id, o.lease_id, d.status, d.event_type
 ), gave_up AS (
     INSERT INTO operational_events (event_type, data)
@@ -51,11 +60,11 @@ WITH updated AS (
                          $11::int[], $12::text[], $13::text[], $14::timestamptz[])
         AS a(delivery_id, subscription_id, attempt_number, outcome, status_code, error,
              duration_ms, response_excerpt, target_url, created_at)
-    WHERE NOT $17::bool OR NOT EXISTS (
+    WHERE EXISTS (SELECT FROM guard) AND (NOT $17::bool OR NOT EXISTS (
         SELECT FROM attempts AS earlier
         WHERE earlier.delivery_id = a.delivery_id AND earlier.attempt_number = a.attempt_number
           AND earlier.created_at = a.created_at
-    )
+    ))
     RETURNING subscription_id, outcome, created_at
 ), batch_streaks AS (
     SELECT subscription_id,

@@ -328,20 +328,44 @@ pub struct Recorded {
     pub to_disable: Vec<SubscriptionId>,
 }
 
+/// One try at writing a batch of outcomes. Every try of a batch shares its key (see
+/// `sql/deliveries/record_attempts.sql`, `$18`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutcomeWrite {
+    key: i64,
+    tried_before: bool,
+}
+
+impl OutcomeWrite {
+    /// The first try at a new batch.
+    pub fn first() -> Self {
+        Self { key: Uuid::new_v4().as_u64_pair().0 as i64, tried_before: false }
+    }
+
+    /// A later try at the same batch: the earlier ones may have committed (their answers
+    /// were lost), or may still be running on the server.
+    pub fn again(self) -> Self {
+        Self { tried_before: true, ..self }
+    }
+}
+
 /// Records many finished attempts in one statement: appends every attempt row, applies each
 /// outcome whose lease still held, and keeps the subscriptions' failure streaks (a streak
 /// longer than `disable_after` with 3 failures or more is reported; zero: never).
-/// `outcomes[i]` and `attempts[i]` describe the same attempt. `tried_before`: this batch
-/// was written before and that commit's outcome is unknown; attempts already logged are
-/// then neither logged nor counted again.
+/// `outcomes[i]` and `attempts[i]` describe the same attempt. On a try after the first
+/// (`OutcomeWrite::again`), the earlier tries are first waited for on the server, and
+/// attempts they logged are then neither logged nor counted again.
 pub async fn record_attempts(
-    db: impl PgExecutor<'_>,
+    db: &mut PgConnection,
     outcomes: &[OutcomeUpdate],
     attempts: &[AttemptRow],
     disable_after: std::time::Duration,
-    tried_before: bool,
+    write: OutcomeWrite,
 ) -> sqlx::Result<Recorded> {
     debug_assert_eq!(outcomes.len(), attempts.len());
+    if write.tried_before {
+        sqlx::query_file!("sql/deliveries/wait_for_earlier_outcome_write.sql", write.key).execute(&mut *db).await?;
+    }
     let outcome_column = |f: fn(&OutcomeUpdate) -> Option<String>| outcomes.iter().map(f).collect::<Vec<_>>();
     let attempt_text = |f: fn(&AttemptRow) -> Option<String>| attempts.iter().map(f).collect::<Vec<_>>();
     let rows = sqlx::query_file!(
@@ -362,7 +386,8 @@ pub async fn record_attempts(
         &attempts.iter().map(|a| a.created_at).collect::<Vec<_>>(),
         disable_after.as_secs_f64(),
         operational_event::DELIVERY_FAILED,
-        tried_before,
+        write.tried_before,
+        write.key,
     )
     .fetch_all(db)
     .await?;

@@ -25,7 +25,8 @@ fn create_partition_sql(day: Date) -> String {
 }
 
 /// Creates the partitions for yesterday through `DAYS_AHEAD` days after `now`; returns the
-/// names of those it created.
+/// names of those it created. One that cannot get its lock within 500 ms is left for the
+/// next call, with a warning (`sql/attempts/wait_briefly_for_partition_locks.sql`).
 pub async fn ensure_partitions(pool: &PgPool, now: OffsetDateTime) -> sqlx::Result<Vec<String>> {
     let today = now.to_offset(time::UtcOffset::UTC).date();
     let existing = list(pool).await?;
@@ -36,14 +37,27 @@ pub async fn ensure_partitions(pool: &PgPool, now: OffsetDateTime) -> sqlx::Resu
         if existing.contains(&name) {
             continue;
         }
-        match sqlx::query(AssertSqlSafe(create_partition_sql(day))).execute(pool).await {
-            Ok(_) => created.push(name),
+        match create_partition(pool, day).await {
+            Ok(()) => created.push(name),
             // Another instance created it at the same moment.
             Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P07" | "23505")) => {}
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+                tracing::warn!(partition = %name, "an attempts partition waited 500 ms for its lock on `attempts` (a long query on it?) and was not created; trying again at the next maintenance pass");
+            }
             Err(error) => return Err(error),
         }
     }
     Ok(created)
+}
+
+/// SQLSTATE of a lock not obtained within `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+
+async fn create_partition(pool: &PgPool, day: Date) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    sqlx::query_file!("sql/attempts/wait_briefly_for_partition_locks.sql").execute(&mut *tx).await?;
+    sqlx::query(AssertSqlSafe(create_partition_sql(day))).execute(&mut *tx).await?;
+    tx.commit().await
 }
 
 /// The day a partition name stands for, if it is one of ours.

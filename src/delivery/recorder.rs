@@ -15,7 +15,7 @@ use super::{worker, DeliveryContext};
 use tokio::task::JoinHandle;
 
 use crate::db::attempts::AttemptRow;
-use crate::db::deliveries::{self, OutcomeUpdate, Recorded};
+use crate::db::deliveries::{self, OutcomeUpdate, OutcomeWrite, Recorded};
 use crate::domain::lifecycle::{DeliveryStatus, DisabledReason};
 use crate::db::{self, partitions};
 
@@ -84,11 +84,13 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
 async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Recorded {
     let pool = &context.pool;
     let mut failures = 0u32;
+    let first = OutcomeWrite::first();
     loop {
-        // After a failure the batch may be written already (a commit whose answer was lost):
-        // the statement then checks for each attempt row before appending it.
-        let tried_before = failures > 0;
-        match write(pool, context.statement_deadline, batch, context.settings.auto_disable_after, tried_before).await {
+        // After a failure the batch may be written already (a commit whose answer was lost),
+        // or be about to be: the statement then waits for the earlier try to end and checks
+        // for each attempt row before appending it.
+        let attempt = if failures > 0 { first.again() } else { first };
+        match write(pool, context.statement_deadline, batch, context.settings.auto_disable_after, attempt).await {
             Ok(recorded) => {
                 let held = recorded.updated.len();
                 if failures > 0 {
@@ -102,8 +104,9 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
             Err(error) => {
                 failures += 1;
                 tracing::warn!(%error, failures, outcomes = batch.len(), "cannot record attempt outcomes; retrying");
-                // A missing partition is the one failure we can mend ourselves.
-                let _ = partitions::ensure_partitions(pool, OffsetDateTime::now_utc()).await;
+                // A missing partition is the one failure we can mend ourselves (within the
+                // deadline: after a silence, the outcome writer must not wait for ever here).
+                let _ = db::bounded(context.statement_deadline, partitions::ensure_partitions(pool, OffsetDateTime::now_utc())).await;
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
             }
         }
@@ -112,9 +115,9 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
 
 /// One attempt at writing the batch, given up after `deadline` (`db::within_deadline`): an
 /// outcome statement waiting on a vanished database would hold every send slot of the batch.
-async fn write(pool: &PgPool, deadline: Duration, batch: &[Finished], disable_after: Duration, tried_before: bool) -> sqlx::Result<Recorded> {
+async fn write(pool: &PgPool, deadline: Duration, batch: &[Finished], disable_after: Duration, attempt: OutcomeWrite) -> sqlx::Result<Recorded> {
     let updates: Vec<OutcomeUpdate> = batch.iter().map(|f| f.update.clone()).collect();
     let rows: Vec<AttemptRow> = batch.iter().map(|f| f.attempt.clone()).collect();
-    let record = async |db: &mut sqlx::PgConnection| deliveries::record_attempts(db, &updates, &rows, disable_after, tried_before).await;
+    let record = async |db: &mut sqlx::PgConnection| deliveries::record_attempts(db, &updates, &rows, disable_after, attempt).await;
     db::within_deadline(pool, deadline, record).await
 }

@@ -229,7 +229,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
     db.execute(sqlx::AssertSqlSafe(format!(
         "PREPARE claim(int, float8, uuid, uuid[], int[], timestamptz[], int, float8) AS {claim};
          PREPARE record(uuid[], uuid[], text[], timestamptz[], text[], uuid[], int[], text[], int[],
-                        text[], int[], text[], text[], timestamptz[], float8, text, bool) AS {record};
+                        text[], int[], text[], text[], timestamptz[], float8, text, bool, int8) AS {record};
          BEGIN;
          {prefer}"
     )))
@@ -261,7 +261,7 @@ async fn claims_and_outcomes_read_only_their_rows_when_statistics_say_the_queue_
         array("now()", "timestamptz"),
     ];
     db.execute("SET LOCAL enable_sort TO DEFAULT").await.unwrap(); // the claim's setting only
-    let record = |tried_before| format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000, 'webhookd.delivery.failed', {tried_before})", outcomes.join(", "));
+    let record = |tried_before| format!("EXECUTE record(ARRAY[{ids}]::uuid[], {}, 432000, 'webhookd.delivery.failed', {tried_before}, 42)", outcomes.join(", "));
     let record_plan = explain_analyze(&mut db, &record(false)).await;
     let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = ANY($1) AND status = 'succeeded'")
         .bind(&claimed)

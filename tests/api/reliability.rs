@@ -600,17 +600,19 @@ async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_
 
 #[tokio::test]
 async fn a_maintenance_pass_caught_by_a_silent_database_gives_up_at_its_deadline_and_frees_its_connections() {
-    use webhookd::db::partitions::{self, partition_name, DAYS_AHEAD};
+    use webhookd::db::partitions::{self, partition_name};
     let database = fresh_database().await;
     let direct = sqlx::PgPool::connect(&database).await.unwrap();
     let now = time::OffsetDateTime::now_utc();
     partitions::ensure_partitions(&direct, now).await.unwrap();
-    // The pass will create the last partition again, and wait for the lock on `attempts`
-    // (on a pooled connection without maintenance's lock timeout).
-    let last = partition_name(now.date() + time::Duration::days(DAYS_AHEAD));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {last}"))).execute(&direct).await.unwrap();
+    // A partition past the retention, which the pass will detach on its own connection, and
+    // a lock on it that the detach waits for (up to 5 s: set_partition_lock_timeout.sql).
+    let old = now.date() - time::Duration::days(10);
+    let table = partition_name(old);
+    let create = format!("CREATE TABLE {table} PARTITION OF attempts FOR VALUES FROM ('{old} 00:00:00+00') TO ('{} 00:00:00+00')", old.next_day().unwrap());
+    sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&direct).await.unwrap();
     let mut lock = direct.begin().await.unwrap();
-    sqlx::query("LOCK TABLE attempts IN ACCESS EXCLUSIVE MODE").execute(&mut *lock).await.unwrap();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("LOCK TABLE {table} IN SHARE UPDATE EXCLUSIVE MODE"))).execute(&mut *lock).await.unwrap();
 
     let mut through_proxy = url::Url::parse(&database).unwrap();
     let target = std::net::SocketAddr::new(through_proxy.host_str().unwrap().parse().unwrap(), through_proxy.port().unwrap());
@@ -626,7 +628,7 @@ async fn a_maintenance_pass_caught_by_a_silent_database_gives_up_at_its_deadline
             (result, started.elapsed())
         }
     });
-    wait_for_lock_waiters(&direct, "CREATE TABLE%", 1).await;
+    wait_for_lock_waiters(&direct, "ALTER TABLE attempts DETACH%", 1).await;
 
     // The answer to the pass's statement will never arrive.
     proxy.vanish();
@@ -640,6 +642,93 @@ async fn a_maintenance_pass_caught_by_a_silent_database_gives_up_at_its_deadline
     let (first, second) = (pool.acquire().await.unwrap(), pool.acquire().await.unwrap());
     assert!(started.elapsed() < Duration::from_secs(3), "waited {:?} for two connections", started.elapsed());
     drop((first, second));
+}
+
+#[tokio::test]
+async fn an_outcome_batch_written_again_waits_for_its_first_try_still_running_on_the_server() {
+    // The recorder gave up waiting for its first try (the statement deadline) while the
+    // server was still running it: here, a first try left uncommitted in a transaction.
+    let pool = sqlx::PgPool::connect(&fresh_database().await).await.unwrap();
+    webhookd::db::partitions::ensure_partitions(&pool, time::OffsetDateTime::now_utc()).await.unwrap();
+    let (subscription, delivery, lease) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::new_v4());
+    sqlx::query("INSERT INTO subscriptions (id, target_url) VALUES ($1, 'http://127.0.0.1:9/hook')").bind(subscription).execute(&pool).await.unwrap();
+    insert_delivering(&pool, subscription, (delivery, lease)).await;
+    let now = time::OffsetDateTime::now_utc();
+    let batch = 7_i64; // the key every try of the batch shares
+    // The service's statements, in the order `deliveries::record_attempts` sends them.
+    let write = async move |db: &mut sqlx::PgConnection, tried_before: bool| {
+        if tried_before {
+            sqlx::query(include_str!("../../sql/deliveries/wait_for_earlier_outcome_write.sql")).bind(batch).execute(&mut *db).await.unwrap();
+        }
+        record_failed_attempt(db, (delivery, lease), subscription, now, tried_before, batch).await;
+    };
+    let mut still_running = pool.begin().await.unwrap();
+    write(&mut still_running, false).await;
+
+    let again = tokio::spawn({
+        let pool = pool.clone();
+        async move { write(&mut *pool.acquire().await.unwrap(), true).await }
+    });
+    // The second try waits for the first to end, rather than look for its attempt before
+    // it is committed.
+    wait_for_lock_waiters(&pool, "%pg_advisory_xact_lock%", 1).await;
+    still_running.commit().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), again).await.unwrap().unwrap();
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts WHERE delivery_id = $1").bind(delivery).fetch_one(&pool).await.unwrap();
+    assert_eq!(logged, 1, "the attempt shows once in the delivery's history");
+    let streak: i32 = sqlx::query_scalar("SELECT failed_in_streak FROM subscriptions WHERE id = $1").bind(subscription).fetch_one(&pool).await.unwrap();
+    assert_eq!(streak, 1, "and counts once towards disabling its subscription");
+}
+
+/// A delivery of `subscription` being attempted (its id and lease), with its body.
+async fn insert_delivering(pool: &sqlx::PgPool, subscription: Uuid, (delivery, lease): (Uuid, Uuid)) {
+    sqlx::query(
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
+         INSERT INTO deliveries (id, subscription_id, status, attempt_count, next_attempt_at, lease_id)
+         VALUES ($1, $2, 'delivering', 1, now() + interval '1 minute', $3)",
+    )
+    .bind(delivery)
+    .bind(subscription)
+    .bind(lease)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// The service's outcome statement for a failed first attempt (HTTP 500, a retry due in
+/// 10 s) of `delivery` (its id and lease), made at `at`, as a try of outcome batch `batch`;
+/// returns the deliveries it updated.
+async fn record_failed_attempt(
+    db: &mut sqlx::PgConnection,
+    (delivery, lease): (Uuid, Uuid),
+    subscription: Uuid,
+    at: time::OffsetDateTime,
+    tried_before: bool,
+    batch: i64,
+) -> Vec<Option<Uuid>> {
+    let error = "receiver answered HTTP 500";
+    sqlx::query_scalar(include_str!("../../sql/deliveries/record_attempts.sql"))
+        .bind([delivery])
+        .bind([lease])
+        .bind(["retrying"])
+        .bind([at + Duration::from_secs(10)])
+        .bind([error])
+        .bind([subscription])
+        .bind([1])
+        .bind(["failed_attempt"])
+        .bind([500])
+        .bind([error])
+        .bind([3])
+        .bind([None::<String>])
+        .bind(["http://127.0.0.1:9/hook"])
+        .bind([at])
+        .bind(0.0)
+        .bind("webhookd.delivery.failed")
+        .bind(tried_before)
+        .bind(batch)
+        .fetch_all(db)
+        .await
+        .unwrap()
 }
 
 /// A database; an API-only instance connected straight to it, which accepts the webhooks
@@ -683,46 +772,14 @@ async fn an_outcome_batch_written_again_after_its_answer_was_lost_logs_and_count
     // Two deliveries in flight: the first try of one batch committed, that of the other
     // never reached the database.
     let (committed, never_written) = ((Uuid::now_v7(), Uuid::new_v4()), (Uuid::now_v7(), Uuid::new_v4()));
-    for (delivery, lease) in [committed, never_written] {
-        sqlx::query(
-            "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
-             INSERT INTO deliveries (id, subscription_id, status, attempt_count, next_attempt_at, lease_id)
-             VALUES ($1, $2, 'delivering', 1, now() + interval '1 minute', $3)",
-        )
-        .bind(delivery)
-        .bind(subscription)
-        .bind(lease)
-        .execute(&pool)
-        .await
-        .unwrap();
+    for delivery in [committed, never_written] {
+        insert_delivering(&pool, subscription, delivery).await;
     }
     webhookd::db::partitions::ensure_partitions(&pool, time::OffsetDateTime::now_utc()).await.unwrap();
     let now = time::OffsetDateTime::now_utc();
-    // The service's own statement, as it runs it: a failed first attempt (HTTP 500), a
-    // retry due in 10 s.
-    let write = async |(delivery, lease): (Uuid, Uuid), tried_before: bool| -> Vec<Option<Uuid>> {
-        let error = "receiver answered HTTP 500";
-        sqlx::query_scalar(include_str!("../../sql/deliveries/record_attempts.sql"))
-            .bind([delivery])
-            .bind([lease])
-            .bind(["retrying"])
-            .bind([now + Duration::from_secs(10)])
-            .bind([error])
-            .bind([subscription])
-            .bind([1])
-            .bind(["failed_attempt"])
-            .bind([500])
-            .bind([error])
-            .bind([3])
-            .bind([None::<String>])
-            .bind(["http://127.0.0.1:9/hook"])
-            .bind([now])
-            .bind(0.0)
-            .bind("webhookd.delivery.failed")
-            .bind(tried_before)
-            .fetch_all(&pool)
-            .await
-            .unwrap()
+    // The service's own statement, as it runs it (one batch: key 42).
+    let write = async |delivery: (Uuid, Uuid), tried_before: bool| {
+        record_failed_attempt(&mut pool.acquire().await.unwrap(), delivery, subscription, now, tried_before, 42).await
     };
     assert_eq!(write(committed, false).await, [Some(committed.0)], "the first write applies the outcome");
     assert!(write(committed, true).await.is_empty(), "the lease was given up by the first write");

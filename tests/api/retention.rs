@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use webhookd::db::partitions::partition_name;
 use webhookd::maintenance::run_once;
 
-use crate::helpers::{spawn_app, spawn_app_with, Receiver, Reply, ADMIN_TOKEN};
+use crate::helpers::{fresh_database, spawn_app, spawn_app_with, Receiver, Reply, ADMIN_TOKEN};
 
 const LIMIT: Duration = Duration::from_secs(15);
 /// Each maintenance statement's limit, as the service's default.
@@ -165,4 +165,34 @@ async fn an_old_delivery_parked_moments_ago_is_not_failed_as_expired() {
     assert_eq!(report.expired_parked_deliveries, 0, "parked just now: it has not waited a retention period");
     let kept = app.get(&format!("/deliveries/{old}")).await.body;
     assert!(parked(&kept), "still waiting, parked: {kept:#}");
+}
+
+#[tokio::test]
+async fn a_partition_waits_briefly_for_its_lock_and_never_queues_attempts_behind_it() {
+    use webhookd::db::partitions::{ensure_partitions, DAYS_AHEAD};
+    let pool = sqlx::PgPool::connect(&fresh_database().await).await.unwrap();
+    let now = OffsetDateTime::now_utc();
+    ensure_partitions(&pool, now).await.unwrap();
+    let last = partition_name(now.date() + time::Duration::days(DAYS_AHEAD));
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP TABLE {last}"))).execute(&pool).await.unwrap();
+    // A long query on attempts: its transaction holds a lock that creating a partition
+    // (ACCESS EXCLUSIVE on attempts) must wait for, and every attempt write would queue
+    // behind that wait.
+    let mut reader = pool.begin().await.unwrap();
+    sqlx::query("SELECT count(*) FROM attempts").execute(&mut *reader).await.unwrap();
+
+    let pass = run_once(&pool, now, RETENTION, DEADLINE);
+    let report = tokio::time::timeout(Duration::from_secs(10), pass).await.expect("the pass waited for the long query").unwrap();
+    assert!(!report.created_partitions.contains(&last), "{report}");
+    // Nothing is left waiting on the server either (a statement given up by its client
+    // would be): attempt writes go on.
+    let waiting: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(waiting, 0);
+
+    reader.commit().await.unwrap();
+    let report = run_once(&pool, now, RETENTION, DEADLINE).await.unwrap();
+    assert_eq!(report.created_partitions, [last], "the next pass creates it");
 }
