@@ -580,9 +580,10 @@ const NOISY_BACKLOGS: [i64; 2] = [100_000, 1_000_000];
 
 /// The noisy-neighbour phase: ingest→receipt latency of the healthy subscription at 200/s
 /// alone, then while a second subscription, whose receiver hangs, has 100,000 and then
-/// 1,000,000 deliveries due (queued directly in the database, due over the last minute).
-/// Its receiver never answers, so it stays full at its small share and its backlog stays
-/// due throughout. Returns table rows.
+/// 1,000,000 deliveries due (queued directly in the database, due over the last minute),
+/// then while that subscription is paused and its backlog parked. Its receiver never
+/// answers, so it stays full at its small share and its backlog stays due until the pause.
+/// Returns table rows.
 async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     let alone = healthy_latency(bench).await?;
@@ -619,10 +620,11 @@ async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
             format!("{beside}; p50 {:+.1} ms from alone", beside.p50 - alone.p50),
         ));
     }
-    // Retire it: its backlog removed at once (cancelling a million rows through the API is
-    // one long UPDATE), then the subscription deleted as a user would, which ends what is
-    // in flight; cleaned up as autovacuum would, so that later phases start from finished
-    // work only.
+    rows.push(pause_beside(bench, &hanging, alone.p50).await?);
+    // Retire it: its backlog removed at once (parked, it is no one's work; cancelling a
+    // million rows through the API takes the backlog task half a minute), then the
+    // subscription deleted as a user would, which ends what is in flight; cleaned up as
+    // autovacuum would, so that later phases start from finished work only.
     sqlx::query(
         "WITH gone AS (DELETE FROM deliveries WHERE subscription_id = $1::uuid AND status <> 'delivering' RETURNING id)
          DELETE FROM delivery_bodies AS b USING gone WHERE b.delivery_id = gone.id",
@@ -633,6 +635,50 @@ async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
     bench.client.delete(format!("{}/subscriptions/{hanging}", bench.base)).bearer_auth(TOKEN).send().await?.error_for_status()?;
     sqlx::raw_sql("VACUUM ANALYZE deliveries").execute(&bench.pool).await?;
     Ok(rows)
+}
+
+/// Pauses the hanging subscription through the API, with its whole backlog due, as an
+/// operator stops a dead endpoint: the PATCH parks one batch and the backlog task the rest,
+/// a batch per transaction (`src/delivery/backlog.rs`). Measures the healthy subscription
+/// meanwhile, how soon the PATCH answered and when the last due row was parked.
+async fn pause_beside(bench: &Bench, hanging: &str, alone_p50: f64) -> anyhow::Result<Row> {
+    let started = Instant::now();
+    let response = bench
+        .client
+        .patch(format!("{}/subscriptions/{hanging}", bench.base))
+        .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "is_active": false }).to_string())
+        .send()
+        .await?;
+    anyhow::ensure!(response.status() == 200, "PATCH subscription answered {}", response.status());
+    let answered = started.elapsed();
+    let during = healthy_latency(bench).await?;
+    loop {
+        let due: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM deliveries WHERE status IN ('queued', 'retrying')
+                 AND subscription_id = $1::uuid AND next_attempt_at < 'infinity')",
+        )
+        .bind(hanging)
+        .fetch_one(&bench.pool)
+        .await?;
+        if !due {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(600), "the paused subscription's backlog was not parked in 10 minutes");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let parked = started.elapsed();
+    let backlog = NOISY_BACKLOGS[NOISY_BACKLOGS.len() - 1];
+    Ok((
+        format!("noisy neighbour: the same while that subscription is paused, its {backlog} due parked in the background"),
+        format!(
+            "{during}; p50 {:+.1} ms from alone; the PATCH answered in {:.0} ms, all parked after {:.1} s",
+            during.p50 - alone_p50,
+            answered.as_secs_f64() * 1000.0,
+            parked.as_secs_f64()
+        ),
+    ))
 }
 
 /// Ingest→receipt latency of the bench's subscription at a steady 200/s for 10 s. Waits
