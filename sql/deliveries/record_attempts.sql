@@ -28,7 +28,9 @@
 -- whichever write runs first), and a later try first waits for that lock
 -- (wait_for_earlier_outcome_write.sql): a first try still running on the server after its
 -- client gave up on it (a lock wait, a slow flush) has committed or rolled back before the
--- look-up above, which would otherwise miss its attempts and log them twice.
+-- look-up above, which would otherwise miss its attempts and log them twice. Not covered: a
+-- first try whose query reaches the server only after that wait (held up in a network
+-- stall); that would take a unique index on attempts.
 WITH guard AS (
     SELECT pg_advisory_xact_lock($18)
 ), updated AS (

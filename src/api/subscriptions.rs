@@ -11,7 +11,7 @@ use super::auth::AdminAuth;
 use super::{page_limit, ApiContext, ApiTags};
 use crate::db::subscriptions::{self as store, SubscriptionFields, SubscriptionRow};
 use crate::db::deliveries;
-use crate::delivery::backlog::{self, Move};
+use crate::delivery::backlog;
 use crate::delivery::ssrf;
 use crate::domain::event_type::validate_event_pattern;
 use crate::domain::signing::generate_secret;
@@ -391,26 +391,25 @@ impl SubscriptionsApi {
         Ok(RotatedSecret { secret_key: secret, previous_secret_expires_at: row.previous_secret_expires_at })
     }
 
-    /// Soft-deletes a subscription and ends its waiting deliveries as failed (a batch here,
-    /// the rest in the background: `delivery::backlog`).
+    /// Soft-deletes a subscription and ends its waiting deliveries as failed (a batch once
+    /// the deletion is committed, the rest in the background: `delivery::backlog`).
     pub(crate) async fn remove(&self, id: SubscriptionId) -> Result<(), ApiError> {
         let mut tx = self.context.pool.begin().await?;
         deliveries::take_backlog_turn(&mut *tx, id).await?;
         if !store::soft_delete(&mut *tx, id).await? {
             return Err(no_subscription());
         }
-        let cancelled = Move::Cancel.batch(&mut tx, id).await?;
         store::notify_changed(&mut *tx, id).await?;
         tx.commit().await?;
         self.context.subscriptions.invalidate(id).await;
-        self.move_rest_of_backlog(id, cancelled);
+        let cancelled = backlog::start_moving(&self.context.pool, self.context.settings.database.statement_deadline, &self.context.waker, id).await;
         tracing::info!(subscription.id = %id, cancelled, "subscription deleted");
         Ok(())
     }
 
     /// Read-modify-write of one subscription under its row lock, pausing or resuming its
-    /// waiting deliveries when `is_active` changes (a batch here, the rest in the background:
-    /// `delivery::backlog`).
+    /// waiting deliveries when `is_active` changes (a batch once the change is committed, the
+    /// rest in the background: `delivery::backlog`).
     /// Applies `change` to the locked row. `sets_secret`: the client gave `secret_key` (a
     /// value or null), which revokes every earlier secret, rotation overlap included.
     pub(crate) async fn modify(
@@ -427,32 +426,17 @@ impl SubscriptionsApi {
         self.validate(&fields, sets_secret).await?;
         let fields = if sets_secret { self.seal_secret(id, fields) } else { fields };
         let row = store::update(&mut *tx, id, &fields, sets_secret).await?.ok_or_else(no_subscription)?;
-        let backlog_move = match (was_active, row.is_active) {
-            (true, false) => Some(Move::Park),
-            (false, true) => Some(Move::Resume),
-            _ => None,
-        };
-        let moved = match backlog_move {
-            Some(direction) => direction.batch(&mut tx, id).await?,
-            None => 0,
-        };
         store::notify_changed(&mut *tx, id).await?;
         tx.commit().await?;
         self.context.subscriptions.invalidate(id).await;
-        self.move_rest_of_backlog(id, moved);
-        if backlog_move == Some(Move::Resume) {
+        if was_active != row.is_active {
+            backlog::start_moving(&self.context.pool, self.context.settings.database.statement_deadline, &self.context.waker, id).await;
+        }
+        if !was_active && row.is_active {
             self.context.waker.wake();
         }
         tracing::info!(subscription.id = %id, "subscription updated");
         Ok(Json((&row).into()))
-    }
-
-    /// After a change of state whose transaction moved `moved` waiting deliveries: a whole
-    /// batch means more may be waiting, for the backlog task (`delivery::backlog`).
-    fn move_rest_of_backlog(&self, id: SubscriptionId, moved: u64) {
-        if moved >= backlog::BATCH as u64 {
-            self.context.waker.move_backlog(id);
-        }
     }
 
     /// A client-given secret as it is to be stored.

@@ -9,8 +9,9 @@
 //! streak grows, waited with every other customer's outcomes behind it (an automatic disable
 //! of a dead endpoint did exactly that).
 //!
-//! So a change of state commits with at most one [`BATCH`] moved, and this task moves the
-//! rest a batch per transaction: on the instance that made the change (woken by
+//! So a change of state commits on its own, then moves one [`BATCH`] in a transaction of its
+//! own before it answers ([`start_moving`]), and this task moves the rest a batch per
+//! transaction: on the instance that made the change (woken by
 //! [`Waker::move_backlog`](super::Waker::move_backlog)), and on every instance after a
 //! sweep at start-up and every [`SWEEP_EVERY`], which finds backlogs left half-moved by an
 //! instance that stopped. Meanwhile a claimed delivery of a paused subscription is given
@@ -27,9 +28,10 @@ use std::time::Duration;
 
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::DeliveryContext;
+use super::{DeliveryContext, Waker};
 use crate::db::subscriptions::{self, SubscriptionState};
 use crate::db::{self, deliveries};
 use crate::domain::SubscriptionId;
@@ -63,7 +65,7 @@ impl Move {
 
     /// Moves up to [`BATCH`] of `subscription`'s waiting deliveries, in a transaction that
     /// holds its backlog turn (`deliveries::take_backlog_turn`). Returns how many moved.
-    pub async fn batch(self, db: &mut PgConnection, subscription: SubscriptionId) -> sqlx::Result<u64> {
+    async fn batch(self, db: &mut PgConnection, subscription: SubscriptionId) -> sqlx::Result<u64> {
         match self {
             Self::Park => deliveries::park_for_subscription(db, subscription, BATCH).await,
             Self::Resume => deliveries::resume_for_subscription(db, subscription, BATCH).await,
@@ -93,24 +95,68 @@ impl Requests {
     }
 }
 
-/// Moves the backlogs asked for, and those a sweep finds, until `shutdown`. What is left at
-/// shutdown is found by the next sweep, here or on another instance.
+/// After a change of a subscription's state has committed: moves the first batch of its
+/// waiting deliveries now, in a transaction of its own, and leaves the rest (or, should
+/// that fail, everything) to the backlog task. Not in the change's own transaction: that
+/// one holds the subscription's row, and the outcome writer, holding a just-claimed
+/// delivery's row, may be waiting for it to update the failure streak while the batch
+/// waits for that delivery (a deadlock). Returns how many moved.
+pub async fn start_moving(pool: &PgPool, deadline: Duration, waker: &Waker, subscription: SubscriptionId) -> u64 {
+    match db::bounded(deadline, one_batch(pool, subscription)).await {
+        Ok((_, moved)) => {
+            if moved >= BATCH as u64 {
+                waker.move_backlog(subscription);
+            }
+            moved
+        }
+        Err(error) => {
+            tracing::warn!(subscription.id = %subscription, %error, "cannot move waiting deliveries now; the backlog task will");
+            waker.move_backlog(subscription);
+            0
+        }
+    }
+}
+
+/// Moves the backlogs asked for, and those a sweep finds, a batch of each in turn, until
+/// `shutdown`. What is left at shutdown is found by the next sweep, here or on another
+/// instance.
 pub async fn run(context: Arc<DeliveryContext>, shutdown: CancellationToken) {
     let requests = context.waker.backlog.clone();
-    let mut sweep = tokio::time::interval(SWEEP_EVERY);
-    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut next_sweep = Instant::now();
+    let mut moving = Vec::new();
     loop {
-        let mut subscriptions = tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = requests.added.notified() => Vec::new(),
-            _ = sweep.tick() => misplaced(&context).await,
-        };
-        subscriptions.extend(requests.take());
-        for subscription in subscriptions {
+        if moving.is_empty() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = requests.added.notified() => {}
+                _ = tokio::time::sleep_until(next_sweep) => {}
+            }
+        }
+        if Instant::now() >= next_sweep {
+            add_new(&mut moving, misplaced(&context).await);
+            next_sweep = Instant::now() + SWEEP_EVERY;
+        }
+        add_new(&mut moving, requests.take());
+        // One batch of each per round: a million rows of one subscription (about 20 s) do
+        // not hold up another's move.
+        let mut more = Vec::with_capacity(moving.len());
+        for subscription in moving.drain(..) {
             if shutdown.is_cancelled() {
                 return;
             }
-            move_all(&context, subscription, &shutdown).await;
+            if move_batch(&context, subscription).await {
+                more.push(subscription);
+            }
+        }
+        moving = more;
+    }
+}
+
+/// Appends the subscriptions of `found` that `moving` does not hold yet.
+fn add_new(moving: &mut Vec<SubscriptionId>, found: Vec<SubscriptionId>) {
+    for subscription in found {
+        if !moving.contains(&subscription) {
+            moving.push(subscription);
         }
     }
 }
@@ -125,30 +171,22 @@ async fn misplaced(context: &DeliveryContext) -> Vec<SubscriptionId> {
     }
 }
 
-/// Moves batches of `subscription`'s waiting deliveries until one finds less than a batch.
-async fn move_all(context: &DeliveryContext, subscription: SubscriptionId, shutdown: &CancellationToken) {
-    let mut total = 0;
-    loop {
-        match db::bounded(context.statement_deadline, one_batch(&context.pool, subscription)).await {
-            Ok((direction, moved)) => {
-                total += moved;
-                if moved > 0 {
-                    context.progressed();
-                    if direction == Some(Move::Resume) {
-                        context.waker.wake();
-                    }
-                }
-                if moved < BATCH as u64 || shutdown.is_cancelled() {
-                    if total > BATCH as u64 {
-                        tracing::info!(subscription.id = %subscription, moved = total, ?direction, "waiting deliveries moved");
-                    }
-                    return;
+/// Moves one batch of `subscription`'s waiting deliveries; returns whether more may wait
+/// (a whole batch moved).
+async fn move_batch(context: &DeliveryContext, subscription: SubscriptionId) -> bool {
+    match db::bounded(context.statement_deadline, one_batch(&context.pool, subscription)).await {
+        Ok((direction, moved)) => {
+            if moved > 0 {
+                context.progressed();
+                if direction == Some(Move::Resume) {
+                    context.waker.wake();
                 }
             }
-            Err(error) => {
-                tracing::warn!(subscription.id = %subscription, %error, "cannot move waiting deliveries; the next sweep tries again");
-                return;
-            }
+            moved >= BATCH as u64
+        }
+        Err(error) => {
+            tracing::warn!(subscription.id = %subscription, %error, "cannot move waiting deliveries; the next sweep tries again");
+            false
         }
     }
 }

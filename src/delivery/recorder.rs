@@ -106,11 +106,20 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
                 tracing::warn!(%error, failures, outcomes = batch.len(), "cannot record attempt outcomes; retrying");
                 // A missing partition is the one failure we can mend ourselves (within the
                 // deadline: after a silence, the outcome writer must not wait for ever here).
-                let _ = db::bounded(context.statement_deadline, partitions::ensure_partitions(pool, OffsetDateTime::now_utc())).await;
+                // Only then: each creation may queue attempt writes behind it for 500 ms.
+                if lacks_partition(&error) {
+                    let _ = db::bounded(context.statement_deadline, partitions::ensure_partitions(pool, OffsetDateTime::now_utc())).await;
+                }
                 tokio::time::sleep(Duration::from_millis(100 * u64::from(failures.min(20)))).await;
             }
         }
     }
+}
+
+/// Whether `error` is PostgreSQL finding no partition of `attempts` for a row (SQLSTATE
+/// 23514, "no partition of relation ... found for row").
+fn lacks_partition(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("23514") && e.message().contains("no partition"))
 }
 
 /// One attempt at writing the batch, given up after `deadline` (`db::within_deadline`): an

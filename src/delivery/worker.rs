@@ -12,7 +12,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use super::backlog::{self, Move};
+use super::backlog;
 use super::dispatch::{self, AttemptResult};
 use super::in_flight::Slot;
 use super::recorder::Finished;
@@ -296,32 +296,28 @@ impl DeliveryTask {
     }
 }
 
-/// Takes the subscription out of service: inactive, its waiting deliveries parked as for
-/// a pause, every instance told, and `webhookd.subscription.disabled` queued, all in one
-/// transaction. Attempts already under way finish.
+/// Takes the subscription out of service: inactive, every instance told, and
+/// `webhookd.subscription.disabled` queued, in one transaction; then its waiting deliveries
+/// parked as for a pause (`backlog::start_moving`). Attempts already under way finish.
 pub(super) async fn disable_subscription(context: &DeliveryContext, id: SubscriptionId, reason: DisabledReason) {
     let disabled = async {
         let mut tx = context.pool.begin().await?;
         deliveries::take_backlog_turn(&mut *tx, id).await?;
         let disabled_at = subscriptions::disable(&mut *tx, id, reason).await?;
-        let mut parked = 0;
         if let Some(disabled_at) = disabled_at {
-            parked = Move::Park.batch(&mut tx, id).await?;
             subscriptions::notify_changed(&mut *tx, id).await?;
             let event = OperationalEvent::SubscriptionDisabled { subscription_id: id, reason, disabled_at };
             operational_events::insert(&mut *tx, &event).await?;
         }
-        tx.commit().await.map(|()| (disabled_at.is_some(), parked))
+        tx.commit().await.map(|()| disabled_at.is_some())
     };
-    // Bounded: the disable waits for its turn on the backlog (one batch) and writes one batch.
+    // Bounded: the disable may wait for its turn on the backlog (one batch under way).
     match db::bounded(context.statement_deadline, disabled).await {
-        Ok((newly_disabled, parked)) => {
+        Ok(newly_disabled) => {
             context.subscriptions.invalidate(id).await;
-            context.progressed(); // its waiting deliveries are being parked
-            if parked >= backlog::BATCH as u64 {
-                context.waker.move_backlog(id);
-            }
             if newly_disabled {
+                backlog::start_moving(&context.pool, context.statement_deadline, &context.waker, id).await;
+                context.progressed(); // its waiting deliveries are being parked
                 context.waker.wake_operations();
                 context.metrics.subscription_disabled(reason);
                 tracing::warn!(subscription.id = %id, reason = reason.as_str(), "subscription disabled");
