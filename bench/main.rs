@@ -643,15 +643,7 @@ async fn noisy_neighbour(bench: &Bench) -> anyhow::Result<Vec<Row>> {
 /// meanwhile, how soon the PATCH answered and when the last due row was parked.
 async fn pause_beside(bench: &Bench, hanging: &str, alone_p50: f64) -> anyhow::Result<Row> {
     let started = Instant::now();
-    let response = bench
-        .client
-        .patch(format!("{}/subscriptions/{hanging}", bench.base))
-        .bearer_auth(TOKEN)
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "is_active": false }).to_string())
-        .send()
-        .await?;
-    anyhow::ensure!(response.status() == 200, "PATCH subscription answered {}", response.status());
+    set_active(bench, hanging, false).await?;
     let answered = started.elapsed();
     let during = healthy_latency(bench).await?;
     loop {
@@ -1063,7 +1055,7 @@ async fn add_fan_out_subscriptions(bench: &Bench) -> anyhow::Result<()> {
 async fn fan_out_ms(bench: &Bench) -> anyhow::Result<f64> {
     // The ingest subscription takes every event: pause it meanwhile (through the API, so
     // the service's cache follows).
-    set_active(bench, false).await?;
+    set_active(bench, &bench.subscription, false).await?;
     let mut times = Vec::new();
     for _ in 0..6 {
         let started = Instant::now();
@@ -1082,14 +1074,15 @@ async fn fan_out_ms(bench: &Bench) -> anyhow::Result<f64> {
     }
     times.remove(0); // warm-up
     times.sort_by(f64::total_cmp);
-    set_active(bench, true).await?;
+    set_active(bench, &bench.subscription, true).await?;
     Ok(times[times.len() / 2])
 }
 
-async fn set_active(bench: &Bench, active: bool) -> anyhow::Result<()> {
+/// Pauses or resumes `subscription` through the API, so that the service's cache follows.
+async fn set_active(bench: &Bench, subscription: &str, active: bool) -> anyhow::Result<()> {
     let response = bench
         .client
-        .patch(format!("{}/subscriptions/{}", bench.base, bench.subscription))
+        .patch(format!("{}/subscriptions/{subscription}", bench.base))
         .bearer_auth(TOKEN)
         .header("content-type", "application/json")
         .body(serde_json::json!({ "is_active": active }).to_string())

@@ -88,20 +88,19 @@ struct Pass<'a> {
 
 impl Pass<'_> {
     async fn run(&self, connection: &mut PgConnection, now: OffsetDateTime, retention: Duration) -> sqlx::Result<Report> {
-        let deadline = self.deadline;
         let cutoff = now - retention;
-        db::bounded(deadline, maintenance::set_lock_timeout(&mut *connection)).await?;
-        let created_partitions = db::bounded(deadline, partitions::ensure_partitions(self.pool, now)).await?;
+        self.bounded(maintenance::set_lock_timeout(&mut *connection)).await?;
+        let created_partitions = self.bounded(partitions::ensure_partitions(self.pool, now)).await?;
         let mut report = Report { created_partitions, ..Report::default() };
-        db::bounded(deadline, maintenance::set_partition_lock_timeout(&mut *connection)).await?;
-        for table in db::bounded(deadline, partitions::list_tables(&mut *connection)).await? {
+        self.bounded(maintenance::set_partition_lock_timeout(&mut *connection)).await?;
+        for table in self.bounded(partitions::list_tables(&mut *connection)).await? {
             let day_ends = (table.day + time::Duration::days(1)).midnight().assume_utc();
             if day_ends <= cutoff {
-                db::bounded(deadline, partitions::detach_and_drop(&mut *connection, &table)).await?;
+                self.bounded(partitions::detach_and_drop(&mut *connection, &table)).await?;
                 report.dropped_partitions.push(table.name);
             }
         }
-        db::bounded(deadline, maintenance::set_lock_timeout(&mut *connection)).await?;
+        self.bounded(maintenance::set_lock_timeout(&mut *connection)).await?;
         report.deleted_deliveries = self.batches(connection, Sweep::FinishedDeliveries, cutoff).await?;
         report.expired_parked_deliveries = self.batches(connection, Sweep::ExpiredParkedDeliveries, cutoff).await?;
         report.deleted_events = self.batches(connection, Sweep::OrphanEvents, cutoff).await?;
@@ -116,7 +115,7 @@ impl Pass<'_> {
     async fn batches(&self, connection: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
         let mut total = 0;
         for _ in 0..MAX_BATCHES {
-            let affected = db::bounded(self.deadline, maintenance::sweep(&mut *connection, sweep, cutoff, BATCH)).await?;
+            let affected = self.bounded(maintenance::sweep(&mut *connection, sweep, cutoff, BATCH)).await?;
             let affected = affected as u64;
             total += affected;
             if affected < BATCH as u64 {
@@ -124,6 +123,11 @@ impl Pass<'_> {
             }
         }
         Ok(total)
+    }
+
+    /// `work`, failed once it has had no answer within the pass's statement deadline.
+    async fn bounded<T>(&self, work: impl Future<Output = sqlx::Result<T>>) -> sqlx::Result<T> {
+        db::bounded(self.deadline, work).await
     }
 }
 

@@ -36,72 +36,116 @@ pub async fn listen(
     cache: SubscriptionCache,
     shutdown: CancellationToken,
 ) {
-    let mut failures = 0u32;
     let mut initial = initial;
+    let mut after_loss = false;
     while !shutdown.is_cancelled() {
-        let connected = match initial.take() {
-            Some(listener) => Ok(listener),
-            // Bounded, and given up at shutdown: the database may be the silent one.
-            None => tokio::select! {
-                _ = shutdown.cancelled() => return,
-                subscribed = db::bounded(deadline, subscribe(&pool)) => subscribed,
-            },
+        let Some(mut listener) = connect(&pool, deadline, initial.take(), after_loss, &shutdown).await else {
+            return;
         };
-        let mut listener = match connected {
-            Ok(listener) => listener,
+        cache.evict_all_local();
+        wake.notify_one();
+        match relay(&mut listener, deadline, &wake, &cache, &shutdown).await {
+            Ending::Shutdown => return,
+            Ending::Lost => {}
+            Ending::Failed => backoff(1, &shutdown).await,
+        }
+        after_loss = true;
+    }
+}
+
+/// Why [`relay`] stopped.
+enum Ending {
+    Shutdown,
+    /// The connection was lost or went silent: LISTEN again at once.
+    Lost,
+    /// Reading failed: LISTEN again after a pause.
+    Failed,
+}
+
+/// `initial`, or a new LISTEN, retried with a growing pause until it succeeds; `None` at
+/// shutdown. `after_loss`: a LISTEN was lost before (and that was logged), so a first
+/// failure here is not logged again, and success is.
+async fn connect(
+    pool: &PgPool,
+    deadline: Duration,
+    initial: Option<PgListener>,
+    after_loss: bool,
+    shutdown: &CancellationToken,
+) -> Option<PgListener> {
+    if initial.is_some() {
+        return initial;
+    }
+    let mut failures = u32::from(after_loss);
+    loop {
+        // Bounded, and given up at shutdown: the database may be the silent one.
+        let subscribed = tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            subscribed = db::bounded(deadline, subscribe(pool)) => subscribed,
+        };
+        match subscribed {
+            Ok(listener) => {
+                if failures > 0 {
+                    tracing::info!("LISTEN re-established");
+                }
+                return Some(listener);
+            }
             Err(error) => {
                 failures += 1;
                 if failures == 1 {
                     tracing::warn!(%error, "cannot LISTEN for work; retrying");
                 }
-                backoff(failures, &shutdown).await;
-                continue;
+                backoff(failures, shutdown).await;
+                if shutdown.is_cancelled() {
+                    return None;
+                }
             }
-        };
-        if std::mem::take(&mut failures) > 0 {
-            tracing::info!("LISTEN re-established");
         }
-        cache.evict_all_local();
-        wake.notify_one();
-        loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                // Each notification restarts the wait (the select is built anew).
-                () = tokio::time::sleep(deadline) => {
-                    let alive = tokio::select! {
-                        _ = shutdown.cancelled() => return,
-                        alive = answers_within(&mut listener, deadline) => alive,
-                    };
-                    if !alive {
-                        failures = 1;
-                        break;
+    }
+}
+
+/// Passes notifications on (work wakes the claim loop, a changed subscription leaves the
+/// cache) until the connection is lost, goes silent, or the instance shuts down.
+async fn relay(
+    listener: &mut PgListener,
+    deadline: Duration,
+    wake: &Notify,
+    cache: &SubscriptionCache,
+    shutdown: &CancellationToken,
+) -> Ending {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ending::Shutdown,
+            // Each notification restarts the wait (the select is built anew).
+            () = tokio::time::sleep(deadline) => {
+                let alive = tokio::select! {
+                    _ = shutdown.cancelled() => return Ending::Shutdown,
+                    alive = answers_within(listener, deadline) => alive,
+                };
+                if !alive {
+                    return Ending::Lost;
+                }
+            }
+            // Cancel-safe: with reconnects left to `listen` (see `subscribe`), it only
+            // reads, and takes a message off the socket only once whole.
+            received = listener.try_recv() => match received {
+                Ok(Some(notification)) if notification.channel() == SUBSCRIPTIONS_CHANNEL => {
+                    match notification.payload().parse() {
+                        Ok(id) => cache.evict_local(id).await,
+                        Err(_) => cache.evict_all_local(),
                     }
                 }
-                // Cancel-safe: with reconnects left to this loop (see `subscribe`), it only
-                // reads, and takes a message off the socket only once whole.
-                received = listener.try_recv() => match received {
-                    Ok(Some(notification)) if notification.channel() == SUBSCRIPTIONS_CHANNEL => {
-                        match notification.payload().parse() {
-                            Ok(id) => cache.evict_local(id).await,
-                            Err(_) => cache.evict_all_local(),
-                        }
-                    }
-                    Ok(Some(_)) => wake.notify_one(),
-                    // The connection was lost: LISTEN again on a new one, out here, where no
-                    // other branch can cancel it halfway.
-                    Ok(None) => {
-                        tracing::warn!("LISTEN connection lost; reconnecting");
-                        failures = 1;
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "LISTEN failed; reconnecting");
-                        failures = 1;
-                        backoff(failures, &shutdown).await;
-                        break;
-                    }
-                },
-            }
+                Ok(Some(_)) => wake.notify_one(),
+                // The connection was lost: LISTEN again on a new one, in `listen`, where no
+                // other branch can cancel it halfway.
+                Ok(None) => {
+                    tracing::warn!("LISTEN connection lost; reconnecting");
+                    return Ending::Lost;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "LISTEN failed; reconnecting");
+                    return Ending::Failed;
+                }
+            },
         }
     }
 }

@@ -9,7 +9,7 @@ use serde_json::json;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::helpers::{fresh_database, spawn_app, spawn_app_on, Receiver, TestApp};
+use crate::helpers::{fresh_database, queue, spawn_app, spawn_app_on, Receiver, TestApp};
 
 /// Two and a half of the service's batches (1,000 rows).
 const BACKLOG: i64 = 2_500;
@@ -115,24 +115,4 @@ async fn wait_for_count(app: &TestApp, subscription: Uuid, condition: &str, chec
     if let Err(last) = app.wait_for_progress(LIMIT, counted).await {
         panic!("{last} deliveries where {condition} after {LIMIT:?}");
     }
-}
-
-/// Queues `count` deliveries of `subscription` (with bodies), due at `due` (an SQL
-/// expression); returns their ids.
-async fn queue(pool: &PgPool, subscription: Uuid, count: i64, due: &str) -> Vec<Uuid> {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "WITH backlog AS (
-             SELECT gen_random_uuid() AS id FROM generate_series(1, $2)
-         ), bodies AS (
-             INSERT INTO delivery_bodies (delivery_id, body) SELECT id, '{{}}' FROM backlog
-         )
-         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at, parked_at)
-         SELECT id, $1, 'queued', {due}, CASE WHEN {due} = 'infinity' THEN now() END FROM backlog
-         RETURNING id"
-    )))
-    .bind(subscription)
-    .bind(count)
-    .fetch_all(pool)
-    .await
-    .unwrap()
 }

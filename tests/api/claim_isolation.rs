@@ -9,7 +9,7 @@ use sqlx::{Executor, PgConnection, PgPool, Row};
 use uuid::Uuid;
 use webhookd::db::deliveries::{self, ClaimPlan, SubscriptionRoom};
 
-use crate::helpers::fresh_database;
+use crate::helpers::{fresh_database, queue};
 
 /// Due rows of the subscription without room: many times what any claim may take.
 const FULL_BACKLOG: i64 = 25_000;
@@ -215,24 +215,6 @@ async fn claim_like_the_service(pool: &PgPool, plan: &ClaimPlan) -> deliveries::
 async fn claim_looking_ahead(pool: &PgPool, plan: &ClaimPlan, look_ahead: Duration) -> deliveries::Claim {
     let mut db = deliveries::connect_for_claims(&pool.connect_options()).await.unwrap();
     deliveries::claim_due(&mut db, 64, 60.0, Uuid::new_v4(), plan, look_ahead).await.unwrap()
-}
-
-/// Queues `count` deliveries of `subscription`, due at `due` (an SQL expression).
-async fn queue(pool: &PgPool, subscription: Uuid, count: i64, due: &str) {
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "WITH backlog AS (
-             SELECT gen_random_uuid() AS id FROM generate_series(1, $2)
-         ), bodies AS (
-             INSERT INTO delivery_bodies (delivery_id, body) SELECT id, '{{}}' FROM backlog
-         )
-         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at)
-         SELECT id, $1, 'queued', {due} FROM backlog"
-    )))
-    .bind(subscription)
-    .bind(count)
-    .execute(pool)
-    .await
-    .unwrap();
 }
 
 /// `EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)` of a statement.
