@@ -112,9 +112,20 @@ pub fn is_unavailable(error: &sqlx::Error) -> bool {
     ) || matches!(error, sqlx::Error::Database(e) if e.code().is_some_and(|c| c.starts_with("57P") || c.starts_with("08")))
 }
 
+/// PostgreSQL's `text` cannot hold the NUL character (SQLSTATE 22021).
+fn is_nul_in_text(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("22021"))
+}
+
 impl ApiError {
-    /// 503 when the database is unreachable, otherwise a logged, opaque 500.
+    /// 400 for text PostgreSQL cannot store, 503 when the database is unreachable,
+    /// otherwise a logged, opaque 500.
     pub(crate) fn from_database(error: &sqlx::Error) -> Self {
+        if is_nul_in_text(error) {
+            // Every text a statement gets that could hold one came from the client (the
+            // checks name the field where they can; this covers the others, e.g. a filter).
+            return Self::bad_request("invalid_text", "text must not contain the NUL character (\\u0000)");
+        }
         if is_unavailable(error) {
             tracing::warn!(%error, "database unavailable");
             Self::unavailable()

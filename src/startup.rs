@@ -86,7 +86,7 @@ impl Application {
         };
         let group_commit = GroupCommit::start(pool.clone(), settings.database.statement_deadline);
         let metrics = Metrics::new();
-        let portal_links = Arc::new(PortalLinks::new(pool.clone()));
+        let portal_links = Arc::new(PortalLinks::new(pool.clone(), admin_token.clone()));
         let context = ApiContext {
             pool,
             settings: Arc::new(settings),

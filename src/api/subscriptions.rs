@@ -278,7 +278,8 @@ impl SubscriptionsApi {
     async fn patch(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<PatchSubscription>) -> Result<Json<Subscription>, ApiError> {
         let patch = body.0;
         let sets_secret = !patch.secret_key.is_undefined();
-        self.modify(id.0.into(), sets_secret, |current| SubscriptionFields {
+        let new_target = patch.target_url.clone();
+        self.modify(id.0.into(), sets_secret, new_target.as_deref(), |current| SubscriptionFields {
             target_url: patch.target_url.unwrap_or(current.target_url),
             secret_key: merge_nullable(patch.secret_key, stored(current.secret_key)),
             event_types: patch.event_types.unwrap_or(current.event_types),
@@ -295,7 +296,8 @@ impl SubscriptionsApi {
     async fn put(&self, _auth: AdminAuth, id: Path<Uuid>, body: Json<ReplaceSubscription>) -> Result<Json<Subscription>, ApiError> {
         let replacement = body.0;
         let sets_secret = !replacement.secret_key.is_undefined();
-        self.modify(id.0.into(), sets_secret, |current| SubscriptionFields {
+        let new_target = replacement.target_url.clone();
+        self.modify(id.0.into(), sets_secret, Some(&new_target), |current| SubscriptionFields {
             target_url: replacement.target_url,
             secret_key: merge_nullable(replacement.secret_key, stored(current.secret_key)),
             event_types: replacement.event_types.unwrap_or_default(),
@@ -368,7 +370,8 @@ impl SubscriptionsApi {
 impl SubscriptionsApi {
     /// Validates, seals the secret of, and stores a new subscription.
     pub(crate) async fn create_row(&self, fields: SubscriptionFields) -> Result<SubscriptionRow, ApiError> {
-        self.validate(&fields, true).await?;
+        self.check_target(&fields.target_url).await?;
+        self.validate(&fields, true)?;
         let id = SubscriptionId::new();
         let fields = self.seal_secret(id, fields);
         let row = store::insert(&self.context.pool, id, &fields).await?;
@@ -412,18 +415,28 @@ impl SubscriptionsApi {
     /// rest in the background: `delivery::backlog`).
     /// Applies `change` to the locked row. `sets_secret`: the client gave `secret_key` (a
     /// value or null), which revokes every earlier secret, rotation overlap included.
+    ///
+    /// `new_target`: the `target_url` the request sets, if it sets one. It is checked before
+    /// the row is locked (the check may resolve DNS for seconds, and the outcome writer may
+    /// need the row meanwhile). A target left as it is was checked when it was set and is not
+    /// checked again: pausing a subscription whose host now resolves to a private address
+    /// must not fail on a field the request does not touch.
     pub(crate) async fn modify(
         &self,
         id: SubscriptionId,
         sets_secret: bool,
+        new_target: Option<&str>,
         change: impl FnOnce(SubscriptionRow) -> SubscriptionFields,
     ) -> Result<Json<Subscription>, ApiError> {
+        if let Some(target) = new_target {
+            self.check_target(target).await?;
+        }
         let mut tx = self.context.pool.begin().await?;
         deliveries::take_backlog_turn(&mut *tx, id).await?;
         let current = store::select_for_update(&mut *tx, id).await?.ok_or_else(no_subscription)?;
         let was_active = current.is_active;
         let fields = change(current);
-        self.validate(&fields, sets_secret).await?;
+        self.validate(&fields, sets_secret)?;
         let fields = if sets_secret { self.seal_secret(id, fields) } else { fields };
         let row = store::update(&mut *tx, id, &fields, sets_secret).await?.ok_or_else(no_subscription)?;
         store::notify_changed(&mut *tx, id).await?;
@@ -445,15 +458,25 @@ impl SubscriptionsApi {
         fields
     }
 
-    /// Checks every field; the target must not reach a private address unless allowed.
-    /// `new_secret`: `secret_key` holds a secret the client just gave (not the stored one).
-    async fn validate(&self, fields: &SubscriptionFields, new_secret: bool) -> Result<(), ApiError> {
-        let invalid = |code: &str, message: String| ApiError::bad_request(code, message);
-        let target = TargetUrl::parse(&fields.target_url).map_err(|m| invalid("invalid_target_url", m))?;
+    /// A target to be stored: a valid URL that does not reach a private address unless
+    /// allowed (which may take a DNS lookup).
+    async fn check_target(&self, target: &str) -> Result<(), ApiError> {
+        let target = TargetUrl::parse(target).map_err(|m| ApiError::bad_request("invalid_target_url", m))?;
         if !self.context.settings.delivery.allow_private_targets {
-            ssrf::check_target(&target).await.map_err(|m| invalid("target_not_allowed", m))?;
+            ssrf::check_target(&target).await.map_err(|m| ApiError::bad_request("target_not_allowed", m))?;
         }
+        Ok(())
+    }
+
+    /// Checks every field but the target's address ([`Self::check_target`]).
+    /// `new_secret`: `secret_key` holds a secret the client just gave (not the stored one).
+    fn validate(&self, fields: &SubscriptionFields, new_secret: bool) -> Result<(), ApiError> {
+        let invalid = |code: &str, message: String| ApiError::bad_request(code, message);
+        TargetUrl::parse(&fields.target_url).map_err(|m| invalid("invalid_target_url", m))?;
         if let Some(secret) = fields.secret_key.as_ref().filter(|_| new_secret) {
+            if secret.contains('\0') {
+                return Err(invalid("invalid_secret_key", "secret_key must not contain the NUL character".into()));
+            }
             if !SECRET_LEN.contains(&secret.len()) {
                 return Err(invalid("invalid_secret_key", format!("secret_key must be {} to {} bytes long", SECRET_LEN.start(), SECRET_LEN.end())));
             }
@@ -461,10 +484,13 @@ impl SubscriptionsApi {
                 return Err(invalid("invalid_secret_key", "secret_key must not start with `enc:v1:` (how encrypted secrets are stored)".into()));
             }
         }
-        if let Some(name) = &fields.name
-            && name.chars().count() > MAX_NAME_CHARS
-        {
-            return Err(invalid("invalid_name", format!("name must be at most {MAX_NAME_CHARS} characters")));
+        if let Some(name) = &fields.name {
+            if name.chars().count() > MAX_NAME_CHARS {
+                return Err(invalid("invalid_name", format!("name must be at most {MAX_NAME_CHARS} characters")));
+            }
+            if name.contains('\0') {
+                return Err(invalid("invalid_name", "name must not contain the NUL character".into()));
+            }
         }
         if fields.rate_limit.is_some_and(|rate| !RATE_LIMIT.contains(&rate)) {
             return Err(invalid("invalid_rate_limit", format!("rate_limit must be {} to {} requests a second", RATE_LIMIT.start(), RATE_LIMIT.end())));

@@ -18,6 +18,10 @@ impl TargetUrl {
         if text.len() > MAX_TARGET_URL_LEN {
             return Err(format!("target_url is longer than {MAX_TARGET_URL_LEN} bytes"));
         }
+        // PostgreSQL's text refuses it, and the URL parser would keep it in a path.
+        if text.contains('\0') {
+            return Err("target_url must not contain the NUL character".into());
+        }
         let url = Url::parse(text).map_err(|e| format!("target_url is not an absolute URL ({e})"))?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(format!("target_url must use http or https, not `{}`", url.scheme()));

@@ -6,7 +6,9 @@
 //! random, shared by the instances through the database (`ui_keys`, migration 31), never
 //! derived from the admin token: a link is handed to customers, and its signature must not
 //! let them test guesses of the admin token offline. A subscription's links are revoked by
-//! moving its `portal_links_valid_after` past their issue time.
+//! moving its `portal_links_valid_after` past their issue time, and all links at once by
+//! replacing the admin token: each signature also covers the token's fingerprint (below),
+//! which a customer cannot compute either.
 //!
 //! The same key fingerprints the admin token in each dashboard session (see `session.rs`).
 
@@ -20,6 +22,7 @@ use time::OffsetDateTime;
 use sqlx::PgPool;
 use tokio::sync::OnceCell;
 
+use crate::config::Secret;
 use crate::db::ui_keys;
 use crate::domain::signing::hmac;
 use crate::domain::SubscriptionId;
@@ -36,12 +39,15 @@ const TOKEN_LEN: usize = SIGNED_LEN + 32;
 /// The shared key, read (or made) on first use: the database may be down at start.
 pub struct PortalLinks {
     pool: PgPool,
+    admin_token: Secret,
     key: OnceCell<[u8; 32]>,
 }
 
-/// Signs and checks portal links with the shared key.
+/// Signs and checks portal links with the shared key, for the current admin token.
 pub struct Signer<'a> {
     key: &'a [u8; 32],
+    /// The admin token's fingerprint ([`Signer::admin_fingerprint`]).
+    admin: [u8; 32],
 }
 
 /// A link just issued.
@@ -74,8 +80,8 @@ pub enum LinkError {
 const KEY_NAME: &str = "portal_links_v1";
 
 impl PortalLinks {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool, key: OnceCell::new() }
+    pub fn new(pool: PgPool, admin_token: Secret) -> Self {
+        Self { pool, admin_token, key: OnceCell::new() }
     }
 
     /// The signer, with the shared key (made now, from the OS's random source, if no
@@ -90,15 +96,24 @@ impl PortalLinks {
                 <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| sqlx::Error::Protocol("the stored portal key is not 32 bytes".into()))
             })
             .await?;
-        Ok(Signer { key })
+        Ok(Signer::new(key, self.admin_token.expose()))
     }
 }
 
-impl Signer<'_> {
+impl<'a> Signer<'a> {
+    fn new(key: &'a [u8; 32], admin_token: &str) -> Self {
+        Self { key, admin: fingerprint(key, admin_token) }
+    }
+
     /// A fingerprint of the admin token under the shared key: stored with each dashboard
     /// session, so that sessions opened with a replaced token are no longer live.
     pub fn admin_fingerprint(&self, admin_token: &str) -> [u8; 32] {
-        hmac(self.key, &[b"webhookd admin token v1", admin_token.as_bytes()])
+        fingerprint(self.key, admin_token)
+    }
+
+    /// The signature of a link's fields, valid only while the admin token is the same.
+    fn tag(&self, signed: &[u8]) -> [u8; 32] {
+        hmac(self.key, &[b"webhookd portal links v1", &self.admin, signed])
     }
 
     /// Issues a link for `subscription_id` valid from `now` for `lifetime`.
@@ -109,7 +124,7 @@ impl Signer<'_> {
         bytes.extend_from_slice(subscription_id.as_uuid().as_bytes());
         bytes.extend_from_slice(&micros(now).to_be_bytes());
         bytes.extend_from_slice(&micros(expires_at).to_be_bytes());
-        let tag = hmac(self.key, &[b"webhookd portal links v1", &bytes]);
+        let tag = self.tag(&bytes);
         bytes.extend_from_slice(&tag);
         IssuedLink { token: URL_SAFE_NO_PAD.encode(bytes), expires_at }
     }
@@ -122,7 +137,7 @@ impl Signer<'_> {
             return Err(LinkError::Invalid);
         }
         let (signed, tag) = bytes.split_at(SIGNED_LEN);
-        if !bool::from(hmac(self.key, &[b"webhookd portal links v1", signed]).ct_eq(tag)) {
+        if !bool::from(self.tag(signed).ct_eq(tag)) {
             return Err(LinkError::Invalid);
         }
         let field = |range: std::ops::Range<usize>| -> [u8; 8] {
@@ -161,6 +176,10 @@ pub fn parse_lifetime(text: &str) -> Result<Duration, String> {
     Ok(lifetime)
 }
 
+fn fingerprint(key: &[u8; 32], admin_token: &str) -> [u8; 32] {
+    hmac(key, &[b"webhookd admin token v1", admin_token.as_bytes()])
+}
+
 fn micros(at: OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000) as i64
 }
@@ -179,7 +198,7 @@ mod tests {
 
     #[test]
     fn a_link_is_valid_for_its_subscription_until_it_expires() {
-        let links = Signer { key: &[1; 32] };
+        let links = Signer::new(&[1; 32], "admin-token-0123456789");
         let id = SubscriptionId::new();
         let link = links.issue(id, at(0), Duration::from_secs(60));
         let claims = links.verify(&link.token, at(59)).unwrap();
@@ -190,20 +209,22 @@ mod tests {
 
     #[test]
     fn a_tampered_link_or_another_servers_link_is_invalid() {
-        let links = Signer { key: &[1; 32] };
+        let links = Signer::new(&[1; 32], "admin-token-0123456789");
         let link = links.issue(SubscriptionId::new(), at(0), Duration::from_secs(60));
         let mut bytes = URL_SAFE_NO_PAD.decode(&link.token).unwrap();
         bytes[5] ^= 1; // another subscription id
         assert_eq!(links.verify(&URL_SAFE_NO_PAD.encode(&bytes), at(1)), Err(LinkError::Invalid));
-        let other = Signer { key: &[2; 32] };
+        let other = Signer::new(&[2; 32], "admin-token-0123456789");
         assert_eq!(other.verify(&link.token, at(1)), Err(LinkError::Invalid));
+        let new_admin_token = Signer::new(&[1; 32], "replaced-token-0123456789");
+        assert_eq!(new_admin_token.verify(&link.token, at(1)), Err(LinkError::Invalid), "a replaced admin token revokes every link");
         assert_eq!(links.verify("not a token", at(1)), Err(LinkError::Invalid));
         assert_eq!(links.verify(&link.token[..40], at(1)), Err(LinkError::Invalid));
     }
 
     #[test]
     fn a_revocation_covers_links_issued_until_then() {
-        let links = Signer { key: &[1; 32] };
+        let links = Signer::new(&[1; 32], "admin-token-0123456789");
         let link = links.issue(SubscriptionId::new(), at(10), Duration::from_secs(600));
         let claims = links.verify(&link.token, at(11)).unwrap();
         assert!(!claims.revoked_by(None));
@@ -213,7 +234,7 @@ mod tests {
 
     #[test]
     fn the_admin_fingerprint_depends_on_the_token_and_the_key() {
-        let (one, two) = (Signer { key: &[1; 32] }, Signer { key: &[2; 32] });
+        let (one, two) = (Signer::new(&[1; 32], "admin-token-0123456789"), Signer::new(&[2; 32], "admin-token-0123456789"));
         assert_eq!(one.admin_fingerprint("token-a-0123456789"), one.admin_fingerprint("token-a-0123456789"));
         assert_ne!(one.admin_fingerprint("token-a-0123456789"), one.admin_fingerprint("token-b-0123456789"));
         assert_ne!(one.admin_fingerprint("token-a-0123456789"), two.admin_fingerprint("token-a-0123456789"));

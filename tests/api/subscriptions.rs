@@ -88,6 +88,10 @@ async fn invalid_subscriptions_are_refused_with_a_clear_400() {
         (json!({"target_url": "http://127.0.0.1:9/x", "unknown": 1}), "invalid_body"),
         (json!({"name": "no target"}), "invalid_body"),
         (json!({"target_url": ["http://127.0.0.1:9/x"]}), "invalid_body"),
+        // PostgreSQL's text cannot hold NUL: refused by name, never a 500.
+        (json!({"target_url": "http://127.0.0.1:9/a\0b"}), "invalid_target_url"),
+        (json!({"target_url": "http://127.0.0.1:9/x", "name": "a\0b"}), "invalid_name"),
+        (json!({"target_url": "http://127.0.0.1:9/x", "secret_key": "0123456789abcdef\u{0}0123456789"}), "invalid_secret_key"),
     ];
     for (body, code) in cases {
         let answer = app.call("POST", "/subscriptions", Some(body.clone())).await;
@@ -127,4 +131,21 @@ async fn private_targets_are_refused_unless_allowed_naming_the_variable() {
     }
     let public = app.call("POST", "/subscriptions", Some(json!({"target_url": "https://93.184.216.34/hook"}))).await;
     assert_eq!(public.status, 201, "{:?}", public.body);
+}
+
+#[tokio::test]
+async fn a_change_that_leaves_the_target_alone_does_not_check_it_again() {
+    let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let subscription = app.create_subscription("https://93.184.216.34/hook", json!({})).await;
+    // The host now leads somewhere private (as DNS can change after the check).
+    sqlx::query("UPDATE subscriptions SET target_url = 'http://localhost:9/x' WHERE id = $1").bind(subscription).execute(&app.pool).await.unwrap();
+    let path = format!("/subscriptions/{subscription}");
+    let paused = app.call("PATCH", &path, Some(json!({"is_active": false, "name": "paused"}))).await;
+    assert_eq!(paused.status, 200, "a pause must not fail on the target it does not touch: {:?}", paused.body);
+    assert_eq!(paused.body["is_active"], false);
+    // A target the request sets is still checked, by PATCH and by PUT.
+    let moved = app.call("PATCH", &path, Some(json!({"target_url": "http://localhost:9/y"}))).await;
+    assert_eq!((moved.status, moved.body["error"].as_str()), (400, Some("target_not_allowed")));
+    let replaced = app.call("PUT", &path, Some(json!({"target_url": "http://10.0.0.8/x"}))).await;
+    assert_eq!((replaced.status, replaced.body["error"].as_str()), (400, Some("target_not_allowed")));
 }

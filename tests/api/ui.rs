@@ -458,6 +458,35 @@ async fn replacing_the_admin_token_ends_every_dashboard_session() {
 }
 
 #[tokio::test]
+async fn replacing_the_admin_token_revokes_every_portal_link() {
+    let database_url = crate::helpers::fresh_database().await;
+    let app = crate::helpers::spawn_app_on(&database_url, &[]).await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({})).await;
+    let issued = app.call("POST", &format!("/subscriptions/{subscription}/portal-link"), Some(json!({ "expires_in": "30d" }))).await;
+    assert_eq!(issued.status, 201, "{:?}", issued.body);
+    let link = issued.body["url"].as_str().unwrap().to_owned();
+    let opened = app.http.get(&link).send().await.unwrap();
+    assert_eq!(opened.status(), 200, "the link opens while the token is the same");
+    let old_address = app.address.clone();
+    app.stop().await;
+
+    let replaced = crate::helpers::spawn_app_on(&database_url, &[("WEBHOOKD_ADMIN_TOKEN", "a-new-admin-token-0123456789")]).await;
+    let link = link.replace(&old_address, &replaced.address);
+    assert_eq!(replaced.http.get(&link).send().await.unwrap().status(), 403, "a link made with the old token is refused");
+}
+
+#[tokio::test]
+async fn a_nul_character_in_a_filter_is_a_400_not_a_500() {
+    let app = spawn_app().await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = log_in(&client, &app).await;
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = client.get(app.url("/ui/deliveries?event_type=%00")).header("cookie", cookie).send().await.unwrap();
+    assert_eq!(page.status(), 400);
+    assert!(page.text().await.unwrap().contains("NUL"), "the page says what was wrong");
+}
+
+#[tokio::test]
 async fn the_name_search_is_served_by_its_index() {
     let app = spawn_app().await;
     let mut connection = app.pool.acquire().await.unwrap();

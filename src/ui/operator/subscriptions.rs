@@ -316,9 +316,10 @@ pub(super) async fn subscription_action(
         let form = form.0;
         match action.as_str() {
             "edit" => {
-                api.modify(id, false, |current| SubscriptionFields {
+                let target = form.target_url.unwrap_or_default().trim().to_owned();
+                api.modify(id, false, Some(&target), |current| SubscriptionFields {
                     name: form.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
-                    target_url: form.target_url.unwrap_or_default().trim().to_owned(),
+                    target_url: target.clone(),
                     event_types: split_event_types(form.event_types.as_deref().unwrap_or("")),
                     ..fields_of(current)
                 })
@@ -327,7 +328,7 @@ pub(super) async fn subscription_action(
             }
             "pause" | "resume" => {
                 let active = action == "resume";
-                api.modify(id, false, |current| SubscriptionFields { is_active: active, ..fields_of(current) }).await?;
+                api.modify(id, false, None, |current| SubscriptionFields { is_active: active, ..fields_of(current) }).await?;
                 Ok(see_other(&format!("{page}?done={}", if active { "resumed" } else { "paused" })))
             }
             "delete" => {
