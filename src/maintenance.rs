@@ -33,6 +33,10 @@ pub struct Report {
     pub skipped: bool,
     pub created_partitions: Vec<String>,
     pub dropped_partitions: Vec<String>,
+    /// Old partitions left for the next pass: the first one's drop waited out its lock
+    /// timeout (a long query on it), and PostgreSQL detaches one partition of a table at a
+    /// time, so the older ones after it wait too. The rest of the pass goes on.
+    pub busy_partitions: Vec<String>,
     pub deleted_deliveries: u64,
     pub expired_parked_deliveries: u64,
     pub deleted_events: u64,
@@ -49,6 +53,9 @@ impl fmt::Display for Report {
         let list = |names: &[String]| if names.is_empty() { "none".to_owned() } else { names.join(", ") };
         writeln!(f, "created partitions: {}", list(&self.created_partitions))?;
         writeln!(f, "dropped partitions: {}", list(&self.dropped_partitions))?;
+        if !self.busy_partitions.is_empty() {
+            writeln!(f, "partitions left for the next pass (one was busy): {}", list(&self.busy_partitions))?;
+        }
         writeln!(f, "deleted finished deliveries: {}", self.deleted_deliveries)?;
         writeln!(f, "failed parked deliveries: {}", self.expired_parked_deliveries)?;
         writeln!(f, "deleted events: {}", self.deleted_events)?;
@@ -95,9 +102,24 @@ impl Pass<'_> {
         self.bounded(maintenance::set_partition_lock_timeout(&mut *connection)).await?;
         for table in self.bounded(partitions::list_tables(&mut *connection)).await? {
             let day_ends = (table.day + time::Duration::days(1)).midnight().assume_utc();
-            if day_ends <= cutoff {
-                self.bounded(partitions::detach_and_drop(&mut *connection, &table)).await?;
-                report.dropped_partitions.push(table.name);
+            if day_ends > cutoff {
+                continue;
+            }
+            if !report.busy_partitions.is_empty() {
+                // The busy one is left half-detached, and PostgreSQL detaches one partition
+                // of a table at a time.
+                report.busy_partitions.push(table.name);
+                continue;
+            }
+            match self.bounded(partitions::detach_and_drop(&mut *connection, &table)).await {
+                Ok(()) => report.dropped_partitions.push(table.name),
+                // A long query on that day's attempts: the deletes below must not wait for
+                // it as well (the tables would grow meanwhile).
+                Err(error) if partitions::is_lock_timeout(&error) => {
+                    tracing::warn!(partition = %table.name, %error, "an old attempts partition is busy; dropping it at the next pass");
+                    report.busy_partitions.push(table.name);
+                }
+                Err(error) => return Err(error),
             }
         }
         self.bounded(maintenance::set_lock_timeout(&mut *connection)).await?;

@@ -7,6 +7,10 @@ SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $
     -- Re-activating a disabled subscription clears why it was disabled.
     disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
     disabled_at = CASE WHEN $6 THEN NULL ELSE disabled_at END,
+    -- Resuming (inactive before, here is_active is the old value) starts a new failure
+    -- streak: else the first failed attempt after a re-enable would disable it again.
+    failing_since = CASE WHEN $6 AND NOT is_active THEN NULL ELSE failing_since END,
+    failed_in_streak = CASE WHEN $6 AND NOT is_active THEN 0 ELSE failed_in_streak END,
     previous_secret_key = CASE WHEN $8 THEN NULL ELSE previous_secret_key END,
     previous_secret_expires_at = CASE WHEN $8 THEN NULL ELSE previous_secret_expires_at END,
     updated_at = now()

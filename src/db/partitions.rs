@@ -41,7 +41,7 @@ pub async fn ensure_partitions(pool: &PgPool, now: OffsetDateTime) -> sqlx::Resu
             Ok(()) => created.push(name),
             // Another instance created it at the same moment.
             Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P07" | "23505")) => {}
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some(LOCK_NOT_AVAILABLE) => {
+            Err(error) if is_lock_timeout(&error) => {
                 tracing::warn!(partition = %name, "an attempts partition waited 500 ms for its lock on `attempts` (a long query on it?) and was not created; trying again at the next maintenance pass");
             }
             Err(error) => return Err(error),
@@ -50,8 +50,10 @@ pub async fn ensure_partitions(pool: &PgPool, now: OffsetDateTime) -> sqlx::Resu
     Ok(created)
 }
 
-/// SQLSTATE of a lock not obtained within `lock_timeout`.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// Whether `error` is a lock not obtained within `lock_timeout` (SQLSTATE 55P03).
+pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("55P03"))
+}
 
 async fn create_partition(pool: &PgPool, day: Date) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;

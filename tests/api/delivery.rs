@@ -46,6 +46,24 @@ async fn a_webhook_is_delivered_byte_for_byte_with_the_documented_headers() {
 }
 
 #[tokio::test]
+async fn an_attempt_timed_by_a_clock_behind_the_databases_is_still_listed() {
+    let app = spawn_app().await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let id = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(id, LIMIT).await;
+    // The attempt's time is the sending host's clock; the delivery's, the database's. A host
+    // a few milliseconds behind times a first attempt sent at once before the delivery.
+    sqlx::query("UPDATE attempts SET created_at = (SELECT created_at FROM deliveries WHERE id = $1) - interval '5 milliseconds' WHERE delivery_id = $1")
+        .bind(id)
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let shown = app.get(&format!("/deliveries/{id}")).await.body;
+    assert_eq!(outcomes(&shown), ["success"], "{shown}");
+}
+
+#[tokio::test]
 async fn a_receiver_failing_three_times_gets_exactly_four_attempts_spaced_as_configured() {
     let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "300ms,600ms,900ms,5s")]).await;
     let receiver = Receiver::start(vec![Reply::Status(500), Reply::Status(503), Reply::Status(404)], Reply::Status(204)).await;

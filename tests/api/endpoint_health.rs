@@ -43,8 +43,9 @@ async fn a_410_fails_its_delivery_at_once_and_disables_the_subscription_until_it
     assert!(disabled["disabled_at"].is_string());
     let refused = app.ingest_bytes(subscription, b"{}".to_vec(), None).await;
     assert_eq!((refused.status, refused.body["error"].as_str()), (409, Some("subscription_inactive")));
-    let parked = app.get(&format!("/deliveries/{waiting}")).await.body;
-    assert_eq!((parked["status"].as_str(), &parked["next_attempt_at"]), (Some("retrying"), &json!(null)), "parked, not failed");
+    // Parked by a batch committed after the disable (src/delivery/backlog.rs).
+    let parked = app.wait_for_delivery(waiting, LIMIT, |d| d["next_attempt_at"].is_null()).await;
+    assert_eq!(parked["status"], "retrying", "parked, not failed");
 
     // Re-enabling clears the reason, and the parked delivery is due at once.
     let enabled = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": true}))).await;
@@ -86,6 +87,19 @@ async fn a_subscription_failing_for_longer_than_the_limit_is_disabled_and_a_succ
     let attempts = receiver.received().len();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), attempts, "no attempt after the subscription was disabled");
+
+    // Re-enabled while the receiver still fails: a new streak starts, so the first failure
+    // after it does not disable the subscription again; 300 ms and 3 failures later it does.
+    let resumed_at: time::OffsetDateTime = sqlx::query_scalar("SELECT now()").fetch_one(&app.pool).await.unwrap();
+    let enabled = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": true}))).await;
+    assert_eq!(enabled.status, 200, "{:?}", enabled.body);
+    let disabled_again = wait_until_inactive(&app, subscription).await;
+    assert_eq!(disabled_again["disabled_reason"], "failing");
+    let failing_since: time::OffsetDateTime =
+        sqlx::query_scalar("SELECT failing_since FROM subscriptions WHERE id = $1").bind(subscription).fetch_one(&app.pool).await.unwrap();
+    assert!(failing_since >= resumed_at, "the streak began before the re-enable: {failing_since} < {resumed_at}");
+    let after_resume = receiver.received().len() - attempts;
+    assert!(after_resume >= 3, "disabled again after {after_resume} attempt(s), not a new streak of 3");
 }
 
 #[tokio::test]

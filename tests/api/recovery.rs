@@ -202,3 +202,31 @@ async fn one_recovery_runs_per_subscription_and_times_out_of_range_are_refused()
     let answer = app.call("POST", &recover_path(subscription), Some(far)).await;
     assert_eq!((answer.status, answer.body["error"].as_str()), (400, Some("invalid_range")), "{:?}", answer.body);
 }
+
+#[tokio::test]
+async fn recoveries_waiting_on_paused_subscriptions_never_hold_up_a_newer_one() {
+    let app = spawn_app_with(&[]).await;
+    // More waiting recoveries, older, than a round looks at (100): each of a paused subscription.
+    sqlx::query(
+        "WITH paused AS (
+             INSERT INTO subscriptions (id, target_url, event_types, is_active)
+             SELECT gen_random_uuid(), 'http://127.0.0.1:9/x', '{}', false FROM generate_series(1, 120)
+             RETURNING id)
+         INSERT INTO recoveries (id, subscription_id, since, until, matched, cursor_created_at, cursor_id, created_at)
+         SELECT gen_random_uuid(), id, now() - interval '2 days', now() - interval '1 day', 1,
+                now() - interval '2 days', '00000000-0000-0000-0000-000000000000', now() - interval '1 day'
+         FROM paused",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let receiver = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    insert_failed_deliveries(&app.pool, subscription, 3).await;
+
+    let started = app.call("POST", &recover_path(subscription), Some(json!({"since": "2000-01-01T00:00:00Z"}))).await;
+    assert_eq!(started.status, 202, "{:?}", started.body);
+    let done = wait_for_recovery(&app, started.body["recovery_id"].as_str().unwrap(), |r| r["status"] == "done").await;
+    assert_eq!(done["requeued"], 3);
+    receiver.wait_for(3, LIMIT).await;
+}

@@ -196,3 +196,27 @@ async fn a_partition_waits_briefly_for_its_lock_and_never_queues_attempts_behind
     let report = run_once(&pool, now, RETENTION, DEADLINE).await.unwrap();
     assert_eq!(report.created_partitions, [last], "the next pass creates it");
 }
+
+#[tokio::test]
+async fn a_busy_old_partition_is_left_for_the_next_pass_and_the_rest_of_the_pass_goes_on() {
+    let app = spawn_app().await;
+    let ok = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&ok.url, json!({})).await;
+    let delivered = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(delivered, LIMIT).await;
+    let today = partition_name(OffsetDateTime::now_utc().date());
+    // A long report over today's attempts holds a lock that dropping the partition needs.
+    let mut report_reader = app.pool.begin().await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {today}"))).execute(&mut *report_reader).await.unwrap();
+
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(5 * 24 * 3600);
+    let report = run_once(&app.pool, later, RETENTION, DEADLINE).await.expect("the pass goes on past a busy partition");
+    assert_eq!(report.busy_partitions.first(), Some(&today), "{report}");
+    assert!(!report.dropped_partitions.contains(&today), "{report}");
+    assert_eq!(report.deleted_deliveries, 1, "the finished delivery is deleted all the same");
+
+    report_reader.commit().await.unwrap();
+    let report = run_once(&app.pool, later, RETENTION, DEADLINE).await.unwrap();
+    assert!(report.dropped_partitions.contains(&today), "the next pass drops it: {report}");
+    assert!(!partitions(&app.pool).await.contains(&today));
+}

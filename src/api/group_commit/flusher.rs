@@ -56,6 +56,11 @@ impl Committed {
     }
 }
 
+fn unconfirmed(error: &dyn std::fmt::Display) -> sqlx::Error {
+    let message = format!("the database could not confirm the webhook's flush: {error}");
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
+}
+
 fn lost_before_flush() -> sqlx::Error {
     let message = "the database lost the webhook before flushing it (a crash or failover): not stored";
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
@@ -82,8 +87,14 @@ impl Flusher {
                     self.permission.store(ALLOWED, Ordering::Relaxed);
                     Ok(true)
                 }
-                Err(sqlx::Error::Database(error)) => {
+                Err(sqlx::Error::Database(error)) if refuses_the_wait(error.code().as_deref()) => {
                     refuse_for_good(&self.permission, &error);
+                    Ok(false)
+                }
+                // Anything else says nothing about the permission (a failover under way, a
+                // cancelled statement): this batch waits for its own flush, the next asks again.
+                Err(sqlx::Error::Database(error)) => {
+                    tracing::debug!(%error, "cannot try a wait for a flush now");
                     Ok(false)
                 }
                 Err(error) => Err(error),
@@ -103,6 +114,14 @@ impl Flusher {
         let _ = self.sender.send(Committed { replies, answered });
         done
     }
+}
+
+/// Whether a failed wait's SQLSTATE says the database does not let us wait this way (no
+/// right to the function, no such function or feature), for good. Other errors (a backend
+/// terminated in a failover, a read-only standby, a cancelled statement, a deadlock) are
+/// tried again.
+fn refuses_the_wait(code: Option<&str>) -> bool {
+    matches!(code, Some("42501" | "42883" | "0A000"))
 }
 
 fn refuse_for_good(permission: &AtomicU8, error: &dyn std::fmt::Display) {
@@ -137,7 +156,7 @@ async fn flush_with_retries(pool: &PgPool, deadline: Duration, ids: &[DeliveryId
     loop {
         tries += 1;
         match db::within_deadline(pool, deadline, async |db| deliveries::wait_until_durable(db, ids).await).await {
-            Err(sqlx::Error::Database(error)) => {
+            Err(sqlx::Error::Database(error)) if refuses_the_wait(error.code().as_deref()) => {
                 // Revoked since it was tried: these are answered with an error, the next
                 // batches wait for their own flush.
                 refuse_for_good(permission, &error);
@@ -147,6 +166,9 @@ async fn flush_with_retries(pool: &PgPool, deadline: Duration, ids: &[DeliveryId
                 tracing::warn!(%error, "cannot wait for ingest's flush; trying again");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            // Committed, maybe sent, and not known to be durable: 503, "may or may not have
+            // taken effect", never a 500.
+            Err(sqlx::Error::Database(error)) => return Err(unconfirmed(&error)),
             result => return result,
         }
     }
@@ -174,6 +196,18 @@ mod tests {
         let error = lost_answer.blocking_recv().unwrap().unwrap_err();
         assert!(crate::error::is_unavailable(&error), "a lost webhook is answered 503: {error}");
         assert!(done.blocking_recv().is_ok(), "the writer is told");
+    }
+
+    #[test]
+    fn only_a_missing_right_or_function_turns_the_wait_off_for_good() {
+        for refused in ["42501", "42883", "0A000"] {
+            assert!(refuses_the_wait(Some(refused)), "{refused}");
+        }
+        // Terminated in a failover, a read-only standby, cancelled, a deadlock, unknown.
+        for passing in ["57P01", "25006", "57014", "40P01", "XX000"] {
+            assert!(!refuses_the_wait(Some(passing)), "{passing}");
+        }
+        assert!(!refuses_the_wait(None));
     }
 
     #[test]
