@@ -75,6 +75,7 @@ impl Application {
         };
         let subscriptions = SubscriptionCache::new(
             pool.clone(),
+            settings.database.statement_deadline,
             settings.cache.capacity,
             settings.cache.ttl,
             shared,

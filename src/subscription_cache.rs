@@ -9,7 +9,7 @@ use std::time::Duration;
 use moka::future::Cache;
 use sqlx::PgPool;
 
-use crate::db::subscriptions::{self, SubscriptionRow};
+use crate::db::{self, subscriptions::{self, SubscriptionRow}};
 use crate::domain::SubscriptionId;
 use crate::error::ApiError;
 use crate::redis_cache::RedisCache;
@@ -29,6 +29,9 @@ pub struct SubscriptionCache {
     absent: Cache<SubscriptionId, ()>,
     shared: Option<Arc<RedisCache>>,
     pool: PgPool,
+    /// A read without an answer by then fails (`WEBHOOKD_DB_STATEMENT_DEADLINE`): every
+    /// send task and request waiting on the shared load would otherwise wait with it.
+    deadline: Duration,
     /// Opens secrets encrypted at rest (`None`: at-rest encryption is off).
     keyring: Option<Arc<Keyring>>,
 }
@@ -71,6 +74,7 @@ impl SubscriptionCache {
     /// A cache of at most `capacity` subscriptions, each kept at most `ttl`.
     pub fn new(
         pool: PgPool,
+        deadline: Duration,
         capacity: u64,
         ttl: Duration,
         shared: Option<Arc<RedisCache>>,
@@ -78,7 +82,7 @@ impl SubscriptionCache {
     ) -> Self {
         let cache = Cache::builder().name("subscriptions").max_capacity(capacity).time_to_live(ttl).build();
         let absent = Cache::builder().max_capacity(ABSENT_CAPACITY).time_to_live(ABSENT_TTL).build();
-        Self { cache, absent, shared, pool, keyring }
+        Self { cache, absent, shared, pool, deadline, keyring }
     }
 
     /// The subscription `id`, from memory when possible. Concurrent misses for the same id
@@ -90,7 +94,7 @@ impl SubscriptionCache {
         let load = async {
             let stored = match self.read_shared(id).await {
                 Some(row) => row,
-                None => match subscriptions::select(&self.pool, id).await {
+                None => match db::bounded(self.deadline, subscriptions::select(&self.pool, id)).await {
                     Ok(Some(row)) => {
                         if let Some(shared) = &self.shared {
                             shared.put(&row).await;

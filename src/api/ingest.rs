@@ -140,11 +140,6 @@ impl IngestApi {
             IngestAuth::Signature(signature) => Credential::Hub(signature.0.key),
             IngestAuth::Anonymous => return Err(ApiError::unauthorized()),
         };
-        let event_type = event_header.0.or(event_type.0).filter(|e| !e.is_empty());
-        if let Some(name) = &event_type {
-            validate_producer_event_type(name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
-        }
-        let idempotency_key = IdempotencyKey::parse(idempotency_key.0)?;
         let subscription_id = match subscription_id.0.parse::<SubscriptionId>() {
             Ok(id) => id,
             Err(_) if matches!(credential, Credential::Admin) => {
@@ -167,6 +162,13 @@ impl IngestApi {
         if !credential.authenticates(&subscription, &bytes) {
             return Err(ApiError::unauthorized());
         }
+        // Checked once authenticated: a request without a valid credential gets the one 401,
+        // whatever else is wrong with it.
+        let event_type = event_header.0.or(event_type.0).filter(|e| !e.is_empty());
+        if let Some(name) = &event_type {
+            validate_producer_event_type(name).map_err(|m| ApiError::bad_request("invalid_event_type", m))?;
+        }
+        let idempotency_key = IdempotencyKey::parse(idempotency_key.0)?;
         // A Standard Webhooks message id is always the idempotency key (an unsigned
         // Idempotency-Key cannot replace it, or a captured request could be posted again
         // under new keys), and a replayed delivery (whose webhook-id is its own delivery id)

@@ -185,14 +185,16 @@ pub async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
     Ok(listener)
 }
 
-/// Sends one NOTIFY per burst of local wake-ups, at most every [`NOTIFY_INTERVAL`].
-pub async fn notify_others(pool: PgPool, wanted: Arc<Notify>, shutdown: CancellationToken) {
+/// Sends one NOTIFY per burst of local wake-ups, at most every [`NOTIFY_INTERVAL`]; one
+/// without an answer within `deadline` is given up (a silent database must not stop the
+/// NOTIFYs that follow it).
+pub async fn notify_others(pool: PgPool, deadline: Duration, wanted: Arc<Notify>, shutdown: CancellationToken) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = wanted.notified() => {}
         }
-        let sent = deliveries::notify_work(&pool).await;
+        let sent = db::bounded(deadline, deliveries::notify_work(&pool)).await;
         if let Err(error) = sent {
             tracing::debug!(%error, "NOTIFY failed; other instances will find the work on their next poll");
         }

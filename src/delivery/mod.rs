@@ -148,7 +148,7 @@ impl Engine {
                 context.subscriptions.clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(listener::notify_others(context.pool.clone(), waker.remote.clone(), shutdown.clone())),
+            tokio::spawn(listener::notify_others(context.pool.clone(), context.statement_deadline, waker.remote.clone(), shutdown.clone())),
             tokio::spawn(backlog::run(context.clone(), shutdown.clone())),
         ];
         if context.settings.concurrency > 0 {

@@ -282,14 +282,17 @@ impl DeliveryTask {
 
     /// Gives the delivery back unattempted, due at `due_at` (`None`: parked).
     async fn release(&self, delivery: &ClaimedDelivery, due_at: Option<OffsetDateTime>) {
-        match deliveries::release(&self.context.pool, &[delivery.id], self.lease_id, due_at).await {
+        let ids = [delivery.id];
+        let release = deliveries::release(&self.context.pool, &ids, self.lease_id, due_at);
+        match db::bounded(self.context.statement_deadline, release).await {
             Ok(_) => self.context.progressed(),
             Err(error) => tracing::warn!(delivery.id = %delivery.id, %error, "cannot release the delivery; it will be retried when its lease expires"),
         }
     }
 
     async fn cancel(&self, delivery: &ClaimedDelivery, reason: &str) {
-        match deliveries::cancel_claimed(&self.context.pool, delivery.id, self.lease_id, reason).await {
+        let cancel = deliveries::cancel_claimed(&self.context.pool, delivery.id, self.lease_id, reason);
+        match db::bounded(self.context.statement_deadline, cancel).await {
             Ok(()) => self.context.progressed(),
             Err(error) => tracing::warn!(delivery.id = %delivery.id, %error, "cannot cancel the delivery; it will be looked at again when its lease expires"),
         }

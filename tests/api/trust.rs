@@ -42,6 +42,12 @@ async fn post_signed(app: &TestApp, subscription: uuid::Uuid, body: &[u8], signa
     read_answer(request.send().await.unwrap()).await
 }
 
+/// `post_signed` with a GitHub-style signature and one more header.
+async fn post_with(app: &TestApp, subscription: uuid::Uuid, body: &[u8], signature: &str, header: (&str, &str)) -> crate::helpers::Answer {
+    let request = app.http.post(app.url(&format!("/ingest/{subscription}"))).header("X-Hub-Signature-256", signature).header(header.0, header.1);
+    read_answer(request.body(body.to_vec()).send().await.unwrap()).await
+}
+
 async fn count_deliveries(app: &TestApp) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM deliveries").fetch_one(&app.pool).await.unwrap()
 }
@@ -399,6 +405,9 @@ async fn strangers_get_the_same_401_whatever_the_id_and_without_a_read_per_reque
         post_standard(&app, &with_secret.to_string(), "m", now(), body, &wrong_standard).await,
         post_standard(&app, "not-a-uuid", "m", now(), body, &wrong_standard).await,
         read_answer(app.http.post(app.url("/ingest/not-a-uuid")).body("{}").send().await.unwrap()).await,
+        // Whatever else is wrong with a request, a wrong signature is what it is told.
+        post_with(&app, with_secret, body, &wrong_hub, ("X-Webhook-Event", "not a valid type!")).await,
+        post_with(&app, with_secret, body, &wrong_hub, ("Idempotency-Key", &"k".repeat(300))).await,
     ];
     for answer in &answers {
         assert_eq!((answer.status, &answer.body), (answers[0].status, &answers[0].body));
