@@ -4,6 +4,8 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::MaybeUndefined;
 use poem_openapi::{ApiResponse, Object, OpenApi};
+use std::time::Duration;
+
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -20,6 +22,7 @@ use crate::domain::SubscriptionId;
 use crate::secrets::SecretValue;
 use crate::domain::target_url::TargetUrl;
 use crate::error::ApiError;
+use crate::ui::portal_link::IssuedLink;
 
 /// Most event type filters one subscription may have.
 const MAX_EVENT_TYPES: usize = 100;
@@ -345,11 +348,7 @@ impl SubscriptionsApi {
             Some(text) => crate::ui::portal_link::parse_lifetime(text).map_err(|m| ApiError::bad_request("invalid_expires_in", m))?,
         };
         let id = SubscriptionId::from(id.0);
-        match store::select(&self.context.pool, id).await? {
-            Some(row) if row.deleted_at.is_none() => {}
-            _ => return Err(no_subscription()),
-        }
-        let link = self.context.portal_links.signer().await?.issue(id, OffsetDateTime::now_utc(), lifetime);
+        let link = self.issue_portal_link(id, lifetime).await?;
         let url = crate::ui::portal_url(&self.context.settings, request, &link.token);
         tracing::info!(subscription.id = %id, "portal link issued");
         Ok(PortalLinkCreated::Created(Json(PortalLink { url, expires_at: link.expires_at })))
@@ -368,6 +367,13 @@ impl SubscriptionsApi {
 }
 
 impl SubscriptionsApi {
+    /// A portal link for live subscription `id`, issued at the database's time (the clock
+    /// its revocation is compared with).
+    pub(crate) async fn issue_portal_link(&self, id: SubscriptionId, lifetime: Duration) -> Result<IssuedLink, ApiError> {
+        let issued_at = store::portal_link_issue_time(&self.context.pool, id).await?.ok_or_else(no_subscription)?;
+        Ok(self.context.portal_links.signer().await?.issue(id, issued_at, lifetime))
+    }
+
     /// Validates, seals the secret of, and stores a new subscription.
     pub(crate) async fn create_row(&self, fields: SubscriptionFields) -> Result<SubscriptionRow, ApiError> {
         self.check_target(&fields.target_url).await?;

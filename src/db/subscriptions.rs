@@ -306,6 +306,11 @@ pub struct PortalLinkState {
     pub portal_links_valid_after: Option<OffsetDateTime>,
 }
 
+/// The database's clock, if `id` is a live subscription: when a link for it is issued.
+pub async fn portal_link_issue_time(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_file_scalar!("sql/subscriptions/select_portal_link_issue_time.sql", id.as_uuid()).fetch_optional(db).await
+}
+
 /// Reads what a portal link for subscription `id` is checked against (`None`: no such id).
 pub async fn portal_link_state(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::Result<Option<PortalLinkState>> {
     sqlx::query_file_as!(PortalLinkState, "sql/subscriptions/select_portal_links_valid_after.sql", id.as_uuid()).fetch_optional(db).await

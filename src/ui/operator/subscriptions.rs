@@ -349,7 +349,7 @@ pub(super) async fn subscription_action(
             "portal-link" => {
                 let lifetime = crate::ui::portal_link::parse_lifetime(form.expires_in.as_deref().unwrap_or("24h"))
                     .map_err(|m| UiError::Api(ApiError::bad_request("invalid_expires_in", m)))?;
-                let link = context.api.portal_links.signer().await?.issue(id, OffsetDateTime::now_utc(), lifetime);
+                let link = api.issue_portal_link(id, lifetime).await?;
                 let url = crate::ui::portal_url(&context.api.settings, request, &link.token);
                 let body = html! {
                     h1 { "Portal link" }
