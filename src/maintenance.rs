@@ -33,9 +33,9 @@ pub struct Report {
     pub skipped: bool,
     pub created_partitions: Vec<String>,
     pub dropped_partitions: Vec<String>,
-    /// Old partitions left for the next pass: the first one's drop waited out its lock
+    /// Expired partitions left for the next pass: the first one's drop waited out its lock
     /// timeout (a long query on it), and PostgreSQL detaches one partition of a table at a
-    /// time, so the older ones after it wait too. The rest of the pass goes on.
+    /// time, so the newer expired ones after it wait too. The rest of the pass goes on.
     pub busy_partitions: Vec<String>,
     pub deleted_deliveries: u64,
     pub expired_parked_deliveries: u64,

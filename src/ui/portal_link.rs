@@ -2,8 +2,9 @@
 //! that checking one needs no row of its own (only the subscription's revocation instant).
 //!
 //! A token is base64url of `version (1) | subscription id (16) | issued at (8, µs since the
-//! epoch) | expires at (8, µs) | HMAC-SHA256 of the preceding 33 bytes (32)`. The key is
-//! random, shared by the instances through the database (`ui_keys`, migration 31), never
+//! epoch) | expires at (8, µs) | HMAC-SHA256 of the admin token's fingerprint and the
+//! preceding 33 bytes (32)` (version 2; version 1, without the fingerprint, is still
+//! accepted until its links expire). The key is random, shared by the instances through the database (`ui_keys`, migration 31), never
 //! derived from the admin token: a link is handed to customers, and its signature must not
 //! let them test guesses of the admin token offline. A subscription's links are revoked by
 //! moving its `portal_links_valid_after` past their issue time, and all links at once by
@@ -32,7 +33,11 @@ pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// The longest lifetime accepted: a link is a bearer credential.
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
-const VERSION: u8 = 1;
+/// Links issued now: the tag also covers the admin token's fingerprint.
+const VERSION: u8 = 2;
+/// Links issued before that (until December 2026), accepted until they expire (30 days at
+/// most): a replaced admin token does not revoke them.
+const VERSION_WITHOUT_ADMIN: u8 = 1;
 const SIGNED_LEN: usize = 1 + 16 + 8 + 8;
 const TOKEN_LEN: usize = SIGNED_LEN + 32;
 
@@ -111,9 +116,18 @@ impl<'a> Signer<'a> {
         fingerprint(self.key, admin_token)
     }
 
-    /// The signature of a link's fields, valid only while the admin token is the same.
+    /// The signature of a new link's fields, valid only while the admin token is the same.
     fn tag(&self, signed: &[u8]) -> [u8; 32] {
         hmac(self.key, &[b"webhookd portal links v1", &self.admin, signed])
+    }
+
+    /// The signature a link's fields should carry, by its version (the first byte).
+    fn expected_tag(&self, signed: &[u8]) -> Option<[u8; 32]> {
+        match signed.first() {
+            Some(&VERSION) => Some(self.tag(signed)),
+            Some(&VERSION_WITHOUT_ADMIN) => Some(hmac(self.key, &[b"webhookd portal links v1", signed])),
+            _ => None,
+        }
     }
 
     /// Issues a link for `subscription_id` valid from `now` for `lifetime`.
@@ -133,11 +147,12 @@ impl<'a> Signer<'a> {
     /// see [`LinkClaims::revoked_by`]).
     pub fn verify(&self, token: &str, now: OffsetDateTime) -> Result<LinkClaims, LinkError> {
         let bytes = URL_SAFE_NO_PAD.decode(token).map_err(|_| LinkError::Invalid)?;
-        if bytes.len() != TOKEN_LEN || bytes[0] != VERSION {
+        if bytes.len() != TOKEN_LEN {
             return Err(LinkError::Invalid);
         }
         let (signed, tag) = bytes.split_at(SIGNED_LEN);
-        if !bool::from(self.tag(signed).ct_eq(tag)) {
+        let expected = self.expected_tag(signed).ok_or(LinkError::Invalid)?;
+        if !bool::from(expected.ct_eq(tag)) {
             return Err(LinkError::Invalid);
         }
         let field = |range: std::ops::Range<usize>| -> [u8; 8] {
@@ -220,6 +235,20 @@ mod tests {
         assert_eq!(new_admin_token.verify(&link.token, at(1)), Err(LinkError::Invalid), "a replaced admin token revokes every link");
         assert_eq!(links.verify("not a token", at(1)), Err(LinkError::Invalid));
         assert_eq!(links.verify(&link.token[..40], at(1)), Err(LinkError::Invalid));
+    }
+
+    #[test]
+    fn a_link_issued_before_version_2_is_accepted_whatever_the_admin_token() {
+        let links = Signer::new(&[1; 32], "admin-token-0123456789");
+        let id = SubscriptionId::new();
+        let mut bytes = vec![VERSION_WITHOUT_ADMIN];
+        bytes.extend_from_slice(id.as_uuid().as_bytes());
+        bytes.extend_from_slice(&micros(at(0)).to_be_bytes());
+        bytes.extend_from_slice(&micros(at(60)).to_be_bytes());
+        bytes.extend_from_slice(&hmac(&[1; 32], &[b"webhookd portal links v1", &bytes]));
+        let old = URL_SAFE_NO_PAD.encode(bytes);
+        assert_eq!(links.verify(&old, at(1)).map(|c| c.subscription_id), Ok(id));
+        assert!(Signer::new(&[1; 32], "replaced-token-0123456789").verify(&old, at(1)).is_ok());
     }
 
     #[test]

@@ -467,8 +467,14 @@ async fn replacing_the_admin_token_revokes_every_portal_link() {
     let link = issued.body["url"].as_str().unwrap().to_owned();
     let opened = app.http.get(&link).send().await.unwrap();
     assert_eq!(opened.status(), 200, "the link opens while the token is the same");
-    let old_address = app.address.clone();
+    let first_address = app.address.clone();
     app.stop().await;
+    // Restarted with the same token (and so the same key and fingerprint): it still opens.
+    let restarted = crate::helpers::spawn_app_on(&database_url, &[]).await;
+    let link = link.replace(&first_address, &restarted.address);
+    assert_eq!(restarted.http.get(&link).send().await.unwrap().status(), 200, "a restart alone revokes nothing");
+    let old_address = restarted.address.clone();
+    restarted.stop().await;
 
     let replaced = crate::helpers::spawn_app_on(&database_url, &[("WEBHOOKD_ADMIN_TOKEN", "a-new-admin-token-0123456789")]).await;
     let link = link.replace(&old_address, &replaced.address);
@@ -484,6 +490,24 @@ async fn a_nul_character_in_a_filter_is_a_400_not_a_500() {
     let page = client.get(app.url("/ui/deliveries?event_type=%00")).header("cookie", cookie).send().await.unwrap();
     assert_eq!(page.status(), 400);
     assert!(page.text().await.unwrap().contains("NUL"), "the page says what was wrong");
+}
+
+#[tokio::test]
+async fn a_dashboard_edit_that_keeps_the_target_does_not_check_it_again() {
+    let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false")]).await;
+    let subscription = app.create_subscription("https://93.184.216.34/hook", json!({})).await;
+    // The host now leads somewhere private (as DNS can change after the check).
+    sqlx::query("UPDATE subscriptions SET target_url = 'http://localhost:9/x' WHERE id = $1").bind(subscription).execute(&app.pool).await.unwrap();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = log_in(&client, &app).await;
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let edit = app.url(&format!("/ui/subscriptions/{subscription}/edit"));
+    let headers = [("cookie", cookie.as_str()), ("origin", app.address.as_str())];
+    let renamed = post_form(&app, &edit, &headers, "name=renamed&target_url=http%3A%2F%2Flocalhost%3A9%2Fx&event_types=").await;
+    assert!(renamed.text().await.unwrap().contains("Changes saved."), "the edit went through");
+    assert_eq!(app.get(&format!("/subscriptions/{subscription}")).await.body["name"], "renamed");
+    let moved = post_form(&app, &edit, &headers, "name=renamed&target_url=http%3A%2F%2F10.0.0.8%2Fx&event_types=").await;
+    assert_eq!(moved.status(), 400, "a new target is still checked");
 }
 
 #[tokio::test]

@@ -157,10 +157,10 @@ async fn flush_with_retries(pool: &PgPool, deadline: Duration, ids: &[DeliveryId
         tries += 1;
         match db::within_deadline(pool, deadline, async |db| deliveries::wait_until_durable(db, ids).await).await {
             Err(sqlx::Error::Database(error)) if refuses_the_wait(error.code().as_deref()) => {
-                // Revoked since it was tried: these are answered with an error, the next
-                // batches wait for their own flush.
+                // Revoked since it was tried: these are answered 503 (committed, maybe sent,
+                // durability unknown), the next batches wait for their own flush.
                 refuse_for_good(permission, &error);
-                return Err(sqlx::Error::Database(error));
+                return Err(unconfirmed(&error));
             }
             Err(error) if tries < FLUSH_TRIES => {
                 tracing::warn!(%error, "cannot wait for ingest's flush; trying again");
