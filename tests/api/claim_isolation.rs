@@ -172,10 +172,14 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
         ("park", include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 200.0),
         ("resume", include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 200.0),
         ("cancel", include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 400.0),
+        // A batch smaller than the backlog: all due rows and some parked ones, each index
+        // read in order and stopped at the batch (no bitmap of every waiting row, below).
+        ("cancel_part", include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), format!("('{quiet}', 150)"), 300.0),
         ("depth", include_str!("../../sql/deliveries/queue_depth.sql"), String::new(), backlog as f64 + 200.0),
-        // Its plan on "empty" statistics joins the parked rows it found to their updates in
-        // a loop, which counts each many times over; what matters is which index it reads.
-        ("expire", include_str!("../../sql/maintenance/expire_parked_deliveries.sql"), "(now() + interval '1 day', 1000)".into(), f64::INFINITY),
+        // Picked, updated and returned (counted): each of its 100 expired rows three times.
+        ("expire", include_str!("../../sql/maintenance/expire_parked_deliveries.sql"), "(now() + interval '1 day', 1000)".into(), 300.0),
+        // Nothing parked long enough: nothing read (not every parked row, to test its time).
+        ("expire_none", include_str!("../../sql/maintenance/expire_parked_deliveries.sql"), "(now() - interval '1 day', 1000)".into(), 0.0),
     ];
     let mut db = pool.acquire().await.unwrap();
     for (name, statement, _, _) in &statements {
@@ -188,10 +192,19 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
             db.execute("ROLLBACK").await.unwrap();
             let read = rows_read(&plan[0]["Plan"]);
             assert!(read <= *most, "with statistics {statistics}, {name} read {read} rows of deliveries:\n{plan:#}");
-            assert_reads_deliveries_through(&plan[0]["Plan"], &["deliveries_subscription_due_idx", "deliveries_parked_idx", "deliveries_pkey"]);
+            assert_reads_deliveries_through(
+                &plan[0]["Plan"],
+                &["deliveries_subscription_due_idx", "deliveries_parked_idx", "deliveries_parked_since_idx", "deliveries_pkey"],
+            );
+            assert!(!has_node(&plan[0]["Plan"], "BitmapOr"), "with statistics {statistics}, {name} reads a bitmap of two indexes:\n{plan:#}");
         }
         db.execute("ANALYZE deliveries").await.unwrap();
     }
+}
+
+/// Whether the plan has a node of this type.
+fn has_node(plan: &Value, node_type: &str) -> bool {
+    plan["Node Type"] == node_type || plan["Plans"].as_array().into_iter().flatten().any(|child| has_node(child, node_type))
 }
 
 /// Every read of deliveries in the plan goes through one of `indexes`.
