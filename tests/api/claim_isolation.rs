@@ -170,7 +170,9 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
     // waiting rows, then updated by id.
     let statements = [
         ("park", include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 200.0),
+        ("park_part", include_str!("../../sql/deliveries/park_subscription_deliveries.sql"), format!("('{quiet}', 50)"), 100.0),
         ("resume", include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 200.0),
+        ("resume_part", include_str!("../../sql/deliveries/resume_subscription_deliveries.sql"), format!("('{quiet}', 50)"), 100.0),
         ("cancel", include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), format!("('{quiet}', 1000)"), 400.0),
         // A batch smaller than the backlog: all due rows and some parked ones, each index
         // read in order and stopped at the batch (no bitmap of every waiting row, below).
