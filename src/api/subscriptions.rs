@@ -422,11 +422,12 @@ impl SubscriptionsApi {
     /// Applies `change` to the locked row. `sets_secret`: the client gave `secret_key` (a
     /// value or null), which revokes every earlier secret, rotation overlap included.
     ///
-    /// `new_target`: the `target_url` the request sets, if it sets one. It is checked before
-    /// the row is locked (the check may resolve DNS for seconds, and the outcome writer may
-    /// need the row meanwhile). A target left as it is was checked when it was set and is not
-    /// checked again: pausing a subscription whose host now resolves to a private address
-    /// must not fail on a field the request does not touch.
+    /// `new_target`: the `target_url` the request sends, if it sends one. One that differs
+    /// from the stored target is checked before the row is locked (the check may resolve DNS
+    /// for seconds, and the outcome writer may need the row meanwhile). The stored target was
+    /// checked when it was set and is not checked again: pausing a subscription whose host
+    /// now resolves to a private address must not fail on a field the request does not
+    /// change (a PUT or a form sends it unchanged).
     pub(crate) async fn modify(
         &self,
         id: SubscriptionId,
@@ -434,7 +435,9 @@ impl SubscriptionsApi {
         new_target: Option<&str>,
         change: impl FnOnce(SubscriptionRow) -> SubscriptionFields,
     ) -> Result<Json<Subscription>, ApiError> {
-        if let Some(target) = new_target {
+        if let Some(target) = new_target
+            && store::select(&self.context.pool, id).await?.is_none_or(|stored| stored.target_url != target)
+        {
             self.check_target(target).await?;
         }
         let mut tx = self.context.pool.begin().await?;

@@ -4,8 +4,8 @@
 //! A token is base64url of `version (1) | subscription id (16) | issued at (8, µs since the
 //! epoch) | expires at (8, µs) | HMAC-SHA256 of the admin token's fingerprint and the
 //! preceding 33 bytes (32)` (version 2; version 1, without the fingerprint, is still
-//! accepted until its links expire). The key is random, shared by the instances through the database (`ui_keys`, migration 31), never
-//! derived from the admin token: a link is handed to customers, and its signature must not
+//! accepted until its links expire). The key is random, shared by the instances through
+//! the database (`ui_keys`, migration 31), never derived from the admin token: a link is handed to customers, and its signature must not
 //! let them test guesses of the admin token offline. A subscription's links are revoked by
 //! moving its `portal_links_valid_after` past their issue time, and all links at once by
 //! replacing the admin token: each signature also covers the token's fingerprint (below),
@@ -45,7 +45,8 @@ const TOKEN_LEN: usize = SIGNED_LEN + 32;
 pub struct PortalLinks {
     pool: PgPool,
     admin_token: Secret,
-    key: OnceCell<[u8; 32]>,
+    /// The key, and the admin token's fingerprint under it (both fixed for the process).
+    keys: OnceCell<([u8; 32], [u8; 32])>,
 }
 
 /// Signs and checks portal links with the shared key, for the current admin token.
@@ -86,30 +87,28 @@ const KEY_NAME: &str = "portal_links_v1";
 
 impl PortalLinks {
     pub fn new(pool: PgPool, admin_token: Secret) -> Self {
-        Self { pool, admin_token, key: OnceCell::new() }
+        Self { pool, admin_token, keys: OnceCell::new() }
     }
 
     /// The signer, with the shared key (made now, from the OS's random source, if no
     /// instance has made it yet).
     pub async fn signer(&self) -> sqlx::Result<Signer<'_>> {
-        let key = self
-            .key
+        let (key, admin) = self
+            .keys
             .get_or_try_init(|| async {
                 let mut candidate = [0u8; 32];
                 getrandom::fill(&mut candidate).map_err(|e| sqlx::Error::Protocol(format!("no randomness for the portal key: {e}")))?;
                 let stored = ui_keys::get_or_create(&self.pool, KEY_NAME, &candidate).await?;
-                <[u8; 32]>::try_from(stored.as_slice()).map_err(|_| sqlx::Error::Protocol("the stored portal key is not 32 bytes".into()))
+                let key = <[u8; 32]>::try_from(stored.as_slice())
+                    .map_err(|_| sqlx::Error::Protocol("the stored portal key is not 32 bytes".into()))?;
+                Ok::<_, sqlx::Error>((key, fingerprint(&key, self.admin_token.expose())))
             })
             .await?;
-        Ok(Signer::new(key, self.admin_token.expose()))
+        Ok(Signer { key, admin: *admin })
     }
 }
 
-impl<'a> Signer<'a> {
-    fn new(key: &'a [u8; 32], admin_token: &str) -> Self {
-        Self { key, admin: fingerprint(key, admin_token) }
-    }
-
+impl Signer<'_> {
     /// A fingerprint of the admin token under the shared key: stored with each dashboard
     /// session, so that sessions opened with a replaced token are no longer live.
     pub fn admin_fingerprint(&self, admin_token: &str) -> [u8; 32] {
@@ -206,6 +205,12 @@ fn from_micros(value: i64) -> Result<OffsetDateTime, LinkError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<'a> Signer<'a> {
+        fn new(key: &'a [u8; 32], admin_token: &str) -> Self {
+            Self { key, admin: fingerprint(key, admin_token) }
+        }
+    }
 
     fn at(seconds: i64) -> OffsetDateTime {
         OffsetDateTime::from_unix_timestamp(1_800_000_000 + seconds).unwrap()

@@ -143,6 +143,9 @@ async fn a_change_that_leaves_the_target_alone_does_not_check_it_again() {
     let paused = app.call("PATCH", &path, Some(json!({"is_active": false, "name": "paused"}))).await;
     assert_eq!(paused.status, 200, "a pause must not fail on the target it does not touch: {:?}", paused.body);
     assert_eq!(paused.body["is_active"], false);
+    // A PUT sends the target whole: unchanged, it is not checked either.
+    let replaced = app.call("PUT", &path, Some(json!({"target_url": "http://localhost:9/x", "is_active": false}))).await;
+    assert_eq!(replaced.status, 200, "{:?}", replaced.body);
     // A target the request sets is still checked, by PATCH and by PUT.
     let moved = app.call("PATCH", &path, Some(json!({"target_url": "http://localhost:9/y"}))).await;
     assert_eq!((moved.status, moved.body["error"].as_str()), (400, Some("target_not_allowed")));

@@ -56,14 +56,17 @@ impl Committed {
     }
 }
 
-fn unconfirmed(error: &dyn std::fmt::Display) -> sqlx::Error {
-    let message = format!("the database could not confirm the webhook's flush: {error}");
+/// A webhook whose durability is not known: answered 503 (`error::is_unavailable`).
+fn not_durable(message: String) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
 }
 
+fn unconfirmed(error: &dyn std::fmt::Display) -> sqlx::Error {
+    not_durable(format!("the database could not confirm the webhook's flush: {error}"))
+}
+
 fn lost_before_flush() -> sqlx::Error {
-    let message = "the database lost the webhook before flushing it (a crash or failover): not stored";
-    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
+    not_durable("the database lost the webhook before flushing it (a crash or failover): not stored".into())
 }
 
 impl Flusher {

@@ -316,11 +316,8 @@ pub(super) async fn subscription_action(
         let form = form.0;
         match action.as_str() {
             "edit" => {
-                // The form always sends the target: only a changed one is checked (as PATCH).
                 let target = form.target_url.unwrap_or_default().trim().to_owned();
-                let stored = subscriptions::select(&context.api.pool, id).await?.map(|row| row.target_url);
-                let new_target = (stored.as_deref() != Some(target.as_str())).then_some(target.as_str());
-                api.modify(id, false, new_target, |current| SubscriptionFields {
+                api.modify(id, false, Some(&target), |current| SubscriptionFields {
                     name: form.name.map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()),
                     target_url: target.clone(),
                     event_types: split_event_types(form.event_types.as_deref().unwrap_or("")),
