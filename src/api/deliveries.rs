@@ -204,8 +204,7 @@ impl DeliveriesApi {
         let limit = page_limit(limit.0, 20, 100)?;
         let id = SubscriptionId::from(id.0);
         self.require_subscription(id).await?;
-        let status = status.0.map(DeliveryStatus::as_str);
-        let rows = deliveries::list_for_subscription(&self.context.pool, id, status, limit).await?;
+        let rows = deliveries::list_for_subscription(&self.context.pool, id, status.0, limit).await?;
         Ok(Json(DeliveryList { items: rows.into_iter().map(Delivery::from).collect() }))
     }
 

@@ -205,12 +205,25 @@ pub async fn select(db: impl PgExecutor<'_>, id: DeliveryId) -> sqlx::Result<Opt
 pub async fn list_for_subscription(
     db: impl PgExecutor<'_>,
     subscription_id: SubscriptionId,
-    status: Option<&str>,
+    status: Option<DeliveryStatus>,
     limit: i64,
 ) -> sqlx::Result<Vec<DeliveryRow>> {
-    sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_subscription.sql", subscription_id.as_uuid(), status, limit)
-        .fetch_all(db)
-        .await
+    let id = subscription_id.as_uuid();
+    match status {
+        // Waiting rows are read from the queue's indexes, not looked for in the history.
+        Some(status) if status.is_unfinished() => {
+            let status = status.as_str();
+            sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_waiting_deliveries_for_subscription.sql", id, status, limit)
+                .fetch_all(db)
+                .await
+        }
+        _ => {
+            let status = status.map(DeliveryStatus::as_str);
+            sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_subscription.sql", id, status, limit)
+                .fetch_all(db)
+                .await
+        }
+    }
 }
 
 /// What a claim may take: each known subscription's room, and the room of the others.
@@ -490,17 +503,34 @@ pub async fn list_newest(
     before: Option<DeliveryId>,
     limit: i64,
 ) -> sqlx::Result<Vec<DeliveryRow>> {
-    sqlx::query_file_as!(
-        DeliveryRow,
-        "sql/deliveries/list_deliveries.sql",
-        before.map(DeliveryId::as_uuid),
-        filter.subscription_id.map(SubscriptionId::as_uuid),
-        filter.status.map(DeliveryStatus::as_str),
-        filter.event_type.as_deref(),
-        limit,
-    )
-    .fetch_all(db)
-    .await
+    let before = before.map(DeliveryId::as_uuid);
+    let subscription_id = filter.subscription_id.map(SubscriptionId::as_uuid);
+    let event_type = filter.event_type.as_deref();
+    match filter.status {
+        // Waiting rows are read from the queue's indexes, not looked for in the history.
+        Some(status) if status.is_unfinished() => sqlx::query_file_as!(
+            DeliveryRow,
+            "sql/deliveries/list_waiting_deliveries.sql",
+            before,
+            subscription_id,
+            status.as_str(),
+            event_type,
+            limit,
+        )
+        .fetch_all(db)
+        .await,
+        status => sqlx::query_file_as!(
+            DeliveryRow,
+            "sql/deliveries/list_deliveries.sql",
+            before,
+            subscription_id,
+            status.map(DeliveryStatus::as_str),
+            event_type,
+            limit,
+        )
+        .fetch_all(db)
+        .await,
+    }
 }
 
 /// The start of what a delivery sends, at most `limit` bytes, and its whole length

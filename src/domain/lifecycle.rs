@@ -87,6 +87,12 @@ impl DeliveryStatus {
     pub fn is_waiting(self) -> bool {
         matches!(self, Self::Queued | Self::Retrying)
     }
+
+    /// Not finished: waiting, or being attempted. Only these rows are in the queue's
+    /// indexes (`deliveries_subscription_due_idx`, `deliveries_parked_idx`).
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, Self::Queued | Self::Retrying | Self::Delivering)
+    }
 }
 
 /// How one attempt ended.

@@ -178,6 +178,10 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
         // read in order and stopped at the batch (no bitmap of every waiting row, below).
         ("cancel_part", include_str!("../../sql/deliveries/cancel_subscription_deliveries.sql"), format!("('{quiet}', 150)"), 300.0),
         ("depth", include_str!("../../sql/deliveries/queue_depth.sql"), String::new(), backlog as f64 + 200.0),
+        // Lists filtered on a waiting status: the queue's rows, not the history back to a
+        // page's worth (nothing here is retrying: the history is read whole otherwise).
+        ("list_waiting", include_str!("../../sql/deliveries/list_waiting_deliveries.sql"), "(NULL, NULL, 'retrying', NULL, 51)".into(), backlog as f64 + 200.0),
+        ("list_waiting_for_one", include_str!("../../sql/deliveries/list_waiting_deliveries_for_subscription.sql"), format!("('{quiet}', 'retrying', 21)"), 200.0),
         // Picked, updated and returned (counted): each of its 100 expired rows three times.
         ("expire", include_str!("../../sql/maintenance/expire_parked_deliveries.sql"), "(now() + interval '1 day', 1000)".into(), 300.0),
         // Nothing parked long enough: nothing read (not every parked row, to test its time).

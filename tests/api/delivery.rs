@@ -382,6 +382,34 @@ async fn a_subscription_lists_its_deliveries_newest_first_filtered_by_status() {
     assert_eq!(app.get(&format!("/subscriptions/{subscription}/deliveries?status=lost")).await.status, 400);
 }
 
+/// Waiting deliveries are listed from the queue, parked ones included (see the plan test
+/// `statements_about_waiting_deliveries_read_only_waiting_ones` for what that reads).
+#[tokio::test]
+async fn a_subscription_lists_its_waiting_deliveries_parked_ones_included() {
+    let app = spawn_app_with(&[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let first = app.ingest(subscription, "{}").await;
+    let second = app.ingest(subscription, "{}").await;
+    let third = app.ingest(subscription, "{}").await;
+    assert_eq!(app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({ "is_active": false }))).await.status, 200);
+    let other = app.create_subscription(&receiver.url, json!({})).await;
+    app.ingest(other, "{}").await;
+
+    let queued = app.get(&format!("/subscriptions/{subscription}/deliveries?status=queued")).await;
+    assert_eq!(queued.status, 200);
+    let items = queued.body["items"].as_array().unwrap();
+    let ids: Vec<&str> = items.iter().map(|d| d["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [third.to_string(), second.to_string(), first.to_string()]);
+    assert!(items.iter().all(|d| d["status"] == "queued" && d["next_attempt_at"].is_null()), "parked: {items:?}");
+    let limited = app.get(&format!("/subscriptions/{subscription}/deliveries?status=queued&limit=1")).await;
+    assert_eq!(limited.body["items"][0]["id"], third.to_string());
+    for status in ["retrying", "delivering"] {
+        let none = app.get(&format!("/subscriptions/{subscription}/deliveries?status={status}")).await;
+        assert_eq!(none.body["items"], json!([]), "{status}");
+    }
+}
+
 #[tokio::test]
 async fn deactivating_a_subscription_holds_its_deliveries_until_it_is_reactivated() {
     let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "400ms")]).await;

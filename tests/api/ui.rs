@@ -493,6 +493,33 @@ async fn a_nul_character_in_a_filter_is_a_400_not_a_500() {
 }
 
 #[tokio::test]
+async fn the_delivery_list_filtered_on_a_waiting_status_pages_through_the_queue() {
+    let app = spawn_app_with(&[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let receiver = Receiver::answering(200).await;
+    let paused = app.create_subscription(&receiver.url, json!({})).await;
+    let older = app.ingest(paused, "{}").await;
+    assert_eq!(app.call("PATCH", &format!("/subscriptions/{paused}"), Some(json!({ "is_active": false }))).await.status, 200);
+    let active = app.create_subscription(&receiver.url, json!({})).await;
+    let newer = app.ingest(active, "{}").await;
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = log_in(&client, &app).await;
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = |query: String| {
+        let request = client.get(app.url(&format!("/ui/deliveries?{query}"))).header("cookie", cookie.clone());
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+
+    let queued = page("status=queued".into()).await;
+    assert!(queued.contains(&newer.to_string()) && queued.contains(&older.to_string()), "due and parked alike: {queued}");
+    let after_newer = page(format!("status=queued&before={newer}")).await;
+    assert!(!after_newer.contains(&newer.to_string()) && after_newer.contains(&older.to_string()), "{after_newer}");
+    let of_paused = page(format!("status=queued&subscription_id={paused}")).await;
+    assert!(!of_paused.contains(&newer.to_string()) && of_paused.contains(&older.to_string()), "{of_paused}");
+    let retrying = page("status=retrying".into()).await;
+    assert!(!retrying.contains(&newer.to_string()) && !retrying.contains(&older.to_string()), "{retrying}");
+}
+
+#[tokio::test]
 async fn a_dashboard_edit_that_keeps_the_target_does_not_check_it_again() {
     let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false")]).await;
     let subscription = app.create_subscription("https://93.184.216.34/hook", json!({})).await;

@@ -9,9 +9,10 @@ use poem::{handler, Request, Response};
 use time::OffsetDateTime;
 
 use super::respond;
-use crate::db::deliveries::{self, QueueDepth};
+use crate::db::deliveries;
 use crate::db::subscriptions::{self, TroubledSubscription};
 use crate::error::ApiError;
+use crate::metrics::QueueReading;
 use crate::ui::session::require_operator;
 use crate::ui::views::{self, Nav, Section};
 use crate::ui::{chart, html, UiContext, UiError};
@@ -19,18 +20,23 @@ use crate::ui::{chart, html, UiContext, UiError};
 /// The overview's figures.
 pub(crate) struct Overview {
     bars: Vec<(i64, i64)>,
-    queue: QueueDepth,
+    /// The reading the metrics' queue gauges show too: as old as [`queue_reading_spacing`]
+    /// allows (a large backlog is counted less often).
+    ///
+    /// [`queue_reading_spacing`]: crate::metrics::queue_reading_spacing
+    queue: QueueReading,
     troubled: Vec<TroubledSubscription>,
     computed_at: OffsetDateTime,
 }
 
 async fn load_overview(context: &UiContext) -> Result<Arc<Overview>, UiError> {
     let pool = context.api.pool.clone();
+    let metrics = context.api.metrics.clone();
     let loaded = context
         .overview
         .try_get_with((), async move {
             let counts = deliveries::finished_per_minute(&pool).await?;
-            let queue = deliveries::queue_depth(&pool).await?;
+            let queue = metrics.queue(&pool).await?;
             let troubled = subscriptions::list_troubled(&pool, 50).await?;
             let now = OffsetDateTime::now_utc();
             Ok::<_, sqlx::Error>(Arc::new(Overview { bars: chart::buckets(&counts, now), queue, troubled, computed_at: now }))
@@ -51,10 +57,13 @@ pub(super) async fn overview(request: &Request, context: Data<&UiContext>) -> Re
             h1 { "Overview" }
             div.tiles {
                 div.tile { span.tile-label { "Success rate, last hour" } span.tile-value { (rate) } span.muted { (succeeded) " succeeded, " (failed) " failed" } }
-                div.tile { span.tile-label { "Queued" } span.tile-value { (data.queue.queued) } a href="/ui/deliveries?status=queued" { "see them" } }
-                div.tile { span.tile-label { "Retrying" } span.tile-value { (data.queue.retrying) } a href="/ui/deliveries?status=retrying" { "see them" } }
-                div.tile { span.tile-label { "Delivering" } span.tile-value { (data.queue.delivering) } }
-                div.tile { span.tile-label { "Oldest due delivery waiting" } span.tile-value { (views::age(data.queue.oldest_due_age_seconds)) } }
+                div.tile { span.tile-label { "Queued" } span.tile-value { (data.queue.depth.queued) } a href="/ui/deliveries?status=queued" { "see them" } }
+                div.tile { span.tile-label { "Retrying" } span.tile-value { (data.queue.depth.retrying) } a href="/ui/deliveries?status=retrying" { "see them" } }
+                div.tile { span.tile-label { "Delivering" } span.tile-value { (data.queue.depth.delivering) } }
+                div.tile { span.tile-label { "Oldest due delivery waiting" } span.tile-value { (views::age(data.queue.depth.oldest_due_age_seconds)) } }
+            }
+            @if data.computed_at - data.queue.read_at > crate::metrics::QUEUE_REFRESH {
+                p.muted { "Queue counted at " (views::time(data.queue.read_at)) ": a large queue is counted less often, so that counting it stays cheap." }
             }
             section.card {
                 h2 { "Deliveries per minute" }
