@@ -9,7 +9,9 @@
 //!   deleted in small index-driven batches; unfinished ones never are.
 //! - Deliveries parked since before the cutoff (subscription inactive) end as `failed`.
 //! - Fan-out events no delivery refers to, idempotency records older than 24 hours, and
-//!   subscriptions deleted before the cutoff that nothing refers to are removed.
+//!   subscriptions deleted before the cutoff that nothing refers to are removed. An event
+//!   goes with its last delivery; the sweep for the others looks only at events that grew
+//!   old since the process's last complete sweep ([`run_once_after`]).
 //! - Recoveries finished before the cutoff are deleted.
 
 use std::fmt;
@@ -43,6 +45,9 @@ pub struct Report {
     pub deleted_idempotency_keys: u64,
     pub purged_subscriptions: u64,
     pub deleted_recoveries: u64,
+    /// Every fan-out event created before this was checked (the cutoff, when the orphan
+    /// sweep went to its end): where the next pass's sweep may start ([`run_once_after`]).
+    pub events_checked_until: Option<OffsetDateTime>,
 }
 
 impl fmt::Display for Report {
@@ -69,12 +74,25 @@ impl fmt::Display for Report {
 /// statement is given up after `deadline` (`db::bounded`): a database gone silent must not
 /// stall retention for good.
 pub async fn run_once(pool: &PgPool, now: OffsetDateTime, retention: Duration, deadline: Duration) -> anyhow::Result<Report> {
+    run_once_after(pool, now, retention, deadline, None).await
+}
+
+/// [`run_once`], with the orphan-event sweep starting at `events_checked_until` (an earlier
+/// report's): the maintenance loop passes its last one, so that a pass checks the events
+/// that grew old since, not again every old event still referred to.
+pub async fn run_once_after(
+    pool: &PgPool,
+    now: OffsetDateTime,
+    retention: Duration,
+    deadline: Duration,
+    events_checked_until: Option<OffsetDateTime>,
+) -> anyhow::Result<Report> {
     let mut connection = pool.acquire().await?;
     let locked = db::bounded(deadline, maintenance::try_lock(&mut connection)).await;
     if !locked.inspect_err(|_| connection.close_on_drop())? {
         return Ok(Report { skipped: true, ..Report::default() });
     }
-    let pass = Pass { pool, deadline }.run(&mut connection, now, retention).await;
+    let pass = Pass { pool, deadline }.run(&mut connection, now, retention, events_checked_until).await;
     // The connection goes back to the pool as it was; or, if anything failed, it is closed:
     // the lock and the settings end with the session, and one gone silent is asked nothing
     // more.
@@ -87,6 +105,16 @@ pub async fn run_once(pool: &PgPool, now: OffsetDateTime, retention: Duration, d
     Ok(pass?)
 }
 
+/// What the batches of one sweep did in a pass.
+#[derive(Debug, Default)]
+struct Batches {
+    rows: u64,
+    /// Fan-out events that went with finished deliveries.
+    events: u64,
+    /// The last batch found less than a batch's worth: nothing was left to sweep.
+    complete: bool,
+}
+
 /// One locked pass: the pool, for work on connections of its own, and each statement's limit.
 struct Pass<'a> {
     pool: &'a PgPool,
@@ -94,7 +122,13 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    async fn run(&self, connection: &mut PgConnection, now: OffsetDateTime, retention: Duration) -> sqlx::Result<Report> {
+    async fn run(
+        &self,
+        connection: &mut PgConnection,
+        now: OffsetDateTime,
+        retention: Duration,
+        events_checked_until: Option<OffsetDateTime>,
+    ) -> sqlx::Result<Report> {
         let cutoff = now - retention;
         self.bounded(maintenance::set_lock_timeout(&mut *connection)).await?;
         let created_partitions = self.bounded(partitions::ensure_partitions(self.pool, now)).await?;
@@ -123,28 +157,36 @@ impl Pass<'_> {
             }
         }
         self.bounded(maintenance::set_lock_timeout(&mut *connection)).await?;
-        report.deleted_deliveries = self.batches(connection, Sweep::FinishedDeliveries, cutoff).await?;
-        report.expired_parked_deliveries = self.batches(connection, Sweep::ExpiredParkedDeliveries, cutoff).await?;
-        report.deleted_events = self.batches(connection, Sweep::OrphanEvents, cutoff).await?;
+        let finished = self.batches(connection, Sweep::FinishedDeliveries, cutoff).await?;
+        report.deleted_deliveries = finished.rows;
+        report.expired_parked_deliveries = self.batches(connection, Sweep::ExpiredParkedDeliveries, cutoff).await?.rows;
+        let since = events_checked_until.filter(|until| *until <= cutoff);
+        let orphans = self.batches(connection, Sweep::OrphanEvents { since }, cutoff).await?;
+        report.deleted_events = finished.events + orphans.rows;
+        if orphans.complete {
+            report.events_checked_until = Some(cutoff);
+        }
         let idempotency_cutoff = now - Duration::from_secs(24 * 3600);
-        report.deleted_idempotency_keys = self.batches(connection, Sweep::ExpiredIdempotencyKeys, idempotency_cutoff).await?;
-        report.purged_subscriptions = self.batches(connection, Sweep::DeletedSubscriptions, cutoff).await?;
-        report.deleted_recoveries = self.batches(connection, Sweep::FinishedRecoveries, cutoff).await?;
+        report.deleted_idempotency_keys = self.batches(connection, Sweep::ExpiredIdempotencyKeys, idempotency_cutoff).await?.rows;
+        report.purged_subscriptions = self.batches(connection, Sweep::DeletedSubscriptions, cutoff).await?.rows;
+        report.deleted_recoveries = self.batches(connection, Sweep::FinishedRecoveries, cutoff).await?.rows;
         Ok(report)
     }
 
-    /// Runs batches of `sweep` until one reports fewer rows than a batch.
-    async fn batches(&self, connection: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime) -> sqlx::Result<u64> {
-        let mut total = 0;
+    /// Runs batches of `sweep` until one reports fewer rows than a batch, or
+    /// [`MAX_BATCHES`] of them (the next pass continues).
+    async fn batches(&self, connection: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime) -> sqlx::Result<Batches> {
+        let mut done = Batches::default();
         for _ in 0..MAX_BATCHES {
-            let affected = self.bounded(maintenance::sweep(&mut *connection, sweep, cutoff, BATCH)).await?;
-            let affected = affected as u64;
-            total += affected;
-            if affected < BATCH as u64 {
+            let swept = self.bounded(maintenance::sweep(&mut *connection, sweep, cutoff, BATCH)).await?;
+            done.rows += swept.rows as u64;
+            done.events += swept.events as u64;
+            if swept.rows < BATCH {
+                done.complete = true;
                 break;
             }
         }
-        Ok(total)
+        Ok(done)
     }
 
     /// `work`, failed once it has had no answer within the pass's statement deadline.

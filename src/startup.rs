@@ -242,14 +242,16 @@ fn max_connections(settings: &Settings) -> usize {
 /// instance at a time does the work. A failed pass is logged and retried sooner.
 async fn maintain(pool: PgPool, retention: Duration, interval: Duration, deadline: Duration, shutdown: CancellationToken) {
     let mut wait = MAINTENANCE_RETRY.min(interval);
+    let mut events_checked_until = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        wait = match maintenance::run_once(&pool, OffsetDateTime::now_utc(), retention, deadline).await {
+        wait = match maintenance::run_once_after(&pool, OffsetDateTime::now_utc(), retention, deadline, events_checked_until).await {
             Ok(report) => {
                 if !report.skipped {
+                    events_checked_until = report.events_checked_until.or(events_checked_until);
                     tracing::info!(
                         created = ?report.created_partitions,
                         dropped = ?report.dropped_partitions,

@@ -40,8 +40,9 @@ pub enum Sweep {
     FinishedDeliveries,
     /// Deliveries parked since before the cutoff end as failed.
     ExpiredParkedDeliveries,
-    /// Fan-out events older than the cutoff that no delivery refers to.
-    OrphanEvents,
+    /// Fan-out events older than the cutoff that no delivery refers to; only those created
+    /// at or after `since`, when given (older ones were checked by an earlier sweep).
+    OrphanEvents { since: Option<OffsetDateTime> },
     /// Idempotency records created before the cutoff.
     ExpiredIdempotencyKeys,
     /// Subscriptions deleted before the cutoff that nothing refers to.
@@ -50,16 +51,28 @@ pub enum Sweep {
     FinishedRecoveries,
 }
 
-/// Runs one batch of `sweep`; returns how many rows it removed or changed.
-pub async fn sweep(db: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime, batch: i64) -> sqlx::Result<i64> {
-    match sweep {
+/// What one batch did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Rows of the sweep's table removed or changed.
+    pub rows: i64,
+    /// Fan-out events that went with the finished deliveries (their last ones).
+    pub events: i64,
+}
+
+/// Runs one batch of `sweep`.
+pub async fn sweep(db: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime, batch: i64) -> sqlx::Result<Swept> {
+    let rows = match sweep {
         Sweep::FinishedDeliveries => {
-            sqlx::query_file_scalar!("sql/maintenance/delete_finished_deliveries.sql", cutoff, batch).fetch_one(db).await
+            let row = sqlx::query_file!("sql/maintenance/delete_finished_deliveries.sql", cutoff, batch).fetch_one(db).await?;
+            return Ok(Swept { rows: row.count, events: row.events });
         }
         Sweep::ExpiredParkedDeliveries => {
             sqlx::query_file_scalar!("sql/maintenance/expire_parked_deliveries.sql", cutoff, batch).fetch_one(db).await
         }
-        Sweep::OrphanEvents => sqlx::query_file_scalar!("sql/maintenance/delete_orphan_events.sql", cutoff, batch).fetch_one(db).await,
+        Sweep::OrphanEvents { since } => {
+            sqlx::query_file_scalar!("sql/maintenance/delete_orphan_events.sql", cutoff, batch, since).fetch_one(db).await
+        }
         Sweep::ExpiredIdempotencyKeys => {
             sqlx::query_file_scalar!("sql/maintenance/delete_expired_idempotency_keys.sql", cutoff, batch).fetch_one(db).await
         }
@@ -69,5 +82,6 @@ pub async fn sweep(db: &mut PgConnection, sweep: Sweep, cutoff: OffsetDateTime, 
         Sweep::FinishedRecoveries => {
             sqlx::query_file_scalar!("sql/maintenance/delete_finished_recoveries.sql", cutoff, batch).fetch_one(db).await
         }
-    }
+    }?;
+    Ok(Swept { rows, events: 0 })
 }

@@ -208,6 +208,38 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
     }
 }
 
+/// Fan-out events still referred to after the cutoff (a failing customer's day of long
+/// retries) are read by the first orphan sweep only: later ones start where the last one
+/// ended, and such an event goes with its last delivery instead
+/// (`retention::an_event_referred_to_past_the_cutoff_…`).
+#[tokio::test]
+async fn the_orphan_event_sweep_reads_only_events_that_grew_old_since_its_last_pass() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    pool.execute(
+        "WITH old AS (
+             INSERT INTO events (id, event_type, payload, created_at)
+             SELECT gen_random_uuid(), 'order.paid', '{}', now() - interval '4 days' FROM generate_series(1, 1000)
+             RETURNING id
+         )
+         INSERT INTO deliveries (id, subscription_id, event_id, status, attempt_count, next_attempt_at, created_at)
+         SELECT gen_random_uuid(), gen_random_uuid(), id, 'retrying', 5, now() + interval '1 hour', now() - interval '4 days' FROM old;
+         ANALYZE events, deliveries",
+    )
+    .await
+    .unwrap();
+    let mut db = pool.acquire().await.unwrap();
+    let statement = include_str!("../../sql/maintenance/delete_orphan_events.sql");
+    db.execute(sqlx::AssertSqlSafe(format!("PREPARE sweep(timestamptz, bigint, timestamptz) AS {statement}"))).await.unwrap();
+    let cutoff = "now() - interval '3 days'";
+    for (since, most) in [("NULL", 1000.0), ("now() - interval '3 days 5 minutes'", 0.0)] {
+        db.execute("BEGIN").await.unwrap();
+        let plan = explain(&mut db, &format!("EXECUTE sweep({cutoff}, 2000, {since})")).await;
+        db.execute("ROLLBACK").await.unwrap();
+        let read = rows_read_of(&plan[0]["Plan"], "events");
+        assert_eq!(read, most, "since {since}: read {read} events:\n{plan:#}");
+    }
+}
+
 /// Whether the plan has a node of this type.
 fn has_node(plan: &Value, node_type: &str) -> bool {
     plan["Node Type"] == node_type || plan["Plans"].as_array().into_iter().flatten().any(|child| has_node(child, node_type))
@@ -249,13 +281,18 @@ async fn explain(db: &mut PgConnection, statement: &str) -> Value {
 /// Rows of `deliveries` the plan's scans read: those they returned and those they
 /// filtered out, over every loop.
 fn rows_read(node: &Value) -> f64 {
+    rows_read_of(node, "deliveries")
+}
+
+/// The rows of `table` a plan read, kept or filtered out.
+fn rows_read_of(node: &Value, table: &str) -> f64 {
     let number = |key: &str| node[key].as_f64().unwrap_or(0.0);
-    let own = if node["Relation Name"] == "deliveries" {
+    let own = if node["Relation Name"] == table {
         (number("Actual Rows") + number("Rows Removed by Filter") + number("Rows Removed by Index Recheck")) * number("Actual Loops")
     } else {
         0.0
     };
-    own + node["Plans"].as_array().map_or(0.0, |children| children.iter().map(rows_read).sum())
+    own + node["Plans"].as_array().map_or(0.0, |children| children.iter().map(|child| rows_read_of(child, table)).sum())
 }
 
 /// The plan reaches deliveries only through deliveries_subscription_due_idx (the claim's

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 use time::OffsetDateTime;
 use webhookd::db::partitions::partition_name;
-use webhookd::maintenance::run_once;
+use webhookd::maintenance::{run_once, run_once_after};
 
 use crate::helpers::{fresh_database, spawn_app, spawn_app_with, Receiver, Reply, ADMIN_TOKEN};
 
@@ -93,6 +93,52 @@ async fn expired_idempotency_keys_orphan_events_and_deleted_subscriptions_are_re
         .fetch_one(&app.pool)
         .await
         .unwrap();
+    assert_eq!(left, 0);
+}
+
+/// An event still referred to when it grows old goes with its last delivery, though the
+/// orphan sweep of later passes no longer looks at it (the plan test
+/// `claim_isolation::the_orphan_event_sweep_…` checks what that sweep reads).
+#[tokio::test]
+async fn an_event_referred_to_past_the_cutoff_goes_with_its_last_delivery() {
+    let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "1h")]).await;
+    let ok = Receiver::answering(200).await;
+    let failing = Receiver::answering(500).await;
+    app.create_subscription(&ok.url, json!({"event_types": ["order.*"]})).await;
+    app.create_subscription(&failing.url, json!({"event_types": ["order.*"]})).await;
+    let publish = async |event_type: &str| {
+        let answer = app.call("POST", "/events", Some(json!({"event_type": event_type, "payload": {}}))).await;
+        assert_eq!(answer.status, 202, "{:?}", answer.body);
+        answer.body
+    };
+    let shared = publish("order.paid").await;
+    let unmatched = publish("user.created").await;
+    assert_eq!(unmatched["deliveries"], json!([]));
+    let ids: Vec<uuid::Uuid> = shared["deliveries"].as_array().unwrap().iter().map(|d| d["delivery_id"].as_str().unwrap().parse().unwrap()).collect();
+    for id in &ids {
+        app.wait_for_delivery(*id, LIMIT, |d| d["status"] == "succeeded" || d["status"] == "retrying").await;
+    }
+
+    // Four days on: the delivered one goes, the retrying one keeps the event; the event
+    // nothing was sent for goes.
+    let later = OffsetDateTime::now_utc() + Duration::from_secs(4 * 24 * 3600);
+    let first = run_once_after(&app.pool, later, RETENTION, DEADLINE, None).await.unwrap();
+    assert_eq!((first.deleted_deliveries, first.deleted_events), (1, 1), "{first:?}");
+    assert_eq!(first.events_checked_until, Some(later - RETENTION));
+    let event = shared["event_id"].as_str().unwrap();
+    assert_eq!(app.get(&format!("/events/{event}")).await.status, 200);
+
+    // Its last delivery gives up; a pass later still goes from where the first one's
+    // sweep ended, and the event goes with that delivery.
+    sqlx::query("UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, completed_at = now() WHERE status = 'retrying'")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let after = later + Duration::from_secs(4 * 24 * 3600);
+    let second = run_once_after(&app.pool, after, RETENTION, DEADLINE, first.events_checked_until).await.unwrap();
+    assert_eq!((second.deleted_deliveries, second.deleted_events), (1, 1), "{second:?}");
+    assert_eq!(app.get(&format!("/events/{event}")).await.status, 404);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM events").fetch_one(&app.pool).await.unwrap();
     assert_eq!(left, 0);
 }
 
