@@ -164,6 +164,14 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
         .unwrap();
     queue(&pool, quiet, 100, "now()").await;
     queue(&pool, quiet, 100, "'infinity'").await;
+    // Both active, so the quiet one's parked rows are misplaced (a resume cut short), with
+    // 1,000 subscriptions besides that have nothing waiting.
+    pool.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO subscriptions (id, target_url) VALUES ('{busy}', 'http://127.0.0.1:9/'), ('{quiet}', 'http://127.0.0.1:9/');
+         INSERT INTO subscriptions (id, target_url, is_active) SELECT gen_random_uuid(), 'http://127.0.0.1:9/', n % 2 = 0 FROM generate_series(1, 1000) AS n"
+    )))
+    .await
+    .unwrap();
 
     // Each statement with its arguments and the most rows of deliveries it may read. A batch
     // of the backlog task reads each row it moves twice: picked through a partial index of
@@ -181,6 +189,9 @@ async fn statements_about_waiting_deliveries_read_only_waiting_ones() {
         // Lists filtered on a waiting status: the queue's rows, not the history back to a
         // page's worth (nothing here is retrying: the history is read whole otherwise).
         ("list_waiting", include_str!("../../sql/deliveries/list_waiting_deliveries.sql"), "(NULL, NULL, 'retrying', NULL, 51)".into(), backlog as f64 + 200.0),
+        // One look-up per subscription in the index of its due or of its parked rows,
+        // stopped at the first row found: not every waiting row.
+        ("misplaced", include_str!("../../sql/deliveries/misplaced_backlogs.sql"), String::new(), 10.0),
         ("list_waiting_for_one", include_str!("../../sql/deliveries/list_waiting_deliveries_for_subscription.sql"), format!("('{quiet}', 'retrying', 21)"), 200.0),
         // Picked, updated and returned (counted): each of its 100 expired rows three times.
         ("expire", include_str!("../../sql/maintenance/expire_parked_deliveries.sql"), "(now() + interval '1 day', 1000)".into(), 300.0),
