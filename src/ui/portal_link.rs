@@ -109,10 +109,11 @@ impl PortalLinks {
 }
 
 impl Signer<'_> {
-    /// A fingerprint of the admin token under the shared key: stored with each dashboard
-    /// session, so that sessions opened with a replaced token are no longer live.
-    pub fn admin_fingerprint(&self, admin_token: &str) -> [u8; 32] {
-        fingerprint(self.key, admin_token)
+    /// The admin token's fingerprint under the shared key (computed once per process):
+    /// stored with each dashboard session, so that sessions opened with a replaced token
+    /// are no longer live.
+    pub fn admin_fingerprint(&self) -> [u8; 32] {
+        self.admin
     }
 
     /// The signature of a new link's fields, valid only while the admin token is the same.
@@ -268,10 +269,10 @@ mod tests {
 
     #[test]
     fn the_admin_fingerprint_depends_on_the_token_and_the_key() {
-        let (one, two) = (Signer::new(&[1; 32], "admin-token-0123456789"), Signer::new(&[2; 32], "admin-token-0123456789"));
-        assert_eq!(one.admin_fingerprint("token-a-0123456789"), one.admin_fingerprint("token-a-0123456789"));
-        assert_ne!(one.admin_fingerprint("token-a-0123456789"), one.admin_fingerprint("token-b-0123456789"));
-        assert_ne!(one.admin_fingerprint("token-a-0123456789"), two.admin_fingerprint("token-a-0123456789"));
+        let of = |key: &[u8; 32], token: &str| Signer::new(key, token).admin_fingerprint();
+        assert_eq!(of(&[1; 32], "token-a-0123456789"), of(&[1; 32], "token-a-0123456789"));
+        assert_ne!(of(&[1; 32], "token-a-0123456789"), of(&[1; 32], "token-b-0123456789"));
+        assert_ne!(of(&[1; 32], "token-a-0123456789"), of(&[2; 32], "token-a-0123456789"));
     }
 
     #[test]

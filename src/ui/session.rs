@@ -29,7 +29,7 @@ pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// Ok if the request carries a live session.
 pub(crate) async fn require_operator(context: &UiContext, request: &Request) -> Result<(), UiError> {
     let Some(token) = session_token(request) else { return Err(UiError::Login) };
-    let fingerprint = context.api.portal_links.signer().await?.admin_fingerprint(context.admin_token.expose());
+    let fingerprint = context.api.portal_links.signer().await?.admin_fingerprint();
     if ui_sessions::is_live(&context.api.pool, &hash(&token), &fingerprint).await? {
         Ok(())
     } else {
@@ -64,7 +64,7 @@ pub(crate) async fn login(request: &Request, context: Data<&UiContext>, form: Fo
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let pool = &context.api.pool;
     let started = async {
-        let fingerprint = context.api.portal_links.signer().await?.admin_fingerprint(context.admin_token.expose());
+        let fingerprint = context.api.portal_links.signer().await?.admin_fingerprint();
         ui_sessions::delete_expired(pool).await?;
         ui_sessions::insert(pool, &hash(&token), LIFETIME.as_secs_f64(), &fingerprint).await
     };
