@@ -66,6 +66,16 @@ uuid_id!(
     /// One webhook to one subscription, and the queue row that carries it.
     DeliveryId
 );
+impl DeliveryId {
+    /// When the id was made, from its UUIDv7 timestamp (milliseconds; `None` for an id
+    /// that is not a UUIDv7, as tests may make).
+    pub fn created_at(self) -> Option<time::OffsetDateTime> {
+        let (seconds, nanos) = self.0.get_timestamp()?.to_unix();
+        let seconds = i64::try_from(seconds).ok()?;
+        time::OffsetDateTime::from_unix_timestamp(seconds).ok().map(|at| at + time::Duration::nanoseconds(i64::from(nanos)))
+    }
+}
+
 uuid_id!(
     /// A fan-out event, stored once for all of its deliveries.
     EventId

@@ -519,6 +519,47 @@ async fn the_delivery_list_filtered_on_a_waiting_status_pages_through_the_queue(
     assert!(!retrying.contains(&newer.to_string()) && !retrying.contains(&older.to_string()), "{retrying}");
 }
 
+/// A filter no index serves (an event type over every subscription) looks at a window of
+/// recent deliveries per page, and says how to search further back, instead of reading the
+/// whole history for one page.
+#[tokio::test]
+async fn a_rare_event_type_is_searched_a_window_at_a_time() {
+    let app = spawn_app_with(&[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let subscription = uuid::Uuid::now_v7();
+    // One old `rare.event`, then more than a window of other deliveries after it.
+    sqlx::query(
+        "INSERT INTO deliveries (id, subscription_id, event_type, status, attempt_count, created_at, completed_at)
+         SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(n), 12, '0'))::uuid, $1,
+                CASE WHEN n = 1 THEN 'rare.event' ELSE 'order.paid' END, 'succeeded', 1, now(), now()
+         FROM generate_series(1, $2) AS n",
+    )
+    .bind(subscription)
+    .bind(webhookd::db::deliveries::SEARCH_WINDOW + 10)
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let rare = "00000000-0000-7000-8000-000000000001";
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login = log_in(&client, &app).await;
+    let cookie = login.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_owned();
+    let page = |path: String| {
+        let request = client.get(app.url(&path)).header("cookie", cookie.clone());
+        async move { request.send().await.unwrap().text().await.unwrap() }
+    };
+
+    let first = page("/ui/deliveries?event_type=rare.event".into()).await;
+    assert!(!first.contains(rare), "the first window holds only the newest deliveries");
+    assert!(first.contains("No more matches among the 100000 deliveries searched"), "{first}");
+    let further = first.split("href=\"").find(|s| s.starts_with("/ui/deliveries?event_type=rare.event&amp;before=")).expect("a link to search on");
+    let further = further.split('"').next().unwrap().replace("&amp;", "&");
+    let second = page(further).await;
+    assert!(second.contains(rare), "the next window finds it: {second}");
+    assert!(!second.contains("No more matches"), "the history ends within this window: {second}");
+    // With a subscription the list follows its index: no window.
+    let of_subscription = page(format!("/ui/deliveries?event_type=rare.event&subscription_id={subscription}")).await;
+    assert!(of_subscription.contains(rare));
+}
+
 #[tokio::test]
 async fn a_dashboard_edit_that_keeps_the_target_does_not_check_it_again() {
     let app = spawn_app_with(&[("WEBHOOKD_ALLOW_PRIVATE_TARGETS", "false")]).await;

@@ -46,17 +46,21 @@ pub(super) async fn deliveries_page(request: &Request, context: Data<&UiContext>
         let event_type = nonempty(&query.event_type);
         let before = nonempty(&query.before).and_then(|b| b.parse::<DeliveryId>().ok());
         let filter = DeliveryFilter { subscription_id, status, event_type: event_type.clone() };
-        let mut rows = deliveries::list_newest(&context.api.pool, &filter, before, PAGE + 1).await?;
+        let page = deliveries::list_newest(&context.api.pool, &filter, before, PAGE + 1).await?;
+        let mut rows = page.rows;
         let more = rows.len() as i64 > PAGE;
         rows.truncate(PAGE as usize);
-        let next = more.then(|| rows.last().map(|r| r.id)).flatten().map(|last| {
+        let page_link = |before: DeliveryId| {
             let mut url = url::form_urlencoded::Serializer::new(String::new());
             if let Some(id) = subscription_id { url.append_pair("subscription_id", &id.to_string()); }
             if let Some(status) = status { url.append_pair("status", status.as_str()); }
             if let Some(event_type) = &event_type { url.append_pair("event_type", event_type); }
-            url.append_pair("before", &last.to_string());
+            url.append_pair("before", &before.to_string());
             format!("/ui/deliveries?{}", url.finish())
-        });
+        };
+        let next = more.then(|| rows.last().map(|r| page_link(r.id))).flatten();
+        // A short page of a search that stopped at its window: say so, and go on from there.
+        let search_on = page.searched_to.map(|oldest| (oldest.created_at(), page_link(oldest)));
         let statuses = ["queued", "delivering", "retrying", "succeeded", "failed", "filtered"];
         let body = html! {
             h1 { "Deliveries" }
@@ -74,6 +78,13 @@ pub(super) async fn deliveries_page(request: &Request, context: Data<&UiContext>
             p.muted { "Newest first." }
             (views::deliveries_table(&rows, &|d: &DeliveryRow| format!("/ui/deliveries/{}", d.id), true))
             @if let Some(next) = next { p { a href=(next) { "Older deliveries" } } }
+            @if let Some((reached, link)) = search_on {
+                p.search-window {
+                    "No more matches among the " (deliveries::SEARCH_WINDOW) " deliveries searched"
+                    @if let Some(reached) = reached { ", back to " (views::time(reached)) }
+                    ". " a href=(link) { "Search older deliveries" }
+                }
+            }
         };
         Ok(html(StatusCode::OK, views::page(&context.css_path, "Deliveries", Nav::Operator(Section::Deliveries), body)))
     }
