@@ -15,10 +15,11 @@ pub(crate) mod subscriptions;
 pub(crate) mod ui_keys;
 pub(crate) mod ui_sessions;
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 use sqlx::PgPool;
 
 /// Longest a caller waits for a pooled connection.
@@ -29,8 +30,7 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// `sql/cluster/limit_session.sql`, so that the server ends a session whose client vanished
 /// (see [`idle_in_transaction_limit`]).
 pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duration) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
-    let options = options.application_name("webhookd");
+    let options = connect_options(url)?.application_name("webhookd");
     let idle_in_transaction = format!("{}ms", idle_in_transaction_limit(statement_deadline).as_millis());
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -50,6 +50,27 @@ pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duratio
         // Before sqlx's own check on release, which has no time limit.
         .after_release(silence::check_released)
         .connect_lazy_with(options))
+}
+
+/// The options of `url`, with `sslmode=require` read as libpq reads it: given a root CA
+/// (`sslrootcert`, or `PGSSLROOTCERT`), libpq checks the server's certificate against it,
+/// as `verify-ca` does. sqlx accepts any certificate under `require` even then, so the
+/// setting many managed databases' guides give (`require` and their CA) would have left
+/// the connection open to a man in the middle.
+fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    if matches!(options.get_ssl_mode(), PgSslMode::Require) && names_a_root_certificate(url) {
+        return Ok(options.ssl_mode(PgSslMode::VerifyCa));
+    }
+    Ok(options)
+}
+
+/// Whether `url` (or the environment, as sqlx reads it) names a root CA certificate.
+fn names_a_root_certificate(url: &str) -> bool {
+    let in_url = url::Url::parse(url)
+        .map(|url| url.query_pairs().any(|(name, _)| matches!(name.as_ref(), "sslrootcert" | "ssl-root-cert" | "ssl-ca")))
+        .unwrap_or(false);
+    in_url || std::env::var_os("PGSSLROOTCERT").is_some_and(|value| !value.is_empty())
 }
 
 /// How long the server lets one of our sessions sit idle inside a transaction: the statement
@@ -126,7 +147,7 @@ pub fn no_answer_within(deadline: Duration) -> sqlx::Error {
 /// only as a timeout, this says what went wrong.
 pub async fn connect_once(url: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
-    let options: PgConnectOptions = url.parse()?;
+    let options = connect_options(url)?;
     let connect = sqlx::PgConnection::connect_with(&options);
     match tokio::time::timeout(Duration::from_secs(10), connect).await {
         Ok(connection) => connection?.close().await,
@@ -144,14 +165,105 @@ const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(100);
 /// `CONCURRENTLY` waits for every older snapshot to go away, so the two instances waited
 /// for each other until PostgreSQL broke the deadlock by failing one start. The winner
 /// applies everything; the others then find nothing to do.
+///
+/// Two states a plain run cannot get out of are mended first:
+/// - an index build of a no-transaction migration that an earlier start began and did not
+///   record (killed, timed out, disconnected: PostgreSQL may even finish the build): its
+///   index is dropped and built again, where sqlx would fail on "already exists" at every
+///   start from then on;
+/// - migrations applied by a newer webhookd (a rollback, or an old instance restarting
+///   during a rolling upgrade): they are left alone with a warning, where sqlx would refuse
+///   to start.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     let mut connection = pool.acquire().await?;
+    let mut waited = Duration::ZERO;
     while !sqlx::query_file_scalar!("sql/cluster/try_migration_lock.sql").fetch_one(&mut *connection).await? {
+        if waited.as_millis().is_multiple_of(10_000) && !waited.is_zero() {
+            tracing::info!(waited_s = waited.as_secs(), "waiting for another instance's migrations");
+        }
         tokio::time::sleep(MIGRATION_LOCK_POLL).await;
+        waited += MIGRATION_LOCK_POLL;
     }
-    let applied = sqlx::migrate!("./migrations").run(&mut *connection).await;
+    let applied = async {
+        let mut migrator = sqlx::migrate!("./migrations");
+        migrator.set_ignore_missing(true);
+        let done = applied_versions(&mut connection).await?;
+        let known: HashSet<i64> = migrator.iter().map(|m| m.version).collect();
+        if let Some(newer) = done.iter().filter(|v| !known.contains(v)).max() {
+            tracing::warn!(migration = newer, "the database has migrations this build does not know (a newer webhookd applied them); running on the newer schema");
+        }
+        for migration in migrator.iter().filter(|m| m.no_tx && !done.contains(&m.version)) {
+            if let Some(index) = concurrent_index_name(migration.sql.as_str()) {
+                drop_unrecorded_index(&mut connection, migration.version, index).await?;
+            }
+        }
+        migrator.run(&mut *connection).await
+    }
+    .await;
     let unlocked = sqlx::query_file_scalar!("sql/cluster/migration_unlock.sql").fetch_one(&mut *connection).await;
     applied?;
     unlocked?;
     Ok(())
+}
+
+/// The versions recorded in sqlx's table (none before the first migration). Read with
+/// runtime statements: the table is sqlx's, not in the migrations the statement checks use.
+async fn applied_versions(connection: &mut sqlx::PgConnection) -> sqlx::Result<HashSet<i64>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations') IS NOT NULL").fetch_one(&mut *connection).await?;
+    if !exists {
+        return Ok(HashSet::new());
+    }
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success").fetch_all(&mut *connection).await?;
+    Ok(versions.into_iter().collect())
+}
+
+/// Drops `index` if it exists although migration `version`, which builds it, is not
+/// recorded: a build interrupted (or finished after its client went away) at an earlier start.
+async fn drop_unrecorded_index(connection: &mut sqlx::PgConnection, version: i64, index: &str) -> sqlx::Result<()> {
+    let found: Option<bool> = sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
+        .bind(index)
+        .fetch_optional(&mut *connection)
+        .await?;
+    if let Some(valid) = found {
+        tracing::warn!(migration = version, index, valid, "an earlier start left this migration's index unrecorded; building it again");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))).execute(&mut *connection).await?;
+    }
+    Ok(())
+}
+
+/// The name of the index a migration builds with `CREATE [UNIQUE] INDEX CONCURRENTLY`
+/// (comments aside), if it is a plain identifier.
+fn concurrent_index_name(sql: &str) -> Option<&str> {
+    sql.lines().map(|line| line.split("--").next().unwrap_or("")).find_map(|line| {
+        let rest = line.trim_start();
+        let rest = rest.strip_prefix("CREATE UNIQUE INDEX CONCURRENTLY ").or_else(|| rest.strip_prefix("CREATE INDEX CONCURRENTLY "))?;
+        let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+        let name = rest.split_whitespace().next()?;
+        name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_').then_some(name)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_a_migration_builds_concurrently_is_found_past_its_comments() {
+        assert_eq!(
+            concurrent_index_name(include_str!("../../migrations/20261201000034_parked_since_index.sql")),
+            Some("deliveries_parked_since_idx")
+        );
+        assert_eq!(concurrent_index_name("-- CREATE INDEX CONCURRENTLY not_this ON t (a)\nSELECT 1"), None);
+        assert_eq!(concurrent_index_name("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS a_b ON t (a)"), Some("a_b"));
+        assert_eq!(concurrent_index_name("CREATE INDEX CONCURRENTLY \"Odd\" ON t (a)"), None, "only plain names are dropped by name");
+        assert_eq!(concurrent_index_name(include_str!("../../migrations/20261201000033_drop_due_index.sql")), None);
+    }
+
+    #[test]
+    fn sslmode_require_with_a_root_certificate_verifies_it_as_libpq_does() {
+        let mode = |url: &str| format!("{:?}", connect_options(url).unwrap().get_ssl_mode());
+        assert_eq!(mode("postgres://u@db.example.com/w?sslmode=require&sslrootcert=/etc/ca.pem"), "VerifyCa");
+        assert_eq!(mode("postgres://u@db.example.com/w?sslmode=require"), "Require");
+        assert_eq!(mode("postgres://u@db.example.com/w?sslmode=verify-full&sslrootcert=/etc/ca.pem"), "VerifyFull");
+    }
 }

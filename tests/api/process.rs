@@ -153,6 +153,38 @@ async fn an_instance_waiting_for_its_turn_at_migrations_does_not_block_an_index_
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }
 
+/// Two states a plain sqlx run refuses to start from, and a start after each: an index
+/// build of a no-transaction migration that finished after its start was killed (the index
+/// there, the migration unrecorded: "already exists" at every start), and a database a
+/// newer webhookd migrated (a rollback: "previously applied but is missing").
+#[tokio::test]
+async fn migrate_mends_an_unrecorded_index_build_and_runs_on_a_newer_schema() {
+    use sqlx::Connection;
+    let database_url = fresh_database().await;
+    let mut db = sqlx::PgConnection::connect(&database_url).await.unwrap();
+    sqlx::raw_sql(
+        "DELETE FROM _sqlx_migrations WHERE version = 20261201000034;
+         INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (20991231000001, 'from a newer webhookd', true, '\\x00', 1)",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    let output = webhookd().arg("migrate").env("DATABASE_URL", &database_url).env("WEBHOOKD_DATA_DIR", scratch_dir("migrate-mend")).output().unwrap();
+    let log = String::from_utf8_lossy(&output.stderr).into_owned() + &String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{log}");
+    assert!(log.contains("building it again"), "{log}");
+    assert!(log.contains("a newer webhookd applied them"), "{log}");
+    let valid: bool = sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'deliveries_parked_since_idx'::regclass")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert!(valid, "the index is built again");
+    let recorded: i64 = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE version = 20261201000034 AND success").fetch_one(&mut db).await.unwrap();
+    assert_eq!(recorded, 1);
+}
+
 #[tokio::test]
 async fn maintenance_now_runs_one_pass_as_if_at_that_time_and_says_what_it_did() {
     let database_url = fresh_database().await;

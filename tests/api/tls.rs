@@ -152,6 +152,19 @@ fn verify_full_with_the_right_ca_migrates_and_a_wrong_ca_fails_with_one_clear_li
     assert!(!lines[0].contains("panicked"), "{stderr}");
 }
 
+/// As in libpq, `require` with a root CA checks the server's certificate against it (as
+/// `verify-ca`): the setting many managed databases' guides give. sqlx alone took any
+/// certificate then.
+#[test]
+fn sslmode_require_with_a_root_certificate_checks_the_server_against_it() {
+    let certificates = certificates();
+    let url = |ca: &Path| format!("{}?sslmode=require&sslrootcert={}", tls_cluster(), ca.display());
+    let (code, stderr) = migrate(&url(&certificates.ca), &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = migrate(&url(&certificates.other_ca), &[]);
+    assert_eq!(code, Some(1), "a certificate from another CA is refused: {stderr}");
+}
+
 #[test]
 fn the_ca_can_also_come_from_ssl_cert_file() {
     let certificates = certificates();
