@@ -8,9 +8,11 @@ SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $
     disabled_reason = CASE WHEN $6 THEN NULL ELSE disabled_reason END,
     disabled_at = CASE WHEN $6 THEN NULL ELSE disabled_at END,
     -- Resuming (inactive before, here is_active is the old value) starts a new failure
-    -- streak: else the first failed attempt after a re-enable would disable it again.
-    failing_since = CASE WHEN $6 AND NOT is_active THEN NULL ELSE failing_since END,
-    failed_in_streak = CASE WHEN $6 AND NOT is_active THEN 0 ELSE failed_in_streak END,
+    -- streak: else the first failed attempt after a re-enable would disable it again. So
+    -- does a new target (target_url here is the old one): the old URL's failures are not
+    -- the new one's.
+    failing_since = CASE WHEN ($6 AND NOT is_active) OR target_url <> $3 THEN NULL ELSE failing_since END,
+    failed_in_streak = CASE WHEN ($6 AND NOT is_active) OR target_url <> $3 THEN 0 ELSE failed_in_streak END,
     previous_secret_key = CASE WHEN $8 THEN NULL ELSE previous_secret_key END,
     previous_secret_expires_at = CASE WHEN $8 THEN NULL ELSE previous_secret_expires_at END,
     updated_at = now()

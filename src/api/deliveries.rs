@@ -145,17 +145,22 @@ impl DeliveriesApi {
         }
     }
 
-    /// Re-queues a finished delivery (409 while it is in flight or was filtered).
+    /// Re-queues a finished delivery (409 while it is in flight or was filtered, or when its
+    /// subscription is deleted or inactive).
     pub(crate) async fn requeue(&self, id: DeliveryId) -> Result<DeliveryRow, ApiError> {
         let pool = &self.context.pool;
         if !deliveries::retry(pool, id).await? {
-            return match deliveries::select(pool, id).await? {
-                None => Err(ApiError::not_found("no delivery with this id")),
-                Some(row) => Err(ApiError::conflict(
-                    "delivery_not_finished",
-                    format!("only a succeeded or failed delivery can be retried; this one is {}", row.status.as_str()),
-                )),
-            };
+            let row = deliveries::select(pool, id).await?.ok_or_else(|| ApiError::not_found("no delivery with this id"))?;
+            if !matches!(row.status, DeliveryStatus::Succeeded | DeliveryStatus::Failed) {
+                let message = format!("only a succeeded or failed delivery can be retried; this one is {}", row.status.as_str());
+                return Err(ApiError::conflict("delivery_not_finished", message));
+            }
+            return Err(match subscriptions::select(pool, row.subscription_id).await? {
+                Some(subscription) if subscription.deleted_at.is_none() => {
+                    ApiError::conflict("subscription_inactive", "the subscription is inactive; activate it before retrying its deliveries")
+                }
+                _ => ApiError::conflict("subscription_deleted", "the subscription was deleted: its deliveries can no longer be sent"),
+            });
         }
         self.context.waker.wake();
         let row = deliveries::select(pool, id).await?.ok_or_else(|| ApiError::not_found("no delivery with this id"))?;
@@ -183,7 +188,8 @@ impl DeliveriesApi {
     /// Re-queue a finished (succeeded or failed) delivery for a fresh round of attempts.
     ///
     /// Attempt numbers continue; the retry schedule starts over. 409 while it is still in
-    /// flight (queued, delivering, retrying) or was filtered.
+    /// flight (queued, delivering, retrying) or was filtered, and when its subscription is
+    /// inactive (`subscription_inactive`) or deleted (`subscription_deleted`).
     #[oai(path = "/deliveries/:delivery_id/retry", method = "post")]
     async fn retry(&self, _auth: AdminAuth, delivery_id: Path<Uuid>) -> Result<RetryResponse, ApiError> {
         let row = self.requeue(delivery_id.0.into()).await?;

@@ -172,8 +172,15 @@ pub async fn select_state(db: impl PgExecutor<'_>, id: SubscriptionId) -> sqlx::
 
 /// Takes an active subscription out of service; returns when, or `None` if it was inactive
 /// or deleted already.
-pub async fn disable(db: impl PgExecutor<'_>, id: SubscriptionId, reason: DisabledReason) -> sqlx::Result<Option<OffsetDateTime>> {
-    sqlx::query_file_scalar!("sql/subscriptions/disable_subscription.sql", id.as_uuid(), reason.as_str()).fetch_optional(db).await
+pub async fn disable(
+    db: impl PgExecutor<'_>,
+    id: SubscriptionId,
+    reason: DisabledReason,
+    attempted_target: Option<&str>,
+) -> sqlx::Result<Option<OffsetDateTime>> {
+    sqlx::query_file_scalar!("sql/subscriptions/disable_subscription.sql", id.as_uuid(), reason.as_str(), attempted_target)
+        .fetch_optional(db)
+        .await
 }
 
 /// Replaces the secret, keeping the old one valid for `overlap_seconds`.

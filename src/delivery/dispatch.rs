@@ -20,11 +20,15 @@ use crate::domain::target_url::TargetUrl;
 pub const EXCERPT_BYTES: usize = 1024;
 
 /// The one HTTP client all deliveries share: keep-alive connections, no redirects, no
-/// proxies from the environment, and (by default) only public addresses.
+/// proxies from the environment, and (by default) only public addresses. HTTP/1.1 only: a
+/// webhook is one POST, and over HTTP/2 every subscription on one host would share one
+/// connection, whose stream limit (often 128) would queue a healthy subscription's requests
+/// behind a slow one's on the same host.
 pub fn build_client(timeout: Duration, allow_private_targets: bool) -> reqwest::Result<reqwest::Client> {
     install_tls_provider();
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("webhookd/", env!("CARGO_PKG_VERSION")))
+        .http1_only()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(5)))
         .redirect(Policy::none())

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
-use super::scheduler::Scheduler;
+use super::scheduler::{Scheduler, TooLate};
 use crate::domain::SubscriptionId;
 
 /// One claimed delivery of a subscription, counted by the scheduler until its attempt is
@@ -28,14 +29,30 @@ impl InFlightGuard {
 
     /// Waits for one of the subscription's send permits (held until the guard is dropped),
     /// then, if it has a rate limit, for its turn: requests start at least 1/rate s apart.
-    pub async fn ready_to_send(&mut self, rate_limit: Option<i32>) {
+    /// Neither wait goes past `latest`: the attempt must start by then to finish within its
+    /// lease (else another claim could send the delivery too).
+    pub async fn ready_to_send(&mut self, rate_limit: Option<i32>, latest: Instant) -> Result<Readiness, TooLate> {
+        let mut waited = false;
         if self.permit.is_none() {
-            // The semaphore is never closed: a permit always comes.
-            self.permit = self.sending.clone().acquire_owned().await.ok();
+            let permit = match self.sending.clone().try_acquire_owned() {
+                Ok(permit) => permit,
+                Err(_) => {
+                    waited = true;
+                    // The semaphore is never closed: a permit always comes, maybe too late.
+                    let acquire = self.sending.clone().acquire_owned();
+                    tokio::time::timeout_at(latest, acquire).await.map_err(|_| TooLate)?.map_err(|_| TooLate)?
+                }
+            };
+            self.permit = Some(permit);
         }
-        if let Some(turn) = self.scheduler.take_turn(self.subscription, rate_limit) {
+        if Instant::now() > latest {
+            return Err(TooLate);
+        }
+        if let Some(turn) = self.scheduler.take_turn(self.subscription, rate_limit, latest.into_std())? {
+            waited |= turn > std::time::Instant::now();
             tokio::time::sleep_until(turn.into()).await;
         }
+        Ok(Readiness { waited })
     }
 
     /// The receiver answered this attempt.
@@ -50,6 +67,13 @@ impl Drop for InFlightGuard {
         self.permit = None;
         self.scheduler.attempt_over(self.subscription, self.answered);
     }
+}
+
+/// A delivery may be sent now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Readiness {
+    /// It waited for a send permit or a turn: what it knew of its subscription may be old.
+    pub waited: bool,
 }
 
 /// One send slot: a share of the instance's concurrency, held until the attempt's outcome
@@ -67,10 +91,11 @@ impl Slot {
     }
 
     /// Waits until the subscription's receiver may take one more request (its concurrency
-    /// cap and its rate limit, if any).
-    pub async fn ready_to_send(&mut self, rate_limit: Option<i32>) {
-        if let Some(attempt) = self.attempt.as_mut() {
-            attempt.ready_to_send(rate_limit).await;
+    /// cap and its rate limit, if any), if that comes by `latest`.
+    pub async fn ready_to_send(&mut self, rate_limit: Option<i32>, latest: Instant) -> Result<Readiness, TooLate> {
+        match self.attempt.as_mut() {
+            Some(attempt) => attempt.ready_to_send(rate_limit, latest).await,
+            None => Ok(Readiness { waited: false }),
         }
     }
 
@@ -106,11 +131,17 @@ mod tests {
             due_at: OffsetDateTime::now_utc(),
         };
         let mut guards = scheduler.claimed(&vec![delivery; 3]);
-        guards[0].ready_to_send(None).await;
-        guards[1].ready_to_send(None).await;
-        let third = tokio::time::timeout(Duration::from_millis(20), guards[2].ready_to_send(None)).await;
-        assert!(third.is_err(), "a third concurrent send waits");
+        let latest = Instant::now() + Duration::from_secs(60);
+        assert_eq!(guards[0].ready_to_send(None, latest).await, Ok(Readiness { waited: false }));
+        guards[1].ready_to_send(None, latest).await.unwrap();
+        let soon = Instant::now() + Duration::from_millis(20);
+        assert_eq!(guards[2].ready_to_send(None, soon).await, Err(TooLate), "a third concurrent send waits, not past its latest start");
+        let mut third = guards.remove(2);
+        let waiting = tokio::spawn(async move { (third.ready_to_send(None, latest).await, third) });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiting.is_finished(), "a third concurrent send waits");
         guards.remove(0);
-        tokio::time::timeout(Duration::from_secs(5), guards[1].ready_to_send(None)).await.expect("a finished send lets the next one go");
+        let (next, _third) = tokio::time::timeout(Duration::from_secs(5), waiting).await.expect("a finished send lets the next one go").unwrap();
+        assert_eq!(next, Ok(Readiness { waited: true }));
     }
 }

@@ -133,7 +133,7 @@ impl Engine {
         let (recorder, recorder_sender) = recorder::spawn(context.clone(), waker.local.clone());
         let in_flight = TaskTracker::new();
         let abort_sends = CancellationToken::new();
-        let senders = worker::Senders::new(context.clone(), in_flight.clone(), abort_sends.clone(), recorder_sender);
+        let senders = worker::Senders::new(context.clone(), in_flight.clone(), shutdown.clone(), abort_sends.clone(), recorder_sender);
         let delivers = context.settings.concurrency > 0;
         let handoff = delivers.then(|| Handoff::new(senders.clone()));
         let claim_loop = delivers.then(|| {

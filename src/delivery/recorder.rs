@@ -74,7 +74,7 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
         context.progressed();
         // Sustained failure: rare, and after the slots are back.
         for subscription in recorded.to_disable {
-            worker::disable_subscription(&context, subscription, DisabledReason::Failing).await;
+            worker::disable_subscription(&context, subscription, DisabledReason::Failing, None).await;
         }
     }
 }

@@ -364,18 +364,26 @@ impl Scheduler {
     }
 
     /// Records the subscription's rate limit and, if it has one, reserves its next start
-    /// time (one request per interval, no burst beyond one).
-    pub(super) fn take_turn(&self, subscription: SubscriptionId, rate_limit: Option<i32>) -> Option<Instant> {
+    /// time (one request per interval, no burst beyond one), unless that is after `latest`:
+    /// then nothing is reserved and the answer is `Err(TooLate)`.
+    pub(super) fn take_turn(&self, subscription: SubscriptionId, rate_limit: Option<i32>, latest: Instant) -> Result<Option<Instant>, TooLate> {
         let mut state = self.lock();
-        let usage = state.usage.get_mut(&subscription)?;
+        let Some(usage) = state.usage.get_mut(&subscription) else { return Ok(None) };
         let was_full = self.room(usage, Instant::now()) <= 0;
         usage.rate_limit = rate_limit;
         let has_room = self.room(usage, Instant::now()) > 0;
-        let turn = rate_limit.filter(|rate| *rate > 0).map(|rate| {
-            let turn = usage.next_send.max(Instant::now());
-            usage.next_send = turn + Duration::from_secs_f64(1.0 / rate as f64);
-            turn
-        });
+        let turn = match rate_limit.filter(|rate| *rate > 0) {
+            Some(rate) => {
+                let turn = usage.next_send.max(Instant::now());
+                if turn > latest {
+                    Err(TooLate)
+                } else {
+                    usage.next_send = turn + Duration::from_secs_f64(1.0 / rate as f64);
+                    Ok(Some(turn))
+                }
+            }
+            None => Ok(None),
+        };
         drop(state);
         // A rate limit lifted or raised gives room as surely as a finished attempt.
         if was_full && has_room {
@@ -384,6 +392,11 @@ impl Scheduler {
         turn
     }
 }
+
+/// A delivery's turn at its receiver would come too late: its lease would run out before
+/// the attempt could finish (a rate limit lowered under a full allowance of claimed rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TooLate;
 
 impl std::fmt::Debug for Scheduler {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -396,6 +409,11 @@ mod tests {
     use super::*;
     use crate::delivery::notified_already;
     use crate::domain::DeliveryId;
+
+    /// A latest start no turn reaches.
+    fn far() -> Instant {
+        Instant::now() + Duration::from_secs(3600)
+    }
 
     fn delivery(subscription: SubscriptionId, due_at: OffsetDateTime) -> ClaimedDelivery {
         ClaimedDelivery {
@@ -508,7 +526,7 @@ mod tests {
         answer(scheduler.take_fresh(answering).unwrap());
         let _hanging = scheduler.take_fresh(hanging).unwrap(); // one of its two, in flight
         answer(scheduler.take_fresh(paced).unwrap());
-        scheduler.take_turn(paced, Some(10)); // a second's worth: 10
+        scheduler.take_turn(paced, Some(10), far()).unwrap(); // a second's worth: 10
 
         let plan = scheduler.plan();
         assert_eq!(planned_room(&plan, answering), 32, "a claim takes at most a cap's worth of the allowance of 64");
@@ -537,10 +555,24 @@ mod tests {
         let scheduler = Scheduler::new(64);
         let a = SubscriptionId::new();
         let mut claimed = claim(&scheduler, a, 3);
-        let turns: Vec<Instant> = (0..3).map(|_| scheduler.take_turn(a, Some(10)).unwrap()).collect();
+        let turns: Vec<Instant> = (0..3).map(|_| scheduler.take_turn(a, Some(10), far()).unwrap().unwrap()).collect();
         assert!(turns[1] - turns[0] >= Duration::from_millis(100) && turns[2] - turns[1] >= Duration::from_millis(100));
         answer(claimed.pop().unwrap());
         assert_eq!(room(&scheduler, a), 10 - 2, "a second's worth, less what is claimed");
+    }
+
+    #[test]
+    fn a_turn_past_the_latest_start_is_refused_and_not_reserved() {
+        let scheduler = Scheduler::new(64);
+        let a = SubscriptionId::new();
+        let _claimed = claim(&scheduler, a, 3);
+        let latest = Instant::now() + Duration::from_millis(1500);
+        let first = scheduler.take_turn(a, Some(1), latest).unwrap().unwrap();
+        let second = scheduler.take_turn(a, Some(1), latest).unwrap().unwrap();
+        assert!(second - first >= Duration::from_secs(1));
+        assert_eq!(scheduler.take_turn(a, Some(1), latest), Err(TooLate), "a third turn would start 2 s on");
+        let later = scheduler.take_turn(a, Some(1), far()).unwrap().unwrap();
+        assert!(later - second < Duration::from_millis(1100), "the refused turn was not reserved");
     }
 
     #[test]
@@ -548,7 +580,7 @@ mod tests {
         let scheduler = Scheduler::new(4);
         let a = SubscriptionId::new();
         let mut claimed = claim(&scheduler, a, 8);
-        scheduler.take_turn(a, Some(6)); // paced at 6/s, more than the cap of 4
+        scheduler.take_turn(a, Some(6), far()).unwrap(); // paced at 6/s, more than the cap of 4
         answer(claimed.pop().unwrap());
         claimed.pop();
         assert_eq!(room(&scheduler, a), 0, "six claimed: a second's worth");

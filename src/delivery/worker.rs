@@ -7,6 +7,7 @@ use bytes::Bytes;
 use time::OffsetDateTime;
 use sqlx::{PgConnection, PgPool};
 use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -14,10 +15,10 @@ use uuid::Uuid;
 
 use super::backlog;
 use super::dispatch::{self, AttemptResult};
-use super::in_flight::Slot;
+use super::in_flight::{Readiness, Slot};
 use super::recorder::Finished;
-use super::scheduler::Scheduler;
-use super::DeliveryContext;
+use super::scheduler::{Scheduler, TooLate};
+use super::{DeliveryContext, DeliverySettings};
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, ClaimedDelivery, OutcomeUpdate};
 use crate::db::subscriptions::SubscriptionRow;
@@ -51,15 +52,25 @@ pub struct Senders {
     pub capacity: Arc<Semaphore>,
     pub scheduler: Scheduler,
     pub in_flight: TaskTracker,
+    /// The instance is shutting down: deliveries still waiting for their turn go back to
+    /// the queue instead of starting a send the grace period might cut off.
+    pub stopping: CancellationToken,
+    /// The grace period is over: sends under way are abandoned.
     pub abort_sends: CancellationToken,
     pub outcomes: mpsc::Sender<Finished>,
 }
 
 impl Senders {
-    pub fn new(context: Arc<DeliveryContext>, in_flight: TaskTracker, abort_sends: CancellationToken, outcomes: mpsc::Sender<Finished>) -> Self {
+    pub fn new(
+        context: Arc<DeliveryContext>,
+        in_flight: TaskTracker,
+        stopping: CancellationToken,
+        abort_sends: CancellationToken,
+        outcomes: mpsc::Sender<Finished>,
+    ) -> Self {
         let capacity = Arc::new(Semaphore::new(context.settings.concurrency as usize));
         let scheduler = Scheduler::new(context.settings.max_in_flight_per_subscription as usize);
-        Self { context, capacity, scheduler, in_flight, abort_sends, outcomes }
+        Self { context, capacity, scheduler, in_flight, stopping, abort_sends, outcomes }
     }
 
     /// Starts one delivery's task under lease `lease_id`, holding `slot` until its outcome
@@ -72,8 +83,10 @@ impl Senders {
             attempt = delivery.attempt_count
         );
         let task = DeliveryTask {
+            latest_start: latest_start(Instant::now(), &self.context.settings),
             context: self.context.clone(),
             lease_id,
+            stopping: self.stopping.clone(),
             abort: self.abort_sends.clone(),
             outcomes: self.outcomes.clone(),
             slot,
@@ -209,10 +222,29 @@ fn spawn_deliveries(senders: &Senders, claimed: Vec<ClaimedDelivery>, permits: V
     }
 }
 
-/// One claimed delivery on its way: look up the subscription, send, hand the outcome on.
+/// The last moment a delivery claimed at `claimed_at` may start its attempt: one that
+/// starts later could outlive its lease, and another claim could then send it too (the
+/// recorder would drop the first outcome as lost). A margin of up to 5 s leaves time to
+/// write the outcome. With the default lease (twice the timeout and 30 s) that is 35 s after
+/// the claim; a claimed row still waiting then (a rate limit lowered under a full
+/// allowance, a lease configured short) goes back to the queue unsent.
+fn latest_start(claimed_at: Instant, settings: &DeliverySettings) -> Instant {
+    let lease = settings.lease_duration();
+    let spare = lease.saturating_sub(settings.timeout);
+    claimed_at + spare - (spare / 2).min(LATEST_START_MARGIN)
+}
+
+/// What the last start of an attempt keeps from the end of its lease, at most.
+const LATEST_START_MARGIN: Duration = Duration::from_secs(5);
+
+/// One claimed delivery on its way: look up the subscription, wait for its turn, send,
+/// hand the outcome on.
 struct DeliveryTask {
     context: Arc<DeliveryContext>,
     lease_id: Uuid,
+    /// See [`latest_start`].
+    latest_start: Instant,
+    stopping: CancellationToken,
     abort: CancellationToken,
     outcomes: mpsc::Sender<Finished>,
     /// Held until the outcome is recorded (see [`Finished::slot`]).
@@ -222,17 +254,30 @@ struct DeliveryTask {
 impl DeliveryTask {
     async fn run(mut self, mut delivery: ClaimedDelivery) {
         // Boxed, as `send` below and the rare paths: see there.
-        let subscription = match Box::pin(self.context.subscriptions.get(delivery.subscription_id)).await {
-            Ok(Lookup::Found(subscription)) if subscription.deleted_at.is_none() => subscription,
-            Ok(_) => return Box::pin(self.cancel(&delivery, "subscription_deleted")).await,
-            Err(error) => {
-                tracing::warn!(%error, "cannot load the subscription; the delivery goes back to the queue");
-                return Box::pin(self.release(&delivery, Some(OffsetDateTime::now_utc() + Duration::from_secs(5)))).await;
+        let Some(mut subscription) = Box::pin(self.subscription_to_send(&delivery)).await else { return };
+        // Claimed beyond the cap: wait here for a turn at the receiver; but not past the
+        // lease's last useful start, nor once the instance is stopping (a send started then
+        // could be cut off by the end of the grace period, its attempt left unrecorded).
+        let ready = tokio::select! {
+            ready = self.slot.ready_to_send(subscription.rate_limit, self.latest_start) => ready,
+            _ = self.stopping.cancelled() => {
+                tracing::info!("shutting down: a delivery waiting for its turn goes back to the queue");
+                return Box::pin(self.release(&delivery, Some(OffsetDateTime::now_utc()))).await;
             }
         };
-        if !subscription.is_active {
-            // Parked until the subscription is reactivated.
-            return Box::pin(self.release(&delivery, None)).await;
+        match ready {
+            Err(TooLate) => {
+                tracing::info!("its turn at the receiver would come too late in its lease: back to the queue");
+                return Box::pin(self.release(&delivery, Some(OffsetDateTime::now_utc()))).await;
+            }
+            // The subscription may have changed while the delivery waited: paused, disabled
+            // by a 410 to an earlier attempt, deleted, or given a new target or secret. The
+            // cache knows (a change invalidates it on every instance).
+            Ok(Readiness { waited: true }) => match Box::pin(self.subscription_to_send(&delivery)).await {
+                Some(fresh) => subscription = fresh,
+                None => return,
+            },
+            Ok(Readiness { waited: false }) => {}
         }
         // Moved, not copied: nothing after the send reads the body.
         let body = Bytes::from(std::mem::take(&mut delivery.body));
@@ -243,11 +288,14 @@ impl DeliveryTask {
         // Boxed: the HTTP request's future is large, and kept inline it made this task's
         // future large too, copied whole at each spawn and state change (a sixth of the
         // service's CPU during a drain went to those copies).
-        let send = Box::pin(async {
-            // Claimed beyond the cap: wait here for a turn at the receiver.
-            self.slot.ready_to_send(subscription.rate_limit).await;
-            dispatch::send(&self.context.client, &subscription.target_url, &delivery, body, &signing, self.context.allow_private_targets).await
-        });
+        let send = Box::pin(dispatch::send(
+            &self.context.client,
+            &subscription.target_url,
+            &delivery,
+            body,
+            &signing,
+            self.context.allow_private_targets,
+        ));
         let result = tokio::select! {
             result = send => result,
             _ = self.abort.cancelled() => {
@@ -271,8 +319,29 @@ impl DeliveryTask {
             tracing::error!("outcome recorder stopped; the lease will expire and the delivery will be retried");
         }
         if let Some(reason) = disable {
-            Box::pin(disable_subscription(&self.context, delivery.subscription_id, reason)).await;
+            Box::pin(disable_subscription(&self.context, delivery.subscription_id, reason, Some(&subscription.target_url))).await;
         }
+    }
+
+    /// The delivery's subscription as the cache has it now, if the delivery is to be sent:
+    /// a deleted subscription's delivery is cancelled, a paused one's parked, and one whose
+    /// subscription cannot be read goes back to the queue for a few seconds (`None`).
+    async fn subscription_to_send(&self, delivery: &ClaimedDelivery) -> Option<Arc<SubscriptionRow>> {
+        match self.context.subscriptions.get(delivery.subscription_id).await {
+            Ok(Lookup::Found(subscription)) if subscription.deleted_at.is_none() => {
+                if subscription.is_active {
+                    return Some(subscription);
+                }
+                // Parked until the subscription is reactivated.
+                self.release(delivery, None).await;
+            }
+            Ok(_) => self.cancel(delivery, "subscription_deleted").await,
+            Err(error) => {
+                tracing::warn!(%error, "cannot load the subscription; the delivery goes back to the queue");
+                self.release(delivery, Some(OffsetDateTime::now_utc() + Duration::from_secs(5))).await;
+            }
+        }
+        None
     }
 
     fn count_attempt(&self, delivery: &ClaimedDelivery, result: &AttemptResult, finished: &Finished) {
@@ -302,11 +371,13 @@ impl DeliveryTask {
 /// Takes the subscription out of service: inactive, every instance told, and
 /// `webhookd.subscription.disabled` queued, in one transaction; then its waiting deliveries
 /// parked as for a pause (`backlog::start_moving`). Attempts already under way finish.
-pub(super) async fn disable_subscription(context: &DeliveryContext, id: SubscriptionId, reason: DisabledReason) {
+/// `attempted_target`: where the attempt that decided it went; a subscription moved to
+/// another target since is left alone.
+pub(super) async fn disable_subscription(context: &DeliveryContext, id: SubscriptionId, reason: DisabledReason, attempted_target: Option<&str>) {
     let disabled = async {
         let mut tx = context.pool.begin().await?;
         deliveries::take_backlog_turn(&mut *tx, id).await?;
-        let disabled_at = subscriptions::disable(&mut *tx, id, reason).await?;
+        let disabled_at = subscriptions::disable(&mut *tx, id, reason, attempted_target).await?;
         if let Some(disabled_at) = disabled_at {
             subscriptions::notify_changed(&mut *tx, id).await?;
             let event = OperationalEvent::SubscriptionDisabled { subscription_id: id, reason, disabled_at };

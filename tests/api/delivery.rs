@@ -410,6 +410,58 @@ async fn a_subscription_lists_its_waiting_deliveries_parked_ones_included() {
     }
 }
 
+/// With a cap of 1, a second delivery claimed waits for the first's send. Paused meanwhile,
+/// the subscription gets nothing more: the waiting one is parked when its turn comes, as
+/// the rest of the backlog is. (It used to be sent with the subscription as it was when
+/// claimed; so too after a new target or secret, or a disable by a 410.)
+#[tokio::test]
+async fn a_delivery_waiting_for_its_turn_is_not_sent_once_its_subscription_is_paused() {
+    let app = spawn_app_with(&[("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "1")]).await;
+    let receiver = Receiver::start(vec![Reply::Status(200)], Reply::Delay(Duration::from_millis(800), 200)).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    // Answered once: the subscription may have its whole allowance claimed (one sending,
+    // one waiting), not only the small share of a receiver not heard from.
+    let warm_up = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(warm_up, LIMIT).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(app.ingest(subscription, "{}").await);
+    }
+    receiver.wait_for(2, LIMIT).await;
+    let paused = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": false}))).await;
+    assert_eq!(paused.status, 200);
+
+    let parked = |d: &Value| (d["status"] == "queued" || d["status"] == "retrying") && d["next_attempt_at"].is_null();
+    let mut finished = 0;
+    for id in &ids {
+        let delivery = app.wait_for_delivery(*id, LIMIT, |d| d["status"] == "succeeded" || parked(d)).await;
+        finished += usize::from(delivery["status"] == "succeeded");
+    }
+    assert_eq!(finished, 1, "only the delivery under way when paused was sent");
+    assert_eq!(receiver.received().len(), 2, "the warm-up and that one");
+}
+
+/// A retry is refused while the subscription is paused or after it is deleted: it would be
+/// parked, or cancelled with its history rewritten as failed.
+#[tokio::test]
+async fn a_retry_is_refused_while_the_subscription_is_paused_or_once_it_is_deleted() {
+    let app = spawn_app().await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    let id = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(id, LIMIT).await;
+    let retry = format!("/deliveries/{id}/retry");
+
+    app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": false}))).await;
+    let paused = app.call("POST", &retry, None).await;
+    assert_eq!((paused.status, paused.body["error"].as_str()), (409, Some("subscription_inactive")), "{:?}", paused.body);
+    assert_eq!(app.call("DELETE", &format!("/subscriptions/{subscription}"), None).await.status, 204);
+    let deleted = app.call("POST", &retry, None).await;
+    assert_eq!((deleted.status, deleted.body["error"].as_str()), (409, Some("subscription_deleted")), "{:?}", deleted.body);
+    assert_eq!(app.get(&format!("/deliveries/{id}")).await.body["status"], "succeeded", "its history stands");
+    assert_eq!(receiver.received().len(), 1);
+}
+
 #[tokio::test]
 async fn deactivating_a_subscription_holds_its_deliveries_until_it_is_reactivated() {
     let app = spawn_app_with(&[("WEBHOOKD_RETRY_SCHEDULE", "400ms")]).await;

@@ -188,3 +188,26 @@ async fn an_operator_endpoint_that_fails_raises_no_event_about_its_own_events() 
     assert_eq!((queued, operational), (0, 1), "one event about the customer's delivery, none about the operator's");
     assert_eq!(operator.received().len(), 1);
 }
+
+/// A receiver moved: its old URL answers 410 to an attempt still under way when the
+/// subscription is pointed at the new one. That answer is about the old URL: the
+/// subscription stays in service and the next webhook goes to the new target.
+#[tokio::test]
+async fn a_410_from_a_target_replaced_meanwhile_does_not_disable_the_subscription() {
+    let app = spawn_app_with(&[]).await;
+    let old = Receiver::start(vec![], Reply::Delay(Duration::from_millis(800), 410)).await;
+    let new = Receiver::answering(200).await;
+    let subscription = app.create_subscription(&old.url, json!({})).await;
+    let first = app.ingest(subscription, "{}").await;
+    old.wait_for(1, LIMIT).await;
+    let moved = app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"target_url": new.url}))).await;
+    assert_eq!(moved.status, 200);
+    assert_eq!(app.wait_until_finished(first, LIMIT).await["status"], "failed", "410: the old URL is gone");
+
+    // Ingest checks the subscription is active: a disable would make this a 409.
+    let second = app.ingest(subscription, "{}").await;
+    assert_eq!(app.wait_until_finished(second, LIMIT).await["status"], "succeeded");
+    assert_eq!(new.received().len(), 1);
+    let current = app.get(&format!("/subscriptions/{subscription}")).await.body;
+    assert_eq!((current["is_active"].as_bool(), current["disabled_reason"].as_str()), (Some(true), None), "{current:#}");
+}

@@ -208,6 +208,29 @@ async fn sigterm_with_hanging_receivers_releases_their_deliveries_within_the_gra
     assert!(rows.iter().all(|(status, attempts)| status == "queued" && *attempts == 0), "released, attempt uncounted: {rows:?}");
 }
 
+/// On SIGTERM, a delivery still waiting for its turn (here a rate limit's) goes back to the
+/// queue at once. Started during the grace period instead, its request could be cut off at
+/// the grace's end after the receiver had it, with no attempt logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_starts_no_new_send_and_every_request_sent_is_logged() {
+    let database = fresh_database().await;
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let receiver = Receiver::start(vec![], Reply::Delay(Duration::from_secs(2), 200)).await;
+    let mut service = Service::start(&database, &[("WEBHOOKD_SHUTDOWN_GRACE", "2500ms")]).await;
+    let body = serde_json::json!({ "target_url": receiver.url, "rate_limit": 1 });
+    let subscription = service.create_subscription_with(&http_client(), &body).await;
+    let accepted = ingest_many(&service, subscription, 3, 3).await;
+    assert_eq!(accepted.len(), 3);
+    while receiver.received().is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    assert_eq!(service.terminate(Duration::from_secs(10)).await, Some(0));
+    let logged: i64 = sqlx::query_scalar("SELECT count(*) FROM attempts").fetch_one(&pool).await.unwrap();
+    assert_eq!(receiver.received().len(), 1, "no request started after SIGTERM; logs:\n{}", service.logs());
+    assert_eq!(logged, 1, "the request sent has its attempt row");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_instances_share_10000_webhooks_without_double_delivery() {
     let database = fresh_database().await;

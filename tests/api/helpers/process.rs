@@ -146,8 +146,12 @@ impl Service {
 
     /// Creates a subscription through this instance.
     pub async fn create_subscription(&self, client: &reqwest::Client, target_url: &str) -> Uuid {
-        let body = serde_json::json!({ "target_url": target_url });
-        webhookd_test_support::create_subscription(client, &self.base, ADMIN_TOKEN, &body).await.unwrap()
+        self.create_subscription_with(client, &serde_json::json!({ "target_url": target_url })).await
+    }
+
+    /// Creates a subscription with these fields through this instance.
+    pub async fn create_subscription_with(&self, client: &reqwest::Client, body: &serde_json::Value) -> Uuid {
+        webhookd_test_support::create_subscription(client, &self.base, ADMIN_TOKEN, body).await.unwrap()
     }
 }
 
