@@ -27,6 +27,12 @@ pub struct SubscriptionCache {
     /// Ids found not to exist, remembered briefly: a stranger posting to made-up ids costs
     /// one database read per id per [`ABSENT_TTL`], not one per request.
     absent: Cache<SubscriptionId, ()>,
+    /// The newest version (`updated_at`, µs) announced for each subscription changed lately
+    /// (the NOTIFY of every write carries it). A copy from Redis older than that is not
+    /// used: the writer's delete may have failed (Redis slow or unreachable from it), or an
+    /// instance that read the row before the write may have put it back since. Kept as
+    /// long as a Redis entry lives.
+    changed: Cache<SubscriptionId, i64>,
     shared: Option<Arc<RedisCache>>,
     pool: PgPool,
     /// A read without an answer by then fails (`WEBHOOKD_DB_STATEMENT_DEADLINE`): every
@@ -34,6 +40,11 @@ pub struct SubscriptionCache {
     deadline: Duration,
     /// Opens secrets encrypted at rest (`None`: at-rest encryption is off).
     keyring: Option<Arc<Keyring>>,
+}
+
+/// A row's version as a NOTIFY announces it: `updated_at` in µs since the epoch.
+pub fn version(row: &SubscriptionRow) -> i64 {
+    (row.updated_at.unix_timestamp_nanos() / 1_000) as i64
 }
 
 /// The result of a lookup. Deleted subscriptions are `Found` with `deleted_at` set, so
@@ -82,7 +93,8 @@ impl SubscriptionCache {
     ) -> Self {
         let cache = Cache::builder().name("subscriptions").max_capacity(capacity).time_to_live(ttl).build();
         let absent = Cache::builder().max_capacity(ABSENT_CAPACITY).time_to_live(ABSENT_TTL).build();
-        Self { cache, absent, shared, pool, deadline, keyring }
+        let changed = Cache::builder().max_capacity(capacity).time_to_live(ttl + Duration::from_secs(1)).build();
+        Self { cache, absent, changed, shared, pool, deadline, keyring }
     }
 
     /// The subscription `id`, from memory when possible. Concurrent misses for the same id
@@ -134,8 +146,13 @@ impl SubscriptionCache {
         Ok(row)
     }
 
+    /// The row from Redis, unless a newer version of it was announced.
     async fn read_shared(&self, id: SubscriptionId) -> Option<SubscriptionRow> {
-        self.shared.as_ref()?.get(id).await
+        let row = self.shared.as_ref()?.get(id).await?;
+        match self.changed.get(&id).await {
+            Some(newest) if version(&row) < newest => None,
+            _ => Some(row),
+        }
     }
 
     /// After this instance wrote subscription `id`: forget it here and in Redis (the other
@@ -155,8 +172,14 @@ impl SubscriptionCache {
         }
     }
 
-    /// After another instance wrote subscription `id`: forget the local copy.
-    pub async fn evict_local(&self, id: SubscriptionId) {
+    /// After a write of subscription `id` (announced by its NOTIFY, with the row's new
+    /// `version` when the writer sends it): forget the local copy, and any older one Redis
+    /// may still hold.
+    pub async fn evict_local(&self, id: SubscriptionId, version: Option<i64>) {
+        if let Some(version) = version {
+            let newest = self.changed.get(&id).await.map_or(version, |known| known.max(version));
+            self.changed.insert(id, newest).await;
+        }
         self.cache.invalidate(&id).await;
         self.absent.invalidate(&id).await;
     }

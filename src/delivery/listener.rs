@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::WORK_CHANNEL;
 use crate::db::{self, deliveries};
+use crate::domain::SubscriptionId;
 use crate::subscription_cache::SubscriptionCache;
 
 /// The NOTIFY channel on which writers announce a changed subscription (payload: its id).
@@ -129,9 +130,9 @@ async fn relay(
             // reads, and takes a message off the socket only once whole.
             received = listener.try_recv() => match received {
                 Ok(Some(notification)) if notification.channel() == SUBSCRIPTIONS_CHANNEL => {
-                    match notification.payload().parse() {
-                        Ok(id) => cache.evict_local(id).await,
-                        Err(_) => cache.evict_all_local(),
+                    match parse_change(notification.payload()) {
+                        Some((id, version)) => cache.evict_local(id, version).await,
+                        None => cache.evict_all_local(),
                     }
                 }
                 Ok(Some(_)) => wake.notify_one(),
@@ -148,6 +149,18 @@ async fn relay(
             },
         }
     }
+}
+
+/// A changed subscription's notification: `<id> <version>`, or `<id>` alone (as webhookd
+/// sent it before versions, during a rolling upgrade).
+fn parse_change(payload: &str) -> Option<(SubscriptionId, Option<i64>)> {
+    let mut parts = payload.split(' ');
+    let id = parts.next()?.parse().ok()?;
+    let version = match parts.next() {
+        Some(version) => Some(version.parse().ok()?),
+        None => None,
+    };
+    Some((id, version))
 }
 
 /// Whether a quiet LISTEN connection still answers a query within `deadline`. One that
@@ -207,5 +220,19 @@ async fn backoff(failures: u32, shutdown: &CancellationToken) {
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = tokio::time::sleep(wait) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_names_the_subscription_and_its_version_if_the_writer_sent_one() {
+        let id = SubscriptionId::new();
+        assert_eq!(parse_change(&format!("{id} 1764676800123456")), Some((id, Some(1_764_676_800_123_456))));
+        assert_eq!(parse_change(&id.to_string()), Some((id, None)), "as sent before versions");
+        assert_eq!(parse_change(&format!("{id} soon")), None);
+        assert_eq!(parse_change("not an id"), None);
     }
 }

@@ -114,3 +114,31 @@ async fn a_dead_or_hanging_redis_never_fails_ingest_or_delivery() {
         assert_eq!(delivery["status"], "succeeded");
     }
 }
+
+/// The writer's delete from Redis failed (Redis unreachable from it for a moment), so Redis
+/// still holds the row as it was before a pause. Another instance, told of the change by
+/// its NOTIFY (which carries the row's new version), does not take that older copy: it
+/// refuses the paused subscription's webhooks at once, not after the cache's lifetime.
+#[tokio::test]
+async fn an_instance_takes_no_copy_from_redis_older_than_a_change_it_was_told_of() {
+    let redis = RedisServer::start();
+    let database = fresh_database().await;
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let unreachable = format!("redis://127.0.0.1:{closed}");
+    let writer = spawn_app_on(&database, &[("REDIS_URL", unreachable.as_str()), ("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let other = spawn_app_on(&database, &[("REDIS_URL", redis.url.as_str()), ("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
+    let receiver = Receiver::answering(200).await;
+    let subscription = writer.create_subscription(&receiver.url, json!({})).await;
+    assert_eq!(other.ingest_bytes(subscription, b"{}".to_vec(), None).await.status, 202);
+    assert!(redis_entry(&redis.url, subscription).await.is_some(), "the other instance filled Redis");
+
+    let paused = writer.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": false}))).await;
+    assert_eq!(paused.status, 200);
+    let refused = other
+        .wait_for_progress(Duration::from_secs(3), async || match other.ingest_bytes(subscription, b"{}".to_vec(), None).await.status {
+            409 => Ok(()),
+            status => Err(status),
+        })
+        .await;
+    assert_eq!(refused, Ok(()), "the other instance still took webhooks for the paused subscription");
+}
