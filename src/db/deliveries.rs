@@ -217,6 +217,13 @@ pub async fn list_for_subscription(
                 .fetch_all(db)
                 .await
         }
+        // These through their partial indexes, not looked for in the history.
+        Some(status @ (DeliveryStatus::Failed | DeliveryStatus::Filtered)) => {
+            let status = status.as_str();
+            sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_rare_deliveries_for_subscription.sql", id, status, limit)
+                .fetch_all(db)
+                .await
+        }
         _ => {
             let status = status.map(DeliveryStatus::as_str);
             sqlx::query_file_as!(DeliveryRow, "sql/deliveries/list_deliveries_for_subscription.sql", id, status, limit)

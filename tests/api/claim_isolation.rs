@@ -251,6 +251,30 @@ async fn the_orphan_event_sweep_reads_only_events_that_grew_old_since_its_last_p
     }
 }
 
+/// `GET /subscriptions/{id}/deliveries?status=failed|filtered` reads those rows through
+/// their partial indexes, in custom and generic plans alike: none of the subscription's
+/// 20,000 succeeded deliveries (the history statement reads all of them to find none).
+#[tokio::test]
+async fn a_subscription_s_failed_or_filtered_deliveries_are_read_through_their_indexes() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    let subscription = Uuid::now_v7();
+    queue(&pool, subscription, DRAINED, "now()").await;
+    pool.execute("UPDATE deliveries SET status = 'succeeded', next_attempt_at = NULL, completed_at = now(); ANALYZE deliveries")
+        .await
+        .unwrap();
+    let mut db = pool.acquire().await.unwrap();
+    let statement = include_str!("../../sql/deliveries/list_rare_deliveries_for_subscription.sql");
+    db.execute(sqlx::AssertSqlSafe(format!("PREPARE rare(uuid, text, bigint) AS {statement}"))).await.unwrap();
+    for plans in ["auto", "force_generic_plan"] {
+        db.execute(sqlx::AssertSqlSafe(format!("SET plan_cache_mode = {plans}"))).await.unwrap();
+        for status in ["failed", "filtered"] {
+            let plan = explain(&mut db, &format!("EXECUTE rare('{subscription}', '{status}', 21)")).await;
+            let read = rows_read(&plan[0]["Plan"]);
+            assert_eq!(read, 0.0, "{status}, {plans}: read {read} rows of deliveries:\n{plan:#}");
+        }
+    }
+}
+
 /// Whether the plan has a node of this type.
 fn has_node(plan: &Value, node_type: &str) -> bool {
     plan["Node Type"] == node_type || plan["Plans"].as_array().into_iter().flatten().any(|child| has_node(child, node_type))
