@@ -33,14 +33,19 @@ pub const QUEUE_REFRESH: Duration = Duration::from_secs(5);
 /// How many times its own duration a queue reading waits before the next one.
 const QUEUE_READING_SHARE: u32 = 100;
 
-/// How long a queue reading that took `took` stays current: [`QUEUE_REFRESH`], or longer
-/// when the reading was slow. The count visits every waiting row (about a quarter of a
-/// microsecond each, measured here, parallel workers aside), so a dead endpoint's backlog
-/// of millions makes one reading cost a second of database CPU; spaced by a hundred times
-/// its duration, reading the queue costs a process at most about 1 % of a database core,
-/// however large the backlog. A 2,000,000-row backlog read in 0.35 s is read every 35 s.
+/// Longest a queue reading stays current, however slow it was.
+const QUEUE_READING_MAX_AGE: Duration = Duration::from_secs(60);
+
+/// How long a queue reading whose statement took `took` stays current: [`QUEUE_REFRESH`],
+/// or longer when the reading was slow. The count visits every waiting row (about a
+/// quarter of a microsecond each, measured here, parallel workers aside), so a dead
+/// endpoint's backlog of millions makes one reading cost a second of database CPU; spaced
+/// by a hundred times its duration, reading the queue costs a process at most about 1 % of
+/// a database core up to backlogs of about 5,000,000 rows, and a reading is never older
+/// than a minute (an alert on the oldest due age must not go blind). A 2,000,000-row
+/// backlog read in 0.35 s is read every 35 s.
 pub fn queue_reading_spacing(took: Duration) -> Duration {
-    QUEUE_REFRESH.max(took * QUEUE_READING_SHARE)
+    QUEUE_REFRESH.max(took * QUEUE_READING_SHARE).min(QUEUE_READING_MAX_AGE)
 }
 
 /// The queue as last read, shared by the gauges and the dashboard's overview.
@@ -255,9 +260,12 @@ impl Metrics {
         {
             return Ok(reading);
         }
+        // Only the statement is timed: a wait for a pooled connection says nothing of its cost.
+        let mut connection = pool.acquire().await?;
+        let started = Instant::now();
+        let depth = db::deliveries::queue_depth(&mut *connection).await?;
         let taken = Instant::now();
-        let depth = db::deliveries::queue_depth(pool).await?;
-        let reading = QueueReading { depth, read_at: time::OffsetDateTime::now_utc(), taken, took: taken.elapsed() };
+        let reading = QueueReading { depth, read_at: time::OffsetDateTime::now_utc(), taken, took: taken - started };
         for (status, count) in QUEUE_STATUSES.into_iter().zip([depth.queued, depth.retrying, depth.delivering]) {
             self.queue_depth.get_or_create(&StatusLabels { status: status.as_str() }).set(count);
         }
@@ -293,5 +301,6 @@ mod tests {
         assert_eq!(queue_reading_spacing(Duration::from_millis(2)), QUEUE_REFRESH);
         assert_eq!(queue_reading_spacing(Duration::from_millis(50)), QUEUE_REFRESH);
         assert_eq!(queue_reading_spacing(Duration::from_millis(350)), Duration::from_secs(35));
+        assert_eq!(queue_reading_spacing(Duration::from_secs(3)), Duration::from_secs(60), "never older than a minute");
     }
 }

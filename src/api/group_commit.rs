@@ -155,11 +155,11 @@ impl Batch {
     /// producer is answered 503 (the flusher finds the row missing) and sends it again.
     /// No 202 goes out before its row is durable.
     async fn write(self, db: &mut sqlx::PgConnection, flush_later: bool) -> sqlx::Result<()> {
-        let written_at = OffsetDateTime::now_utc();
+        let (written_at, leased_at) = (OffsetDateTime::now_utc(), tokio::time::Instant::now());
         deliveries::insert_many(&mut *db, &self.rows, self.lease_id, self.lease_seconds, flush_later).await?;
         for (row, slot) in self.rows.into_iter().zip(self.slots) {
             if let Some(slot) = slot {
-                slot.start(row, written_at, self.lease_id);
+                slot.start(row, written_at, self.lease_id, leased_at);
             }
         }
         Ok(())

@@ -193,8 +193,8 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
             tracing::warn!(migration = newer, "the database has migrations this build does not know (a newer webhookd applied them); running on the newer schema");
         }
         for migration in migrator.iter().filter(|m| m.no_tx && !done.contains(&m.version)) {
-            if let Some(index) = concurrent_index_name(migration.sql.as_str()) {
-                drop_unrecorded_index(&mut connection, migration.version, index).await?;
+            if let Some(build) = concurrent_index_build(migration.sql.as_str()) {
+                drop_unrecorded_index(&mut connection, migration.version, build).await?;
             }
         }
         migrator.run(&mut *connection).await
@@ -217,29 +217,45 @@ async fn applied_versions(connection: &mut sqlx::PgConnection) -> sqlx::Result<H
     Ok(versions.into_iter().collect())
 }
 
-/// Drops `index` if it exists although migration `version`, which builds it, is not
-/// recorded: a build interrupted (or finished after its client went away) at an earlier start.
-async fn drop_unrecorded_index(connection: &mut sqlx::PgConnection, version: i64, index: &str) -> sqlx::Result<()> {
+/// Drops the index of `build` if it exists although migration `version`, which builds it,
+/// is not recorded: a build interrupted (or finished after its client went away) at an
+/// earlier start. An invalid one always goes; a valid one only if the migration would fail
+/// on it (no `IF NOT EXISTS`: the migrations before 35), since sqlx cannot be told to
+/// record a migration without running it.
+async fn drop_unrecorded_index(connection: &mut sqlx::PgConnection, version: i64, build: IndexBuild<'_>) -> sqlx::Result<()> {
     let found: Option<bool> = sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)")
-        .bind(index)
+        .bind(build.name)
         .fetch_optional(&mut *connection)
         .await?;
-    if let Some(valid) = found {
-        tracing::warn!(migration = version, index, valid, "an earlier start left this migration's index unrecorded; building it again");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP INDEX CONCURRENTLY IF EXISTS {index}"))).execute(&mut *connection).await?;
+    let Some(valid) = found else { return Ok(()) };
+    if valid && build.if_not_exists {
+        return Ok(());
     }
+    tracing::warn!(migration = version, index = build.name, valid, "an earlier start left this migration's index unrecorded; building it again");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP INDEX CONCURRENTLY IF EXISTS {}", build.name))).execute(&mut *connection).await?;
     Ok(())
 }
 
-/// The name of the index a migration builds with `CREATE [UNIQUE] INDEX CONCURRENTLY`
-/// (comments aside), if it is a plain identifier.
-fn concurrent_index_name(sql: &str) -> Option<&str> {
+/// An index a migration builds with `CREATE [UNIQUE] INDEX CONCURRENTLY`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IndexBuild<'a> {
+    name: &'a str,
+    if_not_exists: bool,
+}
+
+/// The index a migration builds concurrently (comments aside), if its name is a plain
+/// identifier.
+fn concurrent_index_build(sql: &str) -> Option<IndexBuild<'_>> {
     sql.lines().map(|line| line.split("--").next().unwrap_or("")).find_map(|line| {
         let rest = line.trim_start();
         let rest = rest.strip_prefix("CREATE UNIQUE INDEX CONCURRENTLY ").or_else(|| rest.strip_prefix("CREATE INDEX CONCURRENTLY "))?;
-        let rest = rest.strip_prefix("IF NOT EXISTS ").unwrap_or(rest);
+        let (rest, if_not_exists) = match rest.strip_prefix("IF NOT EXISTS ") {
+            Some(rest) => (rest, true),
+            None => (rest, false),
+        };
         let name = rest.split_whitespace().next()?;
-        name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_').then_some(name)
+        let plain = name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+        plain.then_some(IndexBuild { name, if_not_exists })
     })
 }
 
@@ -249,14 +265,19 @@ mod tests {
 
     #[test]
     fn the_index_a_migration_builds_concurrently_is_found_past_its_comments() {
+        let build = |name, if_not_exists| Some(IndexBuild { name, if_not_exists });
         assert_eq!(
-            concurrent_index_name(include_str!("../../migrations/20261201000034_parked_since_index.sql")),
-            Some("deliveries_parked_since_idx")
+            concurrent_index_build(include_str!("../../migrations/20261201000034_parked_since_index.sql")),
+            build("deliveries_parked_since_idx", false)
         );
-        assert_eq!(concurrent_index_name("-- CREATE INDEX CONCURRENTLY not_this ON t (a)\nSELECT 1"), None);
-        assert_eq!(concurrent_index_name("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS a_b ON t (a)"), Some("a_b"));
-        assert_eq!(concurrent_index_name("CREATE INDEX CONCURRENTLY \"Odd\" ON t (a)"), None, "only plain names are dropped by name");
-        assert_eq!(concurrent_index_name(include_str!("../../migrations/20261201000033_drop_due_index.sql")), None);
+        assert_eq!(
+            concurrent_index_build(include_str!("../../migrations/20261201000035_filtered_deliveries_index.sql")),
+            build("deliveries_filtered_idx", true)
+        );
+        assert_eq!(concurrent_index_build("-- CREATE INDEX CONCURRENTLY not_this ON t (a)\nSELECT 1"), None);
+        assert_eq!(concurrent_index_build("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS a_b ON t (a)"), build("a_b", true));
+        assert_eq!(concurrent_index_build("CREATE INDEX CONCURRENTLY \"Odd\" ON t (a)"), None, "only plain names are dropped by name");
+        assert_eq!(concurrent_index_build(include_str!("../../migrations/20261201000033_drop_due_index.sql")), None);
     }
 
     #[test]

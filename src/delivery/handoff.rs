@@ -84,8 +84,8 @@ impl Handoff {
 
 impl HeldSlot {
     /// Starts the delivery of `row`, just committed as claimed under `lease_id` (its batch
-    /// written at `written_at`), with this slot.
-    pub fn start(self, row: NewDelivery, written_at: OffsetDateTime, lease_id: Uuid) {
+    /// written at `written_at`, its lease taken at `leased_at` or just before), with this slot.
+    pub fn start(self, row: NewDelivery, written_at: OffsetDateTime, lease_id: Uuid, leased_at: tokio::time::Instant) {
         let delivery = ClaimedDelivery {
             id: row.id,
             subscription_id: row.subscription_id,
@@ -95,6 +95,6 @@ impl HeldSlot {
             round_start_attempt: 0,
             due_at: written_at,
         };
-        self.senders.start(delivery, Slot::new(self.attempt, self.permit), lease_id);
+        self.senders.start(delivery, Slot::new(self.attempt, self.permit), lease_id, leased_at);
     }
 }

@@ -73,9 +73,9 @@ impl Senders {
         Self { context, capacity, scheduler, in_flight, stopping, abort_sends, outcomes }
     }
 
-    /// Starts one delivery's task under lease `lease_id`, holding `slot` until its outcome
-    /// is recorded.
-    pub fn start(&self, delivery: ClaimedDelivery, slot: Slot, lease_id: Uuid) {
+    /// Starts one delivery's task under lease `lease_id` (taken at `leased_at`, or just
+    /// before), holding `slot` until its outcome is recorded.
+    pub fn start(&self, delivery: ClaimedDelivery, slot: Slot, lease_id: Uuid, leased_at: Instant) {
         let span = tracing::info_span!(
             "delivery",
             delivery.id = %delivery.id,
@@ -83,7 +83,7 @@ impl Senders {
             attempt = delivery.attempt_count
         );
         let task = DeliveryTask {
-            latest_start: latest_start(Instant::now(), &self.context.settings),
+            latest_start: latest_start(leased_at, &self.context.settings),
             context: self.context.clone(),
             lease_id,
             stopping: self.stopping.clone(),
@@ -163,6 +163,8 @@ async fn claim(senders: &Senders, connection: &mut Option<PgConnection>, first: 
     let lease_id = Uuid::new_v4();
     let lease_seconds = context.settings.lease_duration().as_secs_f64();
     let plan = scheduler.plan();
+    // The lease starts when the claim statement does (its `now()`), not when it answers.
+    let leased_at = Instant::now();
     let claimed = async {
         let db = match connection {
             Some(db) => db,
@@ -194,7 +196,7 @@ async fn claim(senders: &Senders, connection: &mut Option<PgConnection>, first: 
     let more = claim.more;
     let filled = scheduler.filled(&plan, &claim.deliveries);
     let next_due = claim.next_due;
-    spawn_deliveries(senders, claim.deliveries, permits, lease_id);
+    spawn_deliveries(senders, claim.deliveries, permits, lease_id, leased_at);
     if more || scheduler.any_has_room(&filled) {
         return None;
     }
@@ -215,14 +217,14 @@ async fn open_claim_connection(pool: &PgPool) -> sqlx::Result<PgConnection> {
 
 /// Starts one task per claimed delivery, each holding one of the send permits taken for
 /// the claim (at least as many as rows claimed; the rest are given back).
-fn spawn_deliveries(senders: &Senders, claimed: Vec<ClaimedDelivery>, permits: Vec<OwnedSemaphorePermit>, lease_id: Uuid) {
+fn spawn_deliveries(senders: &Senders, claimed: Vec<ClaimedDelivery>, permits: Vec<OwnedSemaphorePermit>, lease_id: Uuid, leased_at: Instant) {
     let guards = senders.scheduler.claimed(&claimed);
     for ((delivery, guard), permit) in claimed.into_iter().zip(guards).zip(permits) {
-        senders.start(delivery, Slot::new(guard, permit), lease_id);
+        senders.start(delivery, Slot::new(guard, permit), lease_id, leased_at);
     }
 }
 
-/// The last moment a delivery claimed at `claimed_at` may start its attempt: one that
+/// The last moment a delivery leased at `claimed_at` may start its attempt: one that
 /// starts later could outlive its lease, and another claim could then send it too (the
 /// recorder would drop the first outcome as lost). A margin of up to 5 s leaves time to
 /// write the outcome. With the default lease (twice the timeout and 30 s) that is 35 s after
@@ -232,6 +234,15 @@ fn latest_start(claimed_at: Instant, settings: &DeliverySettings) -> Instant {
     let lease = settings.lease_duration();
     let spare = lease.saturating_sub(settings.timeout);
     claimed_at + spare - (spare / 2).min(LATEST_START_MARGIN)
+}
+
+/// Why a claimed delivery goes back to the queue unsent.
+#[derive(Debug, Clone, Copy)]
+enum Unsent {
+    /// The instance is shutting down.
+    Stopping,
+    /// An attempt started now could outlive the lease ([`latest_start`]).
+    TooLate,
 }
 
 /// What the last start of an attempt keeps from the end of its lease, at most.
@@ -259,17 +270,12 @@ impl DeliveryTask {
         // lease's last useful start, nor once the instance is stopping (a send started then
         // could be cut off by the end of the grace period, its attempt left unrecorded).
         let ready = tokio::select! {
-            ready = self.slot.ready_to_send(subscription.rate_limit, self.latest_start) => ready,
-            _ = self.stopping.cancelled() => {
-                tracing::info!("shutting down: a delivery waiting for its turn goes back to the queue");
-                return Box::pin(self.release(&delivery, Some(OffsetDateTime::now_utc()))).await;
-            }
+            biased;
+            _ = self.stopping.cancelled() => Err(Unsent::Stopping),
+            ready = self.slot.ready_to_send(subscription.rate_limit, self.latest_start) => ready.map_err(|TooLate| Unsent::TooLate),
         };
         match ready {
-            Err(TooLate) => {
-                tracing::info!("its turn at the receiver would come too late in its lease: back to the queue");
-                return Box::pin(self.release(&delivery, Some(OffsetDateTime::now_utc()))).await;
-            }
+            Err(unsent) => return Box::pin(self.give_back(&delivery, unsent)).await,
             // The subscription may have changed while the delivery waited: paused, disabled
             // by a 410 to an earlier attempt, deleted, or given a new target or secret. The
             // cache knows (a change invalidates it on every instance).
@@ -278,6 +284,14 @@ impl DeliveryTask {
                 None => return,
             },
             Ok(Readiness { waited: false }) => {}
+        }
+        // The look-up above may have taken a while (up to the statement deadline), and
+        // shutdown may have begun meanwhile.
+        if self.stopping.is_cancelled() {
+            return Box::pin(self.give_back(&delivery, Unsent::Stopping)).await;
+        }
+        if Instant::now() > self.latest_start {
+            return Box::pin(self.give_back(&delivery, Unsent::TooLate)).await;
         }
         // Moved, not copied: nothing after the send reads the body.
         let body = Bytes::from(std::mem::take(&mut delivery.body));
@@ -321,6 +335,23 @@ impl DeliveryTask {
         if let Some(reason) = disable {
             Box::pin(disable_subscription(&self.context, delivery.subscription_id, reason, Some(&subscription.target_url))).await;
         }
+    }
+
+    /// Gives back a delivery that will not be sent now. Too late in its lease, it is due
+    /// again after a delivery timeout, not at once: its subscription's turns are as far off
+    /// as they were, and a claim at once would only give it back again.
+    async fn give_back(&self, delivery: &ClaimedDelivery, unsent: Unsent) {
+        let due = match unsent {
+            Unsent::Stopping => {
+                tracing::info!("shutting down: a delivery waiting for its turn goes back to the queue");
+                OffsetDateTime::now_utc()
+            }
+            Unsent::TooLate => {
+                tracing::info!("its turn at the receiver would come too late in its lease: back to the queue");
+                OffsetDateTime::now_utc() + self.context.settings.timeout
+            }
+        };
+        self.release(delivery, Some(due)).await;
     }
 
     /// The delivery's subscription as the cache has it now, if the delivery is to be sent:

@@ -186,25 +186,25 @@ async fn a_missing_future_partition_shows_in_health_until_maintenance_creates_it
 
 #[tokio::test]
 async fn an_old_delivery_parked_moments_ago_is_not_failed_as_expired() {
-    let app = spawn_app_with(&[]).await;
+    let app = spawn_app_with(&[("WEBHOOKD_WORKER_CONCURRENCY", "0")]).await;
     let receiver = Receiver::answering(200).await;
-    let paused = app.create_subscription(&receiver.url, json!({"is_active": false})).await;
-    // Created ten days ago, failed an hour ago: within retention (72 h after it finished).
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    // Created ten days ago and still waiting (its subscription was paused for days, then
+    // resumed, and its receiver has been failing since): due now.
     let old = uuid::Uuid::now_v7();
     sqlx::query(
         "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
-         INSERT INTO deliveries (id, subscription_id, status, attempt_count, created_at, completed_at)
-         VALUES ($1, $2, 'failed', 1, now() - interval '10 days', now() - interval '1 hour')",
+         INSERT INTO deliveries (id, subscription_id, status, attempt_count, next_attempt_at, created_at)
+         VALUES ($1, $2, 'retrying', 3, now(), now() - interval '10 days')",
     )
     .bind(old)
-    .bind(paused)
+    .bind(subscription)
     .execute(&app.pool)
     .await
     .unwrap();
-    // Retried by hand while its subscription is paused: parked, by its worker once claimed
-    // (then `retrying`) or by the backlog task's sweep if that comes first (`queued`).
-    assert_eq!(app.call("POST", &format!("/deliveries/{old}/retry"), None).await.status, 202);
-    let parked = |d: &serde_json::Value| (d["status"] == "queued" || d["status"] == "retrying") && d["next_attempt_at"].is_null();
+    // Paused again now: parked moments ago.
+    app.call("PATCH", &format!("/subscriptions/{subscription}"), Some(json!({"is_active": false}))).await;
+    let parked = |d: &serde_json::Value| d["status"] == "retrying" && d["next_attempt_at"].is_null();
     app.wait_for_delivery(old, LIMIT, parked).await;
 
     let report = run_once(&app.pool, OffsetDateTime::now_utc(), RETENTION, DEADLINE).await.unwrap();
