@@ -6,7 +6,7 @@
 -- - a failing streak has ended since (a success recorded by another instance, or a new
 --   target, which starts a new streak).
 UPDATE subscriptions
-SET is_active = false, disabled_reason = $2, disabled_at = now(), updated_at = now()
+SET is_active = false, disabled_reason = $2, disabled_at = now(), updated_at = clock_timestamp()
 WHERE id = $1 AND deleted_at IS NULL AND is_active
   AND ($3::text IS NULL OR target_url = $3)
   AND ($2 <> 'failing' OR failing_since IS NOT NULL)

@@ -5,7 +5,7 @@ SET previous_secret_key = secret_key,
     previous_secret_expires_at = CASE WHEN secret_key IS NULL THEN NULL
                                       ELSE now() + make_interval(secs => $3) END,
     secret_key = $2,
-    updated_at = now()
+    updated_at = clock_timestamp()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, name, target_url, secret_key AS "secret_key: _", event_types, is_active, created_at, updated_at,
        deleted_at, previous_secret_key AS "previous_secret_key: _", previous_secret_expires_at, rate_limit,

@@ -15,7 +15,7 @@ SET name = $2, target_url = $3, secret_key = $4, event_types = $5, is_active = $
     failed_in_streak = CASE WHEN ($6 AND NOT is_active) OR target_url <> $3 THEN 0 ELSE failed_in_streak END,
     previous_secret_key = CASE WHEN $8 THEN NULL ELSE previous_secret_key END,
     previous_secret_expires_at = CASE WHEN $8 THEN NULL ELSE previous_secret_expires_at END,
-    updated_at = now()
+    updated_at = clock_timestamp()
 WHERE id = $1 AND deleted_at IS NULL
 RETURNING id, name, target_url, secret_key AS "secret_key: _", event_types, is_active, created_at, updated_at,
        deleted_at, previous_secret_key AS "previous_secret_key: _", previous_secret_expires_at, rate_limit,
