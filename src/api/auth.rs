@@ -1,5 +1,7 @@
 //! Bearer-token authentication of API clients, compared in constant time.
 
+use std::sync::Arc;
+
 use poem::Request;
 use poem_openapi::auth::Bearer;
 use poem_openapi::SecurityScheme;
@@ -7,9 +9,10 @@ use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
 
-/// The admin token, stored in the request data by the router.
+/// The admin token, put in each request's data in front of the routes (front.rs); shared,
+/// so that no request copies the secret.
 #[derive(Clone)]
-pub struct AdminToken(pub Secret);
+pub struct AdminToken(pub Arc<Secret>);
 
 /// `Authorization: Bearer <admin token>`.
 #[derive(SecurityScheme)]

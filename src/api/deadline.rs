@@ -16,31 +16,23 @@
 //! The request may or may not have taken effect (a write can commit after its answer was
 //! lost), as with any 503 from a database that could not confirm: the error says so.
 
-use std::sync::Arc;
+use std::future::Future;
 use std::time::Duration;
 
-use poem::{Endpoint, IntoResponse, Request, Response};
+use poem::http::Method;
+use poem::{IntoResponse, Response};
 
-use super::metrics::RouteTemplates;
 use crate::db;
 use crate::error::ApiError;
 
-/// Answers `request` through `next`, or with 503 once `limit` has passed. The log names the
-/// route's template, never the path: a portal link's path is its credential.
-pub async fn answer_within<E: Endpoint<Output = Response>>(
-    next: Arc<E>,
-    request: Request,
-    limit: Duration,
-    routes: Arc<RouteTemplates>,
-) -> poem::Result<Response> {
-    // Kept for the log only; the route is worked out only if the deadline passes.
-    let (method, uri) = (request.method().clone(), request.uri().clone());
-    match db::before_deadline(limit, next.call(request)).await {
+/// The answer `work` gives, or 503 once `limit` has passed. The log names the route's
+/// template, never the path: a portal link's path is its credential.
+pub async fn answer_within(limit: Duration, method: &Method, route: &str, work: impl Future<Output = Response>) -> Response {
+    match db::before_deadline(limit, work).await {
         Some(response) => response,
         None => {
-            let route = routes.route_of(uri.path());
             tracing::warn!(%method, route, limit_ms = limit.as_millis() as u64, "a request got no answer from the database in time; answered 503");
-            Ok(ApiError::no_answer_within(limit).into_response())
+            ApiError::no_answer_within(limit).into_response()
         }
     }
 }

@@ -4,17 +4,12 @@
 //! OpenAPI document itself, so a new operation is labelled without being listed here and a
 //! scanner's random paths all count as `unmatched` instead of growing the label set.
 
-use std::sync::Arc;
-use std::time::Instant;
-
-use poem::{Endpoint, Request, Response};
 use poem_openapi::payload::PlainText;
 use poem_openapi::{ApiResponse, OpenApi};
 
 use super::auth::AdminAuth;
 use super::{ApiContext, ApiTags};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 
 #[derive(ApiResponse)]
 enum MetricsResponse {
@@ -74,10 +69,9 @@ impl RouteTemplates {
     /// the router ignores it.
     pub fn route_of(&self, path: &str) -> &'static str {
         let path = path.trim_end_matches('/');
-        let segments: Vec<&str> = path.split('/').skip(1).collect();
         self.templates
             .iter()
-            .find(|(template, _)| matches(template, &segments))
+            .find(|(template, _)| matches(template, path))
             .map_or(UNMATCHED, |(_, name)| name)
     }
 }
@@ -91,27 +85,16 @@ fn parse_template(template: &str) -> Vec<Segment> {
         .collect()
 }
 
-fn matches(template: &[Segment], segments: &[&str]) -> bool {
-    template.len() == segments.len()
-        && template.iter().zip(segments).all(|(t, s)| match t {
-            Segment::Literal(literal) => literal == s,
-            Segment::Parameter => !s.is_empty(),
-        })
-}
-
-/// Wraps the whole service: counts every answered request by method, route and status.
-pub async fn count_request<E: Endpoint<Output = Response>>(
-    next: Arc<E>,
-    request: Request,
-    metrics: Arc<Metrics>,
-    routes: Arc<RouteTemplates>,
-) -> poem::Result<Response> {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let route = routes.route_of(request.uri().path());
-    let response = next.call(request).await?;
-    metrics.http_request(method.as_str(), route, response.status().as_u16(), started.elapsed());
-    Ok(response)
+/// Whether `path` (no trailing slash) has the template's segments. Called on every
+/// request, so it walks the path without collecting it.
+fn matches(template: &[Segment], path: &str) -> bool {
+    let mut segments = path.split('/').skip(1);
+    let all_match = template.iter().all(|expected| match (expected, segments.next()) {
+        (Segment::Literal(literal), Some(segment)) => literal == segment,
+        (Segment::Parameter, Some(segment)) => !segment.is_empty(),
+        (_, None) => false,
+    });
+    all_match && segments.next().is_none()
 }
 
 #[cfg(test)]

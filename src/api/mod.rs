@@ -6,6 +6,7 @@ mod body;
 mod deadline;
 pub(crate) mod deliveries;
 mod events;
+mod front;
 mod group_commit;
 mod health;
 mod idempotency;
@@ -17,8 +18,7 @@ pub(crate) mod subscriptions;
 
 use std::sync::Arc;
 
-use poem::middleware::{NormalizePath, TrailingSlash};
-use poem::{Endpoint, EndpointExt, IntoResponse, Route};
+use poem::{Endpoint, Route};
 use poem_openapi::OpenApiService;
 use sqlx::PgPool;
 
@@ -27,7 +27,7 @@ use crate::delivery::Waker;
 use crate::domain::SubscriptionId;
 use crate::metrics::Metrics;
 use crate::secrets::Keyring;
-use crate::error::{standard_error_response, ApiError};
+use crate::error::ApiError;
 use crate::subscription_cache::SubscriptionCache;
 use crate::ui::portal_link::PortalLinks;
 
@@ -87,50 +87,18 @@ pub fn routes(context: ApiContext, admin_token: Secret) -> impl Endpoint<Output 
     let service = openapi_service(&context);
     let explorer = service.swagger_ui();
     let document = service.spec_endpoint();
-    let templates = Arc::new(RouteTemplates::from_openapi(&service.spec(), &["/docs", "/openapi.json"]));
-    let counters = context.metrics.clone();
-    let route_names = templates.clone();
+    let routes = Arc::new(RouteTemplates::from_openapi(&service.spec(), &["/docs", "/openapi.json"]));
     // Past this, a request answers 503 (deadline.rs): its body's time, then its database's.
     let limit = context.settings.http.body_timeout + context.settings.database.statement_deadline;
+    let metrics = context.metrics.clone();
     let (dashboard, portal) = crate::ui::routes(context.clone(), admin_token.clone());
-    Route::new()
+    let inner = Route::new()
         .nest("/docs", explorer)
         .at("/openapi.json", document)
         .nest("/ui", dashboard)
         .nest("/portal", portal)
-        .nest("/", service)
-        .before(redirect_root)
-        .with(NormalizePath::new(TrailingSlash::Trim))
-        .before(body::limit_api_body)
-        .before(refuse_long_uris)
-        .data(AdminToken(admin_token))
-        .catch_all_error(standard_error_response)
-        .around(move |next, request| deadline::answer_within(next, request, limit, route_names.clone()))
-        .around(move |next, request| metrics::count_request(next, request, counters.clone(), templates.clone()))
-}
-
-/// `GET /` goes to the dashboard: what a person opening the service's address wants. (A
-/// route at "/" would be shadowed by the API nested at "/", which claims the bare root.)
-async fn redirect_root(request: poem::Request) -> poem::Result<poem::Request> {
-    if request.uri().path() == "/" && request.method() == poem::http::Method::GET {
-        return Err(poem::Error::from_response(poem::web::Redirect::see_other("/ui").into_response()));
-    }
-    Ok(request)
-}
-
-/// Longest accepted request URI, in bytes.
-const MAX_URI_BYTES: usize = 8 * 1024;
-
-/// Refuses overlong URIs with 414 before any routing or parsing.
-async fn refuse_long_uris(request: poem::Request) -> poem::Result<poem::Request> {
-    let length = request.uri().to_string().len();
-    if length > MAX_URI_BYTES {
-        return Err(poem::Error::from_string(
-            format!("the request URI is {length} bytes long; the limit is {MAX_URI_BYTES}"),
-            poem::http::StatusCode::URI_TOO_LONG,
-        ));
-    }
-    Ok(request)
+        .nest("/", service);
+    front::Front { inner, limit, metrics, routes, admin_token: AdminToken(Arc::new(admin_token)) }
 }
 
 /// Checks a `limit` query parameter: `default` when absent, 1..=`max` otherwise.
