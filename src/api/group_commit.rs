@@ -26,7 +26,8 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::{self, deliveries::{self, NewDelivery}};
+use crate::db::deliveries::{self, NewDelivery};
+use crate::db::HeldConnection;
 use crate::delivery::{Handoff, HeldSlot};
 use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::DeliveryId;
@@ -57,7 +58,7 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the batcher on the current runtime; each batch's INSERT may wait at most
-    /// `deadline` for its answer (`db::within_deadline`).
+    /// `deadline` for its answer (`HeldConnection::run`).
     pub fn start(pool: PgPool, deadline: Duration) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let handoff = Arc::new(OnceLock::new());
@@ -83,6 +84,7 @@ impl GroupCommit {
 /// Writes one batch at a time: what queued while the last commit ran is the next batch.
 async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
     let flusher = Flusher::start(pool.clone(), deadline);
+    let mut connection = HeldConnection::new(pool);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
@@ -98,8 +100,9 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
             batch.write(db, flush_later).await.map(|()| flush_later)
         };
         // Given up after `deadline`: the one writer must not wait for ever on a database
-        // that vanished, with all ingest queued behind it.
-        match db::within_deadline(&pool, deadline, write).await {
+        // that vanished, with all ingest queued behind it. The connection is kept while
+        // requests are waiting, and given back once none are (db/held.rs).
+        match connection.run(deadline, write).await {
             Ok(true) => {
                 // The next batch waits for this one's flush as a commit would, so batches
                 // stay as large; but no longer than FLUSH_PATIENCE, so that a pause of
@@ -108,6 +111,9 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
                 let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
             }
             result => Pending::answer_all(replies, &result.map(|_| ()).map_err(Arc::new)),
+        }
+        if receiver.is_empty() {
+            connection.release();
         }
     }
     // Every handle dropped: shutting down (the flusher answers what it holds, then ends).

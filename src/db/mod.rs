@@ -5,6 +5,7 @@ pub(crate) mod attempts;
 pub(crate) mod cluster;
 pub mod deliveries;
 pub(crate) mod events;
+mod held;
 pub(crate) mod idempotency;
 pub(crate) mod maintenance;
 pub(crate) mod operational_events;
@@ -14,6 +15,8 @@ pub(crate) mod silence;
 pub(crate) mod subscriptions;
 pub(crate) mod ui_keys;
 pub(crate) mod ui_sessions;
+
+pub use held::HeldConnection;
 
 use std::collections::HashSet;
 use std::future::Future;

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::{mpsc, Notify};
 
@@ -17,7 +16,7 @@ use tokio::task::JoinHandle;
 use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, OutcomeUpdate, OutcomeWrite, Recorded};
 use crate::domain::lifecycle::{DeliveryStatus, DisabledReason};
-use crate::db::{self, partitions};
+use crate::db::{self, partitions, HeldConnection};
 
 /// Largest batch written at once.
 const MAX_BATCH: usize = 512;
@@ -61,8 +60,10 @@ pub fn spawn(context: Arc<DeliveryContext>, wake: Arc<Notify>) -> (RecorderHandl
 
 async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
+    // Kept while outcomes are waiting, given back once none are (db/held.rs).
+    let mut connection = HeldConnection::new(context.pool.clone());
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        let recorded = write_until_done(&context, &batch).await;
+        let recorded = write_until_done(&context, &mut connection, &batch).await;
         if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
             wake.notify_one();
         }
@@ -76,12 +77,15 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
         for subscription in recorded.to_disable {
             worker::disable_subscription(&context, subscription, DisabledReason::Failing, None).await;
         }
+        if receiver.is_empty() {
+            connection.release();
+        }
     }
 }
 
 /// Retries until the batch is written: an outcome is only dropped if the process dies,
 /// and then the lease expires and the delivery is attempted again.
-async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Recorded {
+async fn write_until_done(context: &DeliveryContext, connection: &mut HeldConnection, batch: &[Finished]) -> Recorded {
     let pool = &context.pool;
     let mut failures = 0u32;
     let first = OutcomeWrite::first();
@@ -90,7 +94,7 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
         // or be about to be: the statement then waits for the earlier try to end and checks
         // for each attempt row before appending it.
         let attempt = if failures > 0 { first.again() } else { first };
-        match write(pool, context.statement_deadline, batch, context.settings.auto_disable_after, attempt).await {
+        match write(connection, context.statement_deadline, batch, context.settings.auto_disable_after, attempt).await {
             Ok(recorded) => {
                 let held = recorded.updated.len();
                 if failures > 0 {
@@ -103,6 +107,7 @@ async fn write_until_done(context: &DeliveryContext, batch: &[Finished]) -> Reco
             }
             Err(error) => {
                 failures += 1;
+                connection.release(); // the next try takes a connection the pool has checked
                 tracing::warn!(%error, failures, outcomes = batch.len(), "cannot record attempt outcomes; retrying");
                 // A missing partition is the one failure we can mend ourselves (within the
                 // deadline: after a silence, the outcome writer must not wait for ever here).
@@ -122,11 +127,11 @@ fn lacks_partition(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(e) if e.code().as_deref() == Some("23514") && e.message().contains("no partition"))
 }
 
-/// One attempt at writing the batch, given up after `deadline` (`db::within_deadline`): an
+/// One attempt at writing the batch, given up after `deadline` (`HeldConnection::run`): an
 /// outcome statement waiting on a vanished database would hold every send slot of the batch.
-async fn write(pool: &PgPool, deadline: Duration, batch: &[Finished], disable_after: Duration, attempt: OutcomeWrite) -> sqlx::Result<Recorded> {
+async fn write(connection: &mut HeldConnection, deadline: Duration, batch: &[Finished], disable_after: Duration, attempt: OutcomeWrite) -> sqlx::Result<Recorded> {
     let updates: Vec<OutcomeUpdate> = batch.iter().map(|f| f.update.clone()).collect();
     let rows: Vec<AttemptRow> = batch.iter().map(|f| f.attempt.clone()).collect();
     let record = async |db: &mut sqlx::PgConnection| deliveries::record_attempts(db, &updates, &rows, disable_after, attempt).await;
-    db::within_deadline(pool, deadline, record).await
+    connection.run(deadline, record).await
 }

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::Pending;
-use crate::db::{self, deliveries};
+use crate::db::{deliveries, HeldConnection};
 use crate::domain::DeliveryId;
 
 /// Tries at a wait for a flush that failed for want of the database (a lost connection,
@@ -141,24 +141,32 @@ async fn flush_loop(
     waiting: Arc<AtomicUsize>,
 ) {
     let mut batches = Vec::new();
+    let mut connection = HeldConnection::new(pool);
     while receiver.recv_many(&mut batches, usize::MAX).await > 0 {
         let ids: Vec<DeliveryId> = batches.iter().flat_map(|c: &Committed| c.replies.iter().map(|p| p.id)).collect();
-        let durable = flush_with_retries(&pool, deadline, &ids, &permission).await.map_err(Arc::new);
+        let durable = flush_with_retries(&mut connection, deadline, &ids, &permission).await.map_err(Arc::new);
         for committed in batches.drain(..) {
             committed.answer(&durable);
         }
         waiting.fetch_sub(ids.len(), Ordering::Relaxed);
+        if receiver.is_empty() {
+            connection.release();
+        }
     }
 }
 
-/// Waits for the flush past `ids`, on a new connection each try. A failure for want of the
-/// database is tried again: these webhooks are committed and maybe sent, and an error
-/// would have their producers send them again under new ids.
-async fn flush_with_retries(pool: &PgPool, deadline: Duration, ids: &[DeliveryId], permission: &AtomicU8) -> sqlx::Result<HashSet<DeliveryId>> {
+/// Waits for the flush past `ids`, on a new connection after each failed try. A failure
+/// for want of the database is tried again: these webhooks are committed and maybe sent,
+/// and an error would have their producers send them again under new ids.
+async fn flush_with_retries(connection: &mut HeldConnection, deadline: Duration, ids: &[DeliveryId], permission: &AtomicU8) -> sqlx::Result<HashSet<DeliveryId>> {
     let mut tries = 0;
     loop {
         tries += 1;
-        match db::within_deadline(pool, deadline, async |db| deliveries::wait_until_durable(db, ids).await).await {
+        let result = connection.run(deadline, async |db| deliveries::wait_until_durable(db, ids).await).await;
+        if result.is_err() {
+            connection.release();
+        }
+        match result {
             Err(sqlx::Error::Database(error)) if refuses_the_wait(error.code().as_deref()) => {
                 // Revoked since it was tried: these are answered 503 (committed, maybe sent,
                 // durability unknown), the next batches wait for their own flush.
