@@ -5,21 +5,40 @@
 //! sqlx's ping of every connection given back. For the loops that write every webhook (the
 //! ingest writer, its flusher, the outcome recorder) that was two pings for each of their
 //! statements, each a wake-up of the database backend and of the service on a machine
-//! whose cores the whole stack shares. A [`HeldConnection`] is taken once and kept while
-//! the loop has work waiting; the loop gives it back when its queue runs dry, so an idle
-//! loop holds no connection and the pool's checks still cover it after any pause.
+//! whose cores the whole stack shares. A [`HeldConnection`] is kept while the loop has
+//! work waiting, and given back to the pool, whose checks then apply to it as to any other:
+//!
+//! - when the loop's queue runs dry (the loop calls [`HeldConnection::release`]), so an
+//!   idle loop holds no connection;
+//! - after any failed statement;
+//! - after [`HOLD_LIMIT`] held, so that the pool's connection lifetime still applies;
+//! - when the pool has no connection left for anyone else, so that a small pool is not
+//!   starved by the loops;
+//!
+//! and a held connection that sat unused since a connection was found silent is closed
+//! unasked, as the pool closes its idle ones (`db::silence`). Past the deadline the
+//! connection is closed, as `db::within_deadline` does.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
 use sqlx::{PgPool, Postgres};
 
-use super::{before_deadline, no_answer_within};
+use super::{before_deadline, no_answer_within, silence};
+
+/// Longest a connection is kept before it goes back to the pool for its checks.
+const HOLD_LIMIT: Duration = Duration::from_secs(10);
 
 /// A pooled connection kept between statements (see the module's documentation).
 pub struct HeldConnection {
     pool: PgPool,
-    held: Option<PoolConnection<Postgres>>,
+    held: Option<Held>,
+}
+
+struct Held {
+    connection: PoolConnection<Postgres>,
+    taken_at: Instant,
+    last_used: Instant,
 }
 
 impl HeldConnection {
@@ -28,27 +47,31 @@ impl HeldConnection {
     }
 
     /// Runs `statement` as `db::within_deadline` does, on the connection held (taken from
-    /// the pool when none is). The connection is kept unless the statement failed other
-    /// than in the database (a broken socket, a protocol error: the pool's check decides
-    /// what becomes of it) or passed its deadline (then it is closed).
+    /// the pool when none is), and keeps the connection if the module's rules allow.
     pub async fn run<T>(
         &mut self,
         deadline: Duration,
         statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>,
     ) -> sqlx::Result<T> {
-        let mut connection = match self.held.take() {
-            Some(connection) => connection,
-            None => self.pool.acquire().await?,
+        let mut held = match self.held.take() {
+            Some(mut held) if silence::idle_since_found_silent(held.last_used.elapsed()) => {
+                held.connection.close_on_drop();
+                drop(held);
+                self.take().await?
+            }
+            Some(held) => held,
+            None => self.take().await?,
         };
-        match before_deadline(deadline, statement(&mut connection)).await {
+        match before_deadline(deadline, statement(&mut held.connection)).await {
             Some(result) => {
-                if leaves_connection_usable(&result) {
-                    self.held = Some(connection);
+                held.last_used = Instant::now();
+                if result.is_ok() && held.taken_at.elapsed() < HOLD_LIMIT && self.pool_has_room() {
+                    self.held = Some(held);
                 }
                 result
             }
             None => {
-                connection.close_on_drop();
+                held.connection.close_on_drop();
                 Err(no_answer_within(deadline))
             }
         }
@@ -58,22 +81,15 @@ impl HeldConnection {
     pub fn release(&mut self) {
         self.held = None;
     }
-}
 
-/// Whether a statement's result leaves its connection fit for the next statement: it
-/// succeeded, or the database refused it and said so (a constraint, a missing partition).
-fn leaves_connection_usable<T>(result: &sqlx::Result<T>) -> bool {
-    matches!(result, Ok(_) | Err(sqlx::Error::Database(_)))
-}
+    async fn take(&self) -> sqlx::Result<Held> {
+        let connection = self.pool.acquire().await?;
+        let now = Instant::now();
+        Ok(Held { connection, taken_at: now, last_used: now })
+    }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_a_database_error_keeps_the_connection() {
-        assert!(leaves_connection_usable(&Ok(1)));
-        assert!(!leaves_connection_usable::<()>(&Err(sqlx::Error::Io(std::io::Error::other("reset")))));
-        assert!(!leaves_connection_usable::<()>(&Err(sqlx::Error::Protocol("unexpected message".into()))));
+    /// Whether another task could still get a connection at once: one idle, or room to open one.
+    fn pool_has_room(&self) -> bool {
+        self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
     }
 }

@@ -7,9 +7,7 @@
 //! unasked, when it is next taken: each would otherwise cost a request a hung check until
 //! the pool's acquire timeout, one connection at a time, and an instance could take a
 //! minute to get through the silent connections of a full pool after a failover. Other
-//! idle connections are checked with a ping that must answer within [`PING_LIMIT`], unless
-//! given back less than [`RECENTLY_CHECKED`] ago: sqlx pinged each as it came back, and
-//! a second ping would cost every statement through the pool another round trip.
+//! idle connections are checked with a ping that must answer within [`PING_LIMIT`].
 //!
 //! A connection given back to the pool soon after a silence was found
 //! ([`check_released`]) is pinged with the same limit before the pool's own check: that
@@ -34,10 +32,6 @@ use sqlx::{Connection, PgConnection};
 /// Longest a pooled connection's check may take: an idle backend answers a ping at once,
 /// so a second means the connection is silent, or the machine far too busy to matter.
 const PING_LIMIT: Duration = Duration::from_secs(1);
-
-/// A connection given back to the pool this recently is handed out without a ping of its
-/// own: sqlx's ping at its release answered moments ago.
-const RECENTLY_CHECKED: Duration = Duration::from_secs(1);
 
 /// How long after a silence was found released connections are pinged before sqlx's
 /// check: the releases it is for follow the finding at once (`api::deadline` records the
@@ -65,7 +59,7 @@ pub fn found_silent() {
 
 /// Whether a connection idle for `idle_for` was already idle when a connection was last
 /// found silent.
-fn idle_since_found_silent(idle_for: Duration) -> bool {
+pub(super) fn idle_since_found_silent(idle_for: Duration) -> bool {
     let found_at = FOUND_SILENT_AT.load(Ordering::Relaxed);
     let idle_since = now_ms().saturating_sub(u64::try_from(idle_for.as_millis()).unwrap_or(u64::MAX));
     found_at > 0 && idle_since <= found_at
@@ -84,9 +78,6 @@ pub fn check_idle(connection: &mut PgConnection, metadata: PoolConnectionMetadat
         if idle_since_found_silent(metadata.idle_for) {
             tracing::info!(idle_ms = metadata.idle_for.as_millis() as u64, "dropping a pooled connection left idle since a connection was found silent");
             return Ok(false);
-        }
-        if metadata.idle_for < RECENTLY_CHECKED {
-            return Ok(true);
         }
         answers_ping(connection, "an idle connection").await.map(|()| true)
     })

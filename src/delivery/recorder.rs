@@ -73,7 +73,12 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
         }
         batch.clear(); // gives the send slots back
         context.progressed();
-        // Sustained failure: rare, and after the slots are back.
+        // Sustained failure: rare, and after the slots are back. Its statements take
+        // connections of their own, and may find the database silent: the outcome
+        // writer's goes back to the pool meanwhile.
+        if !recorded.to_disable.is_empty() {
+            connection.release();
+        }
         for subscription in recorded.to_disable {
             worker::disable_subscription(&context, subscription, DisabledReason::Failing, None).await;
         }
@@ -107,7 +112,6 @@ async fn write_until_done(context: &DeliveryContext, connection: &mut HeldConnec
             }
             Err(error) => {
                 failures += 1;
-                connection.release(); // the next try takes a connection the pool has checked
                 tracing::warn!(%error, failures, outcomes = batch.len(), "cannot record attempt outcomes; retrying");
                 // A missing partition is the one failure we can mend ourselves (within the
                 // deadline: after a silence, the outcome writer must not wait for ever here).

@@ -162,11 +162,7 @@ async fn flush_with_retries(connection: &mut HeldConnection, deadline: Duration,
     let mut tries = 0;
     loop {
         tries += 1;
-        let result = connection.run(deadline, async |db| deliveries::wait_until_durable(db, ids).await).await;
-        if result.is_err() {
-            connection.release();
-        }
-        match result {
+        match connection.run(deadline, async |db| deliveries::wait_until_durable(db, ids).await).await {
             Err(sqlx::Error::Database(error)) if refuses_the_wait(error.code().as_deref()) => {
                 // Revoked since it was tried: these are answered 503 (committed, maybe sent,
                 // durability unknown), the next batches wait for their own flush.
