@@ -8,7 +8,10 @@
 //! whose cores the whole stack shares. A [`HeldConnection`] is kept while the loop has
 //! work waiting, and given back to the pool, whose checks then apply to it as to any other:
 //!
-//! - when the loop's queue runs dry (the loop calls [`HeldConnection::release`]), so an
+//! - when the loop's queue runs dry (the ingest writer calls [`HeldConnection::release`]),
+//!   or once the loop has waited [`IDLE_LIMIT`] for more work (the flusher and the
+//!   outcome writer, whose queues run dry between most batches, wait through
+//!   [`HeldConnection::idle_until`]; they retry a failed statement themselves), so an
 //!   idle loop holds no connection;
 //! - after any failed statement;
 //! - after [`HOLD_LIMIT`] held, so that the pool's connection lifetime still applies;
@@ -19,6 +22,7 @@
 //! unasked, as the pool closes its idle ones (`db::silence`). Past the deadline the
 //! connection is closed, as `db::within_deadline` does.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
@@ -28,6 +32,9 @@ use super::{before_deadline, no_answer_within, silence};
 
 /// Longest a connection is kept before it goes back to the pool for its checks.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
+/// Longest a loop waiting for work through [`HeldConnection::idle_until`] keeps its
+/// connection meanwhile.
+const IDLE_LIMIT: Duration = Duration::from_millis(500);
 
 /// A pooled connection kept between statements (see the module's documentation).
 pub struct HeldConnection {
@@ -80,6 +87,22 @@ impl HeldConnection {
     /// Gives the connection back to the pool, if one is held: the loop has nothing waiting.
     pub fn release(&mut self) {
         self.held = None;
+    }
+
+    /// Waits for `work` (the loop's next batch), giving the connection back to the pool if
+    /// that takes longer than [`IDLE_LIMIT`].
+    pub async fn idle_until<T>(&mut self, work: impl Future<Output = T>) -> T {
+        if self.held.is_none() {
+            return work.await;
+        }
+        let mut work = std::pin::pin!(work);
+        match tokio::time::timeout(IDLE_LIMIT, &mut work).await {
+            Ok(output) => output,
+            Err(_) => {
+                self.release();
+                work.await
+            }
+        }
     }
 
     async fn take(&self) -> sqlx::Result<Held> {

@@ -60,9 +60,9 @@ pub fn spawn(context: Arc<DeliveryContext>, wake: Arc<Notify>) -> (RecorderHandl
 
 async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    // Kept while outcomes are waiting, given back once none are (db/held.rs).
+    // Kept between batches, given back once none has come for a while (db/held.rs).
     let mut connection = HeldConnection::new(context.pool.clone());
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    while connection.idle_until(receiver.recv_many(&mut batch, MAX_BATCH)).await > 0 {
         let recorded = write_until_done(&context, &mut connection, &batch).await;
         if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
             wake.notify_one();
@@ -81,9 +81,6 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
         }
         for subscription in recorded.to_disable {
             worker::disable_subscription(&context, subscription, DisabledReason::Failing, None).await;
-        }
-        if receiver.is_empty() {
-            connection.release();
         }
     }
 }

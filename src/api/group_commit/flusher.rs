@@ -142,16 +142,15 @@ async fn flush_loop(
 ) {
     let mut batches = Vec::new();
     let mut connection = HeldConnection::new(pool);
-    while receiver.recv_many(&mut batches, usize::MAX).await > 0 {
+    // Waits for a flush after nearly every ingest batch: the connection is kept between
+    // them (db/held.rs).
+    while connection.idle_until(receiver.recv_many(&mut batches, usize::MAX)).await > 0 {
         let ids: Vec<DeliveryId> = batches.iter().flat_map(|c: &Committed| c.replies.iter().map(|p| p.id)).collect();
         let durable = flush_with_retries(&mut connection, deadline, &ids, &permission).await.map_err(Arc::new);
         for committed in batches.drain(..) {
             committed.answer(&durable);
         }
         waiting.fetch_sub(ids.len(), Ordering::Relaxed);
-        if receiver.is_empty() {
-            connection.release();
-        }
     }
 }
 
