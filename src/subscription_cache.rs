@@ -10,6 +10,7 @@ use moka::future::Cache;
 use sqlx::PgPool;
 
 use crate::db::{self, subscriptions::{self, SubscriptionRow}};
+use crate::domain::target_url::TargetUrl;
 use crate::domain::SubscriptionId;
 use crate::error::ApiError;
 use crate::redis_cache::RedisCache;
@@ -23,7 +24,7 @@ const ABSENT_CAPACITY: u64 = 10_000;
 
 #[derive(Clone)]
 pub struct SubscriptionCache {
-    cache: Cache<SubscriptionId, Arc<SubscriptionRow>>,
+    cache: Cache<SubscriptionId, Arc<CachedSubscription>>,
     /// Ids found not to exist, remembered briefly: a stranger posting to made-up ids costs
     /// one database read per id per [`ABSENT_TTL`], not one per request.
     absent: Cache<SubscriptionId, ()>,
@@ -50,8 +51,38 @@ pub fn version(row: &SubscriptionRow) -> i64 {
 /// The result of a lookup. Deleted subscriptions are `Found` with `deleted_at` set, so
 /// that workers can tell "deleted" from "never existed".
 pub enum Lookup {
-    Found(Arc<SubscriptionRow>),
+    Found(Arc<CachedSubscription>),
     Missing,
+}
+
+/// A subscription as the cache keeps it: the row, its secrets revealed, and its target
+/// parsed once per cached copy rather than at every send (parsing it was 2 % of the
+/// service's CPU while it delivered).
+#[derive(Debug)]
+pub struct CachedSubscription {
+    row: SubscriptionRow,
+    target: Result<TargetUrl, String>,
+}
+
+impl CachedSubscription {
+    pub fn new(row: SubscriptionRow) -> Self {
+        let target = TargetUrl::parse(&row.target_url);
+        Self { row, target }
+    }
+
+    /// The parsed target; an error only if the stored URL no longer parses (it was checked
+    /// when stored), which fails the attempt with that reason.
+    pub fn target(&self) -> Result<&TargetUrl, &str> {
+        self.target.as_ref().map_err(String::as_str)
+    }
+}
+
+impl std::ops::Deref for CachedSubscription {
+    type Target = SubscriptionRow;
+
+    fn deref(&self) -> &SubscriptionRow {
+        &self.row
+    }
 }
 
 /// The database failed while loading a subscription.
@@ -117,7 +148,7 @@ impl SubscriptionCache {
                     Err(error) => return Err(Miss::Failed(error)),
                 },
             };
-            self.reveal(stored).map(Arc::new)
+            self.reveal(stored).map(|row| Arc::new(CachedSubscription::new(row)))
         };
         match self.cache.try_get_with(id, load).await {
             Ok(row) => Ok(Lookup::Found(row)),

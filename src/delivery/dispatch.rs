@@ -69,10 +69,11 @@ impl AttemptResult {
     }
 }
 
-/// POSTs the delivery's exact body to `target`, signed as `signing` says.
+/// POSTs the delivery's exact body to `target` (or fails the attempt with the reason the
+/// stored target no longer parses), signed as `signing` says.
 pub async fn send(
     client: &reqwest::Client,
-    target: &str,
+    target: Result<&TargetUrl, &str>,
     delivery: &ClaimedDelivery,
     body: Bytes,
     signing: &Signing<'_>,
@@ -87,17 +88,17 @@ pub async fn send(
         error,
         response_excerpt,
     };
-    // Parsed once here, for the check below and the request (a stored URL always parses).
-    let target = match TargetUrl::parse(target) {
+    // Parsed when the subscription was cached (a stored URL always parses).
+    let target = match target {
         Ok(target) => target,
-        Err(error) => return finish(SendOutcome::Failed, Some(error), None),
+        Err(error) => return finish(SendOutcome::Failed, Some(error.to_owned()), None),
     };
     // An IP written in the URL is never resolved, so the resolver cannot judge it: do it here.
     if !allow_private_targets && target.ip_literal().is_some_and(|ip| !is_public(ip)) {
         return finish(SendOutcome::Blocked, Some(BLOCKED_ADDRESS.to_owned()), None);
     }
     let request = client
-        .post(target.into_url())
+        .post(target.url().clone())
         .headers(delivery_headers(delivery, started_at, &body, signing))
         .body(body);
     let response = match request.send().await {

@@ -27,7 +27,7 @@ use crate::domain::lifecycle::{self, DisabledReason};
 use crate::domain::operational_event::OperationalEvent;
 use crate::domain::retry::RetrySchedule;
 use crate::domain::SubscriptionId;
-use crate::subscription_cache::Lookup;
+use crate::subscription_cache::{CachedSubscription, Lookup};
 
 /// Most deliveries claimed by one statement.
 const CLAIM_BATCH: usize = 256;
@@ -304,7 +304,7 @@ impl DeliveryTask {
         // service's CPU during a drain went to those copies).
         let send = Box::pin(dispatch::send(
             &self.context.client,
-            &subscription.target_url,
+            subscription.target(),
             &delivery,
             body,
             &signing,
@@ -357,7 +357,7 @@ impl DeliveryTask {
     /// The delivery's subscription as the cache has it now, if the delivery is to be sent:
     /// a deleted subscription's delivery is cancelled, a paused one's parked, and one whose
     /// subscription cannot be read goes back to the queue for a few seconds (`None`).
-    async fn subscription_to_send(&self, delivery: &ClaimedDelivery) -> Option<Arc<SubscriptionRow>> {
+    async fn subscription_to_send(&self, delivery: &ClaimedDelivery) -> Option<Arc<CachedSubscription>> {
         match self.context.subscriptions.get(delivery.subscription_id).await {
             Ok(Lookup::Found(subscription)) if subscription.deleted_at.is_none() => {
                 if subscription.is_active {

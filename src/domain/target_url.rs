@@ -44,8 +44,8 @@ impl TargetUrl {
         }
     }
 
-    pub fn into_url(self) -> Url {
-        self.0
+    pub fn url(&self) -> &Url {
+        &self.0
     }
 
     /// Host and port to resolve, with the scheme's default port filled in.
