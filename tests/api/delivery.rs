@@ -441,6 +441,44 @@ async fn a_delivery_waiting_for_its_turn_is_not_sent_once_its_subscription_is_pa
     assert_eq!(receiver.received().len(), 2, "the warm-up and that one");
 }
 
+/// With a cap of 1 and a receiver taking 1.5 s, the second of two deliveries claimed side by
+/// side would start its attempt 1.5 s into a 3 s lease, and with a 2 s timeout could
+/// outlive it (another claim could then send it too). Its last useful start is 0.5 s after
+/// the claim: by then it goes back to the queue unsent, its attempt uncounted and due a
+/// timeout later, and it is sent once, later.
+#[tokio::test]
+async fn a_delivery_whose_turn_would_come_too_late_in_its_lease_is_sent_later_and_once() {
+    let app = spawn_app_with(&[("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "1"), ("WEBHOOKD_LEASE_DURATION", "3s")]).await;
+    let receiver = Receiver::start(vec![Reply::Status(200)], Reply::Delay(Duration::from_millis(1500), 200)).await;
+    let subscription = app.create_subscription(&receiver.url, json!({})).await;
+    // Answered once: the subscription may have its whole allowance claimed (one sending,
+    // one waiting), not only the small share of a receiver not heard from.
+    let warm_up = app.ingest(subscription, "{}").await;
+    app.wait_until_finished(warm_up, LIMIT).await;
+    let first = app.ingest(subscription, "{}").await;
+    let second = app.ingest(subscription, "{}").await;
+
+    let at = |v: &Value| time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap();
+    let given_back = |d: &Value| {
+        d["status"] == "queued" && d["attempt_count"] == 0 && !d["next_attempt_at"].is_null()
+            && at(&d["next_attempt_at"]) - at(&d["created_at"]) > time::Duration::seconds(1)
+    };
+    let waiting = app.wait_for_delivery(second, LIMIT, given_back).await;
+    assert_eq!(receiver.received().len(), 2, "given back unsent: only the warm-up and the first reached the receiver so far; {waiting}");
+
+    for id in [first, second] {
+        app.wait_until_finished(id, LIMIT).await;
+        let delivery = app.get(&format!("/deliveries/{id}")).await.body;
+        assert_eq!((delivery["status"].as_str(), delivery["attempt_count"].as_i64()), (Some("succeeded"), Some(1)), "{delivery}");
+        let attempts = delivery["attempts"].as_array().unwrap();
+        assert_eq!(attempts.len(), 1, "one attempt logged: {delivery}");
+        assert_eq!(attempts[0]["attempt_number"], 1);
+    }
+    let received = receiver.received();
+    let ids: std::collections::HashSet<_> = received.iter().map(|r| r.headers["webhook-id"].to_str().unwrap().to_owned()).collect();
+    assert_eq!((received.len(), ids.len()), (3, 3), "each delivery reached the receiver once");
+}
+
 /// A retry is refused while the subscription is paused or after it is deleted: it would be
 /// parked, or cancelled with its history rewritten as failed.
 #[tokio::test]
