@@ -14,7 +14,10 @@
 //! (`delivery::Handoff`) is written already claimed and its delivery starts once the commit
 //! is done, without a claim: one statement and one row version fewer per webhook. Such a
 //! batch commits without waiting for its flush, and its 202s wait for the [`Flusher`]
-//! instead (see [`Batch::write`]): the sends do not wait for the disk, the 202s do.
+//! instead (see [`Batch::write`]): the sends do not wait for the disk, the 202s do. So does
+//! a batch whose webhooks got no slot (the subscription at its cap, or unknown here while a
+//! claim that may find it is in the database): the instance's claim loop is woken as soon
+//! as the rows are committed, and claims and sends them before their flush too.
 
 mod flusher;
 
@@ -90,13 +93,15 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
         let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
         let slots = hold_slots(handoff.get(), &mut rows);
         let replies = Pending::for_batch(replies, &rows, &slots);
-        let any_handed_over = slots.iter().any(Option::is_some);
+        // Rows this instance will send: handed over, or queued for its own claim loop.
+        let queued_here = handoff.get().is_some() && rows.iter().any(|row| row.status == DeliveryStatus::Queued.as_str());
+        let to_send_here = queued_here || slots.iter().any(Option::is_some);
         let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.get().map_or(0.0, Handoff::lease_seconds) };
         // Beyond MAX_AHEAD webhooks waiting for a flush (a disk that stays stopped, a
         // synchronous standby gone), a batch commits with its own flush, as it always may.
         let ahead = flusher.rows_waiting() < MAX_AHEAD;
         let write = async |db: &mut sqlx::PgConnection| {
-            let flush_later = any_handed_over && ahead && flusher.may_flush_later(db).await?;
+            let flush_later = to_send_here && ahead && flusher.may_flush_later(db).await?;
             batch.write(db, flush_later).await.map(|()| flush_later)
         };
         // Given up after `deadline`: the one writer must not wait for ever on a database
@@ -104,6 +109,11 @@ async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiv
         // requests are waiting, and given back once none are (db/held.rs).
         match connection.run(deadline, write).await {
             Ok(true) => {
+                // Committed, not yet flushed: the claim loop takes the queued rows now
+                // rather than after the 202s, which wait for the flush.
+                if queued_here && let Some(handoff) = handoff.get() {
+                    handoff.wake_claim_loop();
+                }
                 // The next batch waits for this one's flush as a commit would, so batches
                 // stay as large; but no longer than FLUSH_PATIENCE, so that a pause of
                 // the disk holds up the 202s and not the sends.

@@ -20,7 +20,7 @@
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use time::OffsetDateTime;
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio_util::task::task_tracker::TaskTrackerToken;
 use uuid::Uuid;
 
@@ -36,6 +36,8 @@ pub struct Handoff {
     /// (the recorder finishes once every sender of outcomes is gone).
     senders: Arc<Mutex<Option<Senders>>>,
     lease_seconds: f64,
+    /// The claim loop's wake-up, for rows written queued because no slot was free.
+    claim_loop: Arc<Notify>,
 }
 
 /// A send slot held for one webhook while its batch is written. Dropped unused (the write
@@ -50,9 +52,9 @@ pub struct HeldSlot {
 }
 
 impl Handoff {
-    pub(super) fn new(senders: Senders) -> Self {
+    pub(super) fn new(senders: Senders, claim_loop: Arc<Notify>) -> Self {
         let lease_seconds = senders.context.settings.lease_duration().as_secs_f64();
-        Self { senders: Arc::new(Mutex::new(Some(senders))), lease_seconds }
+        Self { senders: Arc::new(Mutex::new(Some(senders))), lease_seconds, claim_loop }
     }
 
     /// No more slots: the engine is stopping.
@@ -74,6 +76,13 @@ impl Handoff {
         let attempt = senders.scheduler.take_fresh(subscription)?;
         let tracked = senders.in_flight.token();
         Some(HeldSlot { senders: senders.clone(), attempt, permit, _tracked: tracked })
+    }
+
+    /// Webhooks that got no slot were just committed queued, ahead of their flush: this
+    /// instance's claim loop claims them now (their 202s wait for the flush, and the wake-up
+    /// that follows a 202 would make their sends wait for the disk too).
+    pub fn wake_claim_loop(&self) {
+        self.claim_loop.notify_one();
     }
 
     /// How long the lease of a webhook written as claimed lasts, in seconds.

@@ -135,7 +135,7 @@ impl Engine {
         let abort_sends = CancellationToken::new();
         let senders = worker::Senders::new(context.clone(), in_flight.clone(), shutdown.clone(), abort_sends.clone(), recorder_sender);
         let delivers = context.settings.concurrency > 0;
-        let handoff = delivers.then(|| Handoff::new(senders.clone()));
+        let handoff = delivers.then(|| Handoff::new(senders.clone(), waker.local.clone()));
         let claim_loop = delivers.then(|| {
             tokio::spawn(worker::claim_loop(worker::ClaimLoop { senders, wake: waker.local.clone(), shutdown: shutdown.clone() }))
         });

@@ -300,8 +300,9 @@ async fn a_webhook_is_sent_while_its_flush_is_pending_and_answered_202_only_once
     let service = Service::start(&cluster.database_url(), &[]).await;
     let client = http_client();
     let subscription = service.create_subscription(&client, &receiver.url).await;
-    // The instance knows the subscription after one delivery, and hands its next webhooks
-    // to its senders even while a claim is in the database.
+    // Warm: the subscription has answered. The next webhook is handed over, or (a claim
+    // looking for new subscriptions in the database at that moment) queued for the claim
+    // loop; either way its send starts before its flush.
     let (status, warm) = service.ingest(&client, subscription, "{\"warm\":true}".into()).await;
     assert_eq!(status, 202);
     wait_until_received(&receiver, &[warm.unwrap()], Duration::from_secs(10)).await;
@@ -323,6 +324,47 @@ async fn a_webhook_is_sent_while_its_flush_is_pending_and_answered_202_only_once
     let (status, id) = tokio::time::timeout(Duration::from_secs(10), answer).await.expect("answered once durable").unwrap();
     assert_eq!(status, 202);
     assert_eq!(receiver.received()[1].headers["webhook-id"], id.unwrap().to_string().as_str());
+}
+
+/// A webhook that finds no free send slot at ingest (here: its subscription at its cap of
+/// 1) is written queued and claimed by the claim loop; that too happens before its flush.
+/// It used to be committed with its own flush, so its send waited for the disk (the likely
+/// cause of the test above failing once in CI: a claim in the database at the moment of
+/// its ingest refuses a slot to a subscription it may discover).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_queued_for_lack_of_a_slot_is_also_sent_while_its_flush_is_pending() {
+    let cluster = own_cluster("standby-capped", None);
+    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await.unwrap();
+    let admin = cluster.url_for("postgres");
+    let receiver = Receiver::start(vec![Reply::Status(200)], Reply::Delay(Duration::from_millis(500), 200)).await;
+    let service = Service::start(&cluster.database_url(), &[("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "1")]).await;
+    let client = http_client();
+    let subscription = service.create_subscription(&client, &receiver.url).await;
+    let (status, warm) = service.ingest(&client, subscription, "{\"warm\":true}".into()).await;
+    assert_eq!(status, 202);
+    wait_until_received(&receiver, &[warm.unwrap()], Duration::from_secs(10)).await;
+
+    set_synchronous_standby(&admin, "never").await;
+    // The first takes the subscription's one slot (its send lasts 500 ms); the second finds
+    // none and is written queued.
+    let answers: Vec<_> = (0..2)
+        .map(|n| {
+            let (client, base) = (client.clone(), service.base.clone());
+            tokio::spawn(async move { ingest_once(&client, &base, subscription, format!("{{\"n\":{n}}}")).await })
+        })
+        .collect();
+    let arrived = Instant::now() + Duration::from_secs(10);
+    while receiver.received().len() < 3 {
+        assert!(Instant::now() < arrived, "both sent while their flush was pending: {} of 2 received", receiver.received().len() - 1);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(answers.iter().all(|answer| !answer.is_finished()), "answered before the webhooks were durable");
+
+    set_synchronous_standby(&admin, "").await;
+    for answer in answers {
+        let (status, _) = tokio::time::timeout(Duration::from_secs(10), answer).await.expect("answered once durable").unwrap();
+        assert_eq!(status, 202);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
