@@ -290,24 +290,12 @@ async fn structured_logs_follow_one_webhook_from_ingest_to_its_last_attempt() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_is_sent_while_its_flush_is_pending_and_answered_202_only_once_durable() {
-    // A synchronous standby that never comes stands for a disk that does not finish a
-    // flush: every commit that waits for durability waits until the setting is lifted. It
-    // needs a cluster of the test's own (the shared one commits without waiting).
-    let cluster = own_cluster("standby", None);
-    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await.unwrap();
-    let admin = cluster.url_for("postgres");
     let receiver = Receiver::answering(200).await;
-    let service = Service::start(&cluster.database_url(), &[]).await;
+    // The next webhook is handed over, or (a claim looking for new subscriptions in the
+    // database at that moment) queued for the claim loop; either way its send starts
+    // before its flush.
+    let (_cluster, admin, service, subscription) = flush_held_back("standby", &receiver, &[]).await;
     let client = http_client();
-    let subscription = service.create_subscription(&client, &receiver.url).await;
-    // Warm: the subscription has answered. The next webhook is handed over, or (a claim
-    // looking for new subscriptions in the database at that moment) queued for the claim
-    // loop; either way its send starts before its flush.
-    let (status, warm) = service.ingest(&client, subscription, "{\"warm\":true}".into()).await;
-    assert_eq!(status, 202);
-    wait_until_received(&receiver, &[warm.unwrap()], Duration::from_secs(10)).await;
-
-    set_synchronous_standby(&admin, "never").await;
     let answer = {
         let (client, base) = (client.clone(), service.base.clone());
         tokio::spawn(async move { ingest_once(&client, &base, subscription, "{\"paused\":true}".into()).await })
@@ -333,18 +321,10 @@ async fn a_webhook_is_sent_while_its_flush_is_pending_and_answered_202_only_once
 /// its ingest refuses a slot to a subscription it may discover).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_queued_for_lack_of_a_slot_is_also_sent_while_its_flush_is_pending() {
-    let cluster = own_cluster("standby-capped", None);
-    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await.unwrap();
-    let admin = cluster.url_for("postgres");
     let receiver = Receiver::start(vec![Reply::Status(200)], Reply::Delay(Duration::from_millis(500), 200)).await;
-    let service = Service::start(&cluster.database_url(), &[("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "1")]).await;
+    let capped = [("WEBHOOKD_MAX_IN_FLIGHT_PER_SUBSCRIPTION", "1")];
+    let (_cluster, admin, service, subscription) = flush_held_back("standby-capped", &receiver, &capped).await;
     let client = http_client();
-    let subscription = service.create_subscription(&client, &receiver.url).await;
-    let (status, warm) = service.ingest(&client, subscription, "{\"warm\":true}".into()).await;
-    assert_eq!(status, 202);
-    wait_until_received(&receiver, &[warm.unwrap()], Duration::from_secs(10)).await;
-
-    set_synchronous_standby(&admin, "never").await;
     // The first takes the subscription's one slot (its send lasts 500 ms); the second finds
     // none and is written queued.
     let answers: Vec<_> = (0..2)
@@ -434,6 +414,30 @@ async fn a_database_that_refuses_the_flush_wait_still_gets_every_webhook_accepte
 /// waits for durability is held when a standby is named, and not otherwise. (A probe held
 /// is let go by closing its connection; its backend waits until the standby is lifted.
 /// A statement timeout would not end the wait: it does not cover the commit.)
+/// A service on a cluster of its own (`name`), with a subscription to `receiver` that has
+/// answered once, and then every flush held back: a synchronous standby that never comes
+/// stands for a disk that does not finish a flush, and every commit that waits for
+/// durability waits until `set_synchronous_standby(admin, "")` lifts it. (The shared test
+/// cluster commits without waiting.) Returns the cluster (keep it), its admin URL, the
+/// service and the subscription.
+async fn flush_held_back(
+    name: &str,
+    receiver: &Receiver,
+    settings: &[(&str, &str)],
+) -> (webhookd::embedded_postgres::EmbeddedPostgres, String, Service, Uuid) {
+    let cluster = own_cluster(name, None);
+    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await.unwrap();
+    let admin = cluster.url_for("postgres");
+    let service = Service::start(&cluster.database_url(), settings).await;
+    let client = http_client();
+    let subscription = service.create_subscription(&client, &receiver.url).await;
+    let (status, warm) = service.ingest(&client, subscription, "{\"warm\":true}".into()).await;
+    assert_eq!(status, 202);
+    wait_until_received(receiver, &[warm.unwrap()], Duration::from_secs(10)).await;
+    set_synchronous_standby(&admin, "never").await;
+    (cluster, admin, service, subscription)
+}
+
 async fn set_synchronous_standby(admin_url: &str, name: &str) {
     use sqlx::Connection;
     let mut admin = sqlx::PgConnection::connect(admin_url).await.unwrap();
