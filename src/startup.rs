@@ -41,6 +41,8 @@ pub struct Application {
     changes: Option<PgListener>,
     /// Bumped by the delivery engine at each write to deliveries (see [`Application::progress`]).
     progress: watch::Sender<u64>,
+    /// The ingest writer's, its flusher's and the outcome recorder's pool (`db::connect_writers`).
+    writers: PgPool,
 }
 
 impl Application {
@@ -85,7 +87,8 @@ impl Application {
             Ok(Ok(changes)) => Some(changes),
             _ => None,
         };
-        let group_commit = GroupCommit::start(pool.clone(), settings.database.statement_deadline);
+        let writers = db::connect_writers(&pool, settings.database.statement_deadline);
+        let group_commit = GroupCommit::start(writers.clone(), settings.database.statement_deadline);
         let metrics = Metrics::new();
         let portal_links = Arc::new(PortalLinks::new(pool.clone(), admin_token.clone()));
         let context = ApiContext {
@@ -98,7 +101,7 @@ impl Application {
             keyring,
             portal_links,
         };
-        Ok(Self { listener, port, context, admin_token, changes, progress: watch::Sender::new(0) })
+        Ok(Self { listener, port, context, admin_token, changes, progress: watch::Sender::new(0), writers })
     }
 
     pub fn port(&self) -> u16 {
@@ -120,6 +123,7 @@ impl Application {
         let engine = Engine::start(
             DeliveryContext {
                 pool: self.context.pool.clone(),
+                writers: self.writers.clone(),
                 client,
                 subscriptions: self.context.subscriptions.clone(),
                 settings: settings.delivery.clone(),

@@ -31,6 +31,13 @@
 -- look-up above, which would otherwise miss its attempts and log them twice. Not covered: a
 -- first try whose query reaches the server only after that wait (held up in a network
 -- stall); that would take a unique index on attempts.
+--
+-- The joins with the batch also name its ids as an index condition (`d.id = ANY($1)`,
+-- `s.id = ANY($6)`), redundant with the join: this statement runs on a plan made once per
+-- session (sql/cluster/writer_session.sql), and a plan made while the tables were small
+-- (a new database, statistics not yet updated) put deliveries on the outer side of the
+-- join and read it whole at every batch. With the condition, any join order reads only
+-- the batch's rows.
 WITH guard AS (
     SELECT pg_advisory_xact_lock($18)
 ), updated AS (
@@ -42,7 +49,7 @@ WITH guard AS (
         completed_at = CASE WHEN o.status IN ('succeeded', 'failed') THEN now() END
     FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::timestamptz[], $5::text[])
         AS o(id, lease_id, status, next_attempt_at, last_error)
-    WHERE d.id = o.id AND d.lease_id = o.lease_id AND EXISTS (SELECT FROM guard)
+    WHERE d.id = ANY($1::uuid[]) AND d.id = o.id AND d.lease_id = o.lease_id AND EXISTS (SELECT FROM guard)
     RETURNING d.id, o.lease_id, d.status, d.event_type
 ), gave_up AS (
     INSERT INTO operational_events (event_type, data)
@@ -80,7 +87,7 @@ WITH guard AS (
     SET failing_since = CASE WHEN b.succeeded THEN NULL ELSE COALESCE(s.failing_since, b.first_failure) END,
         failed_in_streak = CASE WHEN b.succeeded THEN 0 ELSE s.failed_in_streak + b.failures::int END
     FROM batch_streaks AS b
-    WHERE s.id = b.subscription_id AND (NOT b.succeeded OR s.failing_since IS NOT NULL)
+    WHERE s.id = ANY($6::uuid[]) AND s.id = b.subscription_id AND (NOT b.succeeded OR s.failing_since IS NOT NULL)
     RETURNING s.id, s.is_active, s.failing_since, s.failed_in_streak
 )
 SELECT id, NULL::uuid AS disable FROM updated

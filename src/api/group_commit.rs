@@ -62,10 +62,10 @@ pub struct GroupCommit {
 impl GroupCommit {
     /// Starts the batcher on the current runtime; each batch's INSERT may wait at most
     /// `deadline` for its answer (`HeldConnection::run`).
-    pub fn start(pool: PgPool, deadline: Duration) -> Self {
+    pub fn start(writers: PgPool, deadline: Duration) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let handoff = Arc::new(OnceLock::new());
-        tokio::spawn(batch_loop(pool, deadline, receiver, handoff.clone()));
+        tokio::spawn(batch_loop(writers, deadline, receiver, handoff.clone()));
         Self { sender, handoff }
     }
 
@@ -85,9 +85,9 @@ impl GroupCommit {
 }
 
 /// Writes one batch at a time: what queued while the last commit ran is the next batch.
-async fn batch_loop(pool: PgPool, deadline: Duration, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
-    let flusher = Flusher::start(pool.clone(), deadline);
-    let mut connection = HeldConnection::new(pool);
+async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
+    let flusher = Flusher::start(writers.clone(), deadline);
+    let mut connection = HeldConnection::new(writers);
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();

@@ -15,8 +15,9 @@
 //!   idle loop holds no connection;
 //! - after any failed statement;
 //! - after [`HOLD_LIMIT`] held, so that the pool's connection lifetime still applies;
-//! - when the pool has no connection left for anyone else, so that a small pool is not
-//!   starved by the loops;
+//!
+//! The loops take their connections from a pool of their own (`db::connect_writers`), one
+//! connection per loop: holding one leaves the API's pool untouched, whatever its size.
 //!
 //! and a held connection that sat unused since a connection was found silent is closed
 //! unasked, as the pool closes its idle ones (`db::silence`). Past the deadline the
@@ -72,7 +73,7 @@ impl HeldConnection {
         match before_deadline(deadline, statement(&mut held.connection)).await {
             Some(result) => {
                 held.last_used = Instant::now();
-                if result.is_ok() && held.taken_at.elapsed() < HOLD_LIMIT && self.pool_has_room() {
+                if result.is_ok() && held.taken_at.elapsed() < HOLD_LIMIT {
                     self.held = Some(held);
                 }
                 result
@@ -109,10 +110,5 @@ impl HeldConnection {
         let connection = self.pool.acquire().await?;
         let now = Instant::now();
         Ok(Held { connection, taken_at: now, last_used: now })
-    }
-
-    /// Whether another task could still get a connection at once: one idle, or room to open one.
-    fn pool_has_room(&self) -> bool {
-        self.pool.num_idle() > 0 || self.pool.size() < self.pool.options().get_max_connections()
     }
 }

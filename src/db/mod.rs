@@ -34,8 +34,34 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
 /// (see [`idle_in_transaction_limit`]).
 pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duration) -> Result<PgPool, sqlx::Error> {
     let options = connect_options(url)?.application_name("webhookd");
+    Ok(pool_options(max_connections, statement_deadline, Session::Shared).connect_lazy_with(options))
+}
+
+/// The loops that write every webhook (the ingest writer, its flusher, the outcome
+/// recorder) and hold their connection between statements (`HeldConnection`).
+pub const WRITER_LOOPS: u32 = 3;
+
+/// Opens the writers' own pool beside `pool` (same database, same checks and session
+/// limits): one connection for each of the [`WRITER_LOOPS`], so that a loop holding its
+/// connection never leaves the API without one, and each session set up for the few
+/// statements those loops run (`sql/cluster/writer_session.sql`: each planned once).
+pub fn connect_writers(pool: &PgPool, statement_deadline: Duration) -> PgPool {
+    let options = (*pool.connect_options()).clone();
+    pool_options(WRITER_LOOPS, statement_deadline, Session::Writer).connect_lazy_with(options)
+}
+
+/// What a new pooled session is set up for.
+#[derive(Clone, Copy)]
+enum Session {
+    /// Any statement: the API, the engine's other writes, maintenance.
+    Shared,
+    /// Only the writer loops' statements.
+    Writer,
+}
+
+fn pool_options(max_connections: u32, statement_deadline: Duration, session: Session) -> PgPoolOptions {
     let idle_in_transaction = format!("{}ms", idle_in_transaction_limit(statement_deadline).as_millis());
-    Ok(PgPoolOptions::new()
+    PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
         // A request that cannot get a connection in time answers 503 instead of hanging.
@@ -44,6 +70,9 @@ pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duratio
             let idle_in_transaction = idle_in_transaction.clone();
             Box::pin(async move {
                 limit_session(connection, &idle_in_transaction).await;
+                if let Session::Writer = session {
+                    set_up_writer_session(connection).await;
+                }
                 Ok(())
             })
         })
@@ -52,7 +81,6 @@ pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duratio
         .before_acquire(silence::check_idle)
         // Before sqlx's own check on release, which has no time limit.
         .after_release(silence::check_released)
-        .connect_lazy_with(options))
 }
 
 /// The options of `url`, with `sslmode=require` read as libpq reads it: given a root CA
@@ -89,6 +117,14 @@ fn idle_in_transaction_limit(statement_deadline: Duration) -> Duration {
 async fn limit_session(connection: &mut sqlx::PgConnection, idle_in_transaction: &str) {
     if let Err(error) = sqlx::query_file!("sql/cluster/limit_session.sql", idle_in_transaction).fetch_one(connection).await {
         tracing::warn!(%error, "cannot set the session limits that let the database end sessions whose client vanished");
+    }
+}
+
+/// Sets up a writer loop's session; on a database that refuses (one that only looks like
+/// PostgreSQL) the statements are planned as on any session, at some CPU cost.
+async fn set_up_writer_session(connection: &mut sqlx::PgConnection) {
+    if let Err(error) = sqlx::query_file!("sql/cluster/writer_session.sql").fetch_one(connection).await {
+        tracing::warn!(%error, "cannot set up the writers' sessions to plan their statements once: they are planned at every call");
     }
 }
 

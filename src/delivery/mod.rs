@@ -93,6 +93,8 @@ impl Default for Waker {
 /// Everything a delivery task needs.
 pub struct DeliveryContext {
     pub pool: PgPool,
+    /// The outcome recorder's connection comes from here (`db::connect_writers`).
+    pub writers: PgPool,
     pub client: reqwest::Client,
     pub subscriptions: SubscriptionCache,
     pub settings: DeliverySettings,

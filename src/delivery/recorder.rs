@@ -61,7 +61,7 @@ pub fn spawn(context: Arc<DeliveryContext>, wake: Arc<Notify>) -> (RecorderHandl
 async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finished>, wake: Arc<Notify>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Kept between batches, given back once none has come for a while (db/held.rs).
-    let mut connection = HeldConnection::new(context.pool.clone());
+    let mut connection = HeldConnection::new(context.writers.clone());
     while connection.idle_until(receiver.recv_many(&mut batch, MAX_BATCH)).await > 0 {
         let recorded = write_until_done(&context, &mut connection, &batch).await;
         if batch.iter().any(|f| f.update.next_attempt_at.is_some()) {
@@ -75,7 +75,7 @@ async fn run(context: Arc<DeliveryContext>, mut receiver: mpsc::Receiver<Finishe
         context.progressed();
         // Sustained failure: rare, and after the slots are back. Its statements take
         // connections of their own, and may find the database silent: the outcome
-        // writer's goes back to the pool meanwhile.
+        // writer's goes back to its pool meanwhile.
         if !recorded.to_disable.is_empty() {
             connection.release();
         }

@@ -276,6 +276,81 @@ async fn a_subscription_s_failed_or_filtered_deliveries_are_read_through_their_i
 }
 
 /// Whether the plan has a node of this type.
+/// The writer loops' sessions plan each statement once and keep the plan until an ANALYZE
+/// of a table it reads (`sql/cluster/writer_session.sql`). Plans made on an empty database
+/// must still read deliveries, subscriptions and attempts by key once the queue holds a
+/// large backlog that no ANALYZE has seen.
+#[tokio::test]
+async fn the_writers_plans_made_on_an_empty_database_read_by_key_once_it_has_grown() {
+    let pool = PgPool::connect(&fresh_database().await).await.unwrap();
+    webhookd::db::partitions::ensure_partitions(&pool, time::OffsetDateTime::now_utc()).await.unwrap();
+    pool.execute("ANALYZE; ALTER TABLE deliveries SET (autovacuum_enabled = false)").await.unwrap();
+    let writers = webhookd::db::connect_writers(&pool, Duration::from_secs(30));
+    let mut db = writers.acquire().await.unwrap();
+    let mode: String = sqlx::query_scalar("SHOW plan_cache_mode").fetch_one(&mut *db).await.unwrap();
+    assert_eq!(mode, "force_generic_plan");
+    for (name, statement) in [
+        ("durable", include_str!("../../sql/deliveries/wait_until_durable.sql")),
+        ("outcome", include_str!("../../sql/deliveries/record_attempts.sql")),
+    ] {
+        db.execute(sqlx::AssertSqlSafe(format!("PREPARE {name} AS {statement}"))).await.unwrap();
+    }
+    let subscription = Uuid::now_v7();
+    let durable = |ids: &[Uuid]| format!("EXECUTE durable({})", uuid_array(ids));
+    // A batch of three outcomes, as the recorder writes them on a retry (which also looks
+    // up the attempts an earlier try may have logged); the leases are not the rows' own, so
+    // the rows stay as they are.
+    let outcome = |ids: &[Uuid]| {
+        let each = |value: &str| format!("ARRAY[{}]", vec![value; ids.len()].join(", "));
+        format!(
+            "EXECUTE outcome({ids}, {leases}, {succeeded}, {none}::timestamptz[], {none}::text[], {subscriptions}, {one}, {success}, \
+             {ok}, {none}::text[], {one}, {none}::text[], {url}, {now}, 0, 'webhookd.delivery.failed', true, 42)",
+            ids = uuid_array(ids),
+            leases = uuid_array(&ids.iter().map(|_| Uuid::new_v4()).collect::<Vec<_>>()),
+            succeeded = each("'succeeded'"),
+            none = each("NULL"),
+            subscriptions = uuid_array(&vec![subscription; ids.len()]),
+            one = each("1"),
+            success = each("'success'"),
+            ok = each("200"),
+            url = each("'http://127.0.0.1:9/'"),
+            now = each("now()"),
+        )
+    };
+    // The plans are made now, on the statistics of an empty database.
+    let none = [Uuid::new_v4(); 3];
+    for statement in [durable(&none), outcome(&none)] {
+        db.execute("BEGIN").await.unwrap();
+        db.execute(sqlx::AssertSqlSafe(statement)).await.unwrap();
+        db.execute("ROLLBACK").await.unwrap();
+    }
+
+    let backlog = queue(&pool, subscription, FULL_BACKLOG, "now()").await;
+    pool.execute(sqlx::AssertSqlSafe(format!(
+        "INSERT INTO subscriptions (id, target_url) VALUES ('{subscription}', 'http://127.0.0.1:9/');
+         INSERT INTO subscriptions (id, target_url) SELECT gen_random_uuid(), 'http://127.0.0.1:9/' FROM generate_series(1, 2000);
+         UPDATE subscriptions SET failing_since = now(), failed_in_streak = 1 WHERE id = '{subscription}'"
+    )))
+    .await
+    .unwrap();
+    for statement in [durable(&backlog[..3]), outcome(&backlog[..3])] {
+        db.execute("BEGIN").await.unwrap();
+        let plan = explain(&mut db, &statement).await;
+        db.execute("ROLLBACK").await.unwrap();
+        let plan = &plan[0]["Plan"];
+        assert!(!has_node(plan, "Seq Scan"), "a table read whole by a plan made on an empty database:\n{plan:#}");
+        let read = rows_read(plan);
+        assert!(read <= 3.0, "{read} rows of deliveries read for a batch of three:\n{plan:#}");
+        let read = rows_read_of(plan, "subscriptions");
+        assert!(read <= 3.0, "{read} rows of subscriptions read for a batch of three:\n{plan:#}");
+    }
+}
+
+fn uuid_array(ids: &[Uuid]) -> String {
+    let quoted: Vec<String> = ids.iter().map(|id| format!("'{id}'")).collect();
+    format!("ARRAY[{}]::uuid[]", quoted.join(", "))
+}
+
 fn has_node(plan: &Value, node_type: &str) -> bool {
     plan["Node Type"] == node_type || plan["Plans"].as_array().into_iter().flatten().any(|child| has_node(child, node_type))
 }

@@ -1,0 +1,21 @@
+-- Run on every new connection of the writers' pool (src/db/mod.rs, `connect_writers`),
+-- whose sessions run only the statements of the loops that write every webhook: the
+-- ingest writer, its flusher and the outcome recorder. Each of those statements is
+-- prepared once per session and reads the rows it touches by key (a delivery or a
+-- subscription by id, an attempt by delivery and number).
+--
+-- One plan per statement and session (`plan_cache_mode`): with the default (auto),
+-- PostgreSQL re-planned them at every call whenever batches were small. The plan for the
+-- batch at hand (an array parameter of one element) looks cheaper than the generic plan,
+-- made for a batch of ten, so below saturation every webhook paid for planning its ingest
+-- and outcome statements: a quarter to a third of PostgreSQL's CPU per webhook at 200/s
+-- (docs/benchmark.md, sixteenth session). Saturated, batches are large and PostgreSQL
+-- chose the generic plans anyway.
+--
+-- No sequential scans (`enable_seqscan`): a generic plan is kept until an ANALYZE of a
+-- table it reads, and one made while a table was small could read it whole at every
+-- batch long after it has grown. Subscriptions are rarely written, so autovacuum may not
+-- analyze them for a long time. Every read of these statements has an index to use
+-- (tests/api/claim_isolation.rs checks their plans made on an empty database).
+SELECT set_config('plan_cache_mode', 'force_generic_plan', false) AS "plan_cache_mode!",
+       set_config('enable_seqscan', 'off', false) AS "seqscan!"
