@@ -13,8 +13,9 @@
 -- chose the generic plans anyway.
 --
 -- No sequential scans (`enable_seqscan`): a generic plan is kept until an ANALYZE of a
--- table it reads, and one made while a table was small could read it whole at every
--- batch long after it has grown. Subscriptions are rarely written, so autovacuum may not
+-- table it reads (or the session ends: sqlx replaces a connection after 30 minutes), and
+-- one made while a table was small could read it whole at every batch long after it has
+-- grown. Subscriptions are rarely written, so autovacuum may not
 -- analyze them for a long time. Every read of these statements has an index to use
 -- (tests/api/claim_isolation.rs checks their plans made on an empty database).
 SELECT set_config('plan_cache_mode', 'force_generic_plan', false) AS "plan_cache_mode!",

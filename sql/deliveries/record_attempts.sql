@@ -33,7 +33,8 @@
 -- stall); that would take a unique index on attempts.
 --
 -- The joins with the batch also name its ids as an index condition (`d.id = ANY($1)`,
--- `s.id = ANY($6)`), redundant with the join: this statement runs on a plan made once per
+-- `s.id = ANY($6)`, and `earlier.delivery_id = ANY($1)` in the look-up of earlier tries,
+-- which PostgreSQL may run as one hashed read of attempts), redundant with the join: this statement runs on a plan made once per
 -- session (sql/cluster/writer_session.sql), and a plan made while the tables were small
 -- (a new database, statistics not yet updated) put deliveries on the outer side of the
 -- join and read it whole at every batch. With the condition, any join order reads only
@@ -71,7 +72,8 @@ WITH guard AS (
              duration_ms, response_excerpt, target_url, created_at)
     WHERE EXISTS (SELECT FROM guard) AND (NOT $17::bool OR NOT EXISTS (
         SELECT FROM attempts AS earlier
-        WHERE earlier.delivery_id = a.delivery_id AND earlier.attempt_number = a.attempt_number
+        WHERE earlier.delivery_id = ANY($1::uuid[]) AND earlier.delivery_id = a.delivery_id
+          AND earlier.attempt_number = a.attempt_number
           AND earlier.created_at = a.created_at
     ))
     RETURNING subscription_id, outcome, created_at

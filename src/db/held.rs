@@ -14,14 +14,15 @@
 //!   [`HeldConnection::idle_until`]; they retry a failed statement themselves), so an
 //!   idle loop holds no connection;
 //! - after any failed statement;
-//! - after [`HOLD_LIMIT`] held, so that the pool's connection lifetime still applies;
-//!
-//! The loops take their connections from a pool of their own (`db::connect_writers`), one
-//! connection per loop: holding one leaves the API's pool untouched, whatever its size.
+//! - after [`HOLD_LIMIT`] held, so that the pool's connection lifetime still applies,
 //!
 //! and a held connection that sat unused since a connection was found silent is closed
 //! unasked, as the pool closes its idle ones (`db::silence`). Past the deadline the
 //! connection is closed, as `db::within_deadline` does.
+//!
+//! The loops take their connections from a pool of their own (`db::connect_writers`), with
+//! a connection for each and one to spare: holding one leaves the API's pool untouched,
+//! whatever its size.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -42,12 +42,14 @@ pub fn connect_lazy(url: &str, max_connections: u32, statement_deadline: Duratio
 pub const WRITER_LOOPS: u32 = 3;
 
 /// Opens the writers' own pool beside `pool` (same database, same checks and session
-/// limits): one connection for each of the [`WRITER_LOOPS`], so that a loop holding its
-/// connection never leaves the API without one, and each session set up for the few
-/// statements those loops run (`sql/cluster/writer_session.sql`: each planned once).
+/// limits): a connection for each of the [`WRITER_LOOPS`], so that a loop holding its
+/// connection never leaves the API without one, and one to spare, since a connection
+/// keeps its place in the pool while sqlx checks or closes it (which a vanished database
+/// can stretch to minutes). Each session is set up for the few statements those loops run
+/// (`sql/cluster/writer_session.sql`: each planned once).
 pub fn connect_writers(pool: &PgPool, statement_deadline: Duration) -> PgPool {
     let options = (*pool.connect_options()).clone();
-    pool_options(WRITER_LOOPS, statement_deadline, Session::Writer).connect_lazy_with(options)
+    pool_options(WRITER_LOOPS + 1, statement_deadline, Session::Writer).connect_lazy_with(options)
 }
 
 /// What a new pooled session is set up for.
