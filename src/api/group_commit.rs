@@ -89,7 +89,8 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
     let flusher = Flusher::start(writers.clone(), deadline);
     let mut connection = HeldConnection::new(writers);
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    // Kept between batches, given back once none has come for a while (db/held.rs).
+    while connection.idle_until(receiver.recv_many(&mut batch, MAX_BATCH)).await > 0 {
         let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
         let slots = hold_slots(handoff.get(), &mut rows);
         let replies = Pending::for_batch(replies, &rows, &slots);
@@ -105,8 +106,7 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
             batch.write(db, flush_later).await.map(|()| flush_later)
         };
         // Given up after `deadline`: the one writer must not wait for ever on a database
-        // that vanished, with all ingest queued behind it. The connection is kept while
-        // requests are waiting, and given back once none are (db/held.rs).
+        // that vanished, with all ingest queued behind it.
         match connection.run(deadline, write).await {
             Ok(true) => {
                 // Committed, not yet flushed: the claim loop takes the queued rows now
@@ -121,9 +121,6 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
                 let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
             }
             result => Pending::answer_all(replies, &result.map(|_| ()).map_err(Arc::new)),
-        }
-        if receiver.is_empty() {
-            connection.release();
         }
     }
     // Every handle dropped: shutting down (the flusher answers what it holds, then ends).

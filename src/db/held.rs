@@ -8,11 +8,9 @@
 //! whose cores the whole stack shares. A [`HeldConnection`] is kept while the loop has
 //! work waiting, and given back to the pool, whose checks then apply to it as to any other:
 //!
-//! - when the loop's queue runs dry (the ingest writer calls [`HeldConnection::release`]),
-//!   or once the loop has waited [`IDLE_LIMIT`] for more work (the flusher and the
-//!   outcome writer, whose queues run dry between most batches, wait through
-//!   [`HeldConnection::idle_until`]; they retry a failed statement themselves), so an
-//!   idle loop holds no connection;
+//! - once the loop has waited [`IDLE_LIMIT`] for more work (each loop waits for its next
+//!   batch through [`HeldConnection::idle_until`]: below saturation their queues run dry
+//!   between most batches), so an idle loop holds no connection;
 //! - after any failed statement;
 //! - after [`HOLD_LIMIT`] held, so that the pool's connection lifetime still applies,
 //!
