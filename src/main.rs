@@ -83,6 +83,13 @@ async fn execute(command: Command, settings: Settings, database_url: &Secret, cl
         embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await?;
     }
     let pool = db::connect_lazy(database_url.expose(), settings.database.pool_size, settings.database.statement_deadline).context("invalid DATABASE_URL")?;
+    let result = run_command(command, settings, pool.clone()).await;
+    // Every session ends with a goodbye to the server, not a dropped socket (`db::close`).
+    db::close(&pool).await;
+    result
+}
+
+async fn run_command(command: Command, settings: Settings, pool: sqlx::PgPool) -> anyhow::Result<()> {
     match command {
         Command::Migrate => {
             db::migrate(&pool).await.context("cannot apply migrations")?;

@@ -107,13 +107,35 @@ pub struct Metrics {
     http_duration: Family<RouteLabels, Histogram>,
     http_connections: Gauge,
     http_max_connections: Gauge,
-    db_pool_connections: Gauge,
-    db_pool_idle: Gauge,
-    db_pool_max: Gauge,
+    api_pool: PoolGauges,
+    writer_pool: PoolGauges,
     subscriptions_disabled: Family<ReasonLabels, Counter>,
     recovered: Counter,
     /// The last queue reading; the lock also serialises the readings.
     queue: Mutex<Option<QueueReading>>,
+}
+
+/// The state of one connection pool, read at each scrape.
+#[derive(Default)]
+struct PoolGauges {
+    open: Gauge,
+    idle: Gauge,
+    max: Gauge,
+}
+
+impl PoolGauges {
+    /// Registers `{name}_connections`, `{name}_idle_connections` and `{name}_max_connections`.
+    fn register(&self, registry: &mut Registry, name: &str, pool: &str) {
+        registry.register(format!("{name}_connections"), format!("Open connections of {pool}"), self.open.clone());
+        registry.register(format!("{name}_idle_connections"), format!("Idle connections of {pool}"), self.idle.clone());
+        registry.register(format!("{name}_max_connections"), format!("Size limit of {pool}"), self.max.clone());
+    }
+
+    fn read(&self, pool: &PgPool) {
+        self.open.set(i64::from(pool.size()));
+        self.idle.set(pool.num_idle() as i64);
+        self.max.set(i64::from(pool.options().get_max_connections()));
+    }
 }
 
 /// Buckets for HTTP attempts and requests: 1 ms to about 33 s.
@@ -140,9 +162,8 @@ impl Metrics {
             http_duration: Family::new_with_constructor(|| Histogram::new(latency_buckets())),
             http_connections: Gauge::default(),
             http_max_connections: Gauge::default(),
-            db_pool_connections: Gauge::default(),
-            db_pool_idle: Gauge::default(),
-            db_pool_max: Gauge::default(),
+            api_pool: PoolGauges::default(),
+            writer_pool: PoolGauges::default(),
             subscriptions_disabled: Family::default(),
             recovered: Counter::default(),
             queue: Mutex::new(None),
@@ -175,9 +196,8 @@ impl Metrics {
         r.register("http_request_duration_seconds", "HTTP request duration by route template", self.http_duration.clone());
         r.register("http_connections", "Open client connections", self.http_connections.clone());
         r.register("http_max_connections", "Most client connections served at once", self.http_max_connections.clone());
-        r.register("db_pool_connections", "Open PostgreSQL connections in the pool", self.db_pool_connections.clone());
-        r.register("db_pool_idle_connections", "Idle PostgreSQL connections in the pool", self.db_pool_idle.clone());
-        r.register("db_pool_max_connections", "Size limit of the PostgreSQL pool", self.db_pool_max.clone());
+        self.api_pool.register(r, "db_pool", "the PostgreSQL pool (WEBHOOKD_DB_POOL_SIZE)");
+        self.writer_pool.register(r, "db_writer_pool", "the writer loops' PostgreSQL pool (ingest writer, flusher, outcome recorder)");
         r.register(
             "subscriptions_disabled",
             "Subscriptions webhookd took out of service, by reason (endpoint_gone, failing)",
@@ -237,10 +257,9 @@ impl Metrics {
     /// Renders every metric in the Prometheus text format 0.0.4, reading the pool's state now
     /// and the queue's when the last reading is no longer current ([`Metrics::queue`]). A
     /// failed queue reading keeps the last values.
-    pub async fn render(&self, pool: &PgPool) -> String {
-        self.db_pool_connections.set(i64::from(pool.size()));
-        self.db_pool_idle.set(pool.num_idle() as i64);
-        self.db_pool_max.set(i64::from(pool.options().get_max_connections()));
+    pub async fn render(&self, pool: &PgPool, writers: &PgPool) -> String {
+        self.api_pool.read(pool);
+        self.writer_pool.read(writers);
         if let Err(error) = self.queue(pool).await {
             tracing::warn!(%error, "cannot read the queue depth for metrics");
         }

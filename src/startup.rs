@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use time::OffsetDateTime;
 use tokio::sync::watch;
@@ -38,11 +37,9 @@ pub struct Application {
     admin_token: Secret,
     /// LISTEN established before serving, so no change notification can be missed between
     /// the first cached read and the listener starting (`None` if the database was down).
-    changes: Option<PgListener>,
+    changes: Option<delivery::Subscribed>,
     /// Bumped by the delivery engine at each write to deliveries (see [`Application::progress`]).
     progress: watch::Sender<u64>,
-    /// The ingest writer's, its flusher's and the outcome recorder's pool (`db::connect_writers`).
-    writers: PgPool,
 }
 
 impl Application {
@@ -93,6 +90,7 @@ impl Application {
         let portal_links = Arc::new(PortalLinks::new(pool.clone(), admin_token.clone()));
         let context = ApiContext {
             pool,
+            writers,
             settings: Arc::new(settings),
             subscriptions,
             waker: Waker::new(),
@@ -101,7 +99,7 @@ impl Application {
             keyring,
             portal_links,
         };
-        Ok(Self { listener, port, context, admin_token, changes, progress: watch::Sender::new(0), writers })
+        Ok(Self { listener, port, context, admin_token, changes, progress: watch::Sender::new(0) })
     }
 
     pub fn port(&self) -> u16 {
@@ -123,7 +121,7 @@ impl Application {
         let engine = Engine::start(
             DeliveryContext {
                 pool: self.context.pool.clone(),
-                writers: self.writers.clone(),
+                writers: self.context.writers.clone(),
                 client,
                 subscriptions: self.context.subscriptions.clone(),
                 settings: settings.delivery.clone(),
@@ -155,6 +153,7 @@ impl Application {
             max_connections: max_connections(&settings),
         };
         let metrics = self.context.metrics.clone();
+        let writers = self.context.writers.clone();
         let routes = api::routes(self.context, self.admin_token);
         let server = http_server::serve(self.listener, routes, limits, metrics, shutdown.clone());
         let engine_stopped = async {
@@ -163,6 +162,8 @@ impl Application {
         };
         tokio::join!(server, engine_stopped);
         let _ = upkeep.await;
+        // The pool it was given is its caller's to close; this one it made.
+        db::close(&writers).await;
         Ok(())
     }
 }

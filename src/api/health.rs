@@ -1,5 +1,7 @@
-//! `GET /health`: 200 while PostgreSQL answers, 503 while it does not. No auth, so load
-//! balancers and orchestrators can probe it.
+//! `GET /health`: 200 while PostgreSQL answers, 503 while it does not (a readiness probe).
+//! `GET /livez`: 200 whenever the process answers HTTP at all, whatever the database's
+//! state (a liveness probe: a restart cures a wedged process, not a database outage). No
+//! auth on either, so load balancers and orchestrators can probe them.
 
 use std::time::Duration;
 
@@ -29,6 +31,19 @@ pub struct HealthChecks {
     pub attempt_partitions: String,
 }
 
+#[derive(Debug, Object)]
+pub struct Liveness {
+    /// Always `ok`: an answer at all is the signal.
+    pub status: String,
+}
+
+#[derive(ApiResponse)]
+enum LivenessResponse {
+    /// The process is serving requests.
+    #[oai(status = 200)]
+    Ok(Json<Liveness>),
+}
+
 #[derive(ApiResponse)]
 enum HealthResponse {
     /// The service and its database answer.
@@ -48,6 +63,12 @@ impl HealthApi {
 
 #[OpenApi(tag = "ApiTags::Health")]
 impl HealthApi {
+    /// Is the process serving? Never reads the database.
+    #[oai(path = "/livez", method = "get")]
+    async fn livez(&self) -> LivenessResponse {
+        LivenessResponse::Ok(Json(Liveness { status: "ok".into() }))
+    }
+
     /// Is the service up and its database reachable?
     #[oai(path = "/health", method = "get")]
     async fn health(&self) -> Result<HealthResponse, ApiError> {

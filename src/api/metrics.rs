@@ -34,7 +34,7 @@ impl MetricsApi {
     #[oai(path = "/metrics", method = "get")]
     /// The queue gauges keep their last values while the database is unreachable.
     async fn metrics(&self, _auth: AdminAuth) -> Result<MetricsResponse, ApiError> {
-        Ok(MetricsResponse::Ok(PlainText(self.context.metrics.render(&self.context.pool).await)))
+        Ok(MetricsResponse::Ok(PlainText(self.context.metrics.render(&self.context.pool, &self.context.writers).await)))
     }
 }
 

@@ -39,6 +39,8 @@ pub use group_commit::GroupCommit;
 #[derive(Clone)]
 pub struct ApiContext {
     pub pool: PgPool,
+    /// The ingest writer's, its flusher's and the outcome recorder's pool (`db::connect_writers`).
+    pub writers: PgPool,
     pub settings: Arc<Settings>,
     pub subscriptions: SubscriptionCache,
     pub waker: Waker,
@@ -76,7 +78,7 @@ pub fn openapi_service(context: &ApiContext) -> OpenApiService<impl poem_openapi
         .description(
             "Webhook delivery service. Producers POST webhooks; webhookd stores each durably \
              in PostgreSQL, answers 202, and delivers it to the subscriber's URL with retries. \
-             Every endpoint except /health, /docs and /openapi.json needs \
+             Every endpoint except /health, /livez, /docs and /openapi.json needs \
              `Authorization: Bearer <admin token>`. Errors answer \
              `{\"error\": \"<code>\", \"message\": \"...\"}`.",
         )

@@ -32,7 +32,7 @@ const NOTIFY_INTERVAL: Duration = Duration::from_millis(20);
 pub async fn listen(
     pool: PgPool,
     deadline: Duration,
-    initial: Option<PgListener>,
+    initial: Option<Subscribed>,
     wake: Arc<Notify>,
     cache: SubscriptionCache,
     shutdown: CancellationToken,
@@ -40,13 +40,13 @@ pub async fn listen(
     let mut initial = initial;
     let mut after_loss = false;
     while !shutdown.is_cancelled() {
-        let Some(mut listener) = connect(&pool, deadline, initial.take(), after_loss, &shutdown).await else {
+        let Some(mut subscribed) = connect(&pool, deadline, initial.take(), after_loss, &shutdown).await else {
             return;
         };
         cache.evict_all_local();
         wake.notify_one();
-        match relay(&mut listener, deadline, &wake, &cache, &shutdown).await {
-            Ending::Shutdown => return,
+        match relay(&mut subscribed.listener, deadline, &wake, &cache, &shutdown).await {
+            Ending::Shutdown => return subscribed.close().await,
             Ending::Lost => {}
             Ending::Failed => backoff(1, &shutdown).await,
         }
@@ -69,10 +69,10 @@ enum Ending {
 async fn connect(
     pool: &PgPool,
     deadline: Duration,
-    initial: Option<PgListener>,
+    initial: Option<Subscribed>,
     after_loss: bool,
     shutdown: &CancellationToken,
-) -> Option<PgListener> {
+) -> Option<Subscribed> {
     if initial.is_some() {
         return initial;
     }
@@ -184,7 +184,7 @@ async fn answers_within(listener: &mut PgListener, deadline: Duration) -> bool {
 /// its own, made with `pool`'s settings: dropping a listener sends UNLISTEN and waits for
 /// its answer before giving the connection back, so a silent one would hold its place in
 /// `pool` for good; in a pool of its own it holds nothing anyone else needs.
-pub async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
+pub async fn subscribe(pool: &PgPool) -> sqlx::Result<Subscribed> {
     let own = PgPoolOptions::new()
         .max_connections(1)
         .min_connections(0)
@@ -195,7 +195,23 @@ pub async fn subscribe(pool: &PgPool) -> sqlx::Result<PgListener> {
     // `listen` reconnects, where a reconnect cannot be cancelled halfway.
     listener.eager_reconnect(false);
     listener.listen_all([WORK_CHANNEL, SUBSCRIPTIONS_CHANNEL]).await?;
-    Ok(listener)
+    Ok(Subscribed { listener, own })
+}
+
+/// A connection LISTENing on both channels, and the pool of one it came from.
+pub struct Subscribed {
+    listener: PgListener,
+    own: PgPool,
+}
+
+impl Subscribed {
+    /// Ends the session with a goodbye to the server, at shutdown (`db::close`).
+    async fn close(self) {
+        // Dropping the listener sends UNLISTEN and gives the connection back to its pool,
+        // which closing then ends properly.
+        drop(self.listener);
+        db::close(&self.own).await;
+    }
 }
 
 /// Sends one NOTIFY per burst of local wake-ups, at most every [`NOTIFY_INTERVAL`]; one

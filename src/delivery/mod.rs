@@ -25,7 +25,6 @@ mod worker;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
@@ -39,7 +38,7 @@ use crate::subscription_cache::SubscriptionCache;
 
 pub use dispatch::{build_client, install_tls_provider};
 pub use handoff::{Handoff, HeldSlot};
-pub use listener::subscribe;
+pub use listener::{subscribe, Subscribed};
 
 /// The NOTIFY channel on which instances tell each other that work is due.
 pub const WORK_CHANNEL: &str = "webhookd_work";
@@ -130,7 +129,7 @@ impl Engine {
     /// concurrency is 0 (an API-only instance), the claim loop, the recorder and the
     /// operations task (recoveries, operational events). Everything stops claiming when
     /// `shutdown` is cancelled; see [`Engine::stop`].
-    pub fn start(context: DeliveryContext, listener: Option<PgListener>, waker: &Waker, shutdown: CancellationToken) -> Self {
+    pub fn start(context: DeliveryContext, listener: Option<Subscribed>, waker: &Waker, shutdown: CancellationToken) -> Self {
         let context = Arc::new(context);
         let (recorder, recorder_sender) = recorder::spawn(context.clone(), waker.local.clone());
         let in_flight = TaskTracker::new();

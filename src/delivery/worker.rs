@@ -110,10 +110,17 @@ enum Wait {
 /// Claims due deliveries while there is a free send slot and something to claim, then
 /// sleeps until something may be claimed again: one `select!` over every wake-up.
 pub async fn claim_loop(state: ClaimLoop) {
-    let capacity = &state.senders.capacity;
-    let scheduler = &state.senders.scheduler;
     // The claim loop's own connection, beside the pool (see `connect_for_claims`).
     let mut connection = None;
+    claim_until_stopped(&state, &mut connection).await;
+    if let Some(connection) = connection {
+        db::close_connection(connection).await;
+    }
+}
+
+async fn claim_until_stopped(state: &ClaimLoop, connection: &mut Option<PgConnection>) {
+    let capacity = &state.senders.capacity;
+    let scheduler = &state.senders.scheduler;
     loop {
         if state.shutdown.is_cancelled() {
             return;
@@ -127,7 +134,7 @@ pub async fn claim_loop(state: ClaimLoop) {
             scheduler.discover_soon();
         }
         let wait = match capacity.clone().try_acquire_owned() {
-            Ok(first) => match claim(&state.senders, &mut connection, first).await {
+            Ok(first) => match claim(&state.senders, connection, first).await {
                 Some(wait) => wait,
                 None => continue,
             },

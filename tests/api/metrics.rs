@@ -54,6 +54,9 @@ async fn metrics_count_what_happened_and_need_the_admin_token() {
     }
     assert_eq!(sample(&text, "webhookd_queue_oldest_due_age_seconds"), 0.0);
     assert_eq!(sample(&text, "webhookd_db_pool_max_connections"), 8.0);
+    // The writer loops' own pool: one connection for each of the three loops, one spare.
+    assert_eq!(sample(&text, "webhookd_db_writer_pool_max_connections"), 4.0);
+    assert!(sample(&text, "webhookd_db_writer_pool_connections") >= 1.0, "the ingest writer's connection is open");
     assert!(sample(&text, "webhookd_http_connections") >= 1.0);
     assert_eq!(sample(&text, &format!(r#"webhookd_build_info{{version="{}"}}"#, env!("CARGO_PKG_VERSION"))), 1.0);
     assert!(!text.contains(&ok.to_string()) && !text.contains(&failing.to_string()), "no subscription ids in labels");

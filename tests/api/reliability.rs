@@ -506,6 +506,10 @@ async fn a_database_restart_is_survived_with_503s_meanwhile_and_nothing_accepted
     tokio::time::sleep(Duration::from_secs(2)).await;
     let health = client.get(format!("{}/health", api.base)).send().await.unwrap();
     assert_eq!(health.status(), 503, "health reports the outage");
+    // The liveness probe does not: restarting the process would not bring the database back.
+    let liveness = client.get(format!("{}/livez", api.base)).send().await.unwrap();
+    assert_eq!(liveness.status(), 200, "the process is alive");
+    assert_eq!(liveness.text().await.unwrap(), r#"{"status":"ok"}"#);
     tokio::time::sleep(Duration::from_secs(8)).await;
     drop(cluster);
     let _cluster = own_cluster("restart", Some(port));

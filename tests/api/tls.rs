@@ -93,6 +93,8 @@ fn tls_cluster() -> &'static str {
                 ("ssl_key_file", path(&certificates.server_key)),
                 ("hba_file", path(&hba)),
                 ("fsync", "off".to_owned()),
+                // Each line names its database, so a test can pick out its own sessions.
+                ("log_line_prefix", "%m [%p] db=%d ".to_owned()),
             ];
             let options = ClusterOptions {
                 directory: root.join("postgres"),
@@ -115,6 +117,13 @@ fn tls_cluster() -> &'static str {
         });
         receiver.recv().expect("cluster thread reports")
     })
+}
+
+/// The TLS cluster's server log.
+fn tls_cluster_log() -> String {
+    tls_cluster();
+    let root = std::env::temp_dir().join("webhookd-tests").join(format!("{}-tls-cluster", std::process::id()));
+    std::fs::read_to_string(root.join("postgres.log")).unwrap()
 }
 
 /// `webhookd migrate` against `url`, with extra environment: exit code and stderr.
@@ -360,4 +369,46 @@ async fn https_receivers_are_verified_against_ssl_cert_file() {
     assert_eq!(refused["status"], "failed", "{refused}");
     assert!(refused["last_error"].as_str().unwrap_or_default().contains("certificate"), "{refused}");
     assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1, "only the trusting instance delivered");
+}
+
+/// A managed PostgreSQL requires TLS, and over TLS the server logs each session whose
+/// client just went away ("could not receive data from client: Connection reset by
+/// peer"). Stopped with SIGTERM, and after `migrate`, webhookd ends every session it
+/// opened (its pools, the writer loops', the claim loop's, LISTEN) with a goodbye instead.
+#[tokio::test]
+async fn a_stopped_service_ends_its_database_sessions_without_a_complaint_in_the_server_log() {
+    let name = format!("goodbye_{}", uuid::Uuid::new_v4().simple());
+    let admin = sqlx::PgPool::connect(&format!("{}?sslmode=require", tls_cluster())).await.unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+    let (base, _) = tls_cluster().rsplit_once('/').unwrap();
+    let database_url = format!("{base}/{name}?sslmode=require");
+    let (code, stderr) = migrate(&database_url, &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+
+    let mut service = Service::start(&database_url, &[]).await;
+    let receiver = Receiver::answering(200).await;
+    let client = http_client();
+    let subscription = service.create_subscription(&client, &receiver.url).await;
+    let (status, _) = service.ingest(&client, subscription, "{}".into()).await;
+    assert_eq!(status, 202);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while receiver.received().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "not delivered; logs:\n{}", service.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1";
+    let opened: i64 = sqlx::query_scalar(sessions).bind(&name).fetch_one(&admin).await.unwrap();
+    assert!(opened >= 4, "API pool, writers' pool, claim loop and LISTEN: {opened} sessions");
+
+    assert_eq!(service.terminate(Duration::from_secs(20)).await, Some(0), "{}", service.logs());
+    // Each backend logs before it exits: once none is left, the log says all there is.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while sqlx::query_scalar::<_, i64>(sessions).bind(&name).fetch_one(&admin).await.unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "webhookd's sessions outlived it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let ours = format!("db={name} ");
+    let complaints: Vec<String> = tls_cluster_log().lines().filter(|line| line.contains(&ours)).map(str::to_owned).collect();
+    assert!(complaints.is_empty(), "the server logged webhookd's sessions ending:\n{}", complaints.join("\n"));
+    admin.close().await;
 }
