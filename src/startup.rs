@@ -38,6 +38,8 @@ pub struct Application {
     /// LISTEN established before serving, so no change notification can be missed between
     /// the first cached read and the listener starting (`None` if the database was down).
     changes: Option<delivery::Subscribed>,
+    /// Made before any database session is opened: its failure leaves none to close.
+    client: reqwest::Client,
     /// Bumped by the delivery engine at each write to deliveries (see [`Application::progress`]).
     progress: watch::Sender<u64>,
 }
@@ -54,7 +56,7 @@ impl Application {
         if let Err(error) = db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc()).await {
             tracing::error!(%error, "cannot create attempt partitions yet; retrying in the background");
         }
-        delivery::install_tls_provider();
+        let client = delivery::build_client(settings.delivery.timeout, settings.delivery.allow_private_targets)?;
         let listener = http_server::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {} (WEBHOOKD_LISTEN)", settings.http.listen))?;
         let port = listener.local_addr().context("listener has no address")?.port();
@@ -99,7 +101,7 @@ impl Application {
             keyring,
             portal_links,
         };
-        Ok(Self { listener, port, context, admin_token, changes, progress: watch::Sender::new(0) })
+        Ok(Self { listener, port, context, admin_token, changes, client, progress: watch::Sender::new(0) })
     }
 
     pub fn port(&self) -> u16 {
@@ -117,12 +119,11 @@ impl Application {
     /// (releasing the rest), and returns.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = self.context.settings.clone();
-        let client = delivery::build_client(settings.delivery.timeout, settings.delivery.allow_private_targets)?;
         let engine = Engine::start(
             DeliveryContext {
                 pool: self.context.pool.clone(),
                 writers: self.context.writers.clone(),
-                client,
+                client: self.client,
                 subscriptions: self.context.subscriptions.clone(),
                 settings: settings.delivery.clone(),
                 statement_deadline: settings.database.statement_deadline,

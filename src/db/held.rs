@@ -18,6 +18,14 @@
 //! unasked, as the pool closes its idle ones (`db::silence`). Past the deadline the
 //! connection is closed, as `db::within_deadline` does.
 //!
+//! One used again after more than [`RECHECK_AFTER`] unused is first pinged, as the pool
+//! checks the connections it hands out: a database that went silent while the loop had
+//! nothing to do (a failover, a dropped NAT mapping) then costs the next batch a second
+//! (`silence::PING_LIMIT`) and a new connection, not the statement deadline. A database
+//! that goes silent within a shorter pause is as likely as one that goes silent during a
+//! statement, which waits out the deadline however it got its connection. At 200
+//! webhooks a second the pauses are shorter, and no ping is sent.
+//!
 //! The loops take their connections from a pool of their own (`db::connect_writers`), with
 //! a connection for each and one to spare: holding one leaves the API's pool untouched,
 //! whatever its size.
@@ -32,6 +40,8 @@ use super::{before_deadline, no_answer_within, silence};
 
 /// Longest a connection is kept before it goes back to the pool for its checks.
 const HOLD_LIMIT: Duration = Duration::from_secs(10);
+/// Longest a held connection goes unused before its next statement is preceded by a ping.
+const RECHECK_AFTER: Duration = Duration::from_millis(100);
 /// Longest a loop waiting for work through [`HeldConnection::idle_until`] keeps its
 /// connection meanwhile.
 const IDLE_LIMIT: Duration = Duration::from_millis(500);
@@ -61,12 +71,10 @@ impl HeldConnection {
         statement: impl AsyncFnOnce(&mut sqlx::PgConnection) -> sqlx::Result<T>,
     ) -> sqlx::Result<T> {
         let mut held = match self.held.take() {
-            Some(mut held) if silence::idle_since_found_silent(held.last_used.elapsed()) => {
-                held.connection.close_on_drop();
-                drop(held);
-                self.take().await?
-            }
-            Some(held) => held,
+            Some(held) => match Self::still_answering(held).await {
+                Some(held) => held,
+                None => self.take().await?,
+            },
             None => self.take().await?,
         };
         match before_deadline(deadline, statement(&mut held.connection)).await {
@@ -84,7 +92,8 @@ impl HeldConnection {
         }
     }
 
-    /// Gives the connection back to the pool, if one is held: the loop has nothing waiting.
+    /// Gives the connection back to the pool, if one is held: before the loop waits on
+    /// work that is not its own (the recorder disabling a subscription).
     pub fn release(&mut self) {
         self.held = None;
     }
@@ -103,6 +112,28 @@ impl HeldConnection {
                 work.await
             }
         }
+    }
+
+    /// `held`, unless it sat unused since a connection was found silent, or fails the
+    /// check due after [`RECHECK_AFTER`] unused (see the module's documentation); it is
+    /// closed then.
+    async fn still_answering(mut held: Held) -> Option<Held> {
+        let unused_for = held.last_used.elapsed();
+        let answering = if silence::idle_since_found_silent(unused_for) {
+            false
+        } else if unused_for <= RECHECK_AFTER {
+            true
+        } else if let Err(error) = silence::check_held(&mut held.connection).await {
+            tracing::warn!(%error, "dropping a connection kept between statements; taking another");
+            false
+        } else {
+            true
+        };
+        if !answering {
+            held.connection.close_on_drop();
+            return None;
+        }
+        Some(held)
     }
 
     async fn take(&self) -> sqlx::Result<Held> {

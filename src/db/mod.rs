@@ -55,13 +55,23 @@ pub fn connect_writers(pool: &PgPool, statement_deadline: Duration) -> PgPool {
 /// Longest the sessions of a pool, or one connection, are given to end at shutdown.
 const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 
-/// Closes `pool` at shutdown: each connection, once given back, ends its session with a
-/// goodbye to the server (a Terminate message) instead of a dropped socket. Over TLS,
-/// PostgreSQL logs every session that just vanishes ("could not receive data from client:
-/// Connection reset by peer"): on a managed database, a line per connection at every
-/// deploy. Bounded: a connection still held, or a silent server, is left to the exit.
+/// Closes `pool` at shutdown: each connection ends its session with a goodbye to the
+/// server (a Terminate message) instead of a dropped socket. Over TLS, PostgreSQL logs
+/// every session that just vanishes ("could not receive data from client: Connection
+/// reset by peer"): on a managed database, a line per connection at every deploy.
+///
+/// The idle connections are ended first, one by one: `Pool::close` waits for every
+/// connection to come back before it ends any, so one still in use would keep all the
+/// others from their goodbye. Those in use end theirs when given back, within
+/// [`CLOSE_LIMIT`]; one still held then, or a silent server, is left to the exit.
 pub async fn close(pool: &PgPool) {
-    let _ = tokio::time::timeout(CLOSE_LIMIT, pool.close()).await;
+    let ending = async {
+        while let Some(idle) = pool.try_acquire() {
+            let _ = idle.close().await;
+        }
+        pool.close().await;
+    };
+    let _ = tokio::time::timeout(CLOSE_LIMIT, ending).await;
 }
 
 /// Ends one connection's session as [`close`] does a pool's.

@@ -96,6 +96,12 @@ pub fn check_released(connection: &mut PgConnection, _: PoolConnectionMetadata) 
     })
 }
 
+/// The check of a connection a loop kept (`db::HeldConnection`) and is about to use again
+/// after a pause: a ping within [`PING_LIMIT`], as the pool checks those it hands out.
+pub(super) async fn check_held(connection: &mut PgConnection) -> sqlx::Result<()> {
+    answers_ping(connection, "a connection kept between statements").await
+}
+
 /// A ping answered within [`PING_LIMIT`]; no answer marks the silence. The ping first
 /// waits for anything still owed on the connection (a statement given up mid-way).
 async fn answers_ping(connection: &mut PgConnection, which: &str) -> sqlx::Result<()> {

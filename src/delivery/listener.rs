@@ -52,6 +52,10 @@ pub async fn listen(
         }
         after_loss = true;
     }
+    // Stopped before the first LISTEN was used: it ends its session as the others do.
+    if let Some(subscribed) = initial {
+        subscribed.close().await;
+    }
 }
 
 /// Why [`relay`] stopped.

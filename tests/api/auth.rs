@@ -30,7 +30,7 @@ impl JsonValue for reqwest::Response {
 }
 
 #[tokio::test]
-async fn every_operation_but_health_requires_the_admin_token() {
+async fn every_operation_but_the_probes_requires_the_admin_token() {
     let app = spawn_app().await;
     let operations = every_operation(&app).await;
     assert!(operations.len() >= 9, "{operations:?}");

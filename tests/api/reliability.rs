@@ -614,6 +614,33 @@ async fn after_a_database_goes_silent_wake_ups_come_through_and_silent_pooled_co
     assert!(!logs.contains("pool timed out"), "no request waited out the acquire timeout:\n{logs}");
 }
 
+/// The ingest writer keeps its connection between batches (db/held.rs). One that went
+/// silent during a pause must cost the next webhook a ping, not the statement deadline.
+#[tokio::test]
+async fn a_webhook_accepted_after_the_ingest_connection_went_silent_in_a_pause_is_answered_202_not_503() {
+    let database = fresh_database().await;
+    let mut through_proxy = url::Url::parse(&database).unwrap();
+    let target = std::net::SocketAddr::new(through_proxy.host_str().unwrap().parse().unwrap(), through_proxy.port().unwrap());
+    let proxy = VanishingProxy::start(target).await;
+    through_proxy.set_port(Some(proxy.address.port())).unwrap();
+    let settings = [("WEBHOOKD_WORKER_CONCURRENCY", "0"), ("WEBHOOKD_DB_STATEMENT_DEADLINE", "20s")];
+    let api = Service::start(through_proxy.as_str(), &settings).await;
+    let client = http_client();
+    let subscription = api.create_subscription(&client, "http://127.0.0.1:9/").await;
+    let (status, _) = api.ingest(&client, subscription, "{\"n\":1}".into()).await;
+    assert_eq!(status, 202);
+    // Within the half second the writer keeps its connection unused, past the pause after
+    // which it checks it.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.vanish();
+    let (status, second) = api.ingest(&client, subscription, "{\"n\":2}".into()).await;
+    assert_eq!(status, 202, "{}", api.logs());
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE id = $1").bind(second.unwrap()).fetch_one(&pool).await.unwrap();
+    assert_eq!(stored, 1);
+    assert!(api.logs().contains("dropping a connection kept between statements"), "{}", api.logs());
+}
+
 #[tokio::test]
 async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_and_gives_its_connection_and_locks_back() {
     // A pool of two, both taken by requests waiting on a row lock when every connection

@@ -371,17 +371,32 @@ async fn https_receivers_are_verified_against_ssl_cert_file() {
     assert_eq!(received.load(std::sync::atomic::Ordering::SeqCst), 1, "only the trusting instance delivered");
 }
 
+/// A database of its own on the TLS cluster, whose log lines then name only this test's
+/// sessions; `admin` is connected to the cluster's first database.
+struct TlsDatabase {
+    name: String,
+    url: String,
+    admin: sqlx::PgPool,
+}
+
+impl TlsDatabase {
+    async fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}_{}", uuid::Uuid::new_v4().simple());
+        let admin = sqlx::PgPool::connect(&format!("{}?sslmode=require", tls_cluster())).await.unwrap();
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
+        let (base, _) = tls_cluster().rsplit_once('/').unwrap();
+        let url = format!("{base}/{name}?sslmode=require");
+        Self { name, url, admin }
+    }
+}
+
 /// A managed PostgreSQL requires TLS, and over TLS the server logs each session whose
 /// client just went away ("could not receive data from client: Connection reset by
 /// peer"). Stopped with SIGTERM, and after `migrate`, webhookd ends every session it
 /// opened (its pools, the writer loops', the claim loop's, LISTEN) with a goodbye instead.
 #[tokio::test]
 async fn a_stopped_service_ends_its_database_sessions_without_a_complaint_in_the_server_log() {
-    let name = format!("goodbye_{}", uuid::Uuid::new_v4().simple());
-    let admin = sqlx::PgPool::connect(&format!("{}?sslmode=require", tls_cluster())).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&admin).await.unwrap();
-    let (base, _) = tls_cluster().rsplit_once('/').unwrap();
-    let database_url = format!("{base}/{name}?sslmode=require");
+    let TlsDatabase { name, url: database_url, admin } = TlsDatabase::create("goodbye").await;
     let (code, stderr) = migrate(&database_url, &[]);
     assert_eq!(code, Some(0), "{stderr}");
 
@@ -396,7 +411,7 @@ async fn a_stopped_service_ends_its_database_sessions_without_a_complaint_in_the
         assert!(std::time::Instant::now() < deadline, "not delivered; logs:\n{}", service.logs());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1";
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'";
     let opened: i64 = sqlx::query_scalar(sessions).bind(&name).fetch_one(&admin).await.unwrap();
     assert!(opened >= 4, "API pool, writers' pool, claim loop and LISTEN: {opened} sessions");
 
@@ -407,8 +422,47 @@ async fn a_stopped_service_ends_its_database_sessions_without_a_complaint_in_the
         assert!(std::time::Instant::now() < deadline, "webhookd's sessions outlived it");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let ours = format!("db={name} ");
-    let complaints: Vec<String> = tls_cluster_log().lines().filter(|line| line.contains(&ours)).map(str::to_owned).collect();
+    let complaints = session_complaints(&name);
     assert!(complaints.is_empty(), "the server logged webhookd's sessions ending:\n{}", complaints.join("\n"));
+    admin.close().await;
+}
+
+/// What the TLS cluster logged of sessions of database `name` that ended without a
+/// goodbye.
+fn session_complaints(name: &str) -> Vec<String> {
+    let ours = format!("db={name} ");
+    let vanished = |line: &&str| line.contains("could not receive data") || line.contains("unexpected EOF");
+    tls_cluster_log().lines().filter(|line| line.contains(&ours)).filter(vanished).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn closing_a_pool_with_a_connection_still_in_use_ends_the_idle_sessions_at_once() {
+    let TlsDatabase { name, url, admin } = TlsDatabase::create("closing").await;
+    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(3).connect(&url).await.unwrap();
+    let mut connections = Vec::new();
+    for _ in 0..3 {
+        connections.push(pool.acquire().await.unwrap());
+    }
+    let in_use = connections.pop().unwrap();
+    drop(connections);
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND backend_type = 'client backend'";
+    let count = async || sqlx::query_scalar::<_, i64>(sessions).bind(&name).fetch_one(&admin).await.unwrap();
+    assert_eq!(count().await, 3);
+
+    // As at a stop with one request still running: the limit passes with it held.
+    webhookd::db::close(&pool).await;
+    let sessions_become = async |expected: i64, why: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count().await != expected {
+            assert!(std::time::Instant::now() < deadline, "{why}: {} sessions", count().await);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    sessions_become(1, "the idle sessions outlived the close").await;
+    // Given back after the close, it ends its session too.
+    drop(in_use);
+    sessions_become(0, "the connection given back after the close kept its session").await;
+    let complaints = session_complaints(&name);
+    assert!(complaints.is_empty(), "the server logged the sessions ending:\n{}", complaints.join("\n"));
     admin.close().await;
 }
