@@ -7,11 +7,20 @@
 --
 -- $8: commit without waiting for the WAL flush (src/api/group_commit.rs): the handed-over
 -- rows' sends start at once, and the batch's 202s wait for sql/deliveries/wait_until_durable.sql.
-WITH relaxed AS (
+--
+-- $9: the batch's key. The statement holds an advisory lock on it until its transaction
+-- ends, taken before it writes anything: should its answer be lost (a dropped connection,
+-- the statement deadline), the writer waits for that lock on another connection
+-- (wait_for_earlier_try.sql) and then looks for the rows, which tells whether the batch
+-- committed even while it was still running on the server when its client gave up.
+WITH guard AS (
+    SELECT pg_advisory_xact_lock($9)
+), relaxed AS (
     SELECT set_config('synchronous_commit', 'off', true) WHERE $8::bool
 ), received AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bytea[], $5::text[])
         AS d(id, subscription_id, event_type, body, status)
+    WHERE EXISTS (SELECT FROM guard)
 ), bodies AS (
     INSERT INTO delivery_bodies (delivery_id, body)
     SELECT id, body FROM received

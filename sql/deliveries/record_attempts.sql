@@ -26,7 +26,7 @@
 -- $18: the batch's key, the same for each of its tries. Each try holds an advisory lock on
 -- it until its transaction ends, taken before it writes anything (a one-time filter of
 -- whichever write runs first), and a later try first waits for that lock
--- (wait_for_earlier_outcome_write.sql): a first try still running on the server after its
+-- (wait_for_earlier_try.sql): a first try still running on the server after its
 -- client gave up on it (a lock wait, a slow flush) has committed or rolled back before the
 -- look-up above, which would otherwise miss its attempts and log them twice. Not covered: a
 -- first try whose query reaches the server only after that wait (held up in a network

@@ -18,9 +18,16 @@
 //! a batch whose webhooks got no slot (the subscription at its cap, or unknown here while a
 //! claim that may find it is in the database): the instance's claim loop is woken as soon
 //! as the rows are committed, and claims and sends them before their flush too.
+//!
+//! A batch whose write got no answer (a dropped connection, the statement deadline) may
+//! have committed all the same. Its requests are not answered 503 at once: the rows are
+//! looked for on another connection once the write has ended on the server, and those
+//! found are answered 202 ([`confirm_unanswered_write`]). A 503 for a webhook the database
+//! kept would have its producer send it again, and the receiver get it twice.
 
 mod flusher;
 
+use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -29,8 +36,8 @@ use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
-use crate::db::deliveries::{self, NewDelivery};
-use crate::db::HeldConnection;
+use crate::db::deliveries::{self, BatchKey, NewDelivery};
+use crate::db::{self, HeldConnection};
 use crate::delivery::{Handoff, HeldSlot};
 use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::DeliveryId;
@@ -87,7 +94,7 @@ impl GroupCommit {
 /// Writes one batch at a time: what queued while the last commit ran is the next batch.
 async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
     let flusher = Flusher::start(writers.clone(), deadline);
-    let mut connection = HeldConnection::new(writers);
+    let mut connection = HeldConnection::new(writers.clone());
     let mut batch = Vec::with_capacity(MAX_BATCH);
     // Kept between batches, given back once none has come for a while (db/held.rs).
     while connection.idle_until(receiver.recv_many(&mut batch, MAX_BATCH)).await > 0 {
@@ -97,18 +104,30 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
         // Rows this instance will send: handed over, or queued for its own claim loop.
         let queued_here = handoff.get().is_some() && rows.iter().any(|row| row.status == DeliveryStatus::Queued.as_str());
         let to_send_here = queued_here || slots.iter().any(Option::is_some);
-        let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.get().map_or(0.0, Handoff::lease_seconds) };
+        let key = BatchKey::new();
+        let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.get().map_or(0.0, Handoff::lease_seconds), key };
         // Beyond MAX_AHEAD webhooks waiting for a flush (a disk that stays stopped, a
         // synchronous standby gone), a batch commits with its own flush, as it always may.
         let ahead = flusher.rows_waiting() < MAX_AHEAD;
+        // Set once the INSERT is on its way, to whether it commits without its flush.
+        let sent = OnceLock::new();
         let write = async |db: &mut sqlx::PgConnection| {
             let flush_later = to_send_here && ahead && flusher.may_flush_later(db).await?;
+            let _ = sent.set(flush_later);
             batch.write(db, flush_later).await.map(|()| flush_later)
         };
         // Given up after `deadline`: the one writer must not wait for ever on a database
         // that vanished, with all ingest queued behind it.
-        match connection.run(deadline, write).await {
-            Ok(true) => {
+        let result = connection.run(deadline, write).await;
+        match (result, sent.get().copied()) {
+            // The INSERT was sent, then the connection failed or fell silent: it may have
+            // committed. (An error the database sent back about the statement means it did not.)
+            (Err(error), Some(flush_later)) if crate::error::is_unavailable(&error) => {
+                // Looked into on the side: the writer goes on with the next batch.
+                tracing::warn!(%error, webhooks = replies.len(), "an ingest batch's write got no answer; looking for its rows before answering");
+                tokio::spawn(confirm_unanswered_write(writers.clone(), deadline, key, flush_later, replies, error));
+            }
+            (Ok(true), _) => {
                 // Committed, not yet flushed: the claim loop takes the queued rows now
                 // rather than after the 202s, which wait for the flush.
                 if queued_here && let Some(handoff) = handoff.get() {
@@ -120,10 +139,38 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
                 let flushed = flusher.reply_once_durable(replies);
                 let _ = tokio::time::timeout(FLUSH_PATIENCE, flushed).await;
             }
-            result => Pending::answer_all(replies, &result.map(|_| ()).map_err(Arc::new)),
+            (result, _) => Pending::answer_all(replies, &result.map(|_| ()).map_err(Arc::new)),
         }
     }
     // Every handle dropped: shutting down (the flusher answers what it holds, then ends).
+}
+
+/// Answers the requests of a batch whose write (`key`) got no answer: waits on another
+/// connection until that write has ended on the server (committed or rolled back), then
+/// answers 202 for each row found, 503 for the others (not stored: their producers send
+/// them again). A batch written without waiting for its flush (`flush_later`) is looked
+/// for after a flush, as the [`Flusher`] does, so that no 202 goes out before its row is
+/// durable. A look that fails too answers every request 503 with the write's `error`.
+///
+/// A row found that was written claimed lost its sender with the write's failure: it is
+/// delivered once its lease ends, by any instance.
+async fn confirm_unanswered_write(writers: PgPool, deadline: Duration, key: BatchKey, flush_later: bool, replies: Vec<Pending>, error: sqlx::Error) {
+    let ids: Vec<DeliveryId> = replies.iter().map(|pending| pending.id).collect();
+    let look = db::within_deadline(&writers, deadline, async |db| {
+        deliveries::wait_for_earlier_try(db, key).await?;
+        if flush_later { deliveries::wait_until_durable(db, &ids).await } else { deliveries::find(db, &ids).await }
+    });
+    match look.await {
+        Ok(found) => {
+            let kept = replies.iter().filter(|pending| found.contains(&pending.id)).count();
+            tracing::info!(kept, lost = replies.len() - kept, "found what an ingest batch without an answer committed: 202 for the webhooks kept, 503 for the others");
+            Pending::answer_found(replies, &found);
+        }
+        Err(look_error) => {
+            tracing::warn!(error = %look_error, "cannot find out whether an ingest batch without an answer committed; answering 503");
+            Pending::answer_all(replies, &Err(Arc::new(error)));
+        }
+    }
 }
 
 /// A request waiting for its batch: where its answer goes, and what it will say.
@@ -145,6 +192,22 @@ impl Pending {
             let _ = pending.reply.send(result.clone().map(|()| pending.placed));
         }
     }
+
+    /// Answers the requests of a batch whose write got no answer: 202 for the rows `found`
+    /// (queued: whatever sender was to take them is gone), 503 for the others.
+    fn answer_found(replies: Vec<Self>, found: &HashSet<DeliveryId>) {
+        for pending in replies {
+            let answer = if found.contains(&pending.id) { Ok(Placed::Queued) } else { Err(Arc::new(not_stored())) };
+            let _ = pending.reply.send(answer);
+        }
+    }
+}
+
+/// A webhook whose write got no answer and which the database does not have: answered 503
+/// (`error::is_unavailable`), to be sent again.
+fn not_stored() -> sqlx::Error {
+    let message = "the write got no answer and the database does not have the webhook: not stored";
+    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
 }
 
 /// One batch of webhooks and the send slots held for some of them.
@@ -153,6 +216,8 @@ struct Batch {
     slots: Vec<Option<HeldSlot>>,
     lease_id: Uuid,
     lease_seconds: f64,
+    /// The advisory lock the write holds until it ends (see [`confirm_unanswered_write`]).
+    key: BatchKey,
 }
 
 impl Batch {
@@ -169,7 +234,7 @@ impl Batch {
     /// No 202 goes out before its row is durable.
     async fn write(self, db: &mut sqlx::PgConnection, flush_later: bool) -> sqlx::Result<()> {
         let (written_at, leased_at) = (OffsetDateTime::now_utc(), tokio::time::Instant::now());
-        deliveries::insert_many(&mut *db, &self.rows, self.lease_id, self.lease_seconds, flush_later).await?;
+        deliveries::insert_many(&mut *db, &self.rows, self.lease_id, self.lease_seconds, flush_later, self.key).await?;
         for (row, slot) in self.rows.into_iter().zip(self.slots) {
             if let Some(slot) = slot {
                 slot.start(row, written_at, self.lease_id, leased_at);

@@ -95,6 +95,7 @@ pub async fn insert_many(
     lease_id: Uuid,
     lease_seconds: f64,
     flush_later: bool,
+    batch: BatchKey,
 ) -> sqlx::Result<()> {
     sqlx::query_file!(
         "sql/deliveries/insert_deliveries.sql",
@@ -107,9 +108,41 @@ pub async fn insert_many(
         lease_id,
         lease_seconds,
         flush_later,
+        batch.0,
     )
     .execute(db)
     .await?;
+    Ok(())
+}
+
+/// Which of `ids` exist (committed, as this statement's snapshot sees).
+pub async fn find(db: impl PgExecutor<'_>, ids: &[DeliveryId]) -> sqlx::Result<HashSet<DeliveryId>> {
+    let row = sqlx::query_file!("sql/deliveries/find_deliveries.sql", &uuids(ids.iter().copied())).fetch_one(db).await?;
+    Ok(row.found.into_iter().map(DeliveryId::from).collect())
+}
+
+/// The key a batch write holds an advisory lock on until its transaction ends, the same for
+/// every try of the batch: a later look at what an earlier try did first waits for it
+/// ([`wait_for_earlier_try`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchKey(i64);
+
+impl BatchKey {
+    pub fn new() -> Self {
+        Self(Uuid::new_v4().as_u64_pair().0 as i64)
+    }
+}
+
+impl Default for BatchKey {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Waits until every earlier try of `batch` has ended on the server, committed or rolled
+/// back (see `sql/deliveries/wait_for_earlier_try.sql`).
+pub async fn wait_for_earlier_try(db: &mut PgConnection, batch: BatchKey) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/deliveries/wait_for_earlier_try.sql", batch.0).execute(db).await?;
     Ok(())
 }
 
@@ -352,14 +385,14 @@ pub struct Recorded {
 /// `sql/deliveries/record_attempts.sql`, `$18`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutcomeWrite {
-    key: i64,
+    key: BatchKey,
     tried_before: bool,
 }
 
 impl OutcomeWrite {
     /// The first try at a new batch.
     pub fn first() -> Self {
-        Self { key: Uuid::new_v4().as_u64_pair().0 as i64, tried_before: false }
+        Self { key: BatchKey::new(), tried_before: false }
     }
 
     /// A later try at the same batch: the earlier ones may have committed (their answers
@@ -384,7 +417,7 @@ pub async fn record_attempts(
 ) -> sqlx::Result<Recorded> {
     debug_assert_eq!(outcomes.len(), attempts.len());
     if write.tried_before {
-        sqlx::query_file!("sql/deliveries/wait_for_earlier_outcome_write.sql", write.key).execute(&mut *db).await?;
+        wait_for_earlier_try(db, write.key).await?;
     }
     let outcome_column = |f: fn(&OutcomeUpdate) -> Option<String>| outcomes.iter().map(f).collect::<Vec<_>>();
     let attempt_text = |f: fn(&AttemptRow) -> Option<String>| attempts.iter().map(f).collect::<Vec<_>>();
@@ -407,7 +440,7 @@ pub async fn record_attempts(
         disable_after.as_secs_f64(),
         operational_event::DELIVERY_FAILED,
         write.tried_before,
-        write.key,
+        write.key.0,
     )
     .fetch_all(db)
     .await?;

@@ -641,6 +641,83 @@ async fn a_webhook_accepted_after_the_ingest_connection_went_silent_in_a_pause_i
     assert!(api.logs().contains("dropping a connection kept between statements"), "{}", api.logs());
 }
 
+/// What happens on the server to an ingest batch whose answer the service never gets.
+enum OnTheServer {
+    /// It commits after the service gave up waiting for it (its statement deadline).
+    CommitsLate,
+    /// It is ended there (a backend terminated in a failover) and rolls back.
+    RollsBack,
+}
+
+/// An ingest batch's INSERT runs on the server, held up there, when the database goes
+/// silent to the service (the answer is lost); 3 s later, past the writer's deadline of
+/// 2 s, the INSERT goes on or is ended. Returns the request's status, its delivery id if
+/// any, whether the database has a webhook with that body, and the service's logs.
+async fn ingest_whose_answer_is_lost(on_the_server: OnTheServer) -> (u16, Option<Uuid>, bool, String) {
+    let database = fresh_database().await;
+    let mut through_proxy = url::Url::parse(&database).unwrap();
+    let target = std::net::SocketAddr::new(through_proxy.host_str().unwrap().parse().unwrap(), through_proxy.port().unwrap());
+    let proxy = VanishingProxy::start(target).await;
+    through_proxy.set_port(Some(proxy.address.port())).unwrap();
+    // A request's own deadline is 5 + 2 s.
+    let settings = [("WEBHOOKD_WORKER_CONCURRENCY", "0"), ("WEBHOOKD_DB_STATEMENT_DEADLINE", "2s"), ("WEBHOOKD_HTTP_BODY_TIMEOUT", "5s")];
+    let api = Service::start(through_proxy.as_str(), &settings).await;
+    let client = http_client();
+    let subscription = api.create_subscription(&client, "http://127.0.0.1:9/").await;
+    assert_eq!(api.ingest(&client, subscription, "{\"n\":1}".into()).await.0, 202);
+
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    // Holds the batch's INSERT up on the server while it runs (as a slow disk or a lock
+    // would): a trigger waits for a lock the test holds.
+    sqlx::raw_sql(
+        "CREATE FUNCTION hold_up() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NEW; END $$;
+         CREATE TRIGGER hold_up BEFORE INSERT ON delivery_bodies FOR EACH ROW EXECUTE FUNCTION hold_up();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut lock = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(4242)").execute(&mut *lock).await.unwrap();
+    let request = api.ingest(&client, subscription, "{\"n\":2}".into());
+    let server = async {
+        wait_for_lock_waiters(&pool, "%Records many ingested webhooks%", 1).await;
+        proxy.vanish();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let OnTheServer::RollsBack = on_the_server {
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%Records many ingested webhooks%' AND wait_event_type = 'Lock'")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut *lock).await.unwrap();
+    };
+    let ((status, id), ()) = tokio::join!(request, server);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_bodies WHERE body = convert_to('{\"n\":2}', 'UTF8')").fetch_one(&pool).await.unwrap();
+    (status, id, stored == 1, api.logs())
+}
+
+/// Guarantee: a webhook the database kept is answered 202, even when the answer to its
+/// write was lost; a 503 would have its producer send it again, and its receiver get it
+/// twice. The service waits until the write has ended on the server before it looks.
+#[tokio::test]
+async fn an_ingest_whose_write_committed_after_its_answer_was_lost_is_answered_202() {
+    let (status, id, stored, logs) = ingest_whose_answer_is_lost(OnTheServer::CommitsLate).await;
+    assert!(stored, "the write committed on the server:\n{logs}");
+    assert_eq!(status, 202, "a webhook the database has is accepted:\n{logs}");
+    assert!(id.is_some());
+    assert!(logs.contains("an ingest batch's write got no answer"), "{logs}");
+    assert!(logs.contains("found what an ingest batch without an answer committed"), "{logs}");
+}
+
+/// Guarantee: no 202 for a webhook the database does not have.
+#[tokio::test]
+async fn an_ingest_whose_write_rolled_back_after_its_answer_was_lost_is_answered_503() {
+    let (status, _, stored, logs) = ingest_whose_answer_is_lost(OnTheServer::RollsBack).await;
+    assert!(!stored, "the write was ended on the server:\n{logs}");
+    assert_eq!(status, 503, "{logs}");
+    assert!(logs.contains("found what an ingest batch without an answer committed"), "{logs}");
+}
+
 #[tokio::test]
 async fn an_api_request_caught_by_a_silent_database_answers_503_at_its_deadline_and_gives_its_connection_and_locks_back() {
     // A pool of two, both taken by requests waiting on a row lock when every connection
@@ -758,7 +835,7 @@ async fn an_outcome_batch_written_again_waits_for_its_first_try_still_running_on
     // The service's statements, in the order `deliveries::record_attempts` sends them.
     let write = async move |db: &mut sqlx::PgConnection, tried_before: bool| {
         if tried_before {
-            sqlx::query(include_str!("../../sql/deliveries/wait_for_earlier_outcome_write.sql")).bind(batch).execute(&mut *db).await.unwrap();
+            sqlx::query(include_str!("../../sql/deliveries/wait_for_earlier_try.sql")).bind(batch).execute(&mut *db).await.unwrap();
         }
         record_failed_attempt(db, (delivery, lease), subscription, now, tried_before, batch).await;
     };
