@@ -244,6 +244,7 @@ const MIGRATION_LOCK_POLL: Duration = Duration::from_millis(100);
 ///   to start.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     let mut connection = pool.acquire().await?;
+    check_encoding(&mut connection).await?;
     let mut waited = Duration::ZERO;
     while !sqlx::query_file_scalar!("sql/cluster/try_migration_lock.sql").fetch_one(&mut *connection).await? {
         if waited.as_millis().is_multiple_of(10_000) && !waited.is_zero() {
@@ -272,6 +273,26 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
     applied?;
     unlocked?;
     Ok(())
+}
+
+/// Refuses a database whose encoding cannot hold any text: names, event types and URLs come
+/// from clients and error texts and response excerpts from receivers, any of them in any
+/// script. In a LATIN1 database, say, a name in Cyrillic failed its statement (a 500), and a
+/// receiver's answer in Chinese failed the write of a whole batch of outcomes, again at
+/// every try. SQL_ASCII stores text as sent, unchecked, which holds it.
+async fn check_encoding(connection: &mut sqlx::PgConnection) -> sqlx::Result<()> {
+    let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')").fetch_one(&mut *connection).await?;
+    if matches!(encoding.as_str(), "UTF8" | "SQL_ASCII") {
+        return Ok(());
+    }
+    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut *connection).await?;
+    Err(sqlx::Error::Configuration(
+        format!(
+            "database {database} is encoded {encoding}, which cannot hold every text webhookd stores (names, event types, receivers' answers): \
+             create it with ENCODING 'UTF8' (CREATE DATABASE {database} ENCODING 'UTF8' TEMPLATE template0)"
+        )
+        .into(),
+    ))
 }
 
 /// The versions recorded in sqlx's table (none before the first migration). Read with

@@ -253,6 +253,24 @@ async fn the_container_policy_refuses_to_mint_a_token_that_a_restart_would_lose(
     assert!(stderr.contains("set WEBHOOKD_ADMIN_TOKEN"), "{stderr}");
 }
 
+/// A database that cannot hold every text (a LATIN1 one) is refused at start, with the
+/// fix, instead of failing requests and outcome writes one by one later.
+#[tokio::test]
+async fn a_database_not_encoded_in_utf8_is_refused_at_start_with_the_fix() {
+    let cluster = cluster();
+    let name = format!("latin1_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.url_for("postgres")).await.unwrap();
+    let create = format!("CREATE DATABASE {name} ENCODING 'LATIN1' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0");
+    sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut admin).await.unwrap();
+    let output = webhookd().arg("migrate").env("DATABASE_URL", cluster.url_for(&name)).env("WEBHOOKD_DATA_DIR", scratch_dir("latin1")).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("is encoded LATIN1") && stderr.contains("ENCODING 'UTF8'"), "{stderr}");
+    let mut connection = <sqlx::PgConnection as sqlx::Connection>::connect(&cluster.url_for(&name)).await.unwrap();
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE tablename = 'deliveries'").fetch_one(&mut connection).await.unwrap();
+    assert_eq!(tables, 0, "nothing was created");
+}
+
 #[test]
 fn migrate_against_an_unreachable_database_says_why_in_one_line() {
     let url = format!("postgres://webhookd:secret@127.0.0.1:{}/webhookd", free_port());
