@@ -45,6 +45,10 @@ use flusher::Flusher;
 
 /// Most rows in one INSERT.
 const MAX_BATCH: usize = 512;
+/// Most bytes of bodies in one INSERT (a larger body goes alone). All the bodies of a batch
+/// travel as one array: 512 bodies at a `WEBHOOKD_MAX_PAYLOAD` of a few MiB made an array
+/// over PostgreSQL's 1 GiB limit for one value, and every request of the batch failed.
+const MAX_BATCH_BYTES: usize = 32 * 1024 * 1024;
 /// Requests waiting for a batch; beyond this, handlers wait (back-pressure).
 const QUEUE: usize = 8192;
 
@@ -93,19 +97,57 @@ impl GroupCommit {
 
 /// Writes one batch at a time: what queued while the last commit ran is the next batch.
 async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
-    let flusher = Flusher::start(writers.clone(), deadline);
-    let mut connection = HeldConnection::new(writers.clone());
-    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut writer = Writer {
+        flusher: Flusher::start(writers.clone(), deadline),
+        connection: HeldConnection::new(writers.clone()),
+        writers,
+        deadline,
+        handoff,
+    };
+    let mut queued = Vec::with_capacity(MAX_BATCH);
     // Kept between batches, given back once none has come for a while (db/held.rs).
-    while connection.idle_until(receiver.recv_many(&mut batch, MAX_BATCH)).await > 0 {
-        let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.drain(..).unzip();
-        let slots = hold_slots(handoff.get(), &mut rows);
+    while writer.connection.idle_until(receiver.recv_many(&mut queued, MAX_BATCH)).await > 0 {
+        while !queued.is_empty() {
+            writer.write(take_batch(&mut queued)).await;
+        }
+    }
+    // Every handle dropped: shutting down (the flusher answers what it holds, then ends).
+}
+
+/// The first of `queued`, in order, whose bodies make at most [`MAX_BATCH_BYTES`]
+/// together, or the first alone if it is larger.
+fn take_batch(queued: &mut Vec<(NewDelivery, Reply)>) -> Vec<(NewDelivery, Reply)> {
+    let mut bytes = 0;
+    let over = queued.iter().position(|(row, _)| {
+        bytes += row.body.len();
+        bytes > MAX_BATCH_BYTES
+    });
+    let end = over.map_or(queued.len(), |over| over.max(1));
+    queued.drain(..end).collect()
+}
+
+/// The one ingest writer: its connection, kept between batches, and the flusher that
+/// answers the batches it commits without waiting for their flush.
+struct Writer {
+    writers: PgPool,
+    deadline: Duration,
+    connection: HeldConnection,
+    flusher: Flusher,
+    handoff: Arc<OnceLock<Handoff>>,
+}
+
+impl Writer {
+    /// Commits one batch, and answers its requests or hands them to what will.
+    async fn write(&mut self, batch: Vec<(NewDelivery, Reply)>) {
+        let (flusher, handoff, deadline) = (&self.flusher, self.handoff.get(), self.deadline);
+        let (mut rows, replies): (Vec<NewDelivery>, Vec<Reply>) = batch.into_iter().unzip();
+        let slots = hold_slots(handoff, &mut rows);
         let replies = Pending::for_batch(replies, &rows, &slots);
         // Rows this instance will send: handed over, or queued for its own claim loop.
-        let queued_here = handoff.get().is_some() && rows.iter().any(|row| row.status == DeliveryStatus::Queued.as_str());
+        let queued_here = handoff.is_some() && rows.iter().any(|row| row.status == DeliveryStatus::Queued.as_str());
         let to_send_here = queued_here || slots.iter().any(Option::is_some);
         let key = BatchKey::new();
-        let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.get().map_or(0.0, Handoff::lease_seconds), key };
+        let batch = Batch { rows, slots, lease_id: Uuid::new_v4(), lease_seconds: handoff.map_or(0.0, Handoff::lease_seconds), key };
         // Beyond MAX_AHEAD webhooks waiting for a flush (a disk that stays stopped, a
         // synchronous standby gone), a batch commits with its own flush, as it always may.
         let ahead = flusher.rows_waiting() < MAX_AHEAD;
@@ -118,19 +160,19 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
         };
         // Given up after `deadline`: the one writer must not wait for ever on a database
         // that vanished, with all ingest queued behind it.
-        let result = connection.run(deadline, write).await;
+        let result = self.connection.run(deadline, write).await;
         match (result, sent.get().copied()) {
             // The INSERT was sent, then the connection failed or fell silent: it may have
             // committed. (An error the database sent back about the statement means it did not.)
             (Err(error), Some(flush_later)) if crate::error::is_unavailable(&error) => {
                 // Looked into on the side: the writer goes on with the next batch.
                 tracing::warn!(%error, webhooks = replies.len(), "an ingest batch's write got no answer; looking for its rows before answering");
-                tokio::spawn(confirm_unanswered_write(writers.clone(), deadline, key, flush_later, replies, error));
+                tokio::spawn(confirm_unanswered_write(self.writers.clone(), deadline, key, flush_later, replies, error));
             }
             (Ok(true), _) => {
                 // Committed, not yet flushed: the claim loop takes the queued rows now
                 // rather than after the 202s, which wait for the flush.
-                if queued_here && let Some(handoff) = handoff.get() {
+                if queued_here && let Some(handoff) = handoff {
                     handoff.wake_claim_loop();
                 }
                 // The next batch waits for this one's flush as a commit would, so batches
@@ -142,7 +184,6 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
             (result, _) => Pending::answer_all(replies, &result.map(|_| ()).map_err(Arc::new)),
         }
     }
-    // Every handle dropped: shutting down (the flusher answers what it holds, then ends).
 }
 
 /// Answers the requests of a batch whose write (`key`) got no answer: waits on another
@@ -266,4 +307,53 @@ fn hold_slots(handoff: Option<&Handoff>, rows: &mut [NewDelivery]) -> Vec<Option
             slot
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::SubscriptionId;
+
+    const MIB: usize = 1024 * 1024;
+
+    fn queued(body_sizes: &[usize]) -> Vec<(NewDelivery, Reply)> {
+        body_sizes
+            .iter()
+            .map(|&size| {
+                let row = NewDelivery {
+                    id: DeliveryId::new(),
+                    subscription_id: SubscriptionId::new(),
+                    event_type: None,
+                    body: vec![b'x'; size],
+                    status: DeliveryStatus::Queued.as_str(),
+                };
+                (row, oneshot::channel().0)
+            })
+            .collect()
+    }
+
+    fn batch_sizes(mut queue: Vec<(NewDelivery, Reply)>) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        while !queue.is_empty() {
+            sizes.push(take_batch(&mut queue).len());
+        }
+        sizes
+    }
+
+    #[test]
+    fn a_batch_holds_at_most_its_bytes_of_bodies_and_a_larger_body_goes_alone() {
+        assert_eq!(batch_sizes(queued(&[1024; 512])), [512], "small bodies: one batch");
+        assert_eq!(batch_sizes(queued(&[4 * MIB; 20])), [8, 8, 4], "32 MiB a batch");
+        assert_eq!(batch_sizes(queued(&[40 * MIB, 10, 40 * MIB])), [1, 1, 1], "a body over the budget goes alone, and so does what follows it");
+        assert_eq!(batch_sizes(queued(&[10, 10, 40 * MIB])), [2, 1]);
+    }
+
+    #[test]
+    fn a_batch_keeps_the_order_of_arrival() {
+        let mut queue = queued(&[8 * MIB; 6]);
+        let ids: Vec<DeliveryId> = queue.iter().map(|(row, _)| row.id).collect();
+        let first: Vec<DeliveryId> = take_batch(&mut queue).iter().map(|(row, _)| row.id).collect();
+        assert_eq!(first, ids[..4]);
+        assert_eq!(queue.iter().map(|(row, _)| row.id).collect::<Vec<_>>(), ids[4..]);
+    }
 }
