@@ -16,17 +16,30 @@ pub enum KeyState {
 
 /// Reserves `key` in `scope` for a request hashing to `request_hash`, inside the caller's
 /// transaction. A concurrent holder of the same key makes this wait until it commits.
+///
+/// The key found by the insert can be gone by the time it is read: the maintenance sweep
+/// deletes the keys past their 24 hours by the instance's clock, while the request's own
+/// delete of an expired key judges by the database's. The key is then reserved afresh (once: it cannot expire twice).
 pub async fn reserve(db: &mut PgConnection, scope: &str, key: &str, request_hash: &[u8]) -> sqlx::Result<KeyState> {
-    sqlx::query_file!("sql/idempotency/delete_expired_key.sql", scope, key).execute(&mut *db).await?;
-    let inserted = sqlx::query_file!("sql/idempotency/insert_key.sql", scope, key, request_hash).fetch_optional(&mut *db).await?;
-    if inserted.is_some() {
-        return Ok(KeyState::Reserved);
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        sqlx::query_file!("sql/idempotency/delete_expired_key.sql", scope, key).execute(&mut *db).await?;
+        let inserted = sqlx::query_file!("sql/idempotency/insert_key.sql", scope, key, request_hash).fetch_optional(&mut *db).await?;
+        if inserted.is_some() {
+            return Ok(KeyState::Reserved);
+        }
+        let Some(stored) = sqlx::query_file!("sql/idempotency/select_key.sql", scope, key).fetch_optional(&mut *db).await? else {
+            if tries < 2 {
+                continue;
+            }
+            return Err(sqlx::Error::RowNotFound);
+        };
+        if stored.request_hash != request_hash {
+            return Ok(KeyState::Mismatch);
+        }
+        return Ok(KeyState::Replay(stored.response));
     }
-    let stored = sqlx::query_file!("sql/idempotency/select_key.sql", scope, key).fetch_one(&mut *db).await?;
-    if stored.request_hash != request_hash {
-        return Ok(KeyState::Mismatch);
-    }
-    Ok(KeyState::Replay(stored.response))
 }
 
 /// Stores the response to replay for a reserved key.

@@ -154,6 +154,42 @@ async fn concurrent_duplicates_create_exactly_one_delivery() {
     assert_eq!(stored, 1);
 }
 
+/// The maintenance sweep deletes keys past their 24 hours by the instance's clock, a
+/// request's own check by the database's: a repeat can find its key at its insert and see
+/// it gone at its read. Here a trigger does the sweep's delete at that moment.
+#[tokio::test]
+async fn a_key_swept_away_between_its_insert_and_its_read_is_reserved_afresh_not_a_500() {
+    let app = spawn_app().await;
+    let subscription = app.create_subscription("http://127.0.0.1:9/x", json!({})).await;
+    let send = || {
+        let request = app.http.post(app.url(&format!("/ingest/{subscription}"))).bearer_auth(ADMIN_TOKEN).header("Idempotency-Key", "swept").body("{}");
+        async move { read_answer(request.send().await.unwrap()).await }
+    };
+    let first = send().await;
+    assert_eq!(first.status, 202);
+    sqlx::raw_sql(
+        "CREATE TABLE swept (done bool NOT NULL);
+         INSERT INTO swept VALUES (false);
+         CREATE FUNCTION sweep_once() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NOT (SELECT done FROM swept) THEN
+                 UPDATE swept SET done = true;
+                 DELETE FROM idempotency_keys;
+             END IF;
+             RETURN NULL;
+         END $$;
+         CREATE TRIGGER sweep_once AFTER INSERT ON idempotency_keys FOR EACH STATEMENT EXECUTE FUNCTION sweep_once();",
+    )
+    .execute(&app.pool)
+    .await
+    .unwrap();
+    let again = send().await;
+    assert_eq!(again.status, 202, "{:?}", again.body);
+    assert_ne!(again.body["delivery_id"], first.body["delivery_id"], "the key had expired: a new delivery");
+    let swept: bool = sqlx::query_scalar("SELECT done FROM swept").fetch_one(&app.pool).await.unwrap();
+    assert!(swept, "the sweep ran between the insert and the read");
+}
+
 #[tokio::test]
 async fn a_repeated_idempotency_key_replays_the_first_fan_out() {
     let app = spawn_app().await;
