@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use sqlx::PgPool;
 use time::OffsetDateTime;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use uuid::Uuid;
 
 use crate::db::deliveries::{self, BatchKey, NewDelivery};
@@ -103,6 +103,7 @@ async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Rec
         writers,
         deadline,
         handoff,
+        looks: Arc::new(Semaphore::new(1)),
     };
     let mut queued = Vec::with_capacity(MAX_BATCH);
     // Kept between batches, given back once none has come for a while (db/held.rs).
@@ -134,6 +135,9 @@ struct Writer {
     connection: HeldConnection,
     flusher: Flusher,
     handoff: Arc<OnceLock<Handoff>>,
+    /// One look at an unanswered write at a time ([`confirm_unanswered_write`]): each
+    /// takes a connection of the writers' pool, which has one to spare for the writer loops.
+    looks: Arc<Semaphore>,
 }
 
 impl Writer {
@@ -167,7 +171,8 @@ impl Writer {
             (Err(error), Some(flush_later)) if crate::error::is_unavailable(&error) => {
                 // Looked into on the side: the writer goes on with the next batch.
                 tracing::warn!(%error, webhooks = replies.len(), "an ingest batch's write got no answer; looking for its rows before answering");
-                tokio::spawn(confirm_unanswered_write(self.writers.clone(), deadline, key, flush_later, replies, error));
+                let look = UnansweredWrite { key, flush_later, replies, error };
+                tokio::spawn(confirm_unanswered_write(self.writers.clone(), deadline, self.looks.clone(), look));
             }
             (Ok(true), _) => {
                 // Committed, not yet flushed: the claim loop takes the queued rows now
@@ -186,7 +191,8 @@ impl Writer {
     }
 }
 
-/// Answers the requests of a batch whose write (`key`) got no answer: waits on another
+/// Answers the requests of a batch whose write got no answer, one batch at a time (`looks`):
+/// waits on another
 /// connection until that write has ended on the server (committed or rolled back), then
 /// answers 202 for each row found, 503 for the others (not stored: their producers send
 /// them again). A batch written without waiting for its flush (`flush_later`) is looked
@@ -195,7 +201,10 @@ impl Writer {
 ///
 /// A row found that was written claimed lost its sender with the write's failure: it is
 /// delivered once its lease ends, by any instance.
-async fn confirm_unanswered_write(writers: PgPool, deadline: Duration, key: BatchKey, flush_later: bool, replies: Vec<Pending>, error: sqlx::Error) {
+async fn confirm_unanswered_write(writers: PgPool, deadline: Duration, looks: Arc<Semaphore>, write: UnansweredWrite) {
+    let UnansweredWrite { key, flush_later, replies, error } = write;
+    // The semaphore is never closed.
+    let _turn = looks.acquire_owned().await;
     let ids: Vec<DeliveryId> = replies.iter().map(|pending| pending.id).collect();
     let look = db::within_deadline(&writers, deadline, async |db| {
         deliveries::wait_for_earlier_try(db, key).await?;
@@ -212,6 +221,17 @@ async fn confirm_unanswered_write(writers: PgPool, deadline: Duration, key: Batc
             Pending::answer_all(replies, &Err(Arc::new(error)));
         }
     }
+}
+
+/// A batch whose INSERT was sent and got no answer.
+struct UnansweredWrite {
+    /// The advisory lock the INSERT held until it ended.
+    key: BatchKey,
+    /// Whether it was to commit without waiting for its flush.
+    flush_later: bool,
+    replies: Vec<Pending>,
+    /// What became of the INSERT: the answer to each request if the look fails too.
+    error: sqlx::Error,
 }
 
 /// A request waiting for its batch: where its answer goes, and what it will say.
