@@ -12,6 +12,10 @@ pub struct RetrySchedule {
 
 /// The most a receiver's `Retry-After` can push a retry back.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+/// The longest interval a schedule may have. Far longer ones (`8000y`) made the next
+/// attempt's time overflow the calendar after a failed attempt was sent: the task panicked
+/// before its outcome was recorded, and the attempt was missing from the log.
+const MAX_INTERVAL: Duration = Duration::from_secs(30 * 24 * 3600);
 
 impl RetrySchedule {
     /// Parses a comma-separated list of durations such as `10s,30s,1m`.
@@ -27,6 +31,9 @@ impl RetrySchedule {
             .collect::<Result<Vec<_>, _>>()?;
         if intervals.len() > 50 {
             return Err("at most 50 retries are allowed".into());
+        }
+        if let Some(long) = intervals.iter().find(|interval| **interval > MAX_INTERVAL) {
+            return Err(format!("`{}` is longer than the longest retry interval, 30 days", humantime::format_duration(*long)));
         }
         Ok(Self { intervals, jitter })
     }
@@ -121,5 +128,14 @@ mod tests {
         assert!(error.contains("soon"));
         assert_eq!(parse_retry_after("120"), Some(Duration::from_secs(120)));
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn an_interval_past_30_days_is_refused_and_the_longest_allowed_stays_on_the_calendar() {
+        let error = RetrySchedule::parse("10s,8000y", 0.0).unwrap_err();
+        assert!(error.contains("8000years") && error.contains("30 days"), "{error}");
+        let longest = RetrySchedule::parse("30days", 1.0).unwrap();
+        let NextStep::RetryIn(wait) = longest.after_failure(1, None, 1.0) else { panic!("a retry") };
+        assert!(time::OffsetDateTime::now_utc().checked_add(wait.try_into().unwrap()).is_some());
     }
 }
