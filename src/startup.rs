@@ -56,6 +56,7 @@ impl Application {
         if let Err(error) = db::partitions::ensure_partitions(&pool, OffsetDateTime::now_utc()).await {
             tracing::error!(%error, "cannot create attempt partitions yet; retrying in the background");
         }
+        warn_if_a_stop_can_cut_sends_off(&settings);
         let client = delivery::build_client(settings.delivery.timeout, settings.delivery.allow_private_targets)?;
         let listener = http_server::bind(settings.http.listen)
             .with_context(|| format!("cannot listen on {} (WEBHOOKD_LISTEN)", settings.http.listen))?;
@@ -225,6 +226,22 @@ pub fn keyring(settings: &Settings) -> anyhow::Result<Option<Keyring>> {
     let Some(key) = &settings.database.encryption_key else { return Ok(None) };
     let previous = settings.database.previous_encryption_key.as_ref().map(Secret::expose);
     Keyring::new(key.expose(), previous).map(Some).map_err(anyhow::Error::msg)
+}
+
+/// A stop lets sends under way run for the grace period, then releases those still waiting
+/// for their receiver without logging their attempt (whether the receiver got the request
+/// is unknown). With a grace at least the delivery timeout, every send ends on its own
+/// first, answered or timed out, and is logged. A shorter grace is allowed (a fast stop),
+/// but said.
+fn warn_if_a_stop_can_cut_sends_off(settings: &Settings) {
+    let (grace, timeout) = (settings.delivery.shutdown_grace, settings.delivery.timeout);
+    if settings.delivery.concurrency > 0 && grace < timeout {
+        tracing::warn!(
+            grace_s = grace.as_secs_f64(),
+            timeout_s = timeout.as_secs_f64(),
+            "WEBHOOKD_SHUTDOWN_GRACE is shorter than WEBHOOKD_DELIVERY_TIMEOUT: at a stop, a send still waiting for its receiver after the grace is released without its attempt logged"
+        );
+    }
 }
 
 /// The connection cap: as configured, or one that leaves file descriptors for outbound

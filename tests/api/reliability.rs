@@ -206,6 +206,9 @@ async fn sigterm_with_hanging_receivers_releases_their_deliveries_within_the_gra
     let rows: Vec<(String, i32)> = sqlx::query_as("SELECT status, attempt_count FROM deliveries").fetch_all(&pool).await.unwrap();
     assert_eq!(rows.len(), accepted.len());
     assert!(rows.iter().all(|(status, attempts)| status == "queued" && *attempts == 0), "released, attempt uncounted: {rows:?}");
+    // Those requests reached the receiver and are in no attempt log: the operator was told
+    // at start that a grace shorter than the timeout allows this.
+    assert!(service.logs().contains("WEBHOOKD_SHUTDOWN_GRACE is shorter than WEBHOOKD_DELIVERY_TIMEOUT"), "{}", service.logs());
 }
 
 /// On SIGTERM, a delivery still waiting for its turn (here a rate limit's) goes back to the
