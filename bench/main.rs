@@ -453,9 +453,14 @@ async fn drain(bench: &Bench, binary: &std::path::Path, database_url: &str, port
     stop_service(service)?;
     // A backlog built up over the last 10 s (say, while the receiver was down), oldest first.
     sqlx::query(
-        "WITH backlog AS (
-             SELECT gen_random_uuid() AS id, now() - make_interval(secs => 10 * (1 - n::float8 / $3)) AS due
+        "WITH due AS (
+             SELECT now() - make_interval(secs => 10 * (1 - n::float8 / $3)) AS due, md5(random()::text) AS random
              FROM generate_series(1, $3) AS n
+         ), backlog AS (
+             -- Ids as the service makes them, UUIDv7 (ordered by time), from when each was due.
+             SELECT (lpad(to_hex((extract(epoch FROM due) * 1000)::bigint), 12, '0') || '7'
+                     || substr(random, 1, 3) || '8' || substr(random, 4, 15))::uuid AS id, due
+             FROM due
          ), bodies AS (
              INSERT INTO delivery_bodies (delivery_id, body) SELECT id, convert_to($2, 'UTF8') FROM backlog
          )
