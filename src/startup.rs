@@ -173,7 +173,8 @@ impl Application {
 /// Checks the stored secrets against the encryption settings before anything signs with
 /// them: a secret sealed while no key is set, or sealed with a key this instance does not
 /// have, refuses the start (it would sign with garbage). A single value that does not
-/// decrypt with its own key is logged and left: that subscription alone fails. Skipped,
+/// decrypt with its own key is logged and left: that subscription alone fails (its
+/// deliveries end `secret_unreadable`, `delivery::worker`). Skipped,
 /// with a warning, while the database is unreachable (the service starts and answers 503).
 async fn check_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> anyhow::Result<()> {
     let stored = match db::subscriptions::list_stored_secrets(pool).await {

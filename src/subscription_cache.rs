@@ -98,6 +98,13 @@ impl LoadError {
         }
     }
 
+    /// The row was read but a stored secret does not decrypt with its own key (corrupt at
+    /// rest): no instance can sign with it until a new secret is set. A secret sealed with
+    /// a key this instance lacks is not this: another instance (mid-rotation) may have it.
+    pub fn is_unreadable_secret(&self) -> bool {
+        matches!(self.cause(), sqlx::Error::Decode(error) if matches!(error.downcast_ref::<secrets::OpenError>(), Some(secrets::OpenError::Corrupt)))
+    }
+
 }
 
 impl From<LoadError> for ApiError {

@@ -362,8 +362,9 @@ impl DeliveryTask {
     }
 
     /// The delivery's subscription as the cache has it now, if the delivery is to be sent:
-    /// a deleted subscription's delivery is cancelled, a paused one's parked, and one whose
-    /// subscription cannot be read goes back to the queue for a few seconds (`None`).
+    /// a deleted subscription's delivery is cancelled, a paused one's parked, one whose
+    /// secret is corrupt at rest fails unsent, and one whose subscription cannot be read
+    /// goes back to the queue for a few seconds (`None`).
     async fn subscription_to_send(&self, delivery: &ClaimedDelivery) -> Option<Arc<CachedSubscription>> {
         match self.context.subscriptions.get(delivery.subscription_id).await {
             Ok(Lookup::Found(subscription)) if subscription.deleted_at.is_none() => {
@@ -374,6 +375,13 @@ impl DeliveryTask {
                 self.release(delivery, None).await;
             }
             Ok(_) => self.cancel(delivery, "subscription_deleted").await,
+            // Going back to the queue would bring it back here every few seconds for ever,
+            // unsent and unexplained: it fails at once, saying why (a new secret and a
+            // retry send it).
+            Err(error) if error.is_unreadable_secret() => {
+                tracing::error!(%error, "the subscription's stored secret does not decrypt: the delivery fails unsent");
+                self.cancel(delivery, "secret_unreadable").await;
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot load the subscription; the delivery goes back to the queue");
                 self.release(delivery, Some(OffsetDateTime::now_utc() + Duration::from_secs(5))).await;

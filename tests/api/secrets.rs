@@ -164,6 +164,59 @@ async fn secrets_are_encrypted_at_rest_and_a_start_without_the_right_key_is_refu
     signed_with(requests.last().unwrap(), SECRET);
 }
 
+/// A stored secret that no longer decrypts with its own key (corrupted at rest) cannot
+/// sign. Its subscription's deliveries fail unsent, saying why, rather than going back to
+/// the queue every few seconds for ever, unsent and unexplained.
+#[tokio::test]
+async fn a_delivery_whose_secret_is_corrupt_at_rest_fails_unsent_and_says_why() {
+    let database_url = fresh_database().await;
+    let receiver = Receiver::answering(200).await;
+    let keyed = [("WEBHOOKD_ENCRYPTION_KEY", KEY)];
+    let first = Service::start(&database_url, &keyed).await;
+    let subscription: uuid::Uuid = create(&first, &receiver.url, json!({"secret_key": SECRET})).await.parse().unwrap();
+    drop(first);
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    // One character of the ciphertext changed: its key is known, it fails authentication.
+    sqlx::query(
+        "UPDATE subscriptions SET secret_key = overlay(secret_key
+             PLACING CASE WHEN substr(secret_key, length(secret_key) - 8, 1) = 'A' THEN 'B' ELSE 'A' END
+             FROM length(secret_key) - 8 FOR 1)
+         WHERE id = $1",
+    )
+    .bind(subscription)
+    .execute(&pool)
+    .await
+    .unwrap();
+    // A webhook accepted before the damage, waiting in the queue.
+    let delivery = uuid::Uuid::now_v7();
+    sqlx::query(
+        "WITH body AS (INSERT INTO delivery_bodies (delivery_id, body) VALUES ($1, '{}'))
+         INSERT INTO deliveries (id, subscription_id, status, next_attempt_at) VALUES ($1, $2, 'queued', now())",
+    )
+    .bind(delivery)
+    .bind(subscription)
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let service = Service::start(&database_url, &keyed).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, last_error): (String, Option<String>) =
+            sqlx::query_as("SELECT status, last_error FROM deliveries WHERE id = $1").bind(delivery).fetch_one(&pool).await.unwrap();
+        if status == "failed" {
+            assert_eq!(last_error.as_deref(), Some("secret_unreadable"));
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status}; logs:\n{}", service.logs());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(receiver.received().is_empty(), "nothing was signed with a secret that does not decrypt");
+    let logs = service.logs();
+    assert!(logs.contains("a stored secret does not decrypt"), "the start says so: {logs}");
+    assert!(logs.contains("the subscription's stored secret does not decrypt"), "{logs}");
+}
+
 #[tokio::test]
 async fn a_malformed_encryption_key_exits_2_naming_the_variable() {
     let output = webhookd_command().env("WEBHOOKD_ENCRYPTION_KEY", "c2hvcnQ=").output().unwrap();
