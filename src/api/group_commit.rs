@@ -192,9 +192,8 @@ impl Writer {
 }
 
 /// Answers the requests of a batch whose write got no answer, one batch at a time (`looks`):
-/// waits on another
-/// connection until that write has ended on the server (committed or rolled back), then
-/// answers 202 for each row found, 503 for the others (not stored: their producers send
+/// waits on another connection until that write has ended on the server (committed or
+/// rolled back), then answers 202 for each row found, 503 for the others (not stored: their producers send
 /// them again). A batch written without waiting for its flush (`flush_later`) is looked
 /// for after a flush, as the [`Flusher`] does, so that no 202 goes out before its row is
 /// durable. A look that fails too answers every request 503 with the write's `error`.
@@ -264,11 +263,10 @@ impl Pending {
     }
 }
 
-/// A webhook whose write got no answer and which the database does not have: answered 503
-/// (`error::is_unavailable`), to be sent again.
+/// A webhook whose write got no answer and which the database does not have: answered 503,
+/// to be sent again.
 fn not_stored() -> sqlx::Error {
-    let message = "the write got no answer and the database does not have the webhook: not stored";
-    sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
+    flusher::not_durable("the write got no answer and the database does not have the webhook: not stored".into())
 }
 
 /// One batch of webhooks and the send slots held for some of them.

@@ -19,7 +19,8 @@ pub enum KeyState {
 ///
 /// The key found by the insert can be gone by the time it is read: the maintenance sweep
 /// deletes the keys past their 24 hours by the instance's clock, while the request's own
-/// delete of an expired key judges by the database's. The key is then reserved afresh (once: it cannot expire twice).
+/// delete of an expired key judges by the database's. The key is then reserved afresh
+/// (once: it cannot expire twice).
 pub async fn reserve(db: &mut PgConnection, scope: &str, key: &str, request_hash: &[u8]) -> sqlx::Result<KeyState> {
     let mut tries = 0;
     loop {

@@ -281,11 +281,11 @@ pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {
 /// receiver's answer in Chinese failed the write of a whole batch of outcomes, again at
 /// every try. SQL_ASCII stores text as sent, unchecked, which holds it.
 async fn check_encoding(connection: &mut sqlx::PgConnection) -> sqlx::Result<()> {
-    let encoding: String = sqlx::query_scalar("SELECT current_setting('server_encoding')").fetch_one(&mut *connection).await?;
+    let (encoding, database): (String, String) =
+        sqlx::query_as("SELECT current_setting('server_encoding'), current_database()").fetch_one(&mut *connection).await?;
     if matches!(encoding.as_str(), "UTF8" | "SQL_ASCII") {
         return Ok(());
     }
-    let database: String = sqlx::query_scalar("SELECT current_database()").fetch_one(&mut *connection).await?;
     Err(sqlx::Error::Configuration(
         format!(
             "database {database} is encoded {encoding}, which cannot hold every text webhookd stores (names, event types, receivers' answers): \

@@ -57,7 +57,7 @@ impl Committed {
 }
 
 /// A webhook whose durability is not known: answered 503 (`error::is_unavailable`).
-fn not_durable(message: String) -> sqlx::Error {
+pub(super) fn not_durable(message: String) -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, message))
 }
 
