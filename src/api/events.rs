@@ -7,7 +7,9 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use std::time::Duration;
+
+use sqlx::{PgConnection, PgPool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -16,10 +18,12 @@ use super::body::{read_limited, RawJson};
 use super::deliveries::Delivery;
 use super::idempotency::{self, IdempotencyKey, Reservation};
 use super::{ApiContext, ApiTags};
-use crate::db::{deliveries, events};
+use crate::db::deliveries::BatchKey;
+use crate::db::{self, deliveries, events};
 use crate::domain::event_type::validate_producer_event_type;
+use crate::domain::EventId;
+use crate::error::{is_unavailable, ApiError};
 use crate::publish::{self, Audience};
-use crate::error::ApiError;
 
 /// An event to deliver to every subscription that wants it.
 #[derive(Debug, Object)]
@@ -105,12 +109,7 @@ impl EventsApi {
 
         // `created`: false when a repeated key answered with the first request's event.
         let (published, created) = match idempotency_key {
-            None => {
-                let mut tx = self.context.pool.begin().await?;
-                let published = fan_out(&mut tx, event_type, payload).await?;
-                tx.commit().await?;
-                (published, true)
-            }
+            None => (self.publish_unkeyed(event_type, payload).await?, true),
             Some(key) => {
                 let hash = Sha256::digest(&bytes).to_vec();
                 match idempotency::reserve(&self.context.pool, "events", &key, &hash).await? {
@@ -143,6 +142,60 @@ impl EventsApi {
             created_at: event.created_at,
             deliveries: rows.into_iter().map(Delivery::from).collect(),
         }))
+    }
+}
+
+impl EventsApi {
+    /// Publishes an event sent without an `Idempotency-Key`. Should the answer to its COMMIT
+    /// be lost (the connection dropped, or no answer within the statement deadline), the
+    /// event may have been committed all the same: a 503 would then have its producer publish
+    /// it again, and every subscriber receive it twice, under two webhook ids. So its
+    /// transaction holds a lock of its own until it ends, and the event is looked for once
+    /// that lock is free ([`confirm_unanswered_commit`]).
+    async fn publish_unkeyed(&self, event_type: &str, payload: &[u8]) -> Result<Published, ApiError> {
+        let (pool, deadline) = (&self.context.pool, self.context.settings.database.statement_deadline);
+        let key = BatchKey::new();
+        let mut tx = pool.begin().await?;
+        events::hold_key(&mut *tx, key).await?;
+        let published = fan_out(&mut tx, event_type, payload).await?;
+        match db::bounded(deadline, tx.commit()).await {
+            Ok(()) => Ok(published),
+            Err(error) if is_unavailable(&error) => confirm_unanswered_commit(pool, deadline, key, published, error).await,
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+/// Answers an event whose COMMIT got no answer: waits on another connection until its
+/// transaction has ended on the server (its lock, `key`, is free), then answers 202 if the
+/// event is there (the deliveries committed with it) and 503 if not. A look that fails too
+/// answers 503, as the commit's `error` would have.
+async fn confirm_unanswered_commit(
+    pool: &PgPool,
+    deadline: Duration,
+    key: BatchKey,
+    published: Published,
+    error: sqlx::Error,
+) -> Result<Published, ApiError> {
+    tracing::warn!(%error, event.id = %published.event_id, "an event's commit got no answer; looking for the event before answering");
+    let event_id = EventId::from(published.event_id);
+    let look = db::within_deadline(pool, deadline, async |db| {
+        deliveries::wait_for_earlier_try(db, key).await?;
+        events::select(db, event_id).await
+    });
+    match look.await {
+        Ok(Some(_)) => {
+            tracing::info!(event.id = %published.event_id, "found the event whose commit got no answer: committed, answered 202");
+            Ok(published)
+        }
+        Ok(None) => {
+            tracing::info!(event.id = %published.event_id, "the event whose commit got no answer is not in the database: not stored, answered 503");
+            Err(ApiError::unavailable())
+        }
+        Err(look_error) => {
+            tracing::warn!(error = %look_error, "cannot find out whether an event without an answer committed; answering 503");
+            Err(error.into())
+        }
     }
 }
 

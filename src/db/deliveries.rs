@@ -123,9 +123,10 @@ pub async fn find(db: impl PgExecutor<'_>, ids: &[DeliveryId]) -> sqlx::Result<H
 
 /// The key a batch write holds an advisory lock on until its transaction ends, the same for
 /// every try of the batch: a later look at what an earlier try did first waits for it
-/// ([`wait_for_earlier_try`]).
+/// ([`wait_for_earlier_try`]). An event's fan-out holds one the same way
+/// (`events::hold_key`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BatchKey(i64);
+pub struct BatchKey(pub(super) i64);
 
 impl BatchKey {
     pub fn new() -> Self {

@@ -3,6 +3,7 @@
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
+use super::deliveries::BatchKey;
 use crate::domain::EventId;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,4 +21,10 @@ pub async fn insert(db: impl PgExecutor<'_>, id: EventId, event_type: &str, payl
 /// Reads one event, without its payload.
 pub async fn select(db: impl PgExecutor<'_>, id: EventId) -> sqlx::Result<Option<EventRow>> {
     sqlx::query_file_as!(EventRow, "sql/events/select_event.sql", id.as_uuid()).fetch_optional(db).await
+}
+
+/// Holds `key`'s advisory lock until the transaction ends (see the SQL file).
+pub async fn hold_key(db: impl PgExecutor<'_>, key: BatchKey) -> sqlx::Result<()> {
+    sqlx::query_file!("sql/events/hold_publish_key.sql", key.0).execute(db).await?;
+    Ok(())
 }

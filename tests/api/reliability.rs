@@ -644,7 +644,7 @@ async fn a_webhook_accepted_after_the_ingest_connection_went_silent_in_a_pause_i
     assert!(api.logs().contains("dropping a connection kept between statements"), "{}", api.logs());
 }
 
-/// What happens on the server to an ingest batch whose answer the service never gets.
+/// What happens on the server to a write whose answer the service never gets.
 enum OnTheServer {
     /// It commits after the service gave up waiting for it (its statement deadline).
     CommitsLate,
@@ -652,19 +652,25 @@ enum OnTheServer {
     RollsBack,
 }
 
-/// An ingest batch's INSERT runs on the server, held up there, when the database goes
-/// silent to the service (the answer is lost); 3 s later, past the writer's deadline of
-/// 2 s, the INSERT goes on or is ended. Returns the request's status, its delivery id if
-/// any, whether the database has a webhook with that body, and the service's logs.
-async fn ingest_whose_answer_is_lost(on_the_server: OnTheServer) -> (u16, Option<Uuid>, bool, String) {
+/// A fresh database, a proxy to it that can go silent, and an API-only instance connected
+/// through the proxy, with a statement deadline of 2 s (a request's own deadline is 5 + 2 s).
+async fn api_only_behind_a_vanishing_proxy() -> (String, VanishingProxy, Service) {
     let database = fresh_database().await;
     let mut through_proxy = url::Url::parse(&database).unwrap();
     let target = std::net::SocketAddr::new(through_proxy.host_str().unwrap().parse().unwrap(), through_proxy.port().unwrap());
     let proxy = VanishingProxy::start(target).await;
     through_proxy.set_port(Some(proxy.address.port())).unwrap();
-    // A request's own deadline is 5 + 2 s.
     let settings = [("WEBHOOKD_WORKER_CONCURRENCY", "0"), ("WEBHOOKD_DB_STATEMENT_DEADLINE", "2s"), ("WEBHOOKD_HTTP_BODY_TIMEOUT", "5s")];
     let api = Service::start(through_proxy.as_str(), &settings).await;
+    (database, proxy, api)
+}
+
+/// An ingest batch's INSERT runs on the server, held up there, when the database goes
+/// silent to the service (the answer is lost); 3 s later, past the writer's deadline of
+/// 2 s, the INSERT goes on or is ended. Returns the request's status, its delivery id if
+/// any, whether the database has a webhook with that body, and the service's logs.
+async fn ingest_whose_answer_is_lost(on_the_server: OnTheServer) -> (u16, Option<Uuid>, bool, String) {
+    let (database, proxy, api) = api_only_behind_a_vanishing_proxy().await;
     let client = http_client();
     let subscription = api.create_subscription(&client, "http://127.0.0.1:9/").await;
     assert_eq!(api.ingest(&client, subscription, "{\"n\":1}".into()).await.0, 202);
@@ -719,6 +725,73 @@ async fn an_ingest_whose_write_rolled_back_after_its_answer_was_lost_is_answered
     assert!(!stored, "the write was ended on the server:\n{logs}");
     assert_eq!(status, 503, "{logs}");
     assert!(logs.contains("found what an ingest batch without an answer committed"), "{logs}");
+}
+
+/// An event published without an `Idempotency-Key` whose COMMIT is held up on the server
+/// (a deferred trigger waits for a lock the test holds) when the database goes silent to
+/// the service; 3 s later, past the statement deadline of 2 s, the COMMIT goes on or is
+/// ended. Returns the request's status and body, how many deliveries of its event the
+/// database has, and the service's logs.
+async fn event_whose_commit_answer_is_lost(on_the_server: OnTheServer) -> (u16, serde_json::Value, i64, String) {
+    let (database, proxy, api) = api_only_behind_a_vanishing_proxy().await;
+    let client = http_client();
+    for _ in 0..2 {
+        api.create_subscription(&client, "http://127.0.0.1:9/").await;
+    }
+    let pool = sqlx::PgPool::connect(&database).await.unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION hold_up() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_advisory_xact_lock_shared(4242); RETURN NULL; END $$;
+         CREATE CONSTRAINT TRIGGER hold_up AFTER INSERT ON events DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION hold_up();",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+    let mut lock = pool.acquire().await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock(4242)").execute(&mut *lock).await.unwrap();
+    let request = async {
+        let body = serde_json::json!({ "event_type": "order.created", "payload": { "n": 1 } }).to_string();
+        let response = client.post(format!("{}/events", api.base)).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body(body).send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap())
+    };
+    let server = async {
+        wait_for_lock_waiters(&pool, "COMMIT%", 1).await;
+        proxy.vanish();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if let OnTheServer::RollsBack = on_the_server {
+            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COMMIT%' AND wait_event_type = 'Lock'")
+                .execute(&pool)
+                .await
+                .unwrap();
+        }
+        sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut *lock).await.unwrap();
+    };
+    let ((status, body), ()) = tokio::join!(request, server);
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE event_id IS NOT NULL").fetch_one(&pool).await.unwrap();
+    (status, body, stored, api.logs())
+}
+
+/// Guarantee: an event the database kept is answered 202 with its deliveries, even when
+/// the answer to its COMMIT was lost; a 503 would have its producer publish it again, and
+/// each subscriber receive it twice under two webhook ids.
+#[tokio::test]
+async fn an_event_whose_commit_went_through_after_its_answer_was_lost_is_answered_202() {
+    let (status, body, stored, logs) = event_whose_commit_answer_is_lost(OnTheServer::CommitsLate).await;
+    assert_eq!(stored, 2, "the event committed on the server with a delivery per subscription:\n{logs}");
+    assert_eq!(status, 202, "an event the database has is accepted: {body}\n{logs}");
+    assert_eq!(body["deliveries"].as_array().map(Vec::len), Some(2), "{body}");
+    assert!(logs.contains("an event's commit got no answer"), "{logs}");
+    assert!(logs.contains("found the event whose commit got no answer"), "{logs}");
+}
+
+/// Guarantee: no 202 for an event the database does not have.
+#[tokio::test]
+async fn an_event_whose_commit_was_ended_after_its_answer_was_lost_is_answered_503() {
+    let (status, body, stored, logs) = event_whose_commit_answer_is_lost(OnTheServer::RollsBack).await;
+    assert_eq!(stored, 0, "the transaction was ended on the server:\n{logs}");
+    assert_eq!(status, 503, "{body}\n{logs}");
+    assert_eq!(body["error"], "database_unavailable", "{body}");
+    assert!(logs.contains("is not in the database: not stored"), "{logs}");
 }
 
 #[tokio::test]
