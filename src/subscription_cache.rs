@@ -102,9 +102,14 @@ impl LoadError {
     /// rest): no instance can sign with it until a new secret is set. A secret sealed with
     /// a key this instance lacks is not this: another instance (mid-rotation) may have it.
     pub fn is_unreadable_secret(&self) -> bool {
-        matches!(self.cause(), sqlx::Error::Decode(error) if matches!(error.downcast_ref::<secrets::OpenError>(), Some(secrets::OpenError::Corrupt)))
+        is_corrupt_secret(self.cause())
     }
 
+}
+
+/// Whether a load failed on a secret that does not decrypt with its own key.
+fn is_corrupt_secret(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Decode(error) if matches!(error.downcast_ref::<secrets::OpenError>(), Some(secrets::OpenError::Corrupt)))
 }
 
 impl From<LoadError> for ApiError {
@@ -180,7 +185,16 @@ impl SubscriptionCache {
                 .map_err(|error| Miss::Failed(sqlx::Error::Decode(Box::new(error))))
         };
         row.secret_key = open(row.secret_key.take())?;
-        row.previous_secret_key = open(row.previous_secret_key.take())?;
+        // The previous secret only serves the overlap of a rotation. One corrupt at rest is
+        // set aside rather than failing the whole subscription: otherwise a rotation, the
+        // operator's way out of a corrupt secret, would keep it failing for the overlap.
+        row.previous_secret_key = match open(row.previous_secret_key.take()) {
+            Err(Miss::Failed(error)) if is_corrupt_secret(&error) => {
+                tracing::warn!(subscription.id = %id, "the subscription's previous secret does not decrypt (corrupt at rest); it is not used");
+                None
+            }
+            other => other?,
+        };
         Ok(row)
     }
 

@@ -75,6 +75,10 @@ pub enum IngestAuth {
     Anonymous,
 }
 
+/// Why a subscription whose stored secret is corrupt takes no webhook, and the way out.
+const SECRET_UNREADABLE: &str = "the subscription's stored secret does not decrypt (corrupt at rest), so nothing sent to it could be signed; \
+     give it a new secret (POST /subscriptions/{id}/rotate-secret, or PATCH with secret_key), then send again";
+
 /// How far a Standard Webhooks timestamp may be from now, either way.
 const TIMESTAMP_TOLERANCE: time::Duration = time::Duration::minutes(5);
 
@@ -148,7 +152,18 @@ impl IngestApi {
             Err(_) => return Err(ApiError::unauthorized()),
         };
         let length = request.header("content-length").and_then(|v| v.parse().ok());
-        let subscription = match self.context.subscriptions.get(subscription_id).await? {
+        let lookup = match self.context.subscriptions.get(subscription_id).await {
+            // No signature can be checked, and nothing accepted could be signed, until the
+            // subscription has a new secret: the operator is told so; anyone else gets the 401.
+            Err(error) if error.is_unreadable_secret() => {
+                if matches!(credential, Credential::Admin) {
+                    return Err(ApiError::conflict("secret_unreadable", SECRET_UNREADABLE));
+                }
+                Lookup::Missing
+            }
+            lookup => lookup?,
+        };
+        let subscription = match lookup {
             Lookup::Found(subscription) if subscription.deleted_at.is_none() => subscription,
             // Without the admin token, do not reveal which ids exist: the body is read (and
             // refused when too large or slow) exactly as for a known id, then 401.

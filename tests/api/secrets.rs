@@ -176,17 +176,7 @@ async fn a_delivery_whose_secret_is_corrupt_at_rest_fails_unsent_and_says_why() 
     let subscription: uuid::Uuid = create(&first, &receiver.url, json!({"secret_key": SECRET})).await.parse().unwrap();
     drop(first);
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    // One character of the ciphertext changed: its key is known, it fails authentication.
-    sqlx::query(
-        "UPDATE subscriptions SET secret_key = overlay(secret_key
-             PLACING CASE WHEN substr(secret_key, length(secret_key) - 8, 1) = 'A' THEN 'B' ELSE 'A' END
-             FROM length(secret_key) - 8 FOR 1)
-         WHERE id = $1",
-    )
-    .bind(subscription)
-    .execute(&pool)
-    .await
-    .unwrap();
+    corrupt_stored_secret(&pool, &subscription.to_string()).await;
     // A webhook accepted before the damage, waiting in the queue.
     let delivery = uuid::Uuid::now_v7();
     sqlx::query(
@@ -333,4 +323,65 @@ async fn an_old_redis_entry_written_back_after_a_change_is_not_trusted() {
     assert_eq!(status, 202);
     received(&new, 1, &service).await;
     assert_eq!(old.received().len(), 1, "the replayed entry was not trusted");
+}
+
+/// A subscription whose stored secret is corrupt at rest takes no webhook (nothing sent to
+/// it could be signed): the operator is told why and what to do, a producer's signature is
+/// refused as any other that cannot be checked, and a rotation is the way out at once, the
+/// corrupt secret being of no use for the rotation's overlap.
+#[tokio::test]
+async fn ingest_to_a_subscription_whose_secret_is_corrupt_says_so_until_a_rotation() {
+    let database_url = fresh_database().await;
+    let receiver = Receiver::answering(200).await;
+    let service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await;
+    let subscription = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    corrupt_stored_secret(&pool, &subscription).await;
+    let client = http_client();
+
+    let (status, body) = admin_ingest(&service, &client, &subscription, r#"{"n":1}"#).await;
+    assert_eq!(status, 409, "{body}; logs:\n{}", service.logs());
+    assert_eq!(body["error"], "secret_unreadable", "{body}");
+    assert!(body["message"].as_str().unwrap().contains("rotate-secret"), "the way out is named: {body}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let signed = client
+        .post(format!("{}/ingest/{subscription}", service.base))
+        .header("webhook-id", "msg-1")
+        .header("webhook-timestamp", &now)
+        .header("webhook-signature", standard_signature(SECRET, "msg-1", &now, b"{}"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 401, "a signature that cannot be checked is not accepted");
+
+    let rotated = client.post(format!("{}/subscriptions/{subscription}/rotate-secret", service.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(rotated.status(), 200);
+    let new_secret = serde_json::from_slice::<Value>(&rotated.bytes().await.unwrap()).unwrap()["secret_key"].as_str().unwrap().to_owned();
+    let (status, body) = admin_ingest(&service, &client, &subscription, r#"{"n":2}"#).await;
+    assert_eq!(status, 202, "{body}; logs:\n{}", service.logs());
+    let delivered = received(&receiver, 1, &service).await;
+    signed_with(delivered.last().unwrap(), &new_secret);
+    assert!(service.logs().contains("previous secret does not decrypt"), "{}", service.logs());
+}
+
+/// Posts `body` to `subscription` with the admin token; the status and the JSON answer.
+async fn admin_ingest(service: &Service, client: &reqwest::Client, subscription: &str, body: &'static str) -> (u16, Value) {
+    let response = client.post(format!("{}/ingest/{subscription}", service.base)).bearer_auth(ADMIN_TOKEN).body(body).send().await.unwrap();
+    (response.status().as_u16(), serde_json::from_slice(&response.bytes().await.unwrap()).unwrap())
+}
+
+/// Changes one character of `subscription`'s sealed secret: its key is known, it fails
+/// authentication.
+async fn corrupt_stored_secret(pool: &sqlx::PgPool, subscription: &str) {
+    sqlx::query(
+        "UPDATE subscriptions SET secret_key = overlay(secret_key
+             PLACING CASE WHEN substr(secret_key, length(secret_key) - 8, 1) = 'A' THEN 'B' ELSE 'A' END
+             FROM length(secret_key) - 8 FOR 1)
+         WHERE id = $1::uuid",
+    )
+    .bind(subscription)
+    .execute(pool)
+    .await
+    .unwrap();
 }
