@@ -1,8 +1,9 @@
 -- Replaces a live subscription's secret with $2; the old one (if any) stays valid for $3
--- more seconds. Returns the new row, or nothing.
+-- more seconds, unless $4 is false (it does not decrypt: it could verify and sign nothing).
+-- Returns the new row, or nothing.
 UPDATE subscriptions
-SET previous_secret_key = secret_key,
-    previous_secret_expires_at = CASE WHEN secret_key IS NULL THEN NULL
+SET previous_secret_key = CASE WHEN $4 THEN secret_key END,
+    previous_secret_expires_at = CASE WHEN secret_key IS NULL OR NOT $4 THEN NULL
                                       ELSE now() + make_interval(secs => $3) END,
     secret_key = $2,
     updated_at = clock_timestamp()

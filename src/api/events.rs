@@ -168,8 +168,9 @@ impl EventsApi {
 
 /// Answers an event whose COMMIT got no answer: waits on another connection until its
 /// transaction has ended on the server (its lock, `key`, is free), then answers 202 if the
-/// event is there (the deliveries committed with it) and 503 if not. A look that fails too
-/// answers 503, as the commit's `error` would have.
+/// event is there and durable (the deliveries committed with it) and 503 if not. A look
+/// that fails too answers 503, as the commit's `error` would have; so does the request's
+/// own deadline (body timeout plus statement deadline), should it pass first.
 async fn confirm_unanswered_commit(
     pool: &PgPool,
     deadline: Duration,
@@ -181,14 +182,14 @@ async fn confirm_unanswered_commit(
     let event_id = EventId::from(published.event_id);
     let look = db::within_deadline(pool, deadline, async |db| {
         deliveries::wait_for_earlier_try(db, key).await?;
-        events::select(db, event_id).await
+        events::find_durable(db, event_id).await
     });
     match look.await {
-        Ok(Some(_)) => {
+        Ok(true) => {
             tracing::info!(event.id = %published.event_id, "found the event whose commit got no answer: committed, answered 202");
             Ok(published)
         }
-        Ok(None) => {
+        Ok(false) => {
             tracing::info!(event.id = %published.event_id, "the event whose commit got no answer is not in the database: not stored, answered 503");
             Err(ApiError::unavailable())
         }

@@ -155,23 +155,23 @@ impl Writer {
         // Beyond MAX_AHEAD webhooks waiting for a flush (a disk that stays stopped, a
         // synchronous standby gone), a batch commits with its own flush, as it always may.
         let ahead = flusher.rows_waiting() < MAX_AHEAD;
-        // Set once the INSERT is on its way, to whether it commits without its flush.
+        // Set once the INSERT is on its way.
         let sent = OnceLock::new();
         let write = async |db: &mut sqlx::PgConnection| {
             let flush_later = to_send_here && ahead && flusher.may_flush_later(db).await?;
-            let _ = sent.set(flush_later);
+            let _ = sent.set(());
             batch.write(db, flush_later).await.map(|()| flush_later)
         };
         // Given up after `deadline`: the one writer must not wait for ever on a database
         // that vanished, with all ingest queued behind it.
         let result = self.connection.run(deadline, write).await;
-        match (result, sent.get().copied()) {
+        match (result, sent.get()) {
             // The INSERT was sent, then the connection failed or fell silent: it may have
             // committed. (An error the database sent back about the statement means it did not.)
-            (Err(error), Some(flush_later)) if crate::error::is_unavailable(&error) => {
+            (Err(error), Some(_)) if crate::error::is_unavailable(&error) => {
                 // Looked into on the side: the writer goes on with the next batch.
                 tracing::warn!(%error, webhooks = replies.len(), "an ingest batch's write got no answer; looking for its rows before answering");
-                let look = UnansweredWrite { key, flush_later, replies, error };
+                let look = UnansweredWrite { key, replies, error };
                 tokio::spawn(confirm_unanswered_write(self.writers.clone(), deadline, self.looks.clone(), look));
             }
             (Ok(true), _) => {
@@ -193,21 +193,22 @@ impl Writer {
 
 /// Answers the requests of a batch whose write got no answer, one batch at a time (`looks`):
 /// waits on another connection until that write has ended on the server (committed or
-/// rolled back), then answers 202 for each row found, 503 for the others (not stored: their producers send
-/// them again). A batch written without waiting for its flush (`flush_later`) is looked
-/// for after a flush, as the [`Flusher`] does, so that no 202 goes out before its row is
-/// durable. A look that fails too answers every request 503 with the write's `error`.
+/// rolled back), then answers 202 for each row found, 503 for the others (not stored: their
+/// producers send them again). Rows are looked for after a flush, as the [`Flusher`] does,
+/// so that no 202 goes out before its row is durable (a batch written without waiting for
+/// its flush, or one whose wait for a synchronous standby was cancelled on the server). A
+/// look that fails too answers every request 503 with the write's `error`.
 ///
 /// A row found that was written claimed lost its sender with the write's failure: it is
 /// delivered once its lease ends, by any instance.
 async fn confirm_unanswered_write(writers: PgPool, deadline: Duration, looks: Arc<Semaphore>, write: UnansweredWrite) {
-    let UnansweredWrite { key, flush_later, replies, error } = write;
+    let UnansweredWrite { key, replies, error } = write;
     // The semaphore is never closed.
     let _turn = looks.acquire_owned().await;
     let ids: Vec<DeliveryId> = replies.iter().map(|pending| pending.id).collect();
     let look = db::within_deadline(&writers, deadline, async |db| {
         deliveries::wait_for_earlier_try(db, key).await?;
-        if flush_later { deliveries::wait_until_durable(db, &ids).await } else { deliveries::find(db, &ids).await }
+        deliveries::find_durable(db, &ids).await
     });
     match look.await {
         Ok(found) => {
@@ -226,8 +227,6 @@ async fn confirm_unanswered_write(writers: PgPool, deadline: Duration, looks: Ar
 struct UnansweredWrite {
     /// The advisory lock the INSERT held until it ended.
     key: BatchKey,
-    /// Whether it was to commit without waiting for its flush.
-    flush_later: bool,
     replies: Vec<Pending>,
     /// What became of the INSERT: the answer to each request if the look fails too.
     error: sqlx::Error,

@@ -17,7 +17,7 @@ use super::group_commit::Placed;
 use super::{ApiContext, ApiTags, GroupCommit};
 use crate::db::deliveries::{self, NewDelivery};
 use crate::domain::event_type::{validate_producer_event_type, wants_event};
-use crate::db::subscriptions::SubscriptionRow;
+use crate::db::subscriptions::{self, SubscriptionRow};
 use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::{DeliveryId, SubscriptionId};
 use crate::domain::signing::{verify_hub_signature, verify_standard_webhooks_signature};
@@ -90,6 +90,17 @@ impl IngestApi {
     pub fn new(context: ApiContext) -> Self {
         Self { context }
     }
+
+    /// The answer to the admin token for a subscription whose stored secret does not
+    /// decrypt: 404 if it is deleted, as for any deleted one (a new secret cannot be set on
+    /// it), else 409 naming the way out.
+    async fn refuse_unreadable_secret(&self, id: SubscriptionId) -> ApiError {
+        match subscriptions::select_state(&self.context.pool, id).await {
+            Ok(Some(state)) if !state.deleted => ApiError::conflict("secret_unreadable", SECRET_UNREADABLE),
+            Ok(_) => ApiError::not_found("no subscription with this id"),
+            Err(error) => error.into(),
+        }
+    }
 }
 
 #[OpenApi(tag = "ApiTags::Ingest")]
@@ -157,7 +168,7 @@ impl IngestApi {
             // subscription has a new secret: the operator is told so; anyone else gets the 401.
             Err(error) if error.is_unreadable_secret() => {
                 if matches!(credential, Credential::Admin) {
-                    return Err(ApiError::conflict("secret_unreadable", SECRET_UNREADABLE));
+                    return Err(self.refuse_unreadable_secret(subscription_id).await);
                 }
                 Lookup::Missing
             }

@@ -390,9 +390,12 @@ impl SubscriptionsApi {
     pub(crate) async fn rotate(&self, id: SubscriptionId) -> Result<RotatedSecret, ApiError> {
         let secret = generate_secret();
         let overlap = self.context.settings.secret_rotation_overlap.as_secs_f64();
+        // A secret corrupt at rest is not kept for the overlap: it could verify and sign
+        // nothing, and kept, it would stay in the way of a change of encryption key.
+        let current_unreadable = matches!(self.context.subscriptions.get(id).await, Err(error) if error.is_unreadable_secret());
         let mut tx = self.context.pool.begin().await?;
         let sealed = self.context.seal(id, &secret);
-        let row = store::rotate_secret(&mut *tx, id, &sealed, overlap).await?.ok_or_else(no_subscription)?;
+        let row = store::rotate_secret(&mut *tx, id, &sealed, overlap, !current_unreadable).await?.ok_or_else(no_subscription)?;
         store::notify_changed(&mut *tx, id).await?;
         tx.commit().await?;
         self.context.subscriptions.invalidate(id).await;

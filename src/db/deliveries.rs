@@ -115,10 +115,26 @@ pub async fn insert_many(
     Ok(())
 }
 
-/// Which of `ids` exist (committed, as this statement's snapshot sees).
-pub async fn find(db: impl PgExecutor<'_>, ids: &[DeliveryId]) -> sqlx::Result<HashSet<DeliveryId>> {
-    let row = sqlx::query_file!("sql/deliveries/find_deliveries.sql", &uuids(ids.iter().copied())).fetch_one(db).await?;
-    Ok(row.found.into_iter().map(DeliveryId::from).collect())
+/// Which of `ids` exist, once they are durable ([`wait_until_durable`]); on a database
+/// that does not let us wait for a flush ([`refuses_flush_wait`]), which exist. For a
+/// write whose answer was lost: a COMMIT cancelled while it waited for a synchronous
+/// standby is visible all the same, but a failover could still take it back.
+pub async fn find_durable(db: &mut PgConnection, ids: &[DeliveryId]) -> sqlx::Result<HashSet<DeliveryId>> {
+    match wait_until_durable(&mut *db, ids).await {
+        Err(sqlx::Error::Database(error)) if refuses_flush_wait(error.code().as_deref()) => {
+            let row = sqlx::query_file!("sql/deliveries/find_deliveries.sql", &uuids(ids.iter().copied())).fetch_one(db).await?;
+            Ok(row.found.into_iter().map(DeliveryId::from).collect())
+        }
+        found => found,
+    }
+}
+
+/// Whether a failed wait for a flush ([`wait_until_durable`]) says, by its SQLSTATE, that
+/// the database does not let us wait this way (no right to the function, no such function
+/// or feature), for good. Other errors (a backend terminated in a failover, a read-only
+/// standby, a cancelled statement, a deadlock) may pass.
+pub fn refuses_flush_wait(code: Option<&str>) -> bool {
+    matches!(code, Some("42501" | "42883" | "0A000"))
 }
 
 /// The key a batch write holds an advisory lock on until its transaction ends, the same for

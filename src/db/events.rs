@@ -1,9 +1,9 @@
 //! Statements on `events`, the payloads of fan-out events.
 
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use time::OffsetDateTime;
 
-use super::deliveries::BatchKey;
+use super::deliveries::{refuses_flush_wait, BatchKey};
 use crate::domain::EventId;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -27,4 +27,13 @@ pub async fn select(db: impl PgExecutor<'_>, id: EventId) -> sqlx::Result<Option
 pub async fn hold_key(db: impl PgExecutor<'_>, key: BatchKey) -> sqlx::Result<()> {
     sqlx::query_file!("sql/events/hold_publish_key.sql", key.0).execute(db).await?;
     Ok(())
+}
+
+/// Whether event `id` exists, once it is durable (see the SQL file); on a database that
+/// does not let us wait for a flush, whether it exists.
+pub async fn find_durable(db: &mut PgConnection, id: EventId) -> sqlx::Result<bool> {
+    match sqlx::query_file!("sql/events/find_durable_event.sql", id.as_uuid()).fetch_one(&mut *db).await.map(|row| row.durable) {
+        Err(sqlx::Error::Database(error)) if refuses_flush_wait(error.code().as_deref()) => Ok(select(db, id).await?.is_some()),
+        found => found,
+    }
 }

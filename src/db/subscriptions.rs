@@ -189,8 +189,11 @@ pub async fn rotate_secret(
     id: SubscriptionId,
     new_secret: &str,
     overlap_seconds: f64,
+    keep_previous: bool,
 ) -> sqlx::Result<Option<SubscriptionRow>> {
-    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/rotate_secret.sql", id.as_uuid(), new_secret, overlap_seconds).fetch_optional(db).await
+    sqlx::query_file_as!(SubscriptionRow, "sql/subscriptions/rotate_secret.sql", id.as_uuid(), new_secret, overlap_seconds, keep_previous)
+        .fetch_optional(db)
+        .await
 }
 
 /// Ids of the active subscriptions wanting an event that matches any of `patterns`.

@@ -693,10 +693,10 @@ async fn ingest_whose_answer_is_lost(on_the_server: OnTheServer) -> (u16, Option
         proxy.vanish();
         tokio::time::sleep(Duration::from_secs(3)).await;
         if let OnTheServer::RollsBack = on_the_server {
-            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%Records many ingested webhooks%' AND wait_event_type = 'Lock'")
-                .execute(&pool)
-                .await
-                .unwrap();
+            // This database's only: tests on other databases of the cluster run meanwhile.
+            let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                             WHERE query LIKE '%Records many ingested webhooks%' AND wait_event_type = 'Lock' AND datname = current_database()";
+            sqlx::query(terminate).execute(&pool).await.unwrap();
         }
         sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut *lock).await.unwrap();
     };
@@ -759,10 +759,10 @@ async fn event_whose_commit_answer_is_lost(on_the_server: OnTheServer) -> (u16, 
         proxy.vanish();
         tokio::time::sleep(Duration::from_secs(3)).await;
         if let OnTheServer::RollsBack = on_the_server {
-            sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE 'COMMIT%' AND wait_event_type = 'Lock'")
-                .execute(&pool)
-                .await
-                .unwrap();
+            // This database's only: tests on other databases of the cluster run meanwhile.
+            let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                             WHERE query LIKE 'COMMIT%' AND wait_event_type = 'Lock' AND datname = current_database()";
+            sqlx::query(terminate).execute(&pool).await.unwrap();
         }
         sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut *lock).await.unwrap();
     };
@@ -792,6 +792,71 @@ async fn an_event_whose_commit_was_ended_after_its_answer_was_lost_is_answered_5
     assert_eq!(status, 503, "{body}\n{logs}");
     assert_eq!(body["error"], "database_unavailable", "{body}");
     assert!(logs.contains("is not in the database: not stored"), "{logs}");
+}
+
+/// Guarantee: no 202 for what is not durable. A commit waiting for a synchronous standby
+/// that is cancelled on the server (an operator ending a stuck session) is visible at once,
+/// but a failover could still take it back: the look for a lost answer waits for the flush
+/// and the standby too, and without them answers 503.
+#[tokio::test]
+async fn an_event_whose_commit_was_cancelled_waiting_for_a_standby_is_not_answered_202() {
+    let body = serde_json::json!({ "event_type": "order.created", "payload": {} }).to_string();
+    let (status, stored, logs) = write_cancelled_waiting_for_a_standby("standby-event", |_| ("/events".into(), body), "COMMIT", "events").await;
+    assert_eq!(stored, 1, "the cancelled wait left the event committed locally:\n{logs}");
+    assert_eq!(status, 503, "an event no standby confirmed is not answered 202:\n{logs}");
+    assert!(logs.contains("an event's commit got no answer"), "{logs}");
+}
+
+#[tokio::test]
+async fn an_ingest_whose_commit_was_cancelled_waiting_for_a_standby_is_not_answered_202() {
+    let (status, stored, logs) =
+        write_cancelled_waiting_for_a_standby("standby-ingest", |subscription| (format!("/ingest/{subscription}"), "{}".into()), "%Records many ingested webhooks%", "deliveries").await;
+    assert_eq!(stored, 1, "the cancelled wait left the webhook committed locally:\n{logs}");
+    assert_eq!(status, 503, "a webhook no standby confirmed is not answered 202:\n{logs}");
+    assert!(logs.contains("an ingest batch's write got no answer"), "{logs}");
+}
+
+/// Posts what `request` makes of a subscription's id (path and body) to an API-only instance
+/// of a cluster whose commits wait for a standby that never comes; once the commit of that
+/// write (its statement like `commit`) has waited past the 2 s statement deadline, cancels
+/// its wait on the server. Returns the request's status, how many rows `table` has then, and
+/// the service's logs.
+async fn write_cancelled_waiting_for_a_standby(
+    name: &str,
+    request: impl FnOnce(Uuid) -> (String, String),
+    commit: &str,
+    table: &str,
+) -> (u16, i64, String) {
+    let cluster = own_cluster(name, None);
+    webhookd::embedded_postgres::create_database_if_missing(&cluster.url_for("postgres"), "webhookd").await.unwrap();
+    let admin = cluster.url_for("postgres");
+    let settings = [("WEBHOOKD_WORKER_CONCURRENCY", "0"), ("WEBHOOKD_DB_STATEMENT_DEADLINE", "2s"), ("WEBHOOKD_HTTP_BODY_TIMEOUT", "5s")];
+    let api = Service::start(&cluster.database_url(), &settings).await;
+    let client = http_client();
+    let subscription = api.create_subscription(&client, "http://127.0.0.1:9/").await;
+    set_synchronous_standby(&admin, "never").await;
+
+    let (path, body) = request(subscription);
+    let sent = client.post(format!("{}{path}", api.base)).bearer_auth(ADMIN_TOKEN).header("content-type", "application/json").body(body).send();
+    let sent = tokio::spawn(sent);
+    let database = sqlx::PgPool::connect(&cluster.database_url()).await.unwrap();
+    let held = Instant::now() + Duration::from_secs(10);
+    let pid: i32 = loop {
+        let waiting = sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE query LIKE $1 AND wait_event = 'SyncRep'").bind(commit);
+        if let Some(pid) = waiting.fetch_optional(&database).await.unwrap() {
+            break pid;
+        }
+        assert!(Instant::now() < held, "the write's commit never waited for the standby:\n{}", api.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Past the commit's deadline (2 s), the service looks, and waits for the write's advisory
+    // lock; the wait for the standby is then cancelled, and the write is visible.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sqlx::query("SELECT pg_cancel_backend($1)").bind(pid).execute(&database).await.unwrap();
+    let status = sent.await.unwrap().unwrap().status().as_u16();
+    let stored: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table}"))).fetch_one(&database).await.unwrap();
+    set_synchronous_standby(&admin, "").await;
+    (status, stored, api.logs())
 }
 
 #[tokio::test]

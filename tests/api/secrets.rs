@@ -176,7 +176,7 @@ async fn a_delivery_whose_secret_is_corrupt_at_rest_fails_unsent_and_says_why() 
     let subscription: uuid::Uuid = create(&first, &receiver.url, json!({"secret_key": SECRET})).await.parse().unwrap();
     drop(first);
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    corrupt_stored_secret(&pool, &subscription.to_string()).await;
+    corrupt_stored_secret(&pool, &subscription.to_string(), "secret_key").await;
     // A webhook accepted before the damage, waiting in the queue.
     let delivery = uuid::Uuid::now_v7();
     sqlx::query(
@@ -336,7 +336,7 @@ async fn ingest_to_a_subscription_whose_secret_is_corrupt_says_so_until_a_rotati
     let service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await;
     let subscription = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    corrupt_stored_secret(&pool, &subscription).await;
+    corrupt_stored_secret(&pool, &subscription, "secret_key").await;
     let client = http_client();
 
     let (status, body) = admin_ingest(&service, &client, &subscription, r#"{"n":1}"#).await;
@@ -354,15 +354,49 @@ async fn ingest_to_a_subscription_whose_secret_is_corrupt_says_so_until_a_rotati
         .await
         .unwrap();
     assert_eq!(signed.status(), 401, "a signature that cannot be checked is not accepted");
+    // A deleted one is not found, as any deleted subscription (no new secret can be set on it).
+    let deleted = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    corrupt_stored_secret(&pool, &deleted, "secret_key").await;
+    let response = client.delete(format!("{}/subscriptions/{deleted}", service.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    assert_eq!(admin_ingest(&service, &client, &deleted, "{}").await.0, 404);
 
-    let rotated = client.post(format!("{}/subscriptions/{subscription}/rotate-secret", service.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
-    assert_eq!(rotated.status(), 200);
-    let new_secret = serde_json::from_slice::<Value>(&rotated.bytes().await.unwrap()).unwrap()["secret_key"].as_str().unwrap().to_owned();
+    let rotated = rotate(&service, &client, &subscription).await;
+    assert_eq!(rotated["previous_secret_expires_at"], Value::Null, "the corrupt secret is not kept for an overlap: {rotated}");
+    let kept: Option<String> = sqlx::query_scalar("SELECT previous_secret_key FROM subscriptions WHERE id = $1::uuid").bind(&subscription).fetch_one(&pool).await.unwrap();
+    assert_eq!(kept, None);
     let (status, body) = admin_ingest(&service, &client, &subscription, r#"{"n":2}"#).await;
     assert_eq!(status, 202, "{body}; logs:\n{}", service.logs());
     let delivered = received(&receiver, 1, &service).await;
-    signed_with(delivered.last().unwrap(), &new_secret);
+    signed_with(delivered.last().unwrap(), rotated["secret_key"].as_str().unwrap());
+}
+
+/// The secret before a rotation, kept for the overlap, corrupt at rest: set aside, and the
+/// subscription goes on with its current secret (it failed whole before, for the overlap).
+#[tokio::test]
+async fn a_previous_secret_corrupt_at_rest_is_set_aside_and_the_current_one_signs() {
+    let database_url = fresh_database().await;
+    let receiver = Receiver::answering(200).await;
+    let service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await;
+    let subscription = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    let client = http_client();
+    let rotated = rotate(&service, &client, &subscription).await;
+    assert_ne!(rotated["previous_secret_expires_at"], Value::Null, "a readable secret is kept for the overlap");
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    corrupt_stored_secret(&pool, &subscription, "previous_secret_key").await;
+
+    let (status, body) = admin_ingest(&service, &client, &subscription, r#"{"n":1}"#).await;
+    assert_eq!(status, 202, "{body}; logs:\n{}", service.logs());
+    let delivered = received(&receiver, 1, &service).await;
+    signed_with(delivered.last().unwrap(), rotated["secret_key"].as_str().unwrap());
     assert!(service.logs().contains("previous secret does not decrypt"), "{}", service.logs());
+}
+
+/// Rotates `subscription`'s secret through the API; the answer.
+async fn rotate(service: &Service, client: &reqwest::Client, subscription: &str) -> Value {
+    let rotated = client.post(format!("{}/subscriptions/{subscription}/rotate-secret", service.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(rotated.status(), 200);
+    serde_json::from_slice(&rotated.bytes().await.unwrap()).unwrap()
 }
 
 /// Posts `body` to `subscription` with the admin token; the status and the JSON answer.
@@ -371,15 +405,16 @@ async fn admin_ingest(service: &Service, client: &reqwest::Client, subscription:
     (response.status().as_u16(), serde_json::from_slice(&response.bytes().await.unwrap()).unwrap())
 }
 
-/// Changes one character of `subscription`'s sealed secret: its key is known, it fails
-/// authentication.
-async fn corrupt_stored_secret(pool: &sqlx::PgPool, subscription: &str) {
-    sqlx::query(
-        "UPDATE subscriptions SET secret_key = overlay(secret_key
-             PLACING CASE WHEN substr(secret_key, length(secret_key) - 8, 1) = 'A' THEN 'B' ELSE 'A' END
-             FROM length(secret_key) - 8 FOR 1)
-         WHERE id = $1::uuid",
-    )
+/// Changes one character of `subscription`'s sealed secret in `column`: its key is known,
+/// it fails authentication.
+async fn corrupt_stored_secret(pool: &sqlx::PgPool, subscription: &str, column: &str) {
+    let corrupt = format!(
+        "UPDATE subscriptions SET {column} = overlay({column}
+             PLACING CASE WHEN substr({column}, length({column}) - 8, 1) = 'A' THEN 'B' ELSE 'A' END
+             FROM length({column}) - 8 FOR 1)
+         WHERE id = $1::uuid"
+    );
+    sqlx::query(sqlx::AssertSqlSafe(corrupt))
     .bind(subscription)
     .execute(pool)
     .await

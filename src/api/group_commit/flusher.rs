@@ -90,7 +90,7 @@ impl Flusher {
                     self.permission.store(ALLOWED, Ordering::Relaxed);
                     Ok(true)
                 }
-                Err(sqlx::Error::Database(error)) if refuses_the_wait(error.code().as_deref()) => {
+                Err(sqlx::Error::Database(error)) if deliveries::refuses_flush_wait(error.code().as_deref()) => {
                     refuse_for_good(&self.permission, &error);
                     Ok(false)
                 }
@@ -117,14 +117,6 @@ impl Flusher {
         let _ = self.sender.send(Committed { replies, answered });
         done
     }
-}
-
-/// Whether a failed wait's SQLSTATE says the database does not let us wait this way (no
-/// right to the function, no such function or feature), for good. Other errors (a backend
-/// terminated in a failover, a read-only standby, a cancelled statement, a deadlock) are
-/// tried again.
-fn refuses_the_wait(code: Option<&str>) -> bool {
-    matches!(code, Some("42501" | "42883" | "0A000"))
 }
 
 fn refuse_for_good(permission: &AtomicU8, error: &dyn std::fmt::Display) {
@@ -162,7 +154,7 @@ async fn flush_with_retries(connection: &mut HeldConnection, deadline: Duration,
     loop {
         tries += 1;
         match connection.run(deadline, async |db| deliveries::wait_until_durable(db, ids).await).await {
-            Err(sqlx::Error::Database(error)) if refuses_the_wait(error.code().as_deref()) => {
+            Err(sqlx::Error::Database(error)) if deliveries::refuses_flush_wait(error.code().as_deref()) => {
                 // Revoked since it was tried: these are answered 503 (committed, maybe sent,
                 // durability unknown), the next batches wait for their own flush.
                 refuse_for_good(permission, &error);
@@ -207,13 +199,13 @@ mod tests {
     #[test]
     fn only_a_missing_right_or_function_turns_the_wait_off_for_good() {
         for refused in ["42501", "42883", "0A000"] {
-            assert!(refuses_the_wait(Some(refused)), "{refused}");
+            assert!(deliveries::refuses_flush_wait(Some(refused)), "{refused}");
         }
         // Terminated in a failover, a read-only standby, cancelled, a deadlock, unknown.
         for passing in ["57P01", "25006", "57014", "40P01", "XX000"] {
-            assert!(!refuses_the_wait(Some(passing)), "{passing}");
+            assert!(!deliveries::refuses_flush_wait(Some(passing)), "{passing}");
         }
-        assert!(!refuses_the_wait(None));
+        assert!(!deliveries::refuses_flush_wait(None));
     }
 
     #[test]
