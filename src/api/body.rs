@@ -77,16 +77,17 @@ pub fn validate_json(bytes: &[u8]) -> Result<(), ApiError> {
 /// far above any valid one.
 pub const MAX_API_BODY: usize = 64 * 1024;
 
-/// Reads the body of every request except webhooks and events (which stream theirs through
-/// [`read_limited`]) into memory, refusing it with 413 as soon as it passes
+/// Whether requests to `path` read their bodies themselves, through [`read_limited`]:
+/// webhooks and events.
+pub fn streams_its_body(path: &str) -> bool {
+    let path = path.trim_end_matches('/');
+    path.starts_with("/ingest/") || path == "/events"
+}
+
+/// Reads the body of a request (other than those that [stream their
+/// own](streams_its_body)) into memory, refusing it with 413 as soon as it passes
 /// [`MAX_API_BODY`]. Nothing is allocated from a declared `Content-Length`.
 pub async fn limit_api_body(mut request: Request) -> poem::Result<Request> {
-    let path = request.uri().path().trim_end_matches('/');
-    // Webhooks and events stream their bodies through read_limited after authentication,
-    // against WEBHOOKD_MAX_PAYLOAD: a stranger cannot make us hold a megabyte each.
-    if path.starts_with("/ingest/") || path == "/events" {
-        return Ok(request);
-    }
     let (limit, setting) = (MAX_API_BODY, "64 KiB for API requests");
     let refuse = |error: ApiError| poem::Error::from_response(error.into_response());
     let declared: Option<u64> = request.header("content-length").and_then(|v| v.parse().ok());
