@@ -688,21 +688,27 @@ async fn ingest_whose_answer_is_lost(on_the_server: OnTheServer) -> (u16, Option
     let mut lock = pool.acquire().await.unwrap();
     sqlx::query("SELECT pg_advisory_lock(4242)").execute(&mut *lock).await.unwrap();
     let request = api.ingest(&client, subscription, "{\"n\":2}".into());
-    let server = async {
-        wait_for_lock_waiters(&pool, "%Records many ingested webhooks%", 1).await;
-        proxy.vanish();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if let OnTheServer::RollsBack = on_the_server {
-            // This database's only: tests on other databases of the cluster run meanwhile.
-            let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                             WHERE query LIKE '%Records many ingested webhooks%' AND wait_event_type = 'Lock' AND datname = current_database()";
-            sqlx::query(terminate).execute(&pool).await.unwrap();
-        }
-        sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut *lock).await.unwrap();
-    };
+    let server = silence_then_let_go(&pool, &mut lock, &proxy, "%Records many ingested webhooks%", on_the_server);
     let ((status, id), ()) = tokio::join!(request, server);
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM delivery_bodies WHERE body = convert_to('{\"n\":2}', 'UTF8')").fetch_one(&pool).await.unwrap();
     (status, id, stored == 1, api.logs())
+}
+
+/// Once the service's statement like `pattern` waits on the server for the advisory lock
+/// 4242 (which `lock` holds), makes the database go silent to the service; 3 s later, past
+/// its statement deadline, ends that statement's session or not (`on_the_server`), and
+/// lets the lock go.
+async fn silence_then_let_go(pool: &sqlx::PgPool, lock: &mut sqlx::pool::PoolConnection<sqlx::Postgres>, proxy: &VanishingProxy, pattern: &str, on_the_server: OnTheServer) {
+    wait_for_lock_waiters(pool, pattern, 1).await;
+    proxy.vanish();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let OnTheServer::RollsBack = on_the_server {
+        // This database's only: tests on other databases of the cluster run meanwhile.
+        let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                         WHERE query LIKE $1 AND wait_event_type = 'Lock' AND datname = current_database()";
+        sqlx::query(terminate).bind(pattern).execute(pool).await.unwrap();
+    }
+    sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut **lock).await.unwrap();
 }
 
 /// Guarantee: a webhook the database kept is answered 202, even when the answer to its
@@ -754,18 +760,7 @@ async fn event_whose_commit_answer_is_lost(on_the_server: OnTheServer) -> (u16, 
         let status = response.status().as_u16();
         (status, serde_json::from_slice::<serde_json::Value>(&response.bytes().await.unwrap()).unwrap())
     };
-    let server = async {
-        wait_for_lock_waiters(&pool, "COMMIT%", 1).await;
-        proxy.vanish();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if let OnTheServer::RollsBack = on_the_server {
-            // This database's only: tests on other databases of the cluster run meanwhile.
-            let terminate = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                             WHERE query LIKE 'COMMIT%' AND wait_event_type = 'Lock' AND datname = current_database()";
-            sqlx::query(terminate).execute(&pool).await.unwrap();
-        }
-        sqlx::query("SELECT pg_advisory_unlock(4242)").execute(&mut *lock).await.unwrap();
-    };
+    let server = silence_then_let_go(&pool, &mut lock, &proxy, "COMMIT%", on_the_server);
     let ((status, body), ()) = tokio::join!(request, server);
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM deliveries WHERE event_id IS NOT NULL").fetch_one(&pool).await.unwrap();
     (status, body, stored, api.logs())
