@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use tokio_util::sync::CancellationToken;
 
 use webhookd::config::{Command, LogFormat, Secret, Settings};
@@ -114,8 +114,21 @@ async fn run_command(command: Command, settings: Settings, pool: sqlx::PgPool) -
                 db::migrate(&pool).await.context("cannot apply migrations")?;
             }
             let keyring = startup::keyring(&settings)?.context("set WEBHOOKD_ENCRYPTION_KEY to the key to encrypt with")?;
-            let rewritten = startup::encrypt_stored_secrets(&pool, &keyring).await?;
-            println!("encrypted the secrets of {rewritten} subscriptions with key {}", keyring.key_id());
+            let report = startup::encrypt_stored_secrets(&pool, &keyring).await?;
+            println!("encrypted the secrets of {} subscriptions with key {}", report.rewritten, keyring.key_id());
+            for id in &report.dropped_previous {
+                println!("subscription {id}: its previous secret did not decrypt and was dropped (the current one signs alone)");
+            }
+            if !report.unreadable.is_empty() {
+                let ids: Vec<String> = report.unreadable.iter().map(ToString::to_string).collect();
+                // Not done: the previous key still seals what these rows hold.
+                bail!(
+                    "the current secret of {} subscriptions does not decrypt (corrupt at rest): {}. Set new secrets on them \
+                     (POST /subscriptions/{{id}}/rotate-secret) and run encrypt-secrets again; until it succeeds, keep any previous key configured",
+                    ids.len(),
+                    ids.join(", ")
+                );
+            }
             Ok(())
         }
         Command::Serve => serve(settings, pool).await,

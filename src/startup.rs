@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiContext, GroupCommit};
 use crate::config::{AdminTokenPolicy, Secret, Settings};
 use crate::db;
+use crate::domain::SubscriptionId;
 use crate::delivery::{self, DeliveryContext, Engine, Waker};
 use crate::http_server::{self, ServerLimits};
 use crate::maintenance;
@@ -198,28 +199,59 @@ async fn check_secrets_at_rest(pool: &PgPool, keyring: Option<&Keyring>) -> anyh
     Ok(())
 }
 
+/// What `webhookd encrypt-secrets` did.
+#[derive(Debug, Default)]
+pub struct Resealed {
+    /// Subscriptions whose secrets it wrote again, encrypted with the current key.
+    pub rewritten: usize,
+    /// Subscriptions whose previous secret did not decrypt and was dropped: it could
+    /// verify and sign nothing (the cache and a rotation set such a secret aside too).
+    pub dropped_previous: Vec<SubscriptionId>,
+    /// Subscriptions whose current secret does not decrypt, left as they are: they fail
+    /// until a new secret is set, and until then a value sealed with the previous key
+    /// stays stored, so that key must stay configured.
+    pub unreadable: Vec<SubscriptionId>,
+}
+
 /// `webhookd encrypt-secrets`: encrypts every stored secret that is in plaintext, or sealed
 /// with the previous key, with the current key. Run it once every instance has the key.
-/// Returns how many subscriptions it rewrote.
-pub async fn encrypt_stored_secrets(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<usize> {
-    let mut rewritten = 0;
+/// A secret corrupt at rest does not stop it: the others are still sealed, and the report
+/// names the subscriptions to look at. A value sealed with a key it was not given stops it
+/// at once: it was run with the wrong keys.
+pub async fn encrypt_stored_secrets(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Resealed> {
+    let mut report = Resealed::default();
     for row in db::subscriptions::list_stored_secrets(pool).await? {
         let kept = [&row.secret_key, &row.previous_secret_key].map(|v| v.as_ref().map(SecretValue::expose));
         if !kept.into_iter().flatten().any(|v| keyring.needs_sealing(v)) {
             continue;
         }
-        let mut sealed = [None, None];
-        for (slot, value) in sealed.iter_mut().zip(kept) {
-            if let Some(value) = value {
-                let plain = secrets::reveal(row.id, value, Some(keyring)).with_context(|| format!("subscription {}", row.id))?;
-                *slot = Some(keyring.seal(row.id, &plain));
+        let [current, previous] = kept.map(|value| value.map(|value| reseal(keyring, row.id, value)).transpose());
+        let (current, previous) = (current?, previous?);
+        if current.as_ref().is_some_and(Option::is_none) {
+            tracing::error!(subscription.id = %row.id, "its current secret does not decrypt; left as it is until a new secret is set");
+            report.unreadable.push(row.id);
+            continue;
+        }
+        let drops_previous = previous.as_ref().is_some_and(Option::is_none);
+        let sealed = [current.flatten(), previous.flatten()];
+        if db::subscriptions::reseal_secrets(pool, &row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {
+            report.rewritten += 1;
+            if drops_previous {
+                tracing::warn!(subscription.id = %row.id, "its previous secret does not decrypt; dropped");
+                report.dropped_previous.push(row.id);
             }
         }
-        if db::subscriptions::reseal_secrets(pool, &row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {
-            rewritten += 1;
-        }
     }
-    Ok(rewritten)
+    Ok(report)
+}
+
+/// `value` of subscription `owner` sealed with the current key; `None` if it is corrupt.
+fn reseal(keyring: &Keyring, owner: SubscriptionId, value: &str) -> anyhow::Result<Option<String>> {
+    match secrets::reveal(owner, value, Some(keyring)) {
+        Ok(plain) => Ok(Some(keyring.seal(owner, &plain))),
+        Err(OpenError::Corrupt) => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("subscription {owner}: give the key that sealed it as WEBHOOKD_PREVIOUS_ENCRYPTION_KEY")),
+    }
 }
 
 /// The keyring configured by `settings`, if any.

@@ -65,14 +65,25 @@ async fn stored_secrets(database_url: &str) -> Vec<String> {
 
 /// Runs `webhookd encrypt-secrets`; returns how many subscriptions it rewrote.
 async fn encrypt_secrets(database_url: &str, environment: &[(&str, &str)]) -> usize {
+    let (code, stdout, stderr) = run_encrypt_secrets(database_url, environment).await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    rewritten_count(&stdout)
+}
+
+/// Runs `webhookd encrypt-secrets`: its exit code, stdout and stderr.
+async fn run_encrypt_secrets(database_url: &str, environment: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let mut command = webhookd_command();
     command.arg("encrypt-secrets").env("DATABASE_URL", database_url);
     for (name, value) in environment {
         command.env(name, value);
     }
     let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert_eq!(output.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (output.status.code(), text(&output.stdout), text(&output.stderr))
+}
+
+/// The count in encrypt-secrets' first line, "encrypted the secrets of N subscriptions …".
+fn rewritten_count(stdout: &str) -> usize {
     stdout.split_whitespace().nth(4).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{stdout}"))
 }
 
@@ -419,4 +430,56 @@ async fn corrupt_stored_secret(pool: &sqlx::PgPool, subscription: &str, column: 
     .execute(pool)
     .await
     .unwrap();
+}
+
+/// A key rotation that meets secrets corrupt at rest: `encrypt-secrets` still seals every
+/// other one with the new key, drops a previous secret that decrypts no more, and names the
+/// subscription whose current secret is corrupt, exiting 1 (the old key is still needed).
+/// Once that subscription has a new secret, a second run succeeds and the new key alone starts.
+#[tokio::test]
+async fn a_key_rotation_seals_every_readable_secret_and_names_the_corrupt_ones() {
+    let database_url = fresh_database().await;
+    let receiver = Receiver::answering(200).await;
+    let service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", KEY)]).await;
+    let client = http_client();
+    let readable = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    let corrupt = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    let overlapping = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    rotate(&service, &client, &overlapping).await;
+    drop(service);
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    corrupt_stored_secret(&pool, &corrupt, "secret_key").await;
+    corrupt_stored_secret(&pool, &overlapping, "previous_secret_key").await;
+    let key_ids = async |id: &str| -> (Option<String>, Option<String>, bool) {
+        let (current, previous, expires): (Option<String>, Option<String>, Option<time::OffsetDateTime>) = sqlx::query_as(
+            "SELECT secret_key, previous_secret_key, previous_secret_expires_at FROM subscriptions WHERE id = $1::uuid",
+        )
+        .bind(id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+        let key_id = |value: Option<String>| value.map(|v| v.split(':').nth(2).unwrap().to_owned());
+        (key_id(current), key_id(previous), expires.is_some())
+    };
+    let old_key = key_ids(&readable).await.0.unwrap();
+
+    let rotating_keys = [("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY), ("WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", KEY)];
+    let (code, stdout, stderr) = run_encrypt_secrets(&database_url, &rotating_keys).await;
+    assert_eq!(code, Some(1), "{stdout}{stderr}");
+    assert_eq!(rewritten_count(&stdout), 2, "{stdout}");
+    assert!(stdout.contains(&format!("subscription {overlapping}: its previous secret did not decrypt and was dropped")), "{stdout}");
+    assert!(stderr.contains(&corrupt) && stderr.contains("rotate-secret"), "names the subscription and the way out: {stderr}");
+    let new_key = key_ids(&readable).await.0.unwrap();
+    assert_ne!(new_key, old_key);
+    assert_eq!(key_ids(&overlapping).await, (Some(new_key.clone()), None, false), "sealed anew, the corrupt previous secret and its overlap gone");
+    assert_eq!(key_ids(&corrupt).await, (Some(old_key.clone()), None, false), "left as it was");
+
+    // The way out named: a new secret, then the run again, then the old key can go.
+    let service = Service::start(&database_url, &rotating_keys).await;
+    rotate(&service, &client, &corrupt).await;
+    drop(service);
+    assert_eq!(encrypt_secrets(&database_url, &rotating_keys).await, 0, "the new secret is sealed with the new key already");
+    let service = Service::start(&database_url, &[("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY)]).await;
+    let (status, body) = admin_ingest(&service, &client, &overlapping, r#"{"n":1}"#).await;
+    assert_eq!(status, 202, "{body}; logs:\n{}", service.logs());
 }
