@@ -12,6 +12,7 @@
 //! - [`healthcheck`]: the `webhookd healthcheck` probe for container health checks.
 //! - [`secrets`]: secrets never printed, encrypted at rest, sealed in Redis.
 //! - [`ui`]: the operator dashboard (`/ui`) and the subscriber portal (`/portal`).
+//! - [`supervision`]: a panic in a task the instance cannot work without stops it.
 
 mod api;
 pub mod config;
@@ -28,6 +29,7 @@ mod publish;
 mod redis_cache;
 pub mod secrets;
 pub mod startup;
+pub mod supervision;
 mod subscription_cache;
 pub mod telemetry;
 mod ui;

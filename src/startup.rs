@@ -25,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::secrets::{self, CacheSeal, Keyring, OpenError, SecretValue};
 use crate::redis_cache::RedisCache;
 use crate::subscription_cache::SubscriptionCache;
+use crate::supervision::{spawn_essential, Alarm};
 use crate::ui::portal_link::PortalLinks;
 
 /// How soon maintenance runs after start-up, and tries again after a failure.
@@ -43,6 +44,8 @@ pub struct Application {
     client: reqwest::Client,
     /// Bumped by the delivery engine at each write to deliveries (see [`Application::progress`]).
     progress: watch::Sender<u64>,
+    /// Raised by a panic in a task the instance cannot work without: it then stops.
+    alarm: Alarm,
 }
 
 impl Application {
@@ -89,7 +92,8 @@ impl Application {
             _ => None,
         };
         let writers = db::connect_writers(&pool, settings.database.statement_deadline);
-        let group_commit = GroupCommit::start(writers.clone(), settings.database.statement_deadline);
+        let alarm = Alarm::default();
+        let group_commit = GroupCommit::start(writers.clone(), settings.database.statement_deadline, &alarm);
         let metrics = Metrics::new();
         let portal_links = Arc::new(PortalLinks::new(pool.clone(), admin_token.clone()));
         let context = ApiContext {
@@ -103,11 +107,17 @@ impl Application {
             keyring,
             portal_links,
         };
-        Ok(Self { listener, port, context, admin_token, changes, client, progress: watch::Sender::new(0) })
+        Ok(Self { listener, port, context, admin_token, changes, client, progress: watch::Sender::new(0), alarm })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The alarm that stops this instance: tasks an embedder adds with
+    /// [`spawn_essential`](crate::supervision::spawn_essential) stop it too if they panic.
+    pub fn alarm(&self) -> Alarm {
+        self.alarm.clone()
     }
 
     /// Changes each time the delivery engine commits a write to deliveries (an attempt's
@@ -118,9 +128,20 @@ impl Application {
 
     /// Serves the API and delivers webhooks until `shutdown` is cancelled, then stops
     /// accepting requests, lets in-flight deliveries finish within the grace period
-    /// (releasing the rest), and returns.
+    /// (releasing the rest), and returns. A panic in a task the instance cannot work
+    /// without (crate::supervision) stops it the same way, and it returns that error.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let settings = self.context.settings.clone();
+        let alarm = self.alarm;
+        let stop_at_alarm = {
+            let (alarm, shutdown) = (alarm.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = alarm.raised() => shutdown.cancel(),
+                    _ = shutdown.cancelled() => {}
+                }
+            })
+        };
         let engine = Engine::start(
             DeliveryContext {
                 pool: self.context.pool.clone(),
@@ -137,17 +158,22 @@ impl Application {
             self.changes,
             &self.context.waker,
             shutdown.clone(),
+            &alarm,
         );
         if let Some(handoff) = engine.handoff() {
             self.context.group_commit.hand_off_to(handoff);
         }
-        let upkeep = tokio::spawn(maintain(
-            self.context.pool.clone(),
-            settings.retention.period,
-            settings.retention.maintenance_interval,
-            settings.database.statement_deadline,
-            shutdown.clone(),
-        ));
+        let upkeep = spawn_essential(
+            "maintenance",
+            &alarm,
+            maintain(
+                self.context.pool.clone(),
+                settings.retention.period,
+                settings.retention.maintenance_interval,
+                settings.database.statement_deadline,
+                shutdown.clone(),
+            ),
+        );
         tracing::info!(port = self.port, "webhookd listening");
 
         let limits = ServerLimits {
@@ -165,9 +191,13 @@ impl Application {
         };
         tokio::join!(server, engine_stopped);
         let _ = upkeep.await;
+        let _ = stop_at_alarm.await;
         // The pool it was given is its caller's to close; this one it made.
         db::close(&writers).await;
-        Ok(())
+        match alarm.task() {
+            Some(task) => bail!("stopped: its {task} task panicked (logged above)"),
+            None => Ok(()),
+        }
     }
 }
 

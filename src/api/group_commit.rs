@@ -41,6 +41,7 @@ use crate::db::{self, HeldConnection};
 use crate::delivery::{Handoff, HeldSlot};
 use crate::domain::lifecycle::DeliveryStatus;
 use crate::domain::DeliveryId;
+use crate::supervision::{spawn_essential, Alarm};
 use flusher::Flusher;
 
 /// Most rows in one INSERT.
@@ -72,11 +73,11 @@ pub struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the batcher on the current runtime; each batch's INSERT may wait at most
-    /// `deadline` for its answer (`HeldConnection::run`).
-    pub fn start(writers: PgPool, deadline: Duration) -> Self {
+    /// `deadline` for its answer (`HeldConnection::run`). A panic in it raises `alarm`.
+    pub fn start(writers: PgPool, deadline: Duration, alarm: &Alarm) -> Self {
         let (sender, receiver) = mpsc::channel(QUEUE);
         let handoff = Arc::new(OnceLock::new());
-        tokio::spawn(batch_loop(writers, deadline, receiver, handoff.clone()));
+        spawn_essential("ingest writer", alarm, batch_loop(writers, deadline, receiver, handoff.clone(), alarm.clone()));
         Self { sender, handoff }
     }
 
@@ -96,9 +97,15 @@ impl GroupCommit {
 }
 
 /// Writes one batch at a time: what queued while the last commit ran is the next batch.
-async fn batch_loop(writers: PgPool, deadline: Duration, mut receiver: mpsc::Receiver<(NewDelivery, Reply)>, handoff: Arc<OnceLock<Handoff>>) {
+async fn batch_loop(
+    writers: PgPool,
+    deadline: Duration,
+    mut receiver: mpsc::Receiver<(NewDelivery, Reply)>,
+    handoff: Arc<OnceLock<Handoff>>,
+    alarm: Alarm,
+) {
     let mut writer = Writer {
-        flusher: Flusher::start(writers.clone(), deadline),
+        flusher: Flusher::start(writers.clone(), deadline, &alarm),
         connection: HeldConnection::new(writers.clone()),
         writers,
         deadline,

@@ -35,6 +35,7 @@ use crate::config::DeliverySettings;
 use crate::domain::SubscriptionId;
 use crate::metrics::Metrics;
 use crate::subscription_cache::SubscriptionCache;
+use crate::supervision::{spawn_essential, Alarm};
 
 pub use dispatch::{build_client, install_tls_provider};
 pub use handoff::{Handoff, HeldSlot};
@@ -128,20 +129,22 @@ impl Engine {
     /// Starts the LISTEN task, the NOTIFY sender and the backlog task, and, unless the
     /// concurrency is 0 (an API-only instance), the claim loop, the recorder and the
     /// operations task (recoveries, operational events). Everything stops claiming when
-    /// `shutdown` is cancelled; see [`Engine::stop`].
-    pub fn start(context: DeliveryContext, listener: Option<Subscribed>, waker: &Waker, shutdown: CancellationToken) -> Self {
+    /// `shutdown` is cancelled; see [`Engine::stop`]. A panic in any of those tasks raises
+    /// `alarm` (crate::supervision).
+    pub fn start(context: DeliveryContext, listener: Option<Subscribed>, waker: &Waker, shutdown: CancellationToken, alarm: &Alarm) -> Self {
         let context = Arc::new(context);
-        let (recorder, recorder_sender) = recorder::spawn(context.clone(), waker.local.clone());
+        let (recorder, recorder_sender) = recorder::spawn(context.clone(), waker.local.clone(), alarm);
         let in_flight = TaskTracker::new();
         let abort_sends = CancellationToken::new();
         let senders = worker::Senders::new(context.clone(), in_flight.clone(), shutdown.clone(), abort_sends.clone(), recorder_sender);
         let delivers = context.settings.concurrency > 0;
         let handoff = delivers.then(|| Handoff::new(senders.clone(), waker.local.clone()));
         let claim_loop = delivers.then(|| {
-            tokio::spawn(worker::claim_loop(worker::ClaimLoop { senders, wake: waker.local.clone(), shutdown: shutdown.clone() }))
+            let claim_loop = worker::claim_loop(worker::ClaimLoop { senders, wake: waker.local.clone(), shutdown: shutdown.clone() });
+            spawn_essential("claim loop", alarm, claim_loop)
         });
         let mut background = vec![
-            tokio::spawn(listener::listen(
+            spawn_essential("change listener", alarm, listener::listen(
                 context.pool.clone(),
                 context.statement_deadline,
                 listener,
@@ -149,11 +152,15 @@ impl Engine {
                 context.subscriptions.clone(),
                 shutdown.clone(),
             )),
-            tokio::spawn(listener::notify_others(context.pool.clone(), context.statement_deadline, waker.remote.clone(), shutdown.clone())),
-            tokio::spawn(backlog::run(context.clone(), shutdown.clone())),
+            spawn_essential(
+                "wake-up sender",
+                alarm,
+                listener::notify_others(context.pool.clone(), context.statement_deadline, waker.remote.clone(), shutdown.clone()),
+            ),
+            spawn_essential("backlog mover", alarm, backlog::run(context.clone(), shutdown.clone())),
         ];
         if context.settings.concurrency > 0 {
-            background.push(tokio::spawn(operations::run(context.clone(), shutdown)));
+            background.push(spawn_essential("operations", alarm, operations::run(context.clone(), shutdown)));
         }
         Self { claim_loop, background, in_flight, abort_sends, recorder, handoff }
     }

@@ -17,6 +17,7 @@ use crate::db::attempts::AttemptRow;
 use crate::db::deliveries::{self, OutcomeUpdate, OutcomeWrite, Recorded};
 use crate::domain::lifecycle::{DeliveryStatus, DisabledReason};
 use crate::db::{self, partitions, HeldConnection};
+use crate::supervision::{spawn_essential, Alarm};
 
 /// Largest batch written at once.
 const MAX_BATCH: usize = 512;
@@ -51,10 +52,11 @@ impl RecorderHandle {
 }
 
 /// Starts the recorder. `wake` is the claim loop's: a recorded retry may now be the
-/// earliest due delivery, so the loop recomputes how long to sleep.
-pub fn spawn(context: Arc<DeliveryContext>, wake: Arc<Notify>) -> (RecorderHandle, mpsc::Sender<Finished>) {
+/// earliest due delivery, so the loop recomputes how long to sleep. A panic in it raises
+/// `alarm`: sends without their outcomes written would be repeated at each lease expiry.
+pub fn spawn(context: Arc<DeliveryContext>, wake: Arc<Notify>, alarm: &Alarm) -> (RecorderHandle, mpsc::Sender<Finished>) {
     let (sender, receiver) = mpsc::channel(QUEUE);
-    let task = tokio::spawn(run(context, receiver, wake));
+    let task = spawn_essential("outcome recorder", alarm, run(context, receiver, wake));
     (RecorderHandle { task }, sender)
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::Pending;
 use crate::db::{deliveries, HeldConnection};
 use crate::domain::DeliveryId;
+use crate::supervision::{spawn_essential, Alarm};
 
 /// Tries at a wait for a flush that failed for want of the database (a lost connection,
 /// a deadline), each on a new connection, before its batches are answered 503.
@@ -70,11 +71,11 @@ fn lost_before_flush() -> sqlx::Error {
 }
 
 impl Flusher {
-    pub(super) fn start(pool: PgPool, deadline: Duration) -> Self {
+    pub(super) fn start(pool: PgPool, deadline: Duration, alarm: &Alarm) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
         let permission = Arc::new(AtomicU8::new(UNKNOWN));
         let waiting = Arc::new(AtomicUsize::new(0));
-        tokio::spawn(flush_loop(pool, deadline, receiver, permission.clone(), waiting.clone()));
+        spawn_essential("ingest flusher", alarm, flush_loop(pool, deadline, receiver, permission.clone(), waiting.clone()));
         Self { sender, permission, waiting }
     }
 
