@@ -29,7 +29,7 @@ mod publish;
 mod redis_cache;
 pub mod secrets;
 pub mod startup;
-pub mod supervision;
+mod supervision;
 mod subscription_cache;
 pub mod telemetry;
 mod ui;

@@ -119,6 +119,9 @@ async fn run_command(command: Command, settings: Settings, pool: sqlx::PgPool) -
             for id in &report.dropped_previous {
                 println!("subscription {id}: its previous secret did not decrypt and was dropped (the current one signs alone)");
             }
+            for id in &report.dropped_of_deleted {
+                println!("subscription {id} (deleted): its secret did not decrypt and was dropped");
+            }
             if !report.unreadable.is_empty() {
                 let ids: Vec<String> = report.unreadable.iter().map(ToString::to_string).collect();
                 // Not done: the previous key still seals what these rows hold.

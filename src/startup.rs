@@ -1,6 +1,7 @@
 //! Building and running the service: the HTTP server, the delivery engine and background
 //! upkeep, all stopped by one cancellation token.
 
+use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -16,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiContext, GroupCommit};
 use crate::config::{AdminTokenPolicy, Secret, Settings};
-use crate::db;
+use crate::db::{self, subscriptions::StoredSecrets};
 use crate::domain::SubscriptionId;
 use crate::delivery::{self, DeliveryContext, Engine, Waker};
 use crate::http_server::{self, ServerLimits};
@@ -112,12 +113,6 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    /// The alarm that stops this instance: tasks an embedder adds with
-    /// [`spawn_essential`](crate::supervision::spawn_essential) stop it too if they panic.
-    pub fn alarm(&self) -> Alarm {
-        self.alarm.clone()
     }
 
     /// Changes each time the delivery engine commits a write to deliveries (an attempt's
@@ -237,42 +232,93 @@ pub struct Resealed {
     /// Subscriptions whose previous secret did not decrypt and was dropped: it could
     /// verify and sign nothing (the cache and a rotation set such a secret aside too).
     pub dropped_previous: Vec<SubscriptionId>,
+    /// Deleted subscriptions whose current secret did not decrypt and was dropped: they
+    /// sign nothing any more, and a new secret cannot be set on them.
+    pub dropped_of_deleted: Vec<SubscriptionId>,
     /// Subscriptions whose current secret does not decrypt, left as they are: they fail
     /// until a new secret is set, and until then a value sealed with the previous key
     /// stays stored, so that key must stay configured.
     pub unreadable: Vec<SubscriptionId>,
 }
 
+/// Passes over the stored secrets, each over the rows the previous one found changed under
+/// it: a rotation on a running instance meanwhile moves the current secret, maybe still
+/// sealed with the old key, to the previous one.
+const RESEAL_PASSES: usize = 5;
+
 /// `webhookd encrypt-secrets`: encrypts every stored secret that is in plaintext, or sealed
 /// with the previous key, with the current key. Run it once every instance has the key.
 /// A secret corrupt at rest does not stop it: the others are still sealed, and the report
 /// names the subscriptions to look at. A value sealed with a key it was not given stops it
-/// at once: it was run with the wrong keys.
+/// at once: it was run without the key being rotated out as the previous key.
 pub async fn encrypt_stored_secrets(pool: &PgPool, keyring: &Keyring) -> anyhow::Result<Resealed> {
     let mut report = Resealed::default();
-    for row in db::subscriptions::list_stored_secrets(pool).await? {
-        let kept = [&row.secret_key, &row.previous_secret_key].map(|v| v.as_ref().map(SecretValue::expose));
-        if !kept.into_iter().flatten().any(|v| keyring.needs_sealing(v)) {
-            continue;
-        }
-        let [current, previous] = kept.map(|value| value.map(|value| reseal(keyring, row.id, value)).transpose());
-        let (current, previous) = (current?, previous?);
-        if current.as_ref().is_some_and(Option::is_none) {
-            tracing::error!(subscription.id = %row.id, "its current secret does not decrypt; left as it is until a new secret is set");
-            report.unreadable.push(row.id);
-            continue;
-        }
-        let drops_previous = previous.as_ref().is_some_and(Option::is_none);
-        let sealed = [current.flatten(), previous.flatten()];
-        if db::subscriptions::reseal_secrets(pool, &row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {
-            report.rewritten += 1;
-            if drops_previous {
-                tracing::warn!(subscription.id = %row.id, "its previous secret does not decrypt; dropped");
-                report.dropped_previous.push(row.id);
+    // `None`: every row.
+    let mut to_look_at: Option<HashSet<SubscriptionId>> = None;
+    for _ in 0..RESEAL_PASSES {
+        let mut changed = HashSet::new();
+        for row in db::subscriptions::list_stored_secrets(pool).await? {
+            if to_look_at.as_ref().is_some_and(|ids| !ids.contains(&row.id)) {
+                continue;
+            }
+            match reseal_row(pool, keyring, &row).await? {
+                Resealing::NotNeeded => {}
+                Resealing::Unreadable => report.unreadable.push(row.id),
+                Resealing::Changed => {
+                    changed.insert(row.id);
+                }
+                Resealing::Rewritten { dropped_current, dropped_previous } => {
+                    report.rewritten += 1;
+                    if dropped_current {
+                        report.dropped_of_deleted.push(row.id);
+                    } else if dropped_previous {
+                        report.dropped_previous.push(row.id);
+                    }
+                }
             }
         }
+        if changed.is_empty() {
+            return Ok(report);
+        }
+        to_look_at = Some(changed);
     }
-    Ok(report)
+    bail!("some subscriptions' secrets kept changing while being sealed again (rotations under way?): run encrypt-secrets again")
+}
+
+/// What became of one subscription's stored secrets.
+enum Resealing {
+    /// Both already sealed with the current key.
+    NotNeeded,
+    /// Sealed again; what did not decrypt was dropped.
+    Rewritten { dropped_current: bool, dropped_previous: bool },
+    /// Its current secret does not decrypt: left as it is.
+    Unreadable,
+    /// Changed since it was read: to be read again.
+    Changed,
+}
+
+async fn reseal_row(pool: &PgPool, keyring: &Keyring, row: &StoredSecrets) -> anyhow::Result<Resealing> {
+    let kept = [&row.secret_key, &row.previous_secret_key].map(|v| v.as_ref().map(SecretValue::expose));
+    if !kept.into_iter().flatten().any(|v| keyring.needs_sealing(v)) {
+        return Ok(Resealing::NotNeeded);
+    }
+    let [current, previous] = kept.map(|value| value.map(|value| reseal(keyring, row.id, value)).transpose());
+    let (current, previous) = (current?, previous?);
+    // `Some(None)`: stored, but corrupt.
+    let dropped_current = current.as_ref().is_some_and(Option::is_none);
+    let dropped_previous = previous.as_ref().is_some_and(Option::is_none);
+    if dropped_current && !row.deleted {
+        tracing::error!(subscription.id = %row.id, "its current secret does not decrypt; left as it is until a new secret is set");
+        return Ok(Resealing::Unreadable);
+    }
+    let sealed = [current.flatten(), previous.flatten()];
+    if !db::subscriptions::reseal_secrets(pool, row, [sealed[0].as_deref(), sealed[1].as_deref()]).await? {
+        return Ok(Resealing::Changed);
+    }
+    if dropped_current || dropped_previous {
+        tracing::warn!(subscription.id = %row.id, dropped_current, dropped_previous, "a stored secret does not decrypt; dropped");
+    }
+    Ok(Resealing::Rewritten { dropped_current, dropped_previous })
 }
 
 /// `value` of subscription `owner` sealed with the current key; `None` if it is corrupt.

@@ -3,8 +3,11 @@
 //! without its outcome recorder every delivery would be sent again at each lease expiry,
 //! for ever, while `/health` stayed green; without its ingest writer every webhook would be
 //! refused. So a panic in such a task raises an [`Alarm`]: the instance stops as at a
-//! SIGTERM (deliveries under way finish or go back to the queue) and exits 1, for its
-//! supervisor (a container runtime, systemd) to start it again.
+//! SIGTERM and exits 1, for its supervisor (a container runtime, systemd) to start it
+//! again. What the task held is lost with it: after a panic of the outcome recorder, the
+//! outcomes of the sends under way are not written, and those deliveries are sent again
+//! once their leases expire (at-least-once); after one of the ingest writer, the requests
+//! waiting for it are answered 503.
 
 use std::any::Any;
 use std::future::Future;
@@ -48,11 +51,26 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let alarm = alarm.clone();
+    let task = async move {
+        #[cfg(debug_assertions)]
+        panic_if_asked(name);
+        task.await
+    };
     tokio::spawn(async move {
         if let Err(panic) = (CatchPanic { task: Box::pin(task) }).await {
             alarm.raise(name, panic.as_ref());
         }
     })
+}
+
+/// Debug builds (the tests') only: `WEBHOOKD_TEST_PANIC=<task name>` makes that essential
+/// task panic as it starts. No input is known to make one panic, and the tests must see a
+/// real task's panic stop the instance.
+#[cfg(debug_assertions)]
+fn panic_if_asked(name: &str) {
+    if std::env::var("WEBHOOKD_TEST_PANIC").is_ok_and(|asked| asked == name) {
+        panic!("WEBHOOKD_TEST_PANIC={name}");
+    }
 }
 
 /// Polls a future, turning a panic in it into an error. (Boxed: the essential tasks are

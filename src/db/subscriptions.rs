@@ -55,6 +55,7 @@ pub struct StoredSecrets {
     pub id: SubscriptionId,
     pub secret_key: Option<SecretValue>,
     pub previous_secret_key: Option<SecretValue>,
+    pub deleted: bool,
 }
 
 pub async fn list_stored_secrets(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<StoredSecrets>> {

@@ -446,10 +446,14 @@ async fn a_key_rotation_seals_every_readable_secret_and_names_the_corrupt_ones()
     let corrupt = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
     let overlapping = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
     rotate(&service, &client, &overlapping).await;
+    let deleted = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    let response = client.delete(format!("{}/subscriptions/{deleted}", service.base)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+    assert_eq!(response.status(), 204);
     drop(service);
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
     corrupt_stored_secret(&pool, &corrupt, "secret_key").await;
     corrupt_stored_secret(&pool, &overlapping, "previous_secret_key").await;
+    corrupt_stored_secret(&pool, &deleted, "secret_key").await;
     let key_ids = async |id: &str| -> (Option<String>, Option<String>, bool) {
         let (current, previous, expires): (Option<String>, Option<String>, Option<time::OffsetDateTime>) = sqlx::query_as(
             "SELECT secret_key, previous_secret_key, previous_secret_expires_at FROM subscriptions WHERE id = $1::uuid",
@@ -466,9 +470,15 @@ async fn a_key_rotation_seals_every_readable_secret_and_names_the_corrupt_ones()
     let rotating_keys = [("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY), ("WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", KEY)];
     let (code, stdout, stderr) = run_encrypt_secrets(&database_url, &rotating_keys).await;
     assert_eq!(code, Some(1), "{stdout}{stderr}");
-    assert_eq!(rewritten_count(&stdout), 2, "{stdout}");
+    assert_eq!(rewritten_count(&stdout), 3, "{stdout}");
     assert!(stdout.contains(&format!("subscription {overlapping}: its previous secret did not decrypt and was dropped")), "{stdout}");
-    assert!(stderr.contains(&corrupt) && stderr.contains("rotate-secret"), "names the subscription and the way out: {stderr}");
+    // A deleted subscription signs nothing, and no new secret can be set on it: not named as
+    // one to mend, its corrupt secret dropped.
+    assert!(stdout.contains(&format!("subscription {deleted} (deleted): its secret did not decrypt and was dropped")), "{stdout}");
+    let error = stderr.lines().find(|line| line.starts_with("webhookd: ")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(!error.contains(&deleted), "{error}");
+    assert_eq!(key_ids(&deleted).await, (None, None, false));
+    assert!(error.contains(&corrupt) && error.contains("rotate-secret"), "names the subscription and the way out: {error}");
     let new_key = key_ids(&readable).await.0.unwrap();
     assert_ne!(new_key, old_key);
     assert_eq!(key_ids(&overlapping).await, (Some(new_key.clone()), None, false), "sealed anew, the corrupt previous secret and its overlap gone");

@@ -114,7 +114,8 @@ impl Flusher {
     pub(super) fn reply_once_durable(&self, replies: Vec<Pending>) -> oneshot::Receiver<()> {
         let (answered, done) = oneshot::channel();
         self.waiting.fetch_add(replies.len(), Ordering::Relaxed);
-        // The flush loop ends only after this sender is dropped, so the send cannot fail.
+        // The flush loop ends only after this sender is dropped, or by a panic: the requests
+        // are then dropped, and answered 503.
         let _ = self.sender.send(Committed { replies, answered });
         done
     }
