@@ -147,19 +147,23 @@ impl SubscriptionCache {
             return Ok(Lookup::Missing);
         }
         let load = async {
-            let stored = match self.read_shared(id).await {
-                Some(row) => row,
-                None => match db::bounded(self.deadline, subscriptions::select(&self.pool, id)).await {
-                    Ok(Some(row)) => {
-                        if let Some(shared) = &self.shared {
-                            shared.put(&row).await;
-                        }
-                        row
-                    }
-                    Ok(None) => return Err(Miss::Absent),
-                    Err(error) => return Err(Miss::Failed(error)),
-                },
+            // A copy in Redis whose secrets do not open here was cached before a key
+            // rotation (`encrypt-secrets` has sealed them anew in the database since, and the
+            // old key is gone): the database's row is read instead, and replaces it.
+            if let Some(shared) = self.read_shared(id).await {
+                match self.reveal(shared) {
+                    Ok(row) => return Ok(Arc::new(CachedSubscription::new(row))),
+                    Err(_) => tracing::debug!(subscription.id = %id, "the shared cache's copy has secrets that do not open; reading the database"),
+                }
+            }
+            let stored = match db::bounded(self.deadline, subscriptions::select(&self.pool, id)).await {
+                Ok(Some(row)) => row,
+                Ok(None) => return Err(Miss::Absent),
+                Err(error) => return Err(Miss::Failed(error)),
             };
+            if let Some(shared) = &self.shared {
+                shared.put(&stored).await;
+            }
             self.reveal(stored).map(|row| Arc::new(CachedSubscription::new(row)))
         };
         match self.cache.try_get_with(id, load).await {

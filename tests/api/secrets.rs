@@ -493,3 +493,49 @@ async fn a_key_rotation_seals_every_readable_secret_and_names_the_corrupt_ones()
     let (status, body) = admin_ingest(&service, &client, &overlapping, r#"{"n":1}"#).await;
     assert_eq!(status, 202, "{body}; logs:\n{}", service.logs());
 }
+
+/// A key rotation beside the shared Redis cache: an entry cached after the keys were swapped
+/// holds the secret as it was stored then, sealed with the old key. Once the old key is
+/// dropped, that entry does not open, and the subscription is read from the database (sealed
+/// anew by `encrypt-secrets`) instead: the old key can go at once, without waiting for the
+/// entries to expire (an ingest to it answered 500 for a cache lifetime).
+#[tokio::test]
+async fn after_a_key_rotation_the_old_key_can_go_at_once_beside_the_shared_cache() {
+    let redis = RedisServer::start();
+    let database_url = fresh_database().await;
+    let receiver = Receiver::answering(200).await;
+    let client = http_client();
+    let with = |keys: &[(&'static str, &'static str)]| -> Vec<(&str, &str)> {
+        [&[("REDIS_URL", redis.url.as_str()), ("WEBHOOKD_SUBSCRIPTION_CACHE_TTL", "3600s")][..], keys].concat()
+    };
+    let service = Service::start(&database_url, &with(&[("WEBHOOKD_ENCRYPTION_KEY", KEY)])).await;
+    let subscription = create(&service, &receiver.url, json!({"secret_key": SECRET})).await;
+    drop(service);
+
+    // Steps (1) and (2): the instance opens values sealed with either key; a webhook puts
+    // the subscription in Redis, its secret still sealed with the old key.
+    let rotating_keys = [("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY), ("WEBHOOKD_PREVIOUS_ENCRYPTION_KEY", KEY)];
+    let service = Service::start(&database_url, &with(&rotating_keys)).await;
+    let (status, body) = admin_ingest(&service, &client, &subscription, r#"{"n":1}"#).await;
+    assert_eq!(status, 202, "{body}");
+    received(&receiver, 1, &service).await;
+    drop(service);
+    let mut redis_connection = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let key = format!("webhookd:subscription:{subscription}");
+    let cached = async |connection: &mut redis::aio::MultiplexedConnection| -> Vec<u8> {
+        redis::cmd("GET").arg(&key).query_async(connection).await.unwrap()
+    };
+    let before_rotation = cached(&mut redis_connection).await;
+    assert!(!before_rotation.is_empty(), "the subscription is in the shared cache");
+
+    // Step (3), then step (4) at once: the new key alone, the entry still there for an hour.
+    assert_eq!(encrypt_secrets(&database_url, &with(&rotating_keys)).await, 1);
+    assert_eq!(cached(&mut redis_connection).await, before_rotation);
+    let service = Service::start(&database_url, &with(&[("WEBHOOKD_ENCRYPTION_KEY", OTHER_KEY)])).await;
+    let (status, body) = admin_ingest(&service, &client, &subscription, r#"{"n":2}"#).await;
+    assert_eq!(status, 202, "{body}; logs:\n{}", service.logs());
+    let requests = received(&receiver, 2, &service).await;
+    signed_with(requests.last().unwrap(), SECRET);
+    let replaced = cached(&mut redis_connection).await;
+    assert!(!replaced.is_empty() && replaced != before_rotation, "the entry now holds the row as sealed anew");
+}
