@@ -5,7 +5,8 @@
 
 use sqlx::PgConnection;
 
-use crate::db::{deliveries, events, subscriptions};
+use crate::db::deliveries::{self, BatchKey};
+use crate::db::{events, subscriptions};
 use crate::domain::event_type::matching_patterns;
 use crate::domain::{DeliveryId, EventId, SubscriptionId};
 
@@ -28,9 +29,11 @@ pub struct Published {
 }
 
 /// Stores the event and one delivery per subscription of `audience` that wants it.
-pub async fn publish(tx: &mut PgConnection, audience: Audience, event_type: &str, payload: &[u8]) -> sqlx::Result<Published> {
+/// With `key`, the transaction holds its advisory lock from its first write until it ends
+/// (see `events::insert`).
+pub async fn publish(tx: &mut PgConnection, audience: Audience, event_type: &str, payload: &[u8], key: Option<BatchKey>) -> sqlx::Result<Published> {
     let subscription_ids = subscribers(&mut *tx, audience, event_type).await?;
-    publish_to(tx, subscription_ids, event_type, payload).await
+    publish_to(tx, subscription_ids, event_type, payload, key).await
 }
 
 /// The subscriptions of `audience` that want `event_type`.
@@ -42,10 +45,17 @@ pub async fn subscribers(tx: &mut PgConnection, audience: Audience, event_type: 
     }
 }
 
-/// Stores the event and one delivery per subscription in `subscription_ids`.
-pub async fn publish_to(tx: &mut PgConnection, subscription_ids: Vec<SubscriptionId>, event_type: &str, payload: &[u8]) -> sqlx::Result<Published> {
+/// Stores the event and one delivery per subscription in `subscription_ids` (`key`: as for
+/// [`publish`]).
+pub async fn publish_to(
+    tx: &mut PgConnection,
+    subscription_ids: Vec<SubscriptionId>,
+    event_type: &str,
+    payload: &[u8],
+    key: Option<BatchKey>,
+) -> sqlx::Result<Published> {
     let event_id = EventId::new();
-    events::insert(&mut *tx, event_id, event_type, payload).await?;
+    events::insert(&mut *tx, event_id, event_type, payload, key).await?;
     let delivery_ids: Vec<DeliveryId> = subscription_ids.iter().map(|_| DeliveryId::new()).collect();
     if !delivery_ids.is_empty() {
         deliveries::insert_for_event(&mut *tx, &delivery_ids, &subscription_ids, event_type, event_id).await?;

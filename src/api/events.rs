@@ -115,7 +115,7 @@ impl EventsApi {
                 match idempotency::reserve(&self.context.pool, "events", &key, &hash).await? {
                     Reservation::Replay(first) => (first, false),
                     Reservation::Fresh(mut tx) => {
-                        let published = fan_out(&mut tx, event_type, payload).await?;
+                        let published = fan_out(&mut tx, event_type, payload, None).await?;
                         idempotency::commit(tx, "events", &key, &published).await?;
                         (published, true)
                     }
@@ -156,8 +156,7 @@ impl EventsApi {
         let (pool, deadline) = (&self.context.pool, self.context.settings.database.statement_deadline);
         let key = BatchKey::new();
         let mut tx = pool.begin().await?;
-        events::hold_key(&mut *tx, key).await?;
-        let published = fan_out(&mut tx, event_type, payload).await?;
+        let published = fan_out(&mut tx, event_type, payload, Some(key)).await?;
         match db::bounded(deadline, tx.commit()).await {
             Ok(()) => Ok(published),
             Err(error) if is_unavailable(&error) => confirm_unanswered_commit(pool, deadline, key, published, error).await,
@@ -200,9 +199,10 @@ async fn confirm_unanswered_commit(
     }
 }
 
-/// Stores the event and one delivery per matching subscription, in the caller's transaction.
-async fn fan_out(tx: &mut PgConnection, event_type: &str, payload: &[u8]) -> Result<Published, ApiError> {
-    let published = publish::publish(tx, Audience::Subscribers, event_type, payload).await?;
+/// Stores the event and one delivery per matching subscription, in the caller's transaction
+/// (holding `key`'s lock from its first write, if given).
+async fn fan_out(tx: &mut PgConnection, event_type: &str, payload: &[u8], key: Option<BatchKey>) -> Result<Published, ApiError> {
+    let published = publish::publish(tx, Audience::Subscribers, event_type, payload, key).await?;
     let deliveries = published
         .deliveries
         .into_iter()

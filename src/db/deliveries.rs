@@ -140,7 +140,7 @@ pub fn refuses_flush_wait(code: Option<&str>) -> bool {
 /// The key a batch write holds an advisory lock on until its transaction ends, the same for
 /// every try of the batch: a later look at what an earlier try did first waits for it
 /// ([`wait_for_earlier_try`]). An event's fan-out holds one the same way
-/// (`events::hold_key`).
+/// (`events::insert`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BatchKey(pub(super) i64);
 

@@ -13,20 +13,16 @@ pub struct EventRow {
     pub created_at: OffsetDateTime,
 }
 
-/// Stores an event's payload once; returns its creation time.
-pub async fn insert(db: impl PgExecutor<'_>, id: EventId, event_type: &str, payload: &[u8]) -> sqlx::Result<OffsetDateTime> {
-    sqlx::query_file_scalar!("sql/events/insert_event.sql", id.as_uuid(), event_type, payload).fetch_one(db).await
+/// Stores an event's payload once; returns its creation time. With `key`, its advisory
+/// lock is taken first and held until the transaction ends (see the SQL file).
+pub async fn insert(db: impl PgExecutor<'_>, id: EventId, event_type: &str, payload: &[u8], key: Option<BatchKey>) -> sqlx::Result<OffsetDateTime> {
+    let key = key.map(|key| key.0);
+    sqlx::query_file_scalar!("sql/events/insert_event.sql", id.as_uuid(), event_type, payload, key).fetch_one(db).await
 }
 
 /// Reads one event, without its payload.
 pub async fn select(db: impl PgExecutor<'_>, id: EventId) -> sqlx::Result<Option<EventRow>> {
     sqlx::query_file_as!(EventRow, "sql/events/select_event.sql", id.as_uuid()).fetch_optional(db).await
-}
-
-/// Holds `key`'s advisory lock until the transaction ends (see the SQL file).
-pub async fn hold_key(db: impl PgExecutor<'_>, key: BatchKey) -> sqlx::Result<()> {
-    sqlx::query_file!("sql/events/hold_publish_key.sql", key.0).execute(db).await?;
-    Ok(())
 }
 
 /// Whether event `id` exists, once it is durable (see the SQL file); on a database that

@@ -58,7 +58,7 @@ async fn relay_batch(pool: &PgPool) -> sqlx::Result<(usize, usize)> {
             }
         };
         let body = envelope(&event.event_type, event.created_at, &data);
-        let published = publish::publish_to(&mut tx, subscribers, &event.event_type, &body).await?;
+        let published = publish::publish_to(&mut tx, subscribers, &event.event_type, &body, None).await?;
         deliveries += published.deliveries.len();
         tracing::info!(event_type = event.event_type, event.id = %published.event_id, deliveries = published.deliveries.len(), "operational event published");
     }
