@@ -109,7 +109,19 @@ impl LoadError {
 
 /// Whether a load failed on a secret that does not decrypt with its own key.
 fn is_corrupt_secret(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Decode(error) if matches!(error.downcast_ref::<secrets::OpenError>(), Some(secrets::OpenError::Corrupt)))
+    matches!(open_error(error), Some(secrets::OpenError::Corrupt))
+}
+
+/// Whether a load failed on a secret sealed with a key this instance was not given.
+fn is_sealed_with_an_unknown_key(error: &sqlx::Error) -> bool {
+    matches!(open_error(error), Some(secrets::OpenError::UnknownKey(_)))
+}
+
+fn open_error(error: &sqlx::Error) -> Option<&secrets::OpenError> {
+    match error {
+        sqlx::Error::Decode(error) => error.downcast_ref(),
+        _ => None,
+    }
 }
 
 impl From<LoadError> for ApiError {
@@ -147,13 +159,16 @@ impl SubscriptionCache {
             return Ok(Lookup::Missing);
         }
         let load = async {
-            // A copy in Redis whose secrets do not open here was cached before a key
-            // rotation (`encrypt-secrets` has sealed them anew in the database since, and the
-            // old key is gone): the database's row is read instead, and replaces it.
+            // A copy in Redis with a secret sealed with a key this instance lacks was cached
+            // before a key rotation (`encrypt-secrets` has sealed it anew in the database
+            // since, and the old key is gone): the database's row is read instead, and
+            // replaces it. Any other failure (a secret corrupt at rest) is the row's own.
             if let Some(shared) = self.read_shared(id).await {
                 match self.reveal(shared) {
-                    Ok(row) => return Ok(Arc::new(CachedSubscription::new(row))),
-                    Err(_) => tracing::debug!(subscription.id = %id, "the shared cache's copy has secrets that do not open; reading the database"),
+                    Err(Miss::Failed(error)) if is_sealed_with_an_unknown_key(&error) => {
+                        tracing::debug!(subscription.id = %id, "the shared cache's copy holds a secret sealed with a key this instance lacks; reading the database");
+                    }
+                    revealed => return revealed.map(|row| Arc::new(CachedSubscription::new(row))),
                 }
             }
             let stored = match db::bounded(self.deadline, subscriptions::select(&self.pool, id)).await {
