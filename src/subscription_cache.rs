@@ -163,23 +163,18 @@ impl SubscriptionCache {
             // before a key rotation (`encrypt-secrets` has sealed it anew in the database
             // since, and the old key is gone): the database's row is read instead, and
             // replaces it. Any other failure (a secret corrupt at rest) is the row's own.
-            if let Some(shared) = self.read_shared(id).await {
-                match self.reveal(shared) {
-                    Err(Miss::Failed(error)) if is_sealed_with_an_unknown_key(&error) => {
-                        tracing::debug!(subscription.id = %id, "the shared cache's copy holds a secret sealed with a key this instance lacks; reading the database");
-                    }
-                    revealed => return revealed.map(|row| Arc::new(CachedSubscription::new(row))),
+            let from_redis = match self.read_shared(id).await.map(|copy| self.reveal(copy)) {
+                Some(Err(Miss::Failed(error))) if is_sealed_with_an_unknown_key(&error) => {
+                    tracing::debug!(subscription.id = %id, "the shared cache's copy holds a secret sealed with a key this instance lacks; reading the database");
+                    None
                 }
-            }
-            let stored = match db::bounded(self.deadline, subscriptions::select(&self.pool, id)).await {
-                Ok(Some(row)) => row,
-                Ok(None) => return Err(Miss::Absent),
-                Err(error) => return Err(Miss::Failed(error)),
+                revealed => revealed,
             };
-            if let Some(shared) = &self.shared {
-                shared.put(&stored).await;
-            }
-            self.reveal(stored).map(|row| Arc::new(CachedSubscription::new(row)))
+            let row = match from_redis {
+                Some(revealed) => revealed?,
+                None => self.reveal(self.read_database(id).await?)?,
+            };
+            Ok(Arc::new(CachedSubscription::new(row)))
         };
         match self.cache.try_get_with(id, load).await {
             Ok(row) => Ok(Lookup::Found(row)),
@@ -214,6 +209,19 @@ impl SubscriptionCache {
             }
             other => other?,
         };
+        Ok(row)
+    }
+
+    /// The row from PostgreSQL, as stored, copied into Redis.
+    async fn read_database(&self, id: SubscriptionId) -> Result<SubscriptionRow, Miss> {
+        let row = match db::bounded(self.deadline, subscriptions::select(&self.pool, id)).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Err(Miss::Absent),
+            Err(error) => return Err(Miss::Failed(error)),
+        };
+        if let Some(shared) = &self.shared {
+            shared.put(&row).await;
+        }
         Ok(row)
     }
 
