@@ -1,9 +1,11 @@
 //! webhookd benchmark: starts a durable PostgreSQL (fsync and synchronous_commit on), the
 //! release `webhookd` binary and a receiver on 127.0.0.1 (in its own process, see
 //! `receiver.rs`), then measures
-//!   1. ingest requests/s at 64 concurrent connections with 1 KiB bodies,
+//!   1. ingest requests/s at 64 concurrent connections with 1 KiB bodies, sent by a lean
+//!      load generator (`load.rs`), and the CPU the generator took per request,
 //!   0. the machine's limits: raw single-row INSERT commits/s (pgbench) and raw HTTP
-//!      requests/s from the load generator straight to the receiver,
+//!      requests/s from reqwest (the client webhookd delivers with) straight to the
+//!      receiver,
 //!   2. end-to-end deliveries/s draining 100,000 queued webhooks,
 //!   3. ingest→receipt latency p50/p99 at a steady 200 webhooks/s,
 //!   4. the time to accept an event fanned out to 1,000 of 10,000 subscriptions,
@@ -35,8 +37,6 @@
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use sqlx::PgPool;
@@ -47,6 +47,7 @@ use disk::{DiskProbe, FlushLatency};
 use receiver::Receiver;
 
 mod disk;
+mod load;
 mod receiver;
 
 const TOKEN: &str = "bench-admin-token-0123456789";
@@ -146,8 +147,9 @@ impl Phases {
     }
 }
 
-/// What the load generator needs to reach the service and the receiver.
+/// What the phases need to reach the service, the receiver and the database.
 struct Bench {
+    /// For the API calls that set phases up, steady streams and the delivery ceiling.
     client: reqwest::Client,
     pool: PgPool,
     receiver: Receiver,
@@ -177,7 +179,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
     let raw_commits = pgbench_commits(&database_url, &pool).await?;
     rows.push(("PostgreSQL settings (BENCH_POSTGRES)".into(), postgres_mode()));
     rows.push(("machine: raw single-row INSERT commits (pgbench, 1 KiB, 32 clients)".into(), format!("{raw_commits:.0}/s")));
-    rows.push(("machine: raw HTTP POSTs, load generator → receiver, 64 connections".into(), format!("{raw_http:.0}/s")));
+    rows.push(("machine: raw HTTP POSTs, reqwest (webhookd's HTTP client) → receiver, 64 connections".into(), format!("{raw_http:.0}/s")));
 
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
@@ -210,9 +212,19 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
     let (mut accept_rate, mut ingest_rate) = (None, None);
     if bench.phases.wants("ingest") {
         let raw_commits = pgbench_commits(&database_url, &bench.pool).await?;
-        let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds).await?;
+        let accepted = accept_only(&bench, binary, &database_url, port, &mut service, seconds, true).await?;
+        let (rate, generator) = (accepted.generator.succeeded, accepted.generator.cpu_us);
         accept_rate = Some(rate);
-        rows.push(("ingest, 64 connections, 1 KiB bodies, API-only instance (group commit)".into(), format!("{rate:.0}/s ({})", ratio(rate, raw_commits, "raw commits"))));
+        rows.push((
+            "ingest, 64 connections, 1 KiB bodies, API-only instance (group commit)".into(),
+            format!("{rate:.0}/s ({}); load generator {generator:.1} µs CPU/request", ratio(rate, raw_commits, "raw commits")),
+        ));
+        if let Some(reqwest) = accepted.with_reqwest {
+            rows.push((
+                "the same, reqwest as the load generator (before the 24th session), run first".into(),
+                format!("{:.0}/s ({}); reqwest {:.1} µs CPU/request", reqwest.succeeded, ratio(reqwest.succeeded, raw_commits, "raw commits"), reqwest.cpu_us),
+            ));
+        }
         // What a webhook costs when everything is batched as far as it goes (the cost
         // phase measures it at a moderate rate).
         let raw_http = raw_http_rate(&bench.client, &bench.receiver.url, Duration::from_secs(2)).await;
@@ -309,7 +321,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
             Some(before) => format!("{now:.0}/s ({:+.0} % vs empty)", 100.0 * (now - before) / before),
             None => format!("{now:.0}/s"),
         };
-        let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds).await?;
+        let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds, false).await?.generator.succeeded;
         rows.push(("flat cost: ingest over the history, API-only instance".into(), compare(rate, accept_rate)));
         let rate = bench.profiled("ingest over history", ingest_rate_for(&bench, seconds)).await?;
         rows.push(("flat cost: ingest over the history, also delivering".into(), compare(rate, ingest_rate)));
@@ -360,6 +372,11 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
 }
 
 impl Bench {
+    /// Where the load generator posts: the bench subscription's ingest URL.
+    fn ingest_url(&self) -> String {
+        format!("{}/ingest/{}", self.base, self.subscription)
+    }
+
     /// Runs one phase; with `BENCH_PROFILE=1`, prints the statements that took the most
     /// database time during it.
     async fn profiled<T>(&self, phase: &str, work: impl std::future::Future<Output = anyhow::Result<T>>) -> anyhow::Result<T> {
@@ -433,18 +450,54 @@ async fn ingest_rate_for(bench: &Bench, seconds: u64) -> anyhow::Result<f64> {
     Ok(accepted as f64 / seconds as f64)
 }
 
-/// Ingest rate of an API-only instance (nothing is delivered meanwhile); afterwards the
-/// usual instance is back and has delivered what was accepted.
-async fn accept_only(bench: &Bench, binary: &std::path::Path, database_url: &str, port: u16, service: &mut Child, seconds: u64) -> anyhow::Result<f64> {
+/// Ingest rate of an API-only instance (nothing is delivered meanwhile) and the load
+/// generator's CPU per request; afterwards the usual instance is back and has delivered
+/// what was accepted. With `compare`, first the same with reqwest as the load generator.
+async fn accept_only(bench: &Bench, binary: &std::path::Path, database_url: &str, port: u16, service: &mut Child, seconds: u64, compare: bool) -> anyhow::Result<AcceptOnly> {
     stop_service(service)?;
     *service = start_service(binary, database_url, port, Role::ApiOnly)?;
     wait_healthy(&bench.client, &bench.base).await?;
-    let accepted = bench.profiled("ingest, API only", async { Ok(ingest_for(bench, Duration::from_secs(seconds)).await) }).await?;
+    let duration = Duration::from_secs(seconds);
+    let with_reqwest = if compare {
+        let reqwest = client_cpu(load::reqwest_post_for(&bench.client, &bench.ingest_url(), Some(TOKEN), duration)).await;
+        Some(reqwest.per_second(duration))
+    } else {
+        None
+    };
+    let generator = bench.profiled("ingest, API only", async { Ok(client_cpu(ingest_for(bench, duration)).await) }).await?;
     stop_service(service)?;
     *service = start_service(binary, database_url, port, Role::Full)?;
     wait_healthy(&bench.client, &bench.base).await?;
     wait_for_receipts(&bench.pool).await;
-    Ok(accepted as f64 / seconds as f64)
+    Ok(AcceptOnly { generator: generator.per_second(duration), with_reqwest })
+}
+
+/// API-only ingest driven by the load generator, and (if compared) by reqwest.
+struct AcceptOnly {
+    generator: ClientRun,
+    with_reqwest: Option<ClientRun>,
+}
+
+/// Requests a client had answered 2xx (or, once divided, a second), and the CPU it took
+/// per request in µs.
+struct ClientRun {
+    succeeded: f64,
+    cpu_us: f64,
+}
+
+impl ClientRun {
+    fn per_second(self, duration: Duration) -> Self {
+        Self { succeeded: self.succeeded / duration.as_secs_f64(), ..self }
+    }
+}
+
+/// Runs a client's load and measures the benchmark process's CPU meanwhile: the client's
+/// own, since the receiver and the service are processes of their own.
+async fn client_cpu(load: impl std::future::Future<Output = u64>) -> ClientRun {
+    let before = cpu_seconds(std::process::id(), false);
+    let succeeded = load.await;
+    let cpu = cpu_seconds(std::process::id(), false) - before;
+    ClientRun { succeeded: succeeded as f64, cpu_us: cpu * 1e6 / succeeded.max(1) as f64 }
 }
 
 /// Stops the service, queues 100,000 webhooks for one subscription directly in the
@@ -1194,7 +1247,7 @@ async fn scale_out(bench: &Bench, binary: &std::path::Path, database_url: &str, 
             .map(|(_, base, _)| format!("{base}/ingest/{}", bench.subscription))
             .collect();
         let started = Instant::now();
-        let accepted = post_spread_for(&bench.client, &ingesting, Some(TOKEN), Duration::from_secs(seconds)).await;
+        let accepted = load::post_for(&ingesting, Some(TOKEN), payload().as_bytes(), Duration::from_secs(seconds)).await;
         wait_for_receipts(&bench.pool).await;
         let end_to_end = accepted as f64 / started.elapsed().as_secs_f64();
         rows.push((
@@ -1260,48 +1313,10 @@ fn payload() -> String {
     format!("{{\"data\":\"{}\"}}", "x".repeat(1010))
 }
 
-/// 64 connections POSTing as fast as they can for `duration`; returns how many got 202.
+/// The load generator's connections POSTing to the bench subscription as fast as they can
+/// for `duration`; returns how many got 202.
 async fn ingest_for(bench: &Bench, duration: Duration) -> u64 {
-    let url = format!("{}/ingest/{}", bench.base, bench.subscription);
-    post_for(&bench.client, &url, Some(TOKEN), duration).await
-}
-
-/// The load generator: `CONNECTIONS` connections POSTing 1 KiB bodies as fast as they can
-/// for `duration`; returns how many got a 2xx answer.
-async fn post_for(client: &reqwest::Client, url: &str, token: Option<&str>, duration: Duration) -> u64 {
-    post_spread_for(client, &[url.to_owned()], token, duration).await
-}
-
-/// [`post_for`] with the connections spread over `urls` in turn (one service per URL).
-async fn post_spread_for(client: &reqwest::Client, urls: &[String], token: Option<&str>, duration: Duration) -> u64 {
-    let succeeded = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + duration;
-    let body = bytes::Bytes::from(payload());
-    let tasks: Vec<_> = (0..CONNECTIONS)
-        .map(|connection| {
-            let url = urls[connection % urls.len()].clone();
-            let (client, body, succeeded) = (client.clone(), body.clone(), succeeded.clone());
-            let token = token.map(str::to_owned);
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    let mut request = client.post(&url).header("content-type", "application/json").body(body.clone());
-                    if let Some(token) = &token {
-                        request = request.bearer_auth(token);
-                    }
-                    if let Ok(response) = request.send().await {
-                        if response.status().is_success() {
-                            succeeded.fetch_add(1, Ordering::Relaxed);
-                        }
-                        let _ = response.bytes().await;
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        let _ = task.await;
-    }
-    succeeded.load(Ordering::Relaxed)
+    load::post_for(&[bench.ingest_url()], Some(TOKEN), payload().as_bytes(), duration).await
 }
 
 /// Sends `rate` webhooks a second to `subscription` for `duration`; returns (delivery id,
@@ -1361,16 +1376,15 @@ fn ratio(rate: f64, limit: f64, limit_name: &str) -> String {
     format!("{:.2}× {limit_name} measured just before, {limit:.0}/s", rate / limit)
 }
 
-/// Raw HTTP requests/s from the load generator straight to the receiver (no webhookd).
-/// The median of three rounds of `duration` each, after one round of warm-up: single
-/// rounds measured 38,000-67,000/s from run to run on the benchmark machine (with the
-/// receiver in the load generator's process; 47,000-58,000/s in its own), and each ratio
-/// in the table is to this figure.
+/// Raw HTTP requests/s from reqwest, the client webhookd delivers with, straight to the
+/// receiver (no webhookd): the ceiling of delivery on this machine, to which each delivery
+/// ratio is taken. The median of three rounds of `duration` each, after one round of
+/// warm-up: single rounds measured 38,000-67,000/s from run to run on the benchmark machine.
 async fn raw_http_rate(client: &reqwest::Client, url: &str, duration: Duration) -> f64 {
-    post_for(client, url, None, duration).await;
+    load::reqwest_post_for(client, url, None, duration).await;
     let mut rates = Vec::new();
     for _ in 0..3 {
-        rates.push(post_for(client, url, None, duration).await as f64 / duration.as_secs_f64());
+        rates.push(load::reqwest_post_for(client, url, None, duration).await as f64 / duration.as_secs_f64());
     }
     rates.sort_by(f64::total_cmp);
     rates[1]
