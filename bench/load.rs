@@ -20,7 +20,8 @@ use tokio::net::TcpStream;
 
 use crate::CONNECTIONS;
 
-/// One kind of request the generator sends: where to, and its bytes on the wire.
+/// One kind of request the generator sends: where to, and its bytes on the wire (the URL's
+/// path only: no benchmark URL has a query).
 struct Target {
     address: SocketAddr,
     request: Arc<[u8]>,
@@ -63,21 +64,33 @@ pub async fn post_for(urls: &[String], token: Option<&str>, body: &[u8], duratio
 }
 
 /// Sends `target`'s request on one connection until `deadline`, reconnecting whenever the
-/// server closes it, and counts the 2xx answers in `succeeded`.
+/// server closes or resets it, and counts the 2xx answers in `succeeded`. A refused
+/// connection or an answer it cannot read ends it early.
 async fn send_until(target: &Target, deadline: Instant, succeeded: &AtomicU64) -> io::Result<()> {
     let mut buffer = Vec::with_capacity(4096);
     while Instant::now() < deadline {
         let mut stream = TcpStream::connect(target.address).await?;
         stream.set_nodelay(true)?;
-        while Instant::now() < deadline {
-            stream.write_all(&target.request).await?;
-            let Some(answer) = read_answer(&mut stream, &mut buffer).await? else { break };
-            if (200..300).contains(&answer.status) {
-                succeeded.fetch_add(1, Ordering::Relaxed);
-            }
-            if answer.closes {
-                break;
-            }
+        match send_on(&mut stream, target, deadline, succeeded, &mut buffer).await {
+            // A malformed answer would come again on the next connection.
+            Err(error) if error.kind() == io::ErrorKind::InvalidData => return Err(error),
+            // Closed or reset: as any client would, open another connection.
+            Ok(()) | Err(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Sends `target`'s request on `stream` until `deadline` or until the server closes it.
+async fn send_on(stream: &mut TcpStream, target: &Target, deadline: Instant, succeeded: &AtomicU64, buffer: &mut Vec<u8>) -> io::Result<()> {
+    while Instant::now() < deadline {
+        stream.write_all(&target.request).await?;
+        let Some(answer) = read_answer(stream, buffer).await? else { return Ok(()) };
+        if (200..300).contains(&answer.status) {
+            succeeded.fetch_add(1, Ordering::Relaxed);
+        }
+        if answer.closes {
+            return Ok(());
         }
     }
     Ok(())

@@ -1379,7 +1379,7 @@ fn ratio(rate: f64, limit: f64, limit_name: &str) -> String {
 /// Raw HTTP requests/s from reqwest, the client webhookd delivers with, straight to the
 /// receiver (no webhookd): the ceiling of delivery on this machine, to which each delivery
 /// ratio is taken. The median of three rounds of `duration` each, after one round of
-/// warm-up: single rounds measured 38,000-67,000/s from run to run on the benchmark machine.
+/// warm-up: single rounds measured 25,000-67,000/s from run to run on the benchmark machine.
 async fn raw_http_rate(client: &reqwest::Client, url: &str, duration: Duration) -> f64 {
     load::reqwest_post_for(client, url, None, duration).await;
     let mut rates = Vec::new();
