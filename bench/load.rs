@@ -43,10 +43,12 @@ impl Target {
     }
 }
 
-/// `CONNECTIONS` connections POSTing `body` as fast as they can for `duration`, spread over
-/// `urls` in turn (one service per URL); returns how many got a 2xx answer.
-pub async fn post_for(urls: &[String], token: Option<&str>, body: &[u8], duration: Duration) -> u64 {
-    let targets: Vec<Arc<Target>> = urls.iter().map(|url| Arc::new(Target::post(url, token, body).expect("a benchmark URL"))).collect();
+/// `CONNECTIONS` connections POSTing the benchmark's payload as fast as they can for
+/// `duration`, spread over `urls` in turn (one service per URL); returns how many got a 2xx
+/// answer.
+pub async fn post_for(urls: &[String], token: Option<&str>, duration: Duration) -> u64 {
+    let body = crate::payload();
+    let targets: Vec<Arc<Target>> = urls.iter().map(|url| Arc::new(Target::post(url, token, body.as_bytes()).expect("a benchmark URL"))).collect();
     let succeeded = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let connections: Vec<_> = (0..CONNECTIONS)

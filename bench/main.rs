@@ -213,7 +213,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
     if bench.phases.wants("ingest") {
         let raw_commits = pgbench_commits(&database_url, &bench.pool).await?;
         let accepted = accept_only(&bench, binary, &database_url, port, &mut service, seconds, true).await?;
-        let (rate, generator) = (accepted.generator.succeeded, accepted.generator.cpu_us);
+        let (rate, generator) = (accepted.generator.per_second, accepted.generator.cpu_us);
         accept_rate = Some(rate);
         rows.push((
             "ingest, 64 connections, 1 KiB bodies, API-only instance (group commit)".into(),
@@ -222,7 +222,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
         if let Some(reqwest) = accepted.with_reqwest {
             rows.push((
                 "the same, reqwest as the load generator (before the 24th session), run first".into(),
-                format!("{:.0}/s ({}); reqwest {:.1} µs CPU/request", reqwest.succeeded, ratio(reqwest.succeeded, raw_commits, "raw commits"), reqwest.cpu_us),
+                format!("{:.0}/s ({}); reqwest {:.1} µs CPU/request", reqwest.per_second, ratio(reqwest.per_second, raw_commits, "raw commits"), reqwest.cpu_us),
             ));
         }
         // What a webhook costs when everything is batched as far as it goes (the cost
@@ -321,7 +321,7 @@ async fn run(cluster: &EmbeddedPostgres, binary: &std::path::Path, receiver: Rec
             Some(before) => format!("{now:.0}/s ({:+.0} % vs empty)", 100.0 * (now - before) / before),
             None => format!("{now:.0}/s"),
         };
-        let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds, false).await?.generator.succeeded;
+        let rate = accept_only(&bench, binary, &database_url, port, &mut service, seconds, false).await?.generator.per_second;
         rows.push(("flat cost: ingest over the history, API-only instance".into(), compare(rate, accept_rate)));
         let rate = bench.profiled("ingest over history", ingest_rate_for(&bench, seconds)).await?;
         rows.push(("flat cost: ingest over the history, also delivering".into(), compare(rate, ingest_rate)));
@@ -459,17 +459,16 @@ async fn accept_only(bench: &Bench, binary: &std::path::Path, database_url: &str
     wait_healthy(&bench.client, &bench.base).await?;
     let duration = Duration::from_secs(seconds);
     let with_reqwest = if compare {
-        let reqwest = client_cpu(load::reqwest_post_for(&bench.client, &bench.ingest_url(), Some(TOKEN), duration)).await;
-        Some(reqwest.per_second(duration))
+        Some(client_run(duration, load::reqwest_post_for(&bench.client, &bench.ingest_url(), Some(TOKEN), duration)).await)
     } else {
         None
     };
-    let generator = bench.profiled("ingest, API only", async { Ok(client_cpu(ingest_for(bench, duration)).await) }).await?;
+    let generator = bench.profiled("ingest, API only", async { Ok(client_run(duration, ingest_for(bench, duration)).await) }).await?;
     stop_service(service)?;
     *service = start_service(binary, database_url, port, Role::Full)?;
     wait_healthy(&bench.client, &bench.base).await?;
     wait_for_receipts(&bench.pool).await;
-    Ok(AcceptOnly { generator: generator.per_second(duration), with_reqwest })
+    Ok(AcceptOnly { generator, with_reqwest })
 }
 
 /// API-only ingest driven by the load generator, and (if compared) by reqwest.
@@ -478,26 +477,19 @@ struct AcceptOnly {
     with_reqwest: Option<ClientRun>,
 }
 
-/// Requests a client had answered 2xx (or, once divided, a second), and the CPU it took
-/// per request in µs.
+/// What one client achieved: 2xx answers a second, and the CPU it took per request in µs.
 struct ClientRun {
-    succeeded: f64,
+    per_second: f64,
     cpu_us: f64,
 }
 
-impl ClientRun {
-    fn per_second(self, duration: Duration) -> Self {
-        Self { succeeded: self.succeeded / duration.as_secs_f64(), ..self }
-    }
-}
-
-/// Runs a client's load and measures the benchmark process's CPU meanwhile: the client's
-/// own, since the receiver and the service are processes of their own.
-async fn client_cpu(load: impl std::future::Future<Output = u64>) -> ClientRun {
+/// Runs a client's load of `duration` and measures the benchmark process's CPU meanwhile:
+/// the client's own, since the receiver and the service are processes of their own.
+async fn client_run(duration: Duration, load: impl std::future::Future<Output = u64>) -> ClientRun {
     let before = cpu_seconds(std::process::id(), false);
     let succeeded = load.await;
     let cpu = cpu_seconds(std::process::id(), false) - before;
-    ClientRun { succeeded: succeeded as f64, cpu_us: cpu * 1e6 / succeeded.max(1) as f64 }
+    ClientRun { per_second: succeeded as f64 / duration.as_secs_f64(), cpu_us: cpu * 1e6 / succeeded.max(1) as f64 }
 }
 
 /// Stops the service, queues 100,000 webhooks for one subscription directly in the
@@ -1247,7 +1239,7 @@ async fn scale_out(bench: &Bench, binary: &std::path::Path, database_url: &str, 
             .map(|(_, base, _)| format!("{base}/ingest/{}", bench.subscription))
             .collect();
         let started = Instant::now();
-        let accepted = load::post_for(&ingesting, Some(TOKEN), payload().as_bytes(), Duration::from_secs(seconds)).await;
+        let accepted = load::post_for(&ingesting, Some(TOKEN), Duration::from_secs(seconds)).await;
         wait_for_receipts(&bench.pool).await;
         let end_to_end = accepted as f64 / started.elapsed().as_secs_f64();
         rows.push((
@@ -1316,7 +1308,7 @@ fn payload() -> String {
 /// The load generator's connections POSTing to the bench subscription as fast as they can
 /// for `duration`; returns how many got 202.
 async fn ingest_for(bench: &Bench, duration: Duration) -> u64 {
-    load::post_for(&[bench.ingest_url()], Some(TOKEN), payload().as_bytes(), duration).await
+    load::post_for(&[bench.ingest_url()], Some(TOKEN), duration).await
 }
 
 /// Sends `rate` webhooks a second to `subscription` for `duration`; returns (delivery id,
